@@ -1,0 +1,442 @@
+//! Streaming records out of an object: line reading with a length bound, the fields
+//! every event carries, deterministic ids, and the raw-event fallback for records that
+//! cannot be parsed.
+
+use std::borrow::Cow;
+use std::io::{self, BufRead};
+
+use crate::enrich::Enricher;
+use crate::event::{Event, Value};
+use crate::{ECS_VERSION, Format, ObjectInfo, ParseOptions};
+
+/// Longest line a line-oriented format accepts. Longer lines are reported as malformed
+/// (with their first [`ORIGINAL_KEEP`] bytes) so memory stays bounded whatever the input.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+/// How much of an over-long or undecodable record is kept in its raw error event.
+pub const ORIGINAL_KEEP: usize = 64 * 1024;
+
+/// The consumer asked parsing to stop (shutdown, or the downstream went away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the event consumer stopped")]
+pub struct Stop;
+
+/// Receives the events of one object, in order.
+pub trait EventSink {
+    /// Takes one event. Returning `Err(Stop)` ends parsing with [`ParseError::Stopped`].
+    fn emit(&mut self, event: Event) -> Result<(), Stop>;
+    /// Told about each record that could not be parsed (after its raw event was
+    /// emitted), with the 1-based line number and the reason; for logging and counting.
+    fn malformed(&mut self, _line: u64, _reason: &str) {}
+}
+
+impl EventSink for Vec<Event> {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        self.push(event);
+        Ok(())
+    }
+}
+
+/// Why an object could not be parsed to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// The bytes could not be read (truncated compression stream, network error).
+    #[error("reading the object failed: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Stopped(#[from] Stop),
+}
+
+/// Why one record could not be parsed. The record is still forwarded raw.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("expected {expected} fields, found {found}")]
+    FieldCount { expected: usize, found: usize },
+    #[error("invalid {field}: {value:?}")]
+    InvalidField { field: &'static str, value: String },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RecordError {
+    pub fn invalid(field: &'static str, value: &str) -> Self {
+        let mut value = value.to_owned();
+        value.truncate(200);
+        RecordError::InvalidField { field, value }
+    }
+}
+
+impl From<serde_json::Error> for RecordError {
+    fn from(e: serde_json::Error) -> Self {
+        RecordError::Json(e.to_string())
+    }
+}
+
+/// Counts for one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParseStats {
+    /// Records read (lines for line formats, array elements for JSON documents).
+    pub records: u64,
+    /// Events emitted, including raw events for malformed records.
+    pub events: u64,
+    /// Records that could not be parsed (forwarded raw).
+    pub malformed: u64,
+    /// Header and comment lines consumed without an event.
+    pub headers: u64,
+    /// Decompressed bytes read.
+    pub bytes: u64,
+    /// Set when the whole object was deliberately skipped (e.g. CloudTrail digests).
+    pub skipped: Option<String>,
+}
+
+/// Per-object state handed to format parsers.
+pub struct ObjectParse<'a> {
+    pub format: Format,
+    pub object: &'a ObjectInfo,
+    pub options: &'a ParseOptions,
+    pub enricher: &'a Enricher,
+    pub stats: ParseStats,
+    id_prefix: Vec<u8>,
+    log_path: String,
+}
+
+impl<'a> ObjectParse<'a> {
+    pub fn new(
+        format: Format,
+        object: &'a ObjectInfo,
+        options: &'a ParseOptions,
+        enricher: &'a Enricher,
+    ) -> Self {
+        let mut id_prefix =
+            Vec::with_capacity(object.bucket.len() + object.key.len() + object.version.len() + 3);
+        for part in [&object.bucket, &object.key, &object.version] {
+            id_prefix.extend_from_slice(part.as_bytes());
+            id_prefix.push(0);
+        }
+        let log_path = if object.bucket.is_empty() {
+            object.key.clone()
+        } else {
+            format!("s3://{}/{}", object.bucket, object.key)
+        };
+        ObjectParse {
+            format,
+            object,
+            options,
+            enricher,
+            stats: ParseStats::default(),
+            id_prefix,
+            log_path,
+        }
+    }
+
+    /// Deterministic id for the `index`-th event of record `record` (1-based line
+    /// number for line formats): the same object version always yields the same ids,
+    /// so an intake can drop the duplicates of a redelivery.
+    pub fn event_id(&self, record: u64, index: u32) -> String {
+        let mut buf = Vec::with_capacity(self.id_prefix.len() + 12);
+        buf.extend_from_slice(&self.id_prefix);
+        buf.extend_from_slice(&record.to_le_bytes());
+        buf.extend_from_slice(&index.to_le_bytes());
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+    }
+
+    /// Adds the fields every event carries and emits it.
+    /// `raw` is the record text, kept as `event.original` when configured.
+    pub fn emit(
+        &mut self,
+        sink: &mut dyn EventSink,
+        mut ev: Event,
+        record: u64,
+        index: u32,
+        offset: u64,
+        raw: Option<&str>,
+    ) -> Result<(), Stop> {
+        if !ev.contains("event.id") {
+            ev.set("event.id", self.event_id(record, index));
+        }
+        if !ev.contains("event.kind") {
+            ev.set("event.kind", "event");
+        }
+        ev.set("event.module", "aws");
+        ev.set("event.dataset", self.format.dataset());
+        if !ev.contains("cloud.provider") {
+            ev.set("cloud.provider", "aws");
+        }
+        ev.set("ecs.version", ECS_VERSION);
+        if !self.object.bucket.is_empty() {
+            ev.set("aws.s3.bucket.name", self.object.bucket.clone());
+        }
+        if !self.object.key.is_empty() {
+            ev.set("aws.s3.object.key", self.object.key.clone());
+        }
+        if !self.log_path.is_empty() {
+            ev.set("log.file.path", self.log_path.clone());
+        }
+        ev.set("log.offset", offset);
+        if self.options.keep_original
+            && let Some(raw) = raw
+            && !ev.contains("event.original")
+        {
+            ev.set("event.original", raw.to_owned());
+        }
+        self.stats.events += 1;
+        sink.emit(ev)
+    }
+
+    /// Emits the raw event for a record that could not be parsed, and tells the sink.
+    pub fn emit_malformed(
+        &mut self,
+        sink: &mut dyn EventSink,
+        raw: &str,
+        record: u64,
+        offset: u64,
+        reason: &str,
+    ) -> Result<(), Stop> {
+        let mut ev = Event::new();
+        let kept = truncate_at_char(raw, ORIGINAL_KEEP);
+        ev.set("message", kept.to_owned());
+        ev.set("event.original", kept.to_owned());
+        ev.set("event.kind", "pipeline_error");
+        ev.set("error.type", "parse_error");
+        ev.set(
+            "error.message",
+            format!("{} line {record}: {reason}", self.format.name()),
+        );
+        ev.set("tags", Value::Arr(vec![Value::Static("_parse_failure")]));
+        self.stats.malformed += 1;
+        self.emit(sink, ev, record, 0, offset, None)?;
+        sink.malformed(record, reason);
+        Ok(())
+    }
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A line-oriented format: one record per line, maybe with header lines.
+pub trait LineParser {
+    /// Parses one line (without its line ending) and pushes zero or more events to
+    /// `out`. Header and comment lines push nothing and return `Ok(false)`; records
+    /// return `Ok(true)`. An error makes the driver forward the line raw.
+    fn parse_line(
+        &mut self,
+        line: &str,
+        cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError>;
+}
+
+/// What a [`LineParser`] may look at besides the line.
+pub struct LineContext<'a> {
+    pub enricher: &'a Enricher,
+    pub options: &'a ParseOptions,
+    pub object: &'a ObjectInfo,
+    /// 1-based line number.
+    pub line: u64,
+}
+
+/// Reads one line of at most `max` bytes into `buf` (without `\n`/`\r\n`).
+/// Returns the bytes consumed (0 at end of input) and whether the line was cut.
+pub fn read_line_bounded(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(usize, bool)> {
+    buf.clear();
+    let mut consumed = 0;
+    let mut truncated = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(buf.len());
+        if chunk.len() > room {
+            truncated = true;
+        }
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(available.len());
+        reader.consume(used);
+        consumed += used;
+        if done.is_some() {
+            break;
+        }
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok((consumed, truncated))
+}
+
+/// Drives a [`LineParser`] over an object: empty lines are skipped, every record
+/// becomes events, malformed records become raw events.
+pub fn drive_lines(
+    reader: &mut dyn BufRead,
+    cx: &mut ObjectParse<'_>,
+    parser: &mut dyn LineParser,
+    sink: &mut dyn EventSink,
+) -> Result<(), ParseError> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(4);
+    let mut line_no = 0u64;
+    let mut offset = 0u64;
+    loop {
+        let (consumed, truncated) = read_line_bounded(reader, &mut buf, MAX_LINE)?;
+        if consumed == 0 {
+            break;
+        }
+        line_no += 1;
+        let line_offset = offset;
+        offset += consumed as u64;
+        cx.stats.bytes += consumed as u64;
+        let text: Cow<'_, str> = String::from_utf8_lossy(&buf);
+        if text.trim().is_empty() {
+            continue;
+        }
+        if truncated {
+            cx.stats.records += 1;
+            cx.emit_malformed(
+                sink,
+                &text,
+                line_no,
+                line_offset,
+                &format!("line longer than {MAX_LINE} bytes"),
+            )?;
+            continue;
+        }
+        let lcx = LineContext {
+            enricher: cx.enricher,
+            options: cx.options,
+            object: cx.object,
+            line: line_no,
+        };
+        out.clear();
+        match parser.parse_line(&text, &lcx, &mut out) {
+            Ok(false) => cx.stats.headers += 1,
+            Ok(true) => {
+                cx.stats.records += 1;
+                for (i, ev) in out.drain(..).enumerate() {
+                    cx.emit(sink, ev, line_no, i as u32, line_offset, Some(&text))?;
+                }
+            }
+            Err(e) => {
+                cx.stats.records += 1;
+                cx.emit_malformed(sink, &text, line_no, line_offset, &e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Upper;
+    impl LineParser for Upper {
+        fn parse_line(
+            &mut self,
+            line: &str,
+            _: &LineContext<'_>,
+            out: &mut Vec<Event>,
+        ) -> Result<bool, RecordError> {
+            if line.starts_with('#') {
+                return Ok(false);
+            }
+            if line.starts_with("bad") {
+                return Err(RecordError::Other("bad line".into()));
+            }
+            let mut e = Event::new();
+            e.set("message", line.to_uppercase());
+            out.push(e);
+            Ok(true)
+        }
+    }
+
+    fn run(input: &[u8], opts: &ParseOptions) -> (Vec<Event>, ParseStats, Vec<(u64, String)>) {
+        struct Sink(Vec<Event>, Vec<(u64, String)>);
+        impl EventSink for Sink {
+            fn emit(&mut self, e: Event) -> Result<(), Stop> {
+                self.0.push(e);
+                Ok(())
+            }
+            fn malformed(&mut self, line: u64, reason: &str) {
+                self.1.push((line, reason.to_owned()));
+            }
+        }
+        let obj = ObjectInfo {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: "v1".into(),
+        };
+        let en = Enricher::new();
+        let mut cx = ObjectParse::new(Format::Lines, &obj, opts, &en);
+        let mut sink = Sink(vec![], vec![]);
+        let mut r: &[u8] = input;
+        drive_lines(&mut r, &mut cx, &mut Upper, &mut sink).unwrap();
+        (sink.0, cx.stats, sink.1)
+    }
+
+    #[test]
+    fn lines_headers_blank_and_malformed() {
+        let (events, stats, bad) = run(b"#hdr\r\none\r\n\nbad one\ntwo", &ParseOptions::default());
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].get_str("message"), Some("ONE"));
+        assert_eq!(events[0].get_str("log.file.path"), Some("s3://b/k"));
+        assert_eq!(events[0].get("log.offset"), Some(&Value::U64(6)));
+        assert_eq!(events[1].get_str("event.kind"), Some("pipeline_error"));
+        assert_eq!(events[1].get_str("event.original"), Some("bad one"));
+        assert_eq!(events[2].get_str("message"), Some("TWO"));
+        assert_eq!(stats.records, 3);
+        assert_eq!(stats.headers, 1);
+        assert_eq!(stats.malformed, 1);
+        assert_eq!(bad, vec![(4, "bad line".to_string())]);
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_distinct() {
+        let (a, _, _) = run(b"one\ntwo\n", &ParseOptions::default());
+        let (b, _, _) = run(b"one\ntwo\n", &ParseOptions::default());
+        assert_eq!(a[0].get_str("event.id"), b[0].get_str("event.id"));
+        assert_ne!(a[0].get_str("event.id"), a[1].get_str("event.id"));
+        assert_eq!(a[0].get_str("event.id").unwrap().len(), 32);
+    }
+
+    #[test]
+    fn keep_original_copies_the_line() {
+        let opts = ParseOptions {
+            keep_original: true,
+            ..Default::default()
+        };
+        let (a, _, _) = run(b"one\n", &opts);
+        assert_eq!(a[0].get_str("event.original"), Some("one"));
+    }
+
+    #[test]
+    fn over_long_lines_are_bounded() {
+        let mut buf = Vec::new();
+        let mut r: &[u8] = b"abcdefghij\nxy\n";
+        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (11, true));
+        assert_eq!(buf, b"abcd");
+        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (3, false));
+        assert_eq!(buf, b"xy");
+        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (0, false));
+    }
+}

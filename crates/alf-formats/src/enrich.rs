@@ -1,0 +1,293 @@
+//! Enrichment shared by all formats: user-agent parsing (cached), registered-domain
+//! split from the public suffix list, and `related.*` bookkeeping.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::event::Event;
+use crate::util::percent_decode;
+
+/// The uap-core data set (ua-parser/uap-core `regexes.yaml`, converted to JSON so that
+/// no YAML parser is needed). Apache-2.0; see `data/uap-LICENSE`.
+static UAP_REGEXES: &str = include_str!("../data/uap-regexes.json");
+
+/// User-agent fields as ECS names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserAgentInfo {
+    pub name: String,
+    pub version: Option<String>,
+    pub os_name: String,
+    pub os_version: Option<String>,
+    pub device_name: String,
+}
+
+/// The compiled uap extractor: built once per process (it compiles ~1,200 regexes).
+fn extractor() -> Option<&'static ua_parser::Extractor<'static>> {
+    static EXTRACTOR: OnceLock<Option<ua_parser::Extractor<'static>>> = OnceLock::new();
+    EXTRACTOR
+        .get_or_init(|| {
+            let regexes: ua_parser::Regexes<'static> = serde_json::from_str(UAP_REGEXES).ok()?;
+            ua_parser::Extractor::try_from(regexes).ok()
+        })
+        .as_ref()
+}
+
+fn join_version(parts: [Option<&str>; 3]) -> Option<String> {
+    let mut out = String::new();
+    for p in parts.into_iter().map_while(|p| p.filter(|s| !s.is_empty())) {
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(p);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Parses a user agent with uap-core's rules, uncached.
+pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
+    let Some(x) = extractor() else {
+        return UserAgentInfo {
+            name: "Other".into(),
+            os_name: "Other".into(),
+            device_name: "Other".into(),
+            ..Default::default()
+        };
+    };
+    let (agent, os, dev) = x.extract(ua);
+    let (name, version) = match agent {
+        Some(a) => (
+            a.family.into_owned(),
+            join_version([a.major, a.minor, a.patch]),
+        ),
+        None => ("Other".to_owned(), None),
+    };
+    let (os_name, os_version) = match os {
+        Some(o) => (
+            o.os.into_owned(),
+            join_version([o.major.as_deref(), o.minor.as_deref(), o.patch.as_deref()]),
+        ),
+        None => ("Other".to_owned(), None),
+    };
+    let device_name = dev
+        .map(|d| d.device.into_owned())
+        .unwrap_or_else(|| "Other".to_owned());
+    UserAgentInfo {
+        name,
+        version,
+        os_name,
+        os_version,
+        device_name,
+    }
+}
+
+/// Caches user-agent results: a log file repeats a handful of agents thousands of
+/// times, and one uap parse costs tens of microseconds.
+#[derive(Debug, Default)]
+pub struct UserAgentCache {
+    map: Mutex<HashMap<Box<str>, Arc<UserAgentInfo>>>,
+}
+
+/// Bound on cached agents; the cache is cleared when full (simple, and agents that
+/// matter come back within the next few records).
+const UA_CACHE_MAX: usize = 8192;
+
+impl UserAgentCache {
+    pub fn get(&self, ua: &str) -> Arc<UserAgentInfo> {
+        if let Ok(map) = self.map.lock()
+            && let Some(hit) = map.get(ua)
+        {
+            return Arc::clone(hit);
+        }
+        let info = Arc::new(parse_user_agent(ua));
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= UA_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(ua.into(), Arc::clone(&info));
+        }
+        info
+    }
+}
+
+/// Shared enrichment state (thread-safe; one per process is enough).
+#[derive(Debug, Default)]
+pub struct Enricher {
+    ua: UserAgentCache,
+}
+
+impl Enricher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `user_agent.original` and the parsed `user_agent.*` fields. `raw` may be
+    /// percent-encoded (CloudFront writes `%20` for spaces); the original keeps the
+    /// decoded text. Absent values (`-`, empty) set nothing.
+    pub fn user_agent(&self, ev: &mut Event, raw: &str) {
+        let Some(raw) = crate::util::field(raw) else {
+            return;
+        };
+        let decoded = percent_decode(raw);
+        let info = self.ua.get(&decoded);
+        ev.set("user_agent.original", decoded.into_owned());
+        ev.set("user_agent.name", info.name.clone());
+        ev.set_opt("user_agent.version", info.version.clone());
+        ev.set("user_agent.os.name", info.os_name.clone());
+        ev.set_opt("user_agent.os.version", info.os_version.clone());
+        ev.set("user_agent.device.name", info.device_name.clone());
+    }
+
+    /// Sets `<prefix>.domain`, `.registered_domain`, `.subdomain` and
+    /// `.top_level_domain` for a host name (IP literals and ports are handled), and adds
+    /// it to `related.hosts`. `prefix` is one of the ECS objects with a domain.
+    pub fn domain(&self, ev: &mut Event, prefix: DomainField, host: &str) {
+        let Some(host) = crate::util::field(host) else {
+            return;
+        };
+        let host = host.trim_end_matches('.');
+        let host = strip_port(host);
+        if host.is_empty() {
+            return;
+        }
+        if let Some(ip) = crate::util::canonical_ip(host) {
+            ev.set(prefix.address(), ip.clone());
+            ev.set(prefix.ip(), ip.clone());
+            ev.push_unique("related.ip", ip);
+            return;
+        }
+        let host = host.to_ascii_lowercase();
+        let parts = split_domain(&host);
+        ev.set(prefix.domain(), host.clone());
+        if let Some(p) = parts {
+            ev.set(prefix.registered_domain(), p.registered);
+            ev.set_opt(prefix.subdomain(), p.subdomain);
+            ev.set(prefix.top_level_domain(), p.suffix);
+        }
+        ev.push_unique("related.hosts", host);
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .trim_start_matches('[')
+            .split(']')
+            .next()
+            .unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// The parts of a domain name from the public suffix list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainParts {
+    pub registered: String,
+    pub subdomain: Option<String>,
+    pub suffix: String,
+}
+
+/// Splits a lower-case host into registered domain, subdomain and public suffix.
+///
+/// Uses the ICANN section of the public suffix list only: `dtest.cloudfront.net` is
+/// registered domain `cloudfront.net` with suffix `net` (as SIEMs and analysts expect),
+/// not a private-section suffix `cloudfront.net`.
+pub fn split_domain(host: &str) -> Option<DomainParts> {
+    let mut suffix = psl::suffix(host.as_bytes())?;
+    while suffix.typ() == Some(psl::Type::Private) {
+        let bytes = suffix.as_bytes();
+        let dot = memchr::memchr(b'.', bytes)?;
+        suffix = psl::suffix(&bytes[dot + 1..])?;
+    }
+    let suffix = std::str::from_utf8(suffix.as_bytes()).ok()?;
+    let rest = host.strip_suffix(suffix)?.strip_suffix('.')?;
+    if rest.is_empty() {
+        return None;
+    }
+    let (subdomain, label) = match rest.rsplit_once('.') {
+        Some((sub, label)) => (Some(sub), label),
+        None => (None, rest),
+    };
+    Some(DomainParts {
+        registered: format!("{label}.{suffix}"),
+        subdomain: subdomain.filter(|s| !s.is_empty()).map(str::to_owned),
+        suffix: suffix.to_owned(),
+    })
+}
+
+/// The ECS objects that carry a domain name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainField {
+    Destination,
+    Source,
+    Url,
+    Server,
+    Client,
+    DnsQuestion,
+}
+
+macro_rules! domain_paths {
+    ($($variant:ident => $p:literal),*) => {
+        impl DomainField {
+            fn domain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".domain")),* } }
+            fn registered_domain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".registered_domain")),* } }
+            fn subdomain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".subdomain")),* } }
+            fn top_level_domain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".top_level_domain")),* } }
+            fn address(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".address")),* } }
+            fn ip(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".ip")),* } }
+        }
+    };
+}
+domain_paths!(Destination => "destination", Source => "source", Url => "url", Server => "server", Client => "client", DnsQuestion => "dns.question");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agent_is_parsed_and_decoded() {
+        let e = Enricher::new();
+        let mut ev = Event::new();
+        e.user_agent(&mut ev, "Mozilla/5.0%20(Macintosh;%20Intel%20Mac%20OS%20X%2010_15_7)%20AppleWebKit/605.1.15%20(KHTML,%20like%20Gecko)%20Version/17.1%20Safari/605.1.15");
+        assert_eq!(ev.get_str("user_agent.name"), Some("Safari"));
+        assert_eq!(ev.get_str("user_agent.version"), Some("17.1"));
+        assert_eq!(ev.get_str("user_agent.os.name"), Some("Mac OS X"));
+        assert!(
+            ev.get_str("user_agent.original")
+                .unwrap()
+                .starts_with("Mozilla/5.0 (Macintosh;")
+        );
+        // cached result is identical
+        let mut ev2 = Event::new();
+        e.user_agent(&mut ev2, "Mozilla/5.0%20(Macintosh;%20Intel%20Mac%20OS%20X%2010_15_7)%20AppleWebKit/605.1.15%20(KHTML,%20like%20Gecko)%20Version/17.1%20Safari/605.1.15");
+        assert_eq!(ev, ev2);
+    }
+
+    #[test]
+    fn domains_are_split_with_the_public_suffix_list() {
+        let e = Enricher::new();
+        let mut ev = Event::new();
+        e.domain(&mut ev, DomainField::Destination, "dtest.cloudfront.net");
+        assert_eq!(
+            ev.get_str("destination.registered_domain"),
+            Some("cloudfront.net")
+        );
+        assert_eq!(ev.get_str("destination.subdomain"), Some("dtest"));
+        assert_eq!(ev.get_str("destination.top_level_domain"), Some("net"));
+        let p = split_domain("www.example.co.uk").unwrap();
+        assert_eq!(
+            (
+                p.registered.as_str(),
+                p.subdomain.as_deref(),
+                p.suffix.as_str()
+            ),
+            ("example.co.uk", Some("www"), "co.uk")
+        );
+        let mut ev = Event::new();
+        e.domain(&mut ev, DomainField::Url, "Example.COM:8443");
+        assert_eq!(ev.get_str("url.domain"), Some("example.com"));
+        assert!(ev.get("url.subdomain").is_none());
+    }
+}

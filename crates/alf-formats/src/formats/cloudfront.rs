@@ -1,0 +1,481 @@
+//! CloudFront standard (access) logs: W3C extended format, tab-separated, with
+//! `#Version` and `#Fields` header lines. Columns come from `#Fields` (AWS has added
+//! columns over the years and lets real-time/v2 logging pick them), so nothing assumes
+//! positions; without a header the current 33-column default is used.
+
+use std::io::BufRead;
+
+use crate::driver::{
+    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+};
+use crate::enrich::DomainField;
+use crate::event::{Event, Value};
+use crate::util::{self, field};
+
+macro_rules! columns {
+    ($($variant:ident = $name:literal),* $(,)?) => {
+        /// The CloudFront columns this parser maps to ECS.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        enum Col { $($variant),* }
+        const KNOWN: &[(&str, Col)] = &[$(($name, Col::$variant)),*];
+        const NKNOWN: usize = KNOWN.len();
+    };
+}
+
+columns! {
+    Date = "date", Time = "time", EdgeLocation = "x-edge-location", ScBytes = "sc-bytes",
+    CIp = "c-ip", Method = "cs-method", CsHost = "cs(Host)", UriStem = "cs-uri-stem",
+    Status = "sc-status", Referer = "cs(Referer)", UserAgent = "cs(User-Agent)",
+    UriQuery = "cs-uri-query", Cookie = "cs(Cookie)", EdgeResultType = "x-edge-result-type",
+    EdgeRequestId = "x-edge-request-id", HostHeader = "x-host-header", Protocol = "cs-protocol",
+    CsBytes = "cs-bytes", TimeTaken = "time-taken", ForwardedFor = "x-forwarded-for",
+    SslProtocol = "ssl-protocol", SslCipher = "ssl-cipher",
+    EdgeResponseResultType = "x-edge-response-result-type", ProtocolVersion = "cs-protocol-version",
+    FleStatus = "fle-status", FleEncryptedFields = "fle-encrypted-fields", CPort = "c-port",
+    TimeToFirstByte = "time-to-first-byte", EdgeDetailedResultType = "x-edge-detailed-result-type",
+    ContentType = "sc-content-type", ContentLen = "sc-content-len", RangeStart = "sc-range-start",
+    RangeEnd = "sc-range-end",
+}
+
+/// The column layout of standard logs since 2019, used when a file has no `#Fields`.
+const DEFAULT_FIELDS: &str = "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end";
+
+/// A column of the current file: a mapped one, or an unknown one kept under
+/// `aws.cloudfront.<name>`.
+#[derive(Debug, Clone)]
+enum Column {
+    Known(Col),
+    Other(String),
+}
+
+/// Parses CloudFront standard log lines; remembers the `#Fields` layout of the file.
+#[derive(Debug, Clone)]
+pub struct CloudFrontParser {
+    columns: Vec<Column>,
+}
+
+impl Default for CloudFrontParser {
+    fn default() -> Self {
+        let mut p = CloudFrontParser {
+            columns: Vec::new(),
+        };
+        p.set_fields(DEFAULT_FIELDS);
+        p
+    }
+}
+
+fn other_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '-' | '(' => out.push('_'),
+            ')' => {}
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out.trim_start_matches("x_").trim_matches('_').to_owned()
+}
+
+impl CloudFrontParser {
+    fn set_fields(&mut self, names: &str) {
+        self.columns = names
+            .split_whitespace()
+            .map(|n| match KNOWN.iter().find(|(k, _)| *k == n) {
+                Some((_, c)) => Column::Known(*c),
+                None => Column::Other(other_name(n)),
+            })
+            .collect();
+    }
+}
+
+/// `TLSv1.2` -> (`tls`, `1.2`); `SSLv3` -> (`ssl`, `3`).
+fn tls_version(v: &str) -> Option<(&'static str, &str)> {
+    if let Some(rest) = v.strip_prefix("TLSv") {
+        return Some(("tls", rest));
+    }
+    v.strip_prefix("SSLv").map(|rest| ("ssl", rest))
+}
+
+impl LineParser for CloudFrontParser {
+    fn parse_line(
+        &mut self,
+        line: &str,
+        cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        if let Some(rest) = line.strip_prefix('#') {
+            if let Some(names) = rest.strip_prefix("Fields:") {
+                self.set_fields(names);
+            }
+            return Ok(false);
+        }
+        let mut known: [&str; NKNOWN] = [""; NKNOWN];
+        let mut others: Vec<(&str, &str)> = Vec::new();
+        // Standard logs are tab-separated; very old files and hand-made samples use spaces.
+        let mut n = 0;
+        let sep = if line.contains('\t') { '\t' } else { ' ' };
+        for value in line.split(sep) {
+            match self.columns.get(n) {
+                Some(Column::Known(c)) => known[*c as usize] = value,
+                Some(Column::Other(name)) => others.push((name, value)),
+                None => {}
+            }
+            n += 1;
+        }
+        if n != self.columns.len() {
+            return Err(RecordError::FieldCount {
+                expected: self.columns.len(),
+                found: n,
+            });
+        }
+        let get = |c: Col| field(known[c as usize]);
+
+        let mut ev = Event::new();
+        let (date, time) = (known[Col::Date as usize], known[Col::Time as usize]);
+        let ts = util::date_time_utc(date, time)
+            .ok_or_else(|| RecordError::invalid("date/time", &format!("{date} {time}")))?;
+        ev.set("@timestamp", ts);
+        ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
+        ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+        ev.set("cloud.provider", "aws");
+        ev.set("cloud.service.name", "cloudfront");
+
+        if let Some(ip) = get(Col::CIp).and_then(util::canonical_ip) {
+            ev.set_opt("network.type", util::ip_version(&ip));
+            ev.set("source.address", ip.clone());
+            ev.set("source.ip", ip.clone());
+            ev.push_unique("related.ip", ip);
+        }
+        ev.set_opt("source.port", get(Col::CPort).and_then(util::uint));
+        if let Some(xff) = get(Col::ForwardedFor) {
+            let first = util::percent_decode(xff);
+            if let Some(ip) = first
+                .split(',')
+                .next()
+                .and_then(|s| util::canonical_ip(s.trim()))
+            {
+                ev.set("network.forwarded_ip", ip.clone());
+                ev.push_unique("related.ip", ip);
+            }
+        }
+        if let Some(host) = get(Col::CsHost) {
+            cx.enricher.domain(&mut ev, DomainField::Destination, host);
+            ev.set("destination.address", host.to_ascii_lowercase());
+            ev.set("aws.cloudfront.domain", host.to_owned());
+        }
+        let url_host = get(Col::HostHeader).or(get(Col::CsHost));
+        if let Some(host) = url_host {
+            cx.enricher.domain(&mut ev, DomainField::Url, host);
+        }
+        ev.set_str("http.request.method", get(Col::Method));
+        let status = get(Col::Status).and_then(util::uint);
+        if let Some(code) = status {
+            ev.set("http.response.status_code", code);
+            // CloudFront logs 000 when the viewer went away before a response.
+            ev.set(
+                "event.outcome",
+                if code == 0 {
+                    "unknown"
+                } else if code >= 400 {
+                    "failure"
+                } else {
+                    "success"
+                },
+            );
+        }
+        ev.set_opt(
+            "http.response.bytes",
+            get(Col::ScBytes).and_then(util::uint),
+        );
+        ev.set_opt("http.request.bytes", get(Col::CsBytes).and_then(util::uint));
+        ev.set_opt(
+            "http.response.body.bytes",
+            get(Col::ContentLen).and_then(util::uint),
+        );
+        if let Some(ct) = get(Col::ContentType) {
+            ev.set(
+                "http.response.mime_type",
+                util::percent_decode(ct).into_owned(),
+            );
+        }
+        if let Some(referrer) = get(Col::Referer) {
+            ev.set("http.request.referrer", referrer.to_owned());
+        }
+        if let Some(id) = get(Col::EdgeRequestId) {
+            ev.set("http.request.id", id.to_owned());
+        }
+        if let Some(v) = get(Col::ProtocolVersion) {
+            ev.set(
+                "http.version",
+                v.strip_prefix("HTTP/").unwrap_or(v).to_owned(),
+            );
+        }
+
+        let scheme = get(Col::Protocol);
+        if let Some(s) = scheme {
+            ev.set("url.scheme", s.to_owned());
+            ev.set("network.protocol", s.to_owned());
+        }
+        let path = get(Col::UriStem);
+        let query = get(Col::UriQuery);
+        if let Some(p) = path {
+            ev.set("url.path", p.to_owned());
+            let last = p.rsplit('/').next().unwrap_or("");
+            if let Some((_, ext)) = last
+                .rsplit_once('.')
+                .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
+            {
+                ev.set("url.extension", ext.to_ascii_lowercase());
+            }
+        }
+        ev.set_str("url.query", query);
+        if let (Some(s), Some(h), Some(p)) = (scheme, url_host, path) {
+            let mut full = format!("{s}://{h}{p}");
+            if let Some(q) = query {
+                full.push('?');
+                full.push_str(q);
+            }
+            ev.set("url.full", full);
+        }
+        cx.enricher
+            .user_agent(&mut ev, known[Col::UserAgent as usize]);
+
+        if let Some(secs) = get(Col::TimeTaken).and_then(util::non_negative_f64) {
+            ev.set("event.duration", util::secs_to_nanos(secs));
+        }
+        if let Some((proto, version)) = get(Col::SslProtocol).and_then(tls_version) {
+            ev.set("tls.version_protocol", proto);
+            ev.set("tls.version", version.to_owned());
+        }
+        ev.set_str("tls.cipher", get(Col::SslCipher));
+
+        let edge = get(Col::EdgeLocation);
+        ev.set_str("server.geo.name", edge);
+        ev.set_str("aws.cloudfront.edge_location", edge);
+        let action = get(Col::EdgeResponseResultType).or(get(Col::EdgeResultType));
+        ev.set_str("event.action", action);
+        ev.set_str("aws.cloudfront.edge_result_type", get(Col::EdgeResultType));
+        ev.set_str(
+            "aws.cloudfront.edge_response_result_type",
+            get(Col::EdgeResponseResultType),
+        );
+        ev.set_str(
+            "aws.cloudfront.edge_detailed_result_type",
+            get(Col::EdgeDetailedResultType),
+        );
+        if let Some(t) = get(Col::TimeToFirstByte).and_then(util::non_negative_f64) {
+            ev.set("aws.cloudfront.time_to_first_byte", t);
+        }
+        ev.set_str("aws.cloudfront.cookie", get(Col::Cookie));
+        ev.set_str("aws.cloudfront.fle_status", get(Col::FleStatus));
+        ev.set_opt(
+            "aws.cloudfront.fle_encrypted_fields",
+            get(Col::FleEncryptedFields).and_then(util::uint),
+        );
+        ev.set_opt(
+            "aws.cloudfront.range_start",
+            get(Col::RangeStart).and_then(util::int),
+        );
+        ev.set_opt(
+            "aws.cloudfront.range_end",
+            get(Col::RangeEnd).and_then(util::int),
+        );
+        for (name, value) in others {
+            if let Some(v) = field(value) {
+                ev.set_dyn("aws.cloudfront", name, v.to_owned());
+            }
+        }
+        out.push(ev);
+        Ok(true)
+    }
+}
+
+pub fn parse(
+    reader: &mut dyn BufRead,
+    cx: &mut ObjectParse<'_>,
+    sink: &mut dyn EventSink,
+) -> Result<(), ParseError> {
+    drive_lines(reader, cx, &mut CloudFrontParser::default(), sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+
+    const HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n";
+
+    fn run(text: &str) -> (Vec<Event>, ParseStats) {
+        let mut out = Vec::new();
+        let obj = ObjectInfo {
+            bucket: "logs".into(),
+            key: "cf/E2QWRUHAPOMQZL.2023-12-05-16.a1b2c3d4.gz".into(),
+            version: "etag".into(),
+        };
+        let stats = parse_object(
+            Format::CloudFront,
+            &mut text.as_bytes(),
+            &obj,
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut out,
+        )
+        .unwrap();
+        (out, stats)
+    }
+
+    fn line(fields: &[&str]) -> String {
+        fields.join("\t") + "\n"
+    }
+
+    fn sekoia_line() -> String {
+        line(&[
+            "2023-12-05",
+            "16:15:33",
+            "test-P1",
+            "484",
+            "0000:111:222:3333:4444:5555:6666:7777",
+            "GET",
+            "dtest.cloudfront.net",
+            "/",
+            "302",
+            "-",
+            "Mozilla/5.0%20(Macintosh;%20Intel%20Mac%20OS%20X%2010_15_7)%20AppleWebKit/605.1.15%20(KHTML,%20like%20Gecko)%20Version/17.1%20Safari/605.1.15",
+            "-",
+            "-",
+            "Miss",
+            "Dw16HXgISOWLclFzkdTDjdlWWwg==",
+            "test.cloudfront.net",
+            "https",
+            "258",
+            "0.358",
+            "-",
+            "TLSv1.3",
+            "TLS_AES_128_GCM_SHA256",
+            "RefreshHit",
+            "HTTP/2.0",
+            "-",
+            "-",
+            "58622",
+            "0.358",
+            "Miss",
+            "text/html;%20charset=UTF-8",
+            "0",
+            "-",
+            "-",
+        ])
+    }
+
+    #[test]
+    fn maps_like_the_sekoia_reference_and_more() {
+        let (events, stats) = run(&(HEADER.to_owned() + &sekoia_line()));
+        assert_eq!((stats.headers, stats.events, stats.malformed), (2, 1, 0));
+        let e = events[0].to_json();
+        assert_eq!(e["@timestamp"], "2023-12-05T16:15:33Z");
+        assert_eq!(e["source"]["ip"], "0:111:222:3333:4444:5555:6666:7777");
+        assert_eq!(e["source"]["port"], 58622);
+        assert_eq!(e["related"]["ip"][0], "0:111:222:3333:4444:5555:6666:7777");
+        assert_eq!(e["event"]["action"], "RefreshHit");
+        assert_eq!(e["event"]["category"][0], "web");
+        assert_eq!(e["event"]["type"][0], "access");
+        assert_eq!(e["event"]["outcome"], "success");
+        assert_eq!(e["event"]["duration"], 358_000_000u64);
+        assert_eq!(e["http"]["request"]["method"], "GET");
+        assert_eq!(e["http"]["response"]["status_code"], 302);
+        assert_eq!(e["http"]["response"]["bytes"], 484);
+        assert_eq!(e["http"]["request"]["bytes"], 258);
+        assert_eq!(e["http"]["version"], "2.0");
+        assert_eq!(
+            e["http"]["response"]["mime_type"],
+            "text/html; charset=UTF-8"
+        );
+        assert_eq!(e["destination"]["domain"], "dtest.cloudfront.net");
+        assert_eq!(e["destination"]["registered_domain"], "cloudfront.net");
+        assert_eq!(e["destination"]["subdomain"], "dtest");
+        assert_eq!(e["destination"]["top_level_domain"], "net");
+        assert_eq!(e["url"]["domain"], "test.cloudfront.net");
+        assert_eq!(e["url"]["path"], "/");
+        assert_eq!(e["url"]["scheme"], "https");
+        assert_eq!(e["url"]["full"], "https://test.cloudfront.net/");
+        assert_eq!(e["network"]["protocol"], "https");
+        assert_eq!(e["server"]["geo"]["name"], "test-P1");
+        assert_eq!(e["tls"]["version"], "1.3");
+        assert_eq!(e["tls"]["version_protocol"], "tls");
+        assert_eq!(e["tls"]["cipher"], "TLS_AES_128_GCM_SHA256");
+        assert_eq!(e["user_agent"]["name"], "Safari");
+        assert_eq!(e["user_agent"]["version"], "17.1");
+        assert_eq!(
+            e["user_agent"]["original"],
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
+        );
+        assert_eq!(e["cloud"]["provider"], "aws");
+        assert_eq!(e["cloud"]["service"]["name"], "cloudfront");
+        assert_eq!(e["aws"]["cloudfront"]["edge_result_type"], "Miss");
+        assert_eq!(e["aws"]["cloudfront"]["time_to_first_byte"], 0.358);
+        assert!(
+            e["related"]["hosts"]
+                .as_array()
+                .unwrap()
+                .contains(&"dtest.cloudfront.net".into())
+        );
+        // `-` fields are absent, not "-"
+        assert!(e["http"]["request"].get("referrer").is_none());
+        assert!(e["url"].get("query").is_none());
+        assert_eq!(e["event"]["id"].as_str().unwrap().len(), 32);
+    }
+
+    #[test]
+    fn columns_follow_the_fields_header() {
+        let text = "#Version: 1.0\n#Fields: time date c-ip sc-status cs-uri-stem cs-uri-query x-new-field\n10:00:01\t2024-02-29\t192.0.2.10\t404\t/a%20b.JPG\tq=1&X-Amz-Signature=deadbeef\tnewvalue\n";
+        let (events, _) = run(text);
+        let e = events[0].to_json();
+        assert_eq!(e["@timestamp"], "2024-02-29T10:00:01Z");
+        assert_eq!(e["source"]["ip"], "192.0.2.10");
+        assert_eq!(e["http"]["response"]["status_code"], 404);
+        assert_eq!(e["event"]["outcome"], "failure");
+        assert_eq!(e["url"]["path"], "/a%20b.JPG");
+        assert_eq!(e["url"]["extension"], "jpg");
+        assert_eq!(e["aws"]["cloudfront"]["new_field"], "newvalue");
+        let redacted = events[0].to_json_string(Some(&crate::Redactor::new()));
+        assert!(
+            redacted.contains("q=1&X-Amz-Signature=REDACTED"),
+            "{redacted}"
+        );
+    }
+
+    #[test]
+    fn wrong_field_count_is_forwarded_raw() {
+        let text = HEADER.to_owned() + "2024-01-01\t00:00:00\tLAX1\n" + &sekoia_line();
+        let (events, stats) = run(&text);
+        assert_eq!((stats.events, stats.malformed), (2, 1));
+        let bad = events[0].to_json();
+        assert_eq!(bad["event"]["kind"], "pipeline_error");
+        assert_eq!(bad["tags"][0], "_parse_failure");
+        assert!(
+            bad["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("line 3: expected 33 fields, found 3")
+        );
+        assert_eq!(bad["event"]["original"], "2024-01-01\t00:00:00\tLAX1");
+        assert_eq!(events[1].get_str("event.action"), Some("RefreshHit"));
+    }
+
+    #[test]
+    fn without_header_the_default_layout_applies_and_bad_dates_are_errors() {
+        let (events, stats) = run(&sekoia_line().replace("2023-12-05", "2023-02-30"));
+        assert_eq!(stats.malformed, 1);
+        assert!(
+            events[0]
+                .get_str("error.message")
+                .unwrap()
+                .contains("date/time")
+        );
+        let (events, stats) = run(&sekoia_line());
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(
+            events[0].get_str("source.ip"),
+            Some("0:111:222:3333:4444:5555:6666:7777")
+        );
+    }
+}

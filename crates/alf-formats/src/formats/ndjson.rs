@@ -1,0 +1,84 @@
+//! `ndjson`: generic newline-delimited JSON. Each object line becomes one event: a
+//! `@timestamp`, `timestamp`, `time` or `eventTime` field is used for `@timestamp`, the
+//! whole record is kept as `message` (the `event.original` semantics), and the parsed
+//! object is kept under `aws.ndjson` for searching. Non-JSON lines are forwarded raw
+//! with a parse-failure tag.
+
+use std::io::BufRead;
+
+use crate::driver::{
+    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+};
+use crate::event::Event;
+use crate::util;
+
+/// One event per JSON line.
+#[derive(Debug, Default)]
+pub struct NdjsonParser;
+
+const TIME_KEYS: [&str; 5] = ["@timestamp", "timestamp", "time", "eventTime", "Timestamp"];
+
+impl LineParser for NdjsonParser {
+    fn parse_line(
+        &mut self,
+        line: &str,
+        _cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        let mut ev = Event::new();
+        if let serde_json::Value::Object(map) = &value {
+            let ts = TIME_KEYS.iter().find_map(|k| match map.get(*k)? {
+                serde_json::Value::String(s) => util::iso_timestamp(s),
+                serde_json::Value::Number(n) => {
+                    let n = n.as_i64()?;
+                    // Heuristic: epoch milliseconds are > 10^11 (after 1973).
+                    if n > 100_000_000_000 {
+                        util::epoch_millis(n)
+                    } else {
+                        util::epoch_secs(n)
+                    }
+                }
+                _ => None,
+            });
+            ev.set_opt("@timestamp", ts);
+        }
+        ev.set("message", line.to_owned());
+        ev.set("aws.ndjson", value);
+        out.push(ev);
+        Ok(true)
+    }
+}
+
+pub fn parse(
+    reader: &mut dyn BufRead,
+    cx: &mut ObjectParse<'_>,
+    sink: &mut dyn EventSink,
+) -> Result<(), ParseError> {
+    drive_lines(reader, cx, &mut NdjsonParser, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+
+    #[test]
+    fn json_lines_and_a_broken_line() {
+        let mut out = Vec::new();
+        let mut r: &[u8] = b"{\"time\":\"2024-05-01T10:00:00+02:00\",\"a\":1}\n{not json\n{\"timestamp\":1714550400000}\n";
+        let stats = parse_object(
+            Format::Ndjson,
+            &mut r,
+            &ObjectInfo::default(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!((stats.events, stats.malformed), (3, 1));
+        assert_eq!(out[0].get_str("@timestamp"), Some("2024-05-01T08:00:00Z"));
+        assert_eq!(out[0].to_json()["aws"]["ndjson"]["a"], 1);
+        assert_eq!(out[1].get_str("event.original"), Some("{not json"));
+        assert_eq!(out[2].get_str("@timestamp"), Some("2024-05-01T08:00:00Z"));
+    }
+}

@@ -1,0 +1,214 @@
+//! Small field helpers shared by every format: absent markers, numbers, IPs, times.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use percent_encoding::percent_decode_str;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// `None` for the markers AWS uses for "no value": empty and `-`.
+pub fn present(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty() && *s != "-")
+}
+
+/// Same as [`present`] for a plain `&str`.
+pub fn field(v: &str) -> Option<&str> {
+    present(Some(v))
+}
+
+/// Parses an unsigned integer field; absent or malformed gives `None`.
+pub fn uint(v: &str) -> Option<u64> {
+    field(v)?.parse().ok()
+}
+
+/// Parses a signed integer field; absent or malformed gives `None`.
+pub fn int(v: &str) -> Option<i64> {
+    field(v)?.parse().ok()
+}
+
+/// Parses a float field; absent, malformed, negative (AWS writes `-1` for "not
+/// measured") or non-finite gives `None`.
+pub fn non_negative_f64(v: &str) -> Option<f64> {
+    let x: f64 = field(v)?.parse().ok()?;
+    (x.is_finite() && x >= 0.0).then_some(x)
+}
+
+/// Seconds (fractional) to whole nanoseconds, for `event.duration`.
+pub fn secs_to_nanos(secs: f64) -> u64 {
+    (secs * 1e9).round() as u64
+}
+
+/// Canonical text form of an IP address (`0000:111::` becomes `0:111::`), or `None` when
+/// the text is not an address.
+pub fn canonical_ip(v: &str) -> Option<String> {
+    let v = field(v)?;
+    let v = v
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(v);
+    v.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+}
+
+/// Splits `ip:port`, `[v6]:port` and bare `ip` into canonical IP and optional port.
+pub fn split_ip_port(v: &str) -> Option<(String, Option<u16>)> {
+    let v = field(v)?;
+    if let Some(rest) = v.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((canonical_ip(ip)?, port));
+    }
+    if let Some(ip) = canonical_ip(v) {
+        return Some((ip, None));
+    }
+    let (ip, port) = v.rsplit_once(':')?;
+    Some((canonical_ip(ip)?, port.parse().ok()))
+}
+
+/// Percent-decodes (`%20` -> space); invalid UTF-8 is replaced, never rejected.
+pub fn percent_decode(v: &str) -> Cow<'_, str> {
+    if !v.contains('%') {
+        return Cow::Borrowed(v);
+    }
+    percent_decode_str(v).decode_utf8_lossy()
+}
+
+/// RFC 3339 text for a UTC instant, with fractional seconds only when non-zero.
+pub fn rfc3339(t: OffsetDateTime) -> Option<String> {
+    t.format(&Rfc3339).ok()
+}
+
+/// RFC 3339 text for Unix seconds.
+pub fn epoch_secs(secs: i64) -> Option<String> {
+    rfc3339(OffsetDateTime::from_unix_timestamp(secs).ok()?)
+}
+
+/// RFC 3339 text for Unix milliseconds.
+pub fn epoch_millis(ms: i64) -> Option<String> {
+    rfc3339(OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?)
+}
+
+/// Normalises an RFC 3339 / ISO 8601 timestamp to UTC RFC 3339; `None` when it is not one.
+pub fn iso_timestamp(v: &str) -> Option<String> {
+    let v = field(v)?;
+    let t = OffsetDateTime::parse(v, &Rfc3339).ok()?;
+    rfc3339(t.to_offset(time::UtcOffset::UTC))
+}
+
+/// Validates `YYYY-MM-DD` and `HH:MM:SS` and joins them as a UTC RFC 3339 timestamp.
+pub fn date_time_utc(date: &str, time_of_day: &str) -> Option<String> {
+    let d = date.as_bytes();
+    let t = time_of_day.as_bytes();
+    let digits = |b: &[u8], idx: &[usize]| {
+        idx.iter()
+            .all(|&i| b.get(i).is_some_and(u8::is_ascii_digit))
+    };
+    let date_ok =
+        d.len() == 10 && d[4] == b'-' && d[7] == b'-' && digits(d, &[0, 1, 2, 3, 5, 6, 8, 9]);
+    let time_ok = t.len() >= 8 && t[2] == b':' && t[5] == b':' && digits(t, &[0, 1, 3, 4, 6, 7]);
+    if !(date_ok && time_ok) {
+        return None;
+    }
+    let mut s = String::with_capacity(date.len() + time_of_day.len() + 2);
+    s.push_str(date);
+    s.push('T');
+    s.push_str(time_of_day);
+    s.push('Z');
+    // One real parse keeps out impossible dates like 2024-13-45.
+    OffsetDateTime::parse(&s, &Rfc3339).ok()?;
+    Some(s)
+}
+
+/// The IANA protocol name for a protocol number, lower case as ECS `network.transport`
+/// expects; `None` for numbers without a common name.
+pub fn iana_transport(n: u64) -> Option<&'static str> {
+    Some(match n {
+        0 => "hopopt",
+        1 => "icmp",
+        2 => "igmp",
+        4 => "ipv4",
+        6 => "tcp",
+        17 => "udp",
+        41 => "ipv6",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        58 => "ipv6-icmp",
+        89 => "ospf",
+        103 => "pim",
+        112 => "vrrp",
+        132 => "sctp",
+        _ => return None,
+    })
+}
+
+/// `ipv4` or `ipv6` for an address, for `network.type`.
+pub fn ip_version(ip: &str) -> Option<&'static str> {
+    match ip.parse::<IpAddr>().ok()? {
+        IpAddr::V4(_) => Some("ipv4"),
+        IpAddr::V6(_) => Some("ipv6"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_markers() {
+        assert_eq!(field("-"), None);
+        assert_eq!(field(""), None);
+        assert_eq!(field("x"), Some("x"));
+        assert_eq!(uint("12"), Some(12));
+        assert_eq!(uint("-"), None);
+        assert_eq!(non_negative_f64("-1"), None);
+        assert_eq!(non_negative_f64("0.5"), Some(0.5));
+    }
+
+    #[test]
+    fn ips_are_canonical() {
+        assert_eq!(
+            canonical_ip("0000:111:222:3333:4444:5555:6666:7777").as_deref(),
+            Some("0:111:222:3333:4444:5555:6666:7777")
+        );
+        assert_eq!(
+            canonical_ip("2001:0db8:0:0:0:0:0:1").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(canonical_ip("not-an-ip"), None);
+        assert_eq!(
+            split_ip_port("192.0.2.1:443"),
+            Some(("192.0.2.1".into(), Some(443)))
+        );
+        assert_eq!(
+            split_ip_port("[2001:db8::1]:8080"),
+            Some(("2001:db8::1".into(), Some(8080)))
+        );
+        assert_eq!(
+            split_ip_port("2001:db8::1"),
+            Some(("2001:db8::1".into(), None))
+        );
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            date_time_utc("2019-12-04", "21:02:31").as_deref(),
+            Some("2019-12-04T21:02:31Z")
+        );
+        assert_eq!(date_time_utc("2019-13-04", "21:02:31"), None);
+        assert_eq!(date_time_utc("02/01/2009", "01:13:11"), None);
+        assert_eq!(
+            epoch_secs(1_418_530_010).as_deref(),
+            Some("2014-12-14T04:06:50Z")
+        );
+        assert_eq!(
+            epoch_millis(1_576_280_412_771).as_deref(),
+            Some("2019-12-13T23:40:12.771Z")
+        );
+        assert_eq!(
+            iso_timestamp("2020-01-01T01:00:00+01:00").as_deref(),
+            Some("2020-01-01T00:00:00Z")
+        );
+    }
+}
