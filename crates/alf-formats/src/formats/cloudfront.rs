@@ -53,12 +53,16 @@ enum Column {
 #[derive(Debug, Clone)]
 pub struct CloudFrontParser {
     columns: Vec<Column>,
+    /// Columns a line must have: up to and including the last of date, time, c-ip,
+    /// cs-method and sc-status.
+    required_columns: usize,
 }
 
 impl Default for CloudFrontParser {
     fn default() -> Self {
         let mut p = CloudFrontParser {
             columns: Vec::new(),
+            required_columns: 0,
         };
         p.set_fields(DEFAULT_FIELDS);
         p
@@ -86,6 +90,12 @@ impl CloudFrontParser {
                 None => Column::Other(other_name(n)),
             })
             .collect();
+        const REQUIRED: [Col; 5] = [Col::Date, Col::Time, Col::CIp, Col::Method, Col::Status];
+        self.required_columns = self
+            .columns
+            .iter()
+            .rposition(|c| matches!(c, Column::Known(k) if REQUIRED.contains(k)))
+            .map_or(self.columns.len(), |i| i + 1);
     }
 }
 
@@ -123,7 +133,11 @@ impl LineParser for CloudFrontParser {
             }
             n += 1;
         }
-        if n != self.columns.len() {
+        // AWS appends columns over time and some delivery paths drop empty trailing
+        // ones: a line may stop early as long as the columns that identify a request
+        // are there (missing ones are absent). More columns than the header names, or
+        // a line cut before the request columns, means the layout is not what we think.
+        if n > self.columns.len() || n < self.required_columns {
             return Err(RecordError::FieldCount {
                 expected: self.columns.len(),
                 found: n,
@@ -172,12 +186,10 @@ impl LineParser for CloudFrontParser {
         let status = get(Col::Status).and_then(util::uint);
         if let Some(code) = status {
             ev.set("http.response.status_code", code);
-            // CloudFront logs 000 when the viewer went away before a response.
+            // CloudFront logs 000 when the viewer went away before a response: a failure.
             ev.set(
                 "event.outcome",
-                if code == 0 {
-                    "unknown"
-                } else if code >= 400 {
+                if code == 0 || code >= 400 {
                     "failure"
                 } else {
                     "success"
@@ -459,6 +471,21 @@ mod tests {
         );
         assert_eq!(bad["event"]["original"], "2024-01-01\t00:00:00\tLAX1");
         assert_eq!(events[1].get_str("event.action"), Some("RefreshHit"));
+    }
+
+    #[test]
+    fn missing_trailing_columns_are_absent_but_extra_columns_are_errors() {
+        let full = sekoia_line();
+        let short: Vec<&str> = full.trim_end().split('\t').collect();
+        let (events, stats) = run(&(HEADER.to_owned() + &line(&short[..31])));
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(
+            events[0].get_str("http.response.mime_type"),
+            Some("text/html; charset=UTF-8")
+        );
+        assert!(events[0].get("aws.cloudfront.range_start").is_none());
+        let (_, stats) = run(&(HEADER.to_owned() + full.trim_end() + "\textra\n"));
+        assert_eq!(stats.malformed, 1);
     }
 
     #[test]
