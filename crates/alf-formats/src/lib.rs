@@ -132,21 +132,12 @@ pub struct ObjectInfo {
 }
 
 /// Options that change what events contain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParseOptions {
     /// Copy each raw record to `event.original`.
     pub keep_original: bool,
     /// Column names for VPC flow logs delivered without a header line (custom formats).
     pub vpc_flow_fields: Option<Vec<String>>,
-}
-
-impl Default for ParseOptions {
-    fn default() -> Self {
-        ParseOptions {
-            keep_original: false,
-            vpc_flow_fields: None,
-        }
-    }
 }
 
 /// Streams one object of a known format into `sink`. See [`driver`].

@@ -1,13 +1,1155 @@
-//! Not yet mapped: records are forwarded as plain lines until this module lands.
+//! S3 server access logs: one request per line, space-separated, with the time in
+//! `[brackets]` and the request line, referrer and user agent in `"quotes"`.
+//!
+//! Fields are positional. AWS has appended fields over the years (version id, host id,
+//! signature version, cipher suite, authentication type, host header, TLS version,
+//! access point ARN, ACL required, source region) and says more may come, so a record
+//! needs only the original 17 fields; later ones are mapped when present and anything
+//! past the last known field is kept under `aws.s3access.extra_fields`.
+//!
+//! The small tokenizer and the request-line / URL helpers in [`access_log`] are shared
+//! with the `elb` module, whose logs use the same quoting conventions.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
-use crate::driver::{EventSink, ObjectParse, ParseError};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::driver::{
+    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+};
+use crate::enrich::DomainField;
+use crate::event::{Event, Value};
+use crate::util::{self, field};
+
+/// Positions of the documented fields, in log order.
+mod col {
+    pub const BUCKET_OWNER: usize = 0;
+    pub const BUCKET: usize = 1;
+    pub const TIME: usize = 2;
+    pub const REMOTE_IP: usize = 3;
+    pub const REQUESTER: usize = 4;
+    pub const REQUEST_ID: usize = 5;
+    pub const OPERATION: usize = 6;
+    pub const KEY: usize = 7;
+    pub const REQUEST_URI: usize = 8;
+    pub const HTTP_STATUS: usize = 9;
+    pub const ERROR_CODE: usize = 10;
+    pub const BYTES_SENT: usize = 11;
+    pub const OBJECT_SIZE: usize = 12;
+    pub const TOTAL_TIME: usize = 13;
+    pub const TURN_AROUND_TIME: usize = 14;
+    pub const REFERER: usize = 15;
+    pub const USER_AGENT: usize = 16;
+    pub const VERSION_ID: usize = 17;
+    pub const HOST_ID: usize = 18;
+    pub const SIGNATURE_VERSION: usize = 19;
+    pub const CIPHER_SUITE: usize = 20;
+    pub const AUTHENTICATION_TYPE: usize = 21;
+    pub const HOST_HEADER: usize = 22;
+    pub const TLS_VERSION: usize = 23;
+    pub const ACCESS_POINT_ARN: usize = 24;
+    pub const ACL_REQUIRED: usize = 25;
+    pub const SOURCE_REGION: usize = 26;
+    /// Fields from here on are newer than this parser.
+    pub const KNOWN: usize = 27;
+    /// Every record since the format's first version has at least the fields up to
+    /// the user agent; fewer means the line is not (or no longer) an access log.
+    pub const REQUIRED: usize = USER_AGENT + 1;
+}
+
+/// Where the log object says the logged bucket lives: S3's date-based
+/// ("partitioned") log key layout
+/// `[prefix]SourceAccountId/SourceRegion/SourceBucket/YYYY/MM/DD/YYYY-MM-DD-hh-mm-ss-ID`
+/// names the account and Region of the bucket the records are about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyPartition {
+    account: String,
+    region: String,
+    bucket: String,
+}
+
+impl KeyPartition {
+    fn from_key(key: &str) -> Option<Self> {
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts.len() < 7 {
+            return None;
+        }
+        let tail = &parts[parts.len() - 7..];
+        let (account, region, bucket) = (tail[0], tail[1], tail[2]);
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let dated = digits(tail[3], 4) && digits(tail[4], 2) && digits(tail[5], 2);
+        let file_matches_date =
+            tail[6].starts_with(&format!("{}-{}-{}-", tail[3], tail[4], tail[5]));
+        (digits(account, 12)
+            && access_log::looks_like_region(region)
+            && !bucket.is_empty()
+            && dated
+            && file_matches_date)
+            .then(|| KeyPartition {
+                account: account.to_owned(),
+                region: region.to_owned(),
+                bucket: bucket.to_owned(),
+            })
+    }
+}
+
+/// Parses S3 server access log lines.
+#[derive(Debug, Default)]
+pub struct S3AccessParser {
+    partition: Option<KeyPartition>,
+}
+
+impl S3AccessParser {
+    /// A parser for the object at `key`; the key's layout may tell the bucket's
+    /// account and Region.
+    pub fn for_key(key: &str) -> Self {
+        S3AccessParser {
+            partition: KeyPartition::from_key(key),
+        }
+    }
+}
+
+/// `[06/Feb/2019:00:00:38 +0000]` (brackets already removed) as UTC RFC 3339.
+fn access_time(v: &str) -> Option<String> {
+    let fmt = format_description!(
+        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+    );
+    let t = OffsetDateTime::parse(v, &fmt).ok()?;
+    util::rfc3339(t.to_offset(time::UtcOffset::UTC))
+}
+
+/// Who made the request, from the requester field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requester<'a> {
+    /// `-`: an unauthenticated request.
+    Anonymous,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`. For SAML or web-identity
+    /// federation the session name is usually the person (`bob@example.com`).
+    AssumedRole {
+        account: &'a str,
+        role: &'a str,
+        session: &'a str,
+    },
+    /// `arn:aws:iam::ACCOUNT:user/[path/]NAME`.
+    IamUser { account: &'a str, name: &'a str },
+    /// `arn:aws:sts::ACCOUNT:federated-user/NAME` (GetFederationToken).
+    FederatedUser { account: &'a str, name: &'a str },
+    /// `arn:aws:iam::ACCOUNT:root`.
+    Root { account: &'a str },
+    /// Any other ARN.
+    OtherArn { account: Option<&'a str> },
+    /// An AWS service acting on its own behalf (`svc:logging.s3.amazonaws.com`,
+    /// `AmazonS3` for lifecycle actions).
+    Service,
+    /// A canonical user id (64 hex digits) or another opaque id.
+    Id,
+}
+
+impl<'a> Requester<'a> {
+    fn parse(v: &'a str) -> Self {
+        if field(v).is_none() {
+            return Requester::Anonymous;
+        }
+        if let Some(rest) = v.strip_prefix("arn:") {
+            // partition:service:region:account:resource
+            let mut parts = rest.splitn(5, ':');
+            let (_partition, service, _region, account, resource) = (
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            let account_opt = Some(account).filter(|a| !a.is_empty());
+            match (service, resource.split_once('/')) {
+                ("sts", Some(("assumed-role", rest))) => {
+                    if let Some((role, session)) = rest.split_once('/') {
+                        return Requester::AssumedRole {
+                            account,
+                            role,
+                            session,
+                        };
+                    }
+                }
+                ("sts", Some(("federated-user", name))) => {
+                    return Requester::FederatedUser { account, name };
+                }
+                ("iam", Some(("user", path))) => {
+                    let name = path.rsplit('/').next().unwrap_or(path);
+                    return Requester::IamUser { account, name };
+                }
+                ("iam", None) if resource == "root" => return Requester::Root { account },
+                _ => {}
+            }
+            return Requester::OtherArn {
+                account: account_opt,
+            };
+        }
+        if v.starts_with("svc:") || v == "AmazonS3" {
+            return Requester::Service;
+        }
+        Requester::Id
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Requester::Anonymous => "anonymous",
+            Requester::AssumedRole { .. } => "assumed-role",
+            Requester::IamUser { .. } => "iam-user",
+            Requester::FederatedUser { .. } => "federated-user",
+            Requester::Root { .. } => "root",
+            Requester::OtherArn { .. } => "arn",
+            Requester::Service => "service",
+            Requester::Id => "canonical-user",
+        }
+    }
+
+    fn account(&self) -> Option<&'a str> {
+        match *self {
+            Requester::AssumedRole { account, .. }
+            | Requester::IamUser { account, .. }
+            | Requester::FederatedUser { account, .. }
+            | Requester::Root { account } => Some(account).filter(|a| !a.is_empty()),
+            Requester::OtherArn { account } => account,
+            _ => None,
+        }
+    }
+
+    fn user_name(&self) -> Option<&'a str> {
+        match *self {
+            Requester::AssumedRole { session, .. } => Some(session),
+            Requester::IamUser { name, .. } | Requester::FederatedUser { name, .. } => Some(name),
+            Requester::Root { .. } => Some("root"),
+            _ => None,
+        }
+        .filter(|n| !n.is_empty())
+    }
+}
+
+fn map_requester(ev: &mut Event, raw: &str) {
+    let requester = Requester::parse(raw);
+    ev.set("aws.s3access.requester_type", requester.kind());
+    if requester == Requester::Anonymous {
+        return;
+    }
+    ev.set("aws.s3access.requester", raw.to_owned());
+    ev.set("user.id", raw.to_owned());
+    if let Some(name) = requester.user_name() {
+        ev.set("user.name", name.to_owned());
+        ev.push_unique("related.user", name.to_owned());
+    }
+    ev.push_unique("related.user", raw.to_owned());
+    if let Requester::AssumedRole { role, .. } = requester {
+        ev.set("user.roles", Value::Arr(vec![Value::Str(role.to_owned())]));
+    }
+    // The requester's account, which need not be the bucket's: kept apart from
+    // `cloud.account.id` on purpose.
+    ev.set_str("aws.s3access.requester_account_id", requester.account());
+}
+
+/// The Region in an S3 endpoint name (`bucket.s3.eu-west-1.amazonaws.com`,
+/// `s3-us-west-2.amazonaws.com`, `s3.dualstack.ap-south-1.amazonaws.com`,
+/// `ap-111122223333.s3-accesspoint.us-east-1.amazonaws.com`). The global endpoint
+/// `s3.amazonaws.com` names none.
+fn endpoint_region(host: &str) -> Option<String> {
+    let host = host.to_ascii_lowercase();
+    let host = host.split(':').next().unwrap_or("");
+    let stem = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let labels: Vec<&str> = stem.split('.').collect();
+    let first_s3 = labels
+        .iter()
+        .position(|l| *l == "s3" || l.starts_with("s3-"))?;
+    labels[first_s3..].iter().find_map(|label| {
+        let candidate = label
+            .strip_prefix("s3-website-")
+            .or_else(|| label.strip_prefix("s3-"))
+            .unwrap_or(label);
+        access_log::looks_like_region(candidate).then(|| candidate.to_owned())
+    })
+}
+
+impl LineParser for S3AccessParser {
+    fn parse_line(
+        &mut self,
+        line: &str,
+        cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        let f = access_log::split_fields(line);
+        if f.len() < col::REQUIRED {
+            return Err(RecordError::FieldCount {
+                expected: col::REQUIRED,
+                found: f.len(),
+            });
+        }
+        let get = |i: usize| f.get(i).and_then(|v| field(v));
+        let mut ev = Event::new();
+
+        let ts = access_time(&f[col::TIME])
+            .ok_or_else(|| RecordError::invalid("time", &f[col::TIME]))?;
+        ev.set("@timestamp", ts);
+        ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
+        ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+        ev.set("cloud.provider", "aws");
+        ev.set("cloud.service.name", "s3");
+
+        let bucket = get(col::BUCKET);
+        ev.set_str("aws.s3access.bucket_owner", get(col::BUCKET_OWNER));
+        ev.set_str("aws.s3access.bucket", bucket);
+        ev.set_str("aws.s3access.key", get(col::KEY));
+        ev.set_str("event.action", get(col::OPERATION));
+        ev.set_str("http.request.id", get(col::REQUEST_ID));
+
+        if let Some(ip) = get(col::REMOTE_IP).and_then(util::canonical_ip) {
+            ev.set_opt("network.type", util::ip_version(&ip));
+            ev.set("source.address", ip.clone());
+            ev.set("source.ip", ip.clone());
+            ev.push_unique("related.ip", ip);
+        }
+        map_requester(&mut ev, &f[col::REQUESTER]);
+
+        if let Some(request) = get(col::REQUEST_URI) {
+            let rl = access_log::RequestLine::parse(request);
+            ev.set_str("http.request.method", rl.method);
+            ev.set_opt("http.version", rl.http_version());
+            if let Some(target) = rl.target {
+                access_log::set_url(&mut ev, cx.enricher, target, false);
+            }
+        }
+        let status = get(col::HTTP_STATUS).and_then(util::uint);
+        ev.set_opt("http.response.status_code", status);
+        let error_code = get(col::ERROR_CODE);
+        ev.set_str("error.code", error_code);
+        let failed = error_code.is_some() || status.is_some_and(|s| s >= 400);
+        // Lifecycle and other service-internal operations log no status; they happened.
+        ev.set("event.outcome", if failed { "failure" } else { "success" });
+
+        // "Bytes sent" excludes HTTP protocol overhead: it is the body.
+        ev.set_opt(
+            "http.response.body.bytes",
+            get(col::BYTES_SENT).and_then(util::uint),
+        );
+        ev.set_opt(
+            "aws.s3access.object_size",
+            get(col::OBJECT_SIZE).and_then(util::uint),
+        );
+        if let Some(ms) = get(col::TOTAL_TIME).and_then(util::uint) {
+            ev.set("event.duration", ms.saturating_mul(1_000_000));
+            ev.set("aws.s3access.total_time", ms);
+        }
+        ev.set_opt(
+            "aws.s3access.turn_around_time",
+            get(col::TURN_AROUND_TIME).and_then(util::uint),
+        );
+        ev.set_str("http.request.referrer", get(col::REFERER));
+        cx.enricher.user_agent(&mut ev, &f[col::USER_AGENT]);
+
+        ev.set_str("aws.s3access.version_id", get(col::VERSION_ID));
+        ev.set_str("aws.s3access.host_id", get(col::HOST_ID));
+        ev.set_str(
+            "aws.s3access.signature_version",
+            get(col::SIGNATURE_VERSION),
+        );
+        let cipher = get(col::CIPHER_SUITE);
+        ev.set_str("tls.cipher", cipher);
+        ev.set_str(
+            "aws.s3access.authentication_type",
+            get(col::AUTHENTICATION_TYPE),
+        );
+        let tls = get(col::TLS_VERSION).and_then(access_log::tls_version);
+        if let Some((protocol, version)) = &tls {
+            ev.set("tls.version_protocol", *protocol);
+            ev.set("tls.version", version.clone());
+        }
+        if let Some(host) = get(col::HOST_HEADER) {
+            ev.set("aws.s3access.host_header", host.to_owned());
+            access_log::set_url_host(&mut ev, cx.enricher, host);
+            // Records with the TLS columns say whether the request used TLS.
+            if f.len() > col::TLS_VERSION {
+                let scheme = if tls.is_some() || cipher.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                ev.set("url.scheme", scheme);
+            }
+        }
+        ev.set_str("aws.s3access.access_point_arn", get(col::ACCESS_POINT_ARN));
+        if let Some(v) = get(col::ACL_REQUIRED) {
+            ev.set("aws.s3access.acl_required", v.eq_ignore_ascii_case("yes"));
+        }
+        ev.set_str("aws.s3access.source_region", get(col::SOURCE_REGION));
+
+        let from_key = self
+            .partition
+            .as_ref()
+            .filter(|p| bucket == Some(p.bucket.as_str()));
+        if let Some(p) = from_key {
+            ev.set("cloud.account.id", p.account.clone());
+            ev.set("cloud.region", p.region.clone());
+        } else if let Some(region) = get(col::HOST_HEADER).and_then(endpoint_region) {
+            ev.set("cloud.region", region);
+        }
+
+        let extra: Vec<Value> = f
+            .iter()
+            .skip(col::KNOWN)
+            .filter_map(|v| field(v))
+            .map(|v| Value::Str(v.to_owned()))
+            .collect();
+        if !extra.is_empty() {
+            ev.set("aws.s3access.extra_fields", Value::Arr(extra));
+        }
+        out.push(ev);
+        Ok(true)
+    }
+}
 
 pub fn parse(
     reader: &mut dyn BufRead,
     cx: &mut ObjectParse<'_>,
     sink: &mut dyn EventSink,
 ) -> Result<(), ParseError> {
-    super::lines::parse(reader, cx, sink)
+    let mut parser = S3AccessParser::for_key(&cx.object.key);
+    drive_lines(reader, cx, &mut parser, sink)
+}
+
+/// Helpers for AWS's space-separated access logs (S3 server access, ELB), shared
+/// with the `elb` module.
+// These would sit well in `util.rs`; they live here because that file is shared.
+pub(crate) mod access_log {
+    use super::*;
+
+    /// Splits a line into fields: runs of spaces separate fields; `"..."` and
+    /// `[...]` group text containing spaces (the quotes or brackets are removed). A
+    /// `[` only opens a group when its first `]` ends the field, so bracketed IPv6
+    /// peers (`[2001:db8::1]:443`) stay whole.
+    ///
+    /// A quoted field ends at a `"` followed by a space or the end of the line, so
+    /// stray quotes inside a user agent do not end it early; `\"` inside quotes is
+    /// an escaped quote. An unterminated quote or bracket runs to the end of the line.
+    /// A token that only starts with a quote (`"h2","http/1.1"`) is read the same way.
+    pub(crate) fn split_fields(line: &str) -> Vec<Cow<'_, str>> {
+        let b = line.as_bytes();
+        let mut out = Vec::with_capacity(32);
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b' ' {
+                i += 1;
+                continue;
+            }
+            match b[i] {
+                b'"' => {
+                    let start = i + 1;
+                    let mut j = start;
+                    let mut escaped = false;
+                    let end = loop {
+                        match b.get(j) {
+                            None => break b.len(),
+                            Some(b'\\') if b.get(j + 1) == Some(&b'"') => {
+                                escaped = true;
+                                j += 2;
+                            }
+                            Some(b'"') if matches!(b.get(j + 1), None | Some(b' ')) => break j,
+                            Some(_) => j += 1,
+                        }
+                    };
+                    let text = &line[start..end];
+                    out.push(if escaped {
+                        Cow::Owned(text.replace("\\\"", "\""))
+                    } else {
+                        Cow::Borrowed(text)
+                    });
+                    i = end + 1;
+                }
+                // `[time]`, but not `[2001:db8::1]:443`: the first `]` must end the field.
+                b'[' if memchr::memchr(b']', &b[i..])
+                    .is_some_and(|n| matches!(b.get(i + n + 1), None | Some(b' '))) =>
+                {
+                    let start = i + 1;
+                    let end = memchr::memchr(b']', &b[start..]).map_or(b.len(), |n| start + n);
+                    out.push(Cow::Borrowed(&line[start..end]));
+                    i = end + 1;
+                }
+                _ => {
+                    let start = i;
+                    let end = memchr::memchr(b' ', &b[start..]).map_or(b.len(), |n| start + n);
+                    out.push(Cow::Borrowed(&line[start..end]));
+                    i = end;
+                }
+            }
+        }
+        out
+    }
+
+    /// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`.
+    pub(crate) fn looks_like_region(v: &str) -> bool {
+        let parts: Vec<&str> = v.split('-').collect();
+        parts.len() >= 3
+            && parts.len() <= 4
+            && parts[0].len() == 2
+            && parts.iter().all(|p| !p.is_empty())
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|p| p.bytes().all(|c| c.is_ascii_lowercase()))
+            && parts[parts.len() - 1].bytes().all(|c| c.is_ascii_digit())
+    }
+
+    /// The TLS protocol and version from the spellings AWS logs use: `TLSv1.2`,
+    /// `TLSV1.2` (S3), `tlsv12` (NLB), `TLSv1`, `SSLv3`. Gives (`tls`, `1.2`).
+    pub(crate) fn tls_version(v: &str) -> Option<(&'static str, String)> {
+        let lower = v.to_ascii_lowercase();
+        let (protocol, rest) = if let Some(r) = lower.strip_prefix("tlsv") {
+            ("tls", r)
+        } else if let Some(r) = lower.strip_prefix("sslv") {
+            ("ssl", r)
+        } else {
+            return None;
+        };
+        if rest.is_empty() || !rest.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+            return None;
+        }
+        let version = if rest.contains('.') {
+            rest.to_owned()
+        } else if rest.len() == 1 {
+            format!("{rest}.0")
+        } else {
+            format!("{}.{}", &rest[..1], &rest[1..])
+        };
+        Some((protocol, version))
+    }
+
+    /// An HTTP request line as access logs write it: `METHOD TARGET HTTP/x.y`.
+    /// The target may contain unencoded spaces (AWS logs what the client sent), so
+    /// the method is the first word and the version the last.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub(crate) struct RequestLine<'a> {
+        pub method: Option<&'a str>,
+        pub target: Option<&'a str>,
+        pub version: Option<&'a str>,
+    }
+
+    impl<'a> RequestLine<'a> {
+        pub(crate) fn parse(line: &'a str) -> Self {
+            let line = line.trim();
+            let (method, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let (target, version) = match rest.rsplit_once(' ') {
+                Some((t, v)) if v.is_empty() || v == "-" || v.starts_with("HTTP/") => (t, v),
+                _ => (rest, ""),
+            };
+            let method = Some(method)
+                .filter(|m| !m.is_empty() && m.bytes().all(|c| c.is_ascii_alphabetic()));
+            RequestLine {
+                method,
+                target: field(target.trim()),
+                version: field(version),
+            }
+        }
+
+        /// `1.1` for `HTTP/1.1`.
+        pub(crate) fn http_version(&self) -> Option<String> {
+            self.version
+                .and_then(|v| v.strip_prefix("HTTP/"))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        }
+    }
+
+    /// True for text that can be a DNS name (letters, digits, `-`, `_`, dots).
+    pub(crate) fn is_host_name(v: &str) -> bool {
+        !v.is_empty()
+            && !v.starts_with('.')
+            && v.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    }
+
+    /// Sets `url.domain` (and its parts) for a host name, or the bare address for an
+    /// IP literal as ECS asks (`url.domain` holds the IP when there is no name).
+    pub(crate) fn set_url_host(ev: &mut Event, enricher: &crate::Enricher, host: &str) {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Some(ip) = util::canonical_ip(bare) {
+            ev.set("url.domain", ip.clone());
+            ev.push_unique("related.ip", ip);
+        } else {
+            enricher.domain(ev, DomainField::Url, host);
+        }
+    }
+
+    /// Maps a request target to `url.*`: an absolute URL (`http://host:80/p?q`, as
+    /// ELB logs it) or a path with query (`/bucket/key?x=1`, as S3 logs it).
+    /// `url.original` is always kept; the parts only when the URL is well formed.
+    /// `with_full` adds `url.full` for absolute URLs.
+    pub(crate) fn set_url(
+        ev: &mut Event,
+        enricher: &crate::Enricher,
+        target: &str,
+        with_full: bool,
+    ) {
+        ev.set("url.original", target.to_owned());
+        let path_and_query = match target.split_once("://") {
+            Some((scheme, rest))
+                if !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')) =>
+            {
+                let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let authority = &rest[..split];
+                let host_port = authority.rsplit('@').next().unwrap_or(authority);
+                let Some((host, port)) = split_host_port(host_port) else {
+                    return;
+                };
+                ev.set("url.scheme", scheme.to_ascii_lowercase());
+                set_url_host(ev, enricher, host);
+                ev.set_opt("url.port", port);
+                if with_full {
+                    ev.set("url.full", target.to_owned());
+                }
+                &rest[split..]
+            }
+            _ => target,
+        };
+        let (before_fragment, fragment) = match path_and_query.split_once('#') {
+            Some((b, f)) => (b, Some(f)),
+            None => (path_and_query, None),
+        };
+        let (path, query) = match before_fragment.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (before_fragment, None),
+        };
+        if !path.is_empty() {
+            ev.set("url.path", path.to_owned());
+            let last = path.rsplit('/').next().unwrap_or("");
+            if let Some((_, ext)) = last
+                .rsplit_once('.')
+                .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty() && ext.len() <= 16)
+            {
+                ev.set("url.extension", ext.to_ascii_lowercase());
+            }
+        }
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            ev.set("url.query", q.to_owned());
+        }
+        if let Some(f) = fragment.filter(|f| !f.is_empty()) {
+            ev.set("url.fragment", f.to_owned());
+        }
+    }
+
+    /// `host`, `host:port`, `[v6]`, `[v6]:port`. `None` when a port is present but
+    /// not a number, or the host is empty.
+    fn split_host_port(v: &str) -> Option<(&str, Option<u16>)> {
+        let (host, port) = if v.starts_with('[') {
+            let close = v.find(']')?;
+            let (h, after) = v.split_at(close + 1);
+            match after.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None if after.is_empty() => (h, None),
+                None => return None,
+            }
+        } else {
+            match v.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (v, None),
+            }
+        };
+        if host.is_empty() {
+            return None;
+        }
+        match port {
+            Some(p) => Some((host, Some(p.parse().ok()?))),
+            None => Some((host, None)),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn fields_split_on_spaces_quotes_and_brackets() {
+            let f = split_fields(
+                r#"a  [01/Jan/2024:00:00:00 +0000] "GET /x y HTTP/1.1" "-" "ua \"q\" x" "h2","http/1.1" last"#,
+            );
+            assert_eq!(
+                f,
+                vec![
+                    "a",
+                    "01/Jan/2024:00:00:00 +0000",
+                    "GET /x y HTTP/1.1",
+                    "-",
+                    r#"ua "q" x"#,
+                    r#"h2","http/1.1"#,
+                    "last"
+                ]
+            );
+            // unterminated quote runs to the end of the line; nothing is lost
+            assert_eq!(split_fields(r#"a "b c"#), vec!["a", "b c"]);
+            assert_eq!(split_fields(r#"a "" b"#), vec!["a", "", "b"]);
+            assert!(split_fields("   ").is_empty());
+            assert_eq!(
+                split_fields("[2001:db8::1]:443 [x](y) [a b]"),
+                vec!["[2001:db8::1]:443", "[x](y)", "a b"]
+            );
+        }
+
+        #[test]
+        fn tls_versions_and_regions() {
+            assert_eq!(tls_version("TLSv1.2"), Some(("tls", "1.2".into())));
+            assert_eq!(tls_version("TLSV1.3"), Some(("tls", "1.3".into())));
+            assert_eq!(tls_version("tlsv12"), Some(("tls", "1.2".into())));
+            assert_eq!(tls_version("TLSv1"), Some(("tls", "1.0".into())));
+            assert_eq!(tls_version("SSLv3"), Some(("ssl", "3.0".into())));
+            assert_eq!(tls_version("-"), None);
+            assert_eq!(tls_version("TLSvX"), None);
+            assert!(looks_like_region("us-gov-west-1"));
+            assert!(looks_like_region("eu-central-1"));
+            assert!(!looks_like_region("s3-external-1x"));
+            assert!(!looks_like_region("dualstack"));
+        }
+
+        #[test]
+        fn request_lines_keep_spaces_in_the_target() {
+            let r = RequestLine::parse("GET http://h:80/a?b c HTTP/1.1");
+            assert_eq!(r.method, Some("GET"));
+            assert_eq!(r.target, Some("http://h:80/a?b c"));
+            assert_eq!(r.http_version().as_deref(), Some("1.1"));
+            let r = RequestLine::parse("- - - ");
+            assert_eq!(r, RequestLine::default());
+            let r = RequestLine::parse("- http://h:80-/ ");
+            assert_eq!(
+                (r.method, r.target, r.version),
+                (None, Some("http://h:80-/"), None)
+            );
+        }
+
+        #[test]
+        fn urls_are_split_into_ecs_parts() {
+            let en = crate::Enricher::new();
+            let mut ev = Event::new();
+            set_url(
+                &mut ev,
+                &en,
+                "https://[2001:db8::1]:8443/a/b.JSON?x=1#frag",
+                true,
+            );
+            assert_eq!(ev.get_str("url.domain"), Some("2001:db8::1"));
+            assert_eq!(ev.get("url.port"), Some(&Value::U64(8443)));
+            assert_eq!(ev.get_str("url.path"), Some("/a/b.JSON"));
+            assert_eq!(ev.get_str("url.extension"), Some("json"));
+            assert_eq!(ev.get_str("url.query"), Some("x=1"));
+            assert_eq!(ev.get_str("url.fragment"), Some("frag"));
+            assert_eq!(ev.get_str("url.scheme"), Some("https"));
+            assert_eq!(
+                ev.get_str("url.full"),
+                Some("https://[2001:db8::1]:8443/a/b.JSON?x=1#frag")
+            );
+
+            let mut ev = Event::new();
+            set_url(&mut ev, &en, "http://h.example.com:80-/", true);
+            assert_eq!(
+                ev.get_str("url.original"),
+                Some("http://h.example.com:80-/")
+            );
+            assert!(!ev.contains("url.domain"));
+            assert!(!ev.contains("url.path"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, Redactor, parse_object};
+
+    const SAMPLE: &str = include_str!("../../../../tests/samples/s3-access.log");
+
+    /// The record from the AWS Security Blog post "Tracking Federated User Access to
+    /// Amazon S3" (2014): SAML-federated `bob@example.com` downloading through a
+    /// presigned console URL. The blog wraps the line; these are its pieces, joined
+    /// with a space where the blog breaks between fields and without one where it
+    /// breaks inside a field.
+    const BLOG_RECORD: &str = concat!(
+        "2dee2a767bc4b3c186ac1423c785b932f07357c659d315eeb3d8a8bcd037ca76 mybucket",
+        " [26/Nov/2013:22:01:39 +0000] 10.1.2.3 arn:aws:sts::123456789012:assumed-",
+        "role/ADFS-Dev/bob@example.com 0F81ECBB712F2F79 REST.GET.OBJECT",
+        " files/secretformula.pdf \"GET",
+        " /mybucket/files/secretformula.pdf?AWSAccessKeyId=ASIAEXAMPLECDYXRAUMQ&Expires=1",
+        "385503597&Signature=hcxmv/mLM6UiE2aFPa1KQJM6Q2Q%3D&x-amz-security-",
+        "token=AQoDYXdzEGca0AMOxX9sQBY13KpRt6%2Bcb30YEEF1BZ8p4FHigLX9GYWoBnNaJ7XVXaPSYyv",
+        "mhpxntLPjgM964DnYve5mp8ScTM0tSGIRrE/PxMAXvp6MiNgAbiRZktyolt7kU7/7Vu8e7WcnGjMJkE",
+        "FKY7q8vm4mo198MVF/04Q1/vNlm6Rr5jAbjvgXcKrBv%2BnTsEBSytyVDQl31P2Yx74ZAgcEp7CMs35",
+        "1u5Juc%2BeMznVvvzapVP9%2BjX6fuM8NYzuylax/CPZq3zH6JJVnZrD08SnwYng4sir6tUAYyJosyi",
+        "Q2QkmWniojRukRyOl8efgJfD0iYRLfqgMndj7i/TwOH8lf3PJ2P2WF7RmVa3DZyZt30N4Oj0dVT/7PL",
+        "qNqxM2hhl0fOfnic8219aduQBRuiD3mkkZMQtA1NbQ5RkzvRQhA7v8naNEhSrfNBdDWwXM6V1PG6kUo",
+        "lpTaxxLitipQaG4GYpPHmE5Wn4h4bbM4ykOZe/7yVIp9ebG4X8FAK8jOaJFcwBmegiBwYHT0X9BKKN/",
+        "vHDbNHV5OMXKxBIxCkC9Ui84v4uQxLem2uRaVACiEUhM2cjdc3LHcRmds2rQ6SppPsyFLT/NsNo6RwT",
+        "MDx/EKQUSVwOk15iCTtNSUBQ%3D%3D HTTP/1.1\" 200 - 2523 2523 275 274 \"https://s3-",
+        "console-us-standard.console.aws.amazon.com/GetResource/Console.html?region=us-",
+        "east-1&pageLoadStartTime=1385503264134&locale=en\" \"Mozilla/5.0 (Macintosh;",
+        " Intel Mac OS X 10_8_5) AppleWebKit/537.36 (KHTML, like Gecko)",
+        " Chrome/31.0.1650.57 Safari/537.36\" -",
+    );
+
+    fn run_with(text: &str, key: &str, opts: &ParseOptions) -> (Vec<Event>, ParseStats) {
+        let mut out = Vec::new();
+        let obj = ObjectInfo {
+            bucket: "access-logs".into(),
+            key: key.into(),
+            version: "v1".into(),
+        };
+        let stats = parse_object(
+            Format::S3Access,
+            &mut text.as_bytes(),
+            &obj,
+            opts,
+            &Enricher::new(),
+            &mut out,
+        )
+        .unwrap();
+        (out, stats)
+    }
+
+    fn run(text: &str) -> (Vec<Event>, ParseStats) {
+        run_with(
+            text,
+            "logs/2024-03-01-12-00-00-ABCDEF0123456789",
+            &ParseOptions::default(),
+        )
+    }
+
+    #[test]
+    fn federated_presigned_download_from_the_aws_blog() {
+        let (events, stats) = run(&format!("{BLOG_RECORD}\n"));
+        assert_eq!((stats.events, stats.malformed), (1, 0));
+        let e = events[0].to_json();
+        assert_eq!(e["@timestamp"], "2013-11-26T22:01:39Z");
+        assert_eq!(e["user"]["name"], "bob@example.com");
+        assert_eq!(e["user"]["roles"][0], "ADFS-Dev");
+        assert_eq!(
+            e["user"]["id"],
+            "arn:aws:sts::123456789012:assumed-role/ADFS-Dev/bob@example.com"
+        );
+        assert_eq!(e["aws"]["s3access"]["requester_account_id"], "123456789012");
+        assert_eq!(e["aws"]["s3access"]["requester_type"], "assumed-role");
+        // the requester's account is not the bucket's
+        assert!(e["cloud"].get("account").is_none());
+        assert_eq!(e["related"]["user"][0], "bob@example.com");
+        assert_eq!(e["source"]["ip"], "10.1.2.3");
+        assert_eq!(e["related"]["ip"][0], "10.1.2.3");
+        assert_eq!(e["event"]["action"], "REST.GET.OBJECT");
+        assert_eq!(e["event"]["outcome"], "success");
+        assert_eq!(e["event"]["duration"], 275_000_000u64);
+        assert_eq!(e["http"]["request"]["id"], "0F81ECBB712F2F79");
+        assert_eq!(e["http"]["request"]["method"], "GET");
+        assert_eq!(e["http"]["version"], "1.1");
+        assert_eq!(e["http"]["response"]["status_code"], 200);
+        assert_eq!(e["http"]["response"]["body"]["bytes"], 2523);
+        assert_eq!(e["aws"]["s3access"]["object_size"], 2523);
+        assert_eq!(e["aws"]["s3access"]["turn_around_time"], 274);
+        assert_eq!(e["aws"]["s3access"]["bucket"], "mybucket");
+        assert_eq!(e["aws"]["s3access"]["key"], "files/secretformula.pdf");
+        assert_eq!(e["url"]["path"], "/mybucket/files/secretformula.pdf");
+        assert_eq!(e["url"]["extension"], "pdf");
+        assert!(
+            e["url"]["query"]
+                .as_str()
+                .unwrap()
+                .starts_with("AWSAccessKeyId=ASIAEXAMPLECDYXRAUMQ&Expires=1385503597&Signature=")
+        );
+        assert!(
+            e["http"]["request"]["referrer"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://s3-console-us-standard.console.aws.amazon.com/")
+        );
+        assert_eq!(e["user_agent"]["name"], "Chrome");
+        assert_eq!(e["user_agent"]["version"], "31.0.1650");
+        assert_eq!(e["cloud"]["service"]["name"], "s3");
+        assert_eq!(e["event"]["category"][0], "web");
+        assert_eq!(e["event"]["type"][0], "access");
+        // 2013 records end at the version id: no TLS fields, no invented scheme
+        assert!(e.get("tls").is_none());
+        assert!(e["url"].get("scheme").is_none());
+        assert!(e["aws"]["s3access"].get("version_id").is_none());
+    }
+
+    #[test]
+    fn presigned_signature_and_session_token_never_leave_unredacted() {
+        let opts = ParseOptions {
+            keep_original: true,
+            ..Default::default()
+        };
+        let (events, _) = run_with(&format!("{BLOG_RECORD}\n"), "k", &opts);
+        assert!(
+            events[0]
+                .get_str("event.original")
+                .unwrap()
+                .contains("Signature=hcxmv")
+        );
+        let json = events[0].to_json_string(Some(&Redactor::new()));
+        for secret in [
+            "hcxmv",
+            "mLM6UiE2aFPa1KQJM6Q2Q",
+            "AQoDYXdzEGca0AMOxX9sQBY13KpRt6",
+            "MDx/EKQUSVwOk15iCTtNSUBQ",
+        ] {
+            assert!(!json.contains(secret), "{secret} leaked: {json}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for text in [
+            &v["event"]["original"],
+            &v["url"]["original"],
+            &v["url"]["query"],
+        ] {
+            let text = text.as_str().unwrap();
+            assert!(text.contains("Signature=REDACTED"), "{text}");
+            assert!(text.contains("x-amz-security-token=REDACTED"), "{text}");
+        }
+        // what is not a secret survives
+        assert!(json.contains("AWSAccessKeyId=ASIAEXAMPLECDYXRAUMQ&Expires=1385503597"));
+    }
+
+    #[test]
+    fn sample_file_parses_completely() {
+        let (events, stats) = run(SAMPLE);
+        assert_eq!(
+            stats.malformed,
+            0,
+            "{:?}",
+            events
+                .iter()
+                .map(|e| e.get_str("error.message"))
+                .collect::<Vec<_>>()
+        );
+        assert!(stats.events >= 5);
+        for e in &events {
+            assert!(e.contains("@timestamp"));
+            assert!(e.contains("event.action"));
+            assert!(e.contains("aws.s3access.bucket"));
+        }
+    }
+
+    const MODERN: &str = "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be amzn-s3-demo-bucket1 [06/Feb/2019:00:00:38 +0100] 192.0.2.3 arn:aws:iam::111122223333:user/dev/alice 891CE47D2EXAMPLE REST.GET.BUCKETPOLICY - \"GET /amzn-s3-demo-bucket1?policy HTTP/1.1\" 404 NoSuchBucketPolicy 297 - 38 - \"-\" \"aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64.amzn.2023 prompt/off command/s3api.get-bucket-policy\" - 9vKBE6vMhrNiWHZmb2L0mXOcqPGzQOI5XLnCtZNPxev+Hf+7tpT6sxDwDty4LHBUOZJG96N1234= SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com TLSV1.2 arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP Yes us-east-1";
+
+    #[test]
+    fn all_trailing_fields_of_a_current_record() {
+        let (events, _) = run(&format!("{MODERN}\n"));
+        let e = events[0].to_json();
+        // the bracketed time carries an offset: stored in UTC
+        assert_eq!(e["@timestamp"], "2019-02-05T23:00:38Z");
+        assert_eq!(e["user"]["name"], "alice");
+        assert!(e["user"].get("roles").is_none());
+        assert_eq!(e["aws"]["s3access"]["requester_type"], "iam-user");
+        assert_eq!(e["event"]["outcome"], "failure");
+        assert_eq!(e["error"]["code"], "NoSuchBucketPolicy");
+        assert_eq!(e["http"]["response"]["status_code"], 404);
+        assert_eq!(e["url"]["path"], "/amzn-s3-demo-bucket1");
+        assert_eq!(e["url"]["query"], "policy");
+        assert_eq!(
+            e["url"]["domain"],
+            "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com"
+        );
+        assert_eq!(e["url"]["scheme"], "https");
+        assert_eq!(e["cloud"]["region"], "us-west-1");
+        assert_eq!(e["tls"]["version"], "1.2");
+        assert_eq!(e["tls"]["version_protocol"], "tls");
+        assert_eq!(e["tls"]["cipher"], "ECDHE-RSA-AES128-GCM-SHA256");
+        let s3 = &e["aws"]["s3access"];
+        assert_eq!(s3["signature_version"], "SigV4");
+        assert_eq!(s3["authentication_type"], "AuthHeader");
+        assert_eq!(
+            s3["host_id"],
+            "9vKBE6vMhrNiWHZmb2L0mXOcqPGzQOI5XLnCtZNPxev+Hf+7tpT6sxDwDty4LHBUOZJG96N1234="
+        );
+        assert_eq!(
+            s3["access_point_arn"],
+            "arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP"
+        );
+        assert_eq!(s3["acl_required"], true);
+        assert_eq!(s3["source_region"], "us-east-1");
+        assert_eq!(
+            s3["host_header"],
+            "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com"
+        );
+        assert!(s3.get("extra_fields").is_none());
+        assert_eq!(e["http"]["response"]["body"]["bytes"], 297);
+        assert_eq!(e["user_agent"]["name"], "aws-cli");
+    }
+
+    #[test]
+    fn later_fields_are_kept_and_missing_trailing_fields_are_fine() {
+        let (events, stats) = run(&format!("{MODERN} future-value -\n"));
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(
+            events[0].to_json()["aws"]["s3access"]["extra_fields"],
+            serde_json::json!(["future-value"])
+        );
+
+        // cut after the host header: fewer trailing fields, still parsed
+        let cut: Vec<&str> = MODERN.split(' ').collect();
+        let short = cut[..cut.len() - 5].join(" ");
+        let (events, stats) = run(&format!("{short}\n"));
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(
+            events[0].get_str("aws.s3access.signature_version"),
+            Some("SigV4")
+        );
+        assert!(!events[0].contains("tls.version"));
+        // no TLS column at all: the scheme is unknown
+        assert!(!events[0].contains("url.scheme"));
+    }
+
+    #[test]
+    fn requesters_of_every_kind() {
+        let line = |requester: &str| {
+            format!(
+                "owner b [01/Mar/2024:10:00:00 +0000] 192.0.2.9 {requester} R1 REST.HEAD.OBJECT k \"HEAD /b/k HTTP/1.1\" 200 - - 5 3 2 \"-\" \"-\" -\n"
+            )
+        };
+        let (events, _) = run(&line("-"));
+        assert!(!events[0].contains("user"));
+        assert!(!events[0].contains("related.user"));
+        assert_eq!(
+            events[0].get_str("aws.s3access.requester_type"),
+            Some("anonymous")
+        );
+
+        let canonical = "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be";
+        let (events, _) = run(&line(canonical));
+        assert_eq!(events[0].get_str("user.id"), Some(canonical));
+        assert!(!events[0].contains("user.name"));
+        assert_eq!(
+            events[0].get_str("aws.s3access.requester_type"),
+            Some("canonical-user")
+        );
+
+        let (events, _) = run(&line("svc:logging.s3.amazonaws.com"));
+        assert_eq!(
+            events[0].get_str("aws.s3access.requester_type"),
+            Some("service")
+        );
+        assert!(!events[0].contains("user.name"));
+
+        let (events, _) = run(&line("arn:aws:iam::111122223333:root"));
+        assert_eq!(events[0].get_str("user.name"), Some("root"));
+        assert_eq!(
+            events[0].get_str("aws.s3access.requester_account_id"),
+            Some("111122223333")
+        );
+
+        let (events, _) = run(&line("arn:aws:sts::111122223333:federated-user/carol"));
+        assert_eq!(events[0].get_str("user.name"), Some("carol"));
+
+        let (events, _) = run(&line(
+            "arn:aws-us-gov:sts::111122223333:assumed-role/Deploy/i-0abc",
+        ));
+        assert_eq!(events[0].get_str("user.name"), Some("i-0abc"));
+        assert_eq!(events[0].to_json()["user"]["roles"][0], "Deploy");
+        // no user agent and no referrer: nothing invented
+        assert!(!events[0].contains("user_agent"));
+        assert!(!events[0].contains("http.request.referrer"));
+        assert!(!events[0].contains("http.response.body.bytes"));
+    }
+
+    #[test]
+    fn lifecycle_records_without_status_are_successes() {
+        let text = "b854390a51155554b82ce2759564a1135bce83133d004f4d2001f157e13985d7 lifecycle-demo [25/Mar/2025:19:28:02 +0000] - AmazonS3 366DB3C4B3EXAMPLE S3.EXPIRE.OBJECT tmp/old.bin \"-\" - - - 317 - - \"-\" \"-\" qsEq9bDa2VyxyZ4cz0c7oBnF67VYTTij DMlPb9al4CvVBck150CgpEIIYgtSI3HC - - - - - - -\n";
+        let (events, stats) = run(text);
+        assert_eq!(stats.malformed, 0);
+        let e = events[0].to_json();
+        assert_eq!(e["event"]["outcome"], "success");
+        assert_eq!(e["event"]["action"], "S3.EXPIRE.OBJECT");
+        assert_eq!(
+            e["aws"]["s3access"]["version_id"],
+            "qsEq9bDa2VyxyZ4cz0c7oBnF67VYTTij"
+        );
+        assert!(e.get("source").is_none());
+        assert!(e.get("url").is_none());
+        assert!(e["http"].get("response").is_none());
+    }
+
+    #[test]
+    fn partitioned_log_keys_name_the_buckets_account_and_region() {
+        let text = "owner demo-bucket [01/Mar/2024:10:00:00 +0000] 192.0.2.9 - R1 REST.GET.OBJECT k \"GET /k HTTP/1.1\" 403 AccessDenied 243 - 9 - \"-\" \"curl/8.4.0\" - hid SigV4 TLS_AES_128_GCM_SHA256 QueryString demo-bucket.s3.amazonaws.com TLSv1.3 - - -\n";
+        let key = "s3-logs/111122223333/eu-west-3/demo-bucket/2024/03/01/2024-03-01-10-05-13-2F5E1BD7EXAMPLE";
+        let (events, _) = run_with(text, key, &ParseOptions::default());
+        let e = events[0].to_json();
+        assert_eq!(e["cloud"]["account"]["id"], "111122223333");
+        assert_eq!(e["cloud"]["region"], "eu-west-3");
+        assert_eq!(e["event"]["outcome"], "failure");
+        assert_eq!(e["error"]["code"], "AccessDenied");
+        assert_eq!(e["tls"]["version"], "1.3");
+        // a record about another bucket in the same object gets nothing from the key
+        let (events, _) = run_with(
+            &text.replace(" demo-bucket ", " other-bucket "),
+            key,
+            &ParseOptions::default(),
+        );
+        assert!(!events[0].contains("cloud.account.id"));
+        // the global endpoint names no Region
+        assert!(!events[0].contains("cloud.region"));
+    }
+
+    #[test]
+    fn endpoints_name_regions() {
+        assert_eq!(
+            endpoint_region("s3.ap-southeast-1.amazonaws.com").as_deref(),
+            Some("ap-southeast-1")
+        );
+        assert_eq!(
+            endpoint_region("b.s3-us-west-2.amazonaws.com").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(
+            endpoint_region("b.s3.dualstack.eu-north-1.amazonaws.com").as_deref(),
+            Some("eu-north-1")
+        );
+        assert_eq!(
+            endpoint_region("b.s3-website-us-east-1.amazonaws.com").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(
+            endpoint_region("ap-111122223333.s3-accesspoint.us-east-2.amazonaws.com").as_deref(),
+            Some("us-east-2")
+        );
+        assert_eq!(
+            endpoint_region("b.s3.cn-north-1.amazonaws.com.cn").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(endpoint_region("s3.amazonaws.com"), None);
+        assert_eq!(endpoint_region("us-east-1.example.com"), None);
+    }
+
+    #[test]
+    fn malformed_lines_are_forwarded_raw() {
+        let text = format!(
+            "not an access log line\n{MODERN}\nowner b [99/Foo/2024:00:00:00 +0000] 1 2 3 4 5 6 7 8 9 10 11 12 13 14\n"
+        );
+        let (events, stats) = run(&text);
+        assert_eq!((stats.events, stats.malformed), (3, 2));
+        assert_eq!(events[0].get_str("event.kind"), Some("pipeline_error"));
+        assert!(
+            events[0]
+                .get_str("error.message")
+                .unwrap()
+                .contains("expected 17 fields, found 5")
+        );
+        assert_eq!(
+            events[1].get_str("event.action"),
+            Some("REST.GET.BUCKETPOLICY")
+        );
+        assert!(
+            events[2]
+                .get_str("error.message")
+                .unwrap()
+                .contains("invalid time")
+        );
+    }
 }
