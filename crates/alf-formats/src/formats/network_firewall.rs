@@ -1,13 +1,791 @@
-//! Not yet mapped: records are forwarded as plain lines until this module lands.
+//! AWS Network Firewall logs: one JSON object per line,
+//! `{"firewall_name","availability_zone","event_timestamp","event":{...}}`, where `event`
+//! is a Suricata EVE record for alert and flow logs (`event_type` `alert`, `netflow`,
+//! or `flow`, with `alert`, `netflow`/`flow`, `tcp`, `http`, `tls`, `dns` sections) and
+//! an AWS-specific record for TLS inspection logs (`sni` plus `tls_error` or
+//! `revocation_check`, without `event_type`).
+//!
+//! Sections this module does not map are kept as they came under
+//! `aws.firewall.<section>`, so nothing Suricata adds is lost.
 
 use std::io::BufRead;
 
-use crate::driver::{EventSink, ObjectParse, ParseError};
+use serde_json::{Map, Value as J};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::driver::{
+    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+};
+use crate::enrich::DomainField;
+use crate::event::{Event, Value};
+use crate::util;
+
+/// Keys of `event` mapped here; any other is kept under `aws.firewall`.
+const MAPPED: &[&str] = &[
+    "timestamp",
+    "flow_id",
+    "event_type",
+    "src_ip",
+    "src_port",
+    "dest_ip",
+    "dest_port",
+    "proto",
+    "app_proto",
+    "community_id",
+    "alert",
+    "netflow",
+    "flow",
+    "tcp",
+    "http",
+    "tls",
+    "dns",
+    "sni",
+    "tls_error",
+    "revocation_check",
+    "tls_inspected",
+];
+
+/// TCP flags Suricata reports as booleans in the `tcp` section.
+const TCP_FLAG_NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"];
+
+/// Parses Network Firewall log lines.
+#[derive(Debug, Default)]
+pub struct NetworkFirewallParser;
+
+/// A string member, with "no value" markers (`-`, empty) as `None`.
+fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
+    util::present(map.get(key).and_then(J::as_str))
+}
+
+/// An unsigned number given as a JSON number or a numeric string (TLS logs write ports
+/// as strings).
+fn number(v: Option<&J>) -> Option<u64> {
+    match v? {
+        J::Number(n) => n.as_u64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Suricata timestamps: `2021-11-08T14:22:12.637611+0000` (offset without a colon, not
+/// RFC 3339) or RFC 3339 (`...Z` in TLS logs). Returns UTC RFC 3339 and the instant.
+fn suricata_time(raw: &str) -> Option<(String, OffsetDateTime)> {
+    let fixed;
+    let mut text = raw.trim();
+    let b = text.as_bytes();
+    if b.len() > 5 {
+        let tail = &b[b.len() - 5..];
+        if (tail[0] == b'+' || tail[0] == b'-') && tail[1..].iter().all(u8::is_ascii_digit) {
+            fixed = format!("{}:{}", &text[..text.len() - 2], &text[text.len() - 2..]);
+            text = &fixed;
+        }
+    }
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .ok()?
+        .to_offset(time::UtcOffset::UTC);
+    // ECS dates are millisecond `date` fields; the instant keeps full precision for
+    // durations.
+    let millis = t
+        .replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+        .ok()?;
+    Some((util::rfc3339(millis)?, t))
+}
+
+/// `us-east-2a` -> `us-east-2`; `us-gov-west-1b` -> `us-gov-west-1`; Local Zones
+/// (`us-west-2-lax-1a`) -> `us-west-2`. AZ IDs (`use1-az5`) have no region: `None`.
+fn region_of_zone(zone: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in zone.split('-') {
+        let digits: &str = &part[..part.bytes().take_while(u8::is_ascii_digit).count()];
+        if digits.is_empty() {
+            if !part.bytes().all(|b| b.is_ascii_lowercase()) || part.is_empty() {
+                return None;
+            }
+            parts.push(part);
+        } else {
+            if parts.len() < 2 {
+                return None;
+            }
+            parts.push(digits);
+            return Some(parts.join("-"));
+        }
+    }
+    None
+}
+
+/// The IANA number of a Suricata protocol name.
+fn iana_number(proto: &str) -> Option<u64> {
+    Some(match proto {
+        "icmp" => 1,
+        "igmp" => 2,
+        "tcp" => 6,
+        "udp" => 17,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "ipv6-icmp" | "icmpv6" => 58,
+        "sctp" => 132,
+        _ => return None,
+    })
+}
+
+/// `TLS 1.2` / `TLSv1.3` / `SSLv3` -> (`tls`, `1.2`).
+fn tls_version(v: &str) -> Option<(&'static str, &str)> {
+    let lower = v.trim();
+    for (prefix, proto) in [("TLS", "tls"), ("SSL", "ssl")] {
+        if let Some(rest) = lower.strip_prefix(prefix) {
+            let rest = rest.trim_start_matches(['v', ' ']);
+            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return Some((proto, rest));
+            }
+        }
+    }
+    None
+}
+
+fn set_endpoint(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
+    let Some(raw) = raw else {
+        return;
+    };
+    match util::canonical_ip(raw) {
+        Some(canonical) => {
+            ev.set(address, canonical.clone());
+            ev.set(ip, canonical.clone());
+            ev.push_unique("related.ip", canonical);
+        }
+        None => ev.set(address, raw.to_owned()),
+    }
+}
+
+/// `alert`: the rule that matched and what the firewall did.
+fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
+    ev.set("event.kind", "alert");
+    if let Some(id) = number(alert.get("signature_id")) {
+        ev.set("rule.id", id.to_string());
+    }
+    ev.set_str("rule.name", text(alert, "signature"));
+    ev.set_str("rule.category", text(alert, "category"));
+    if let Some(rev) = number(alert.get("rev")) {
+        ev.set("rule.version", rev.to_string());
+    }
+    ev.set_opt("event.severity", number(alert.get("severity")));
+    if let Some(action) = text(alert, "action") {
+        ev.set("event.action", action.to_owned());
+        match action {
+            "allowed" => {
+                types.push(Value::Static("allowed"));
+                ev.set("event.outcome", "success");
+            }
+            "blocked" => {
+                types.push(Value::Static("denied"));
+                ev.set("event.outcome", "failure");
+            }
+            _ => {}
+        }
+    }
+    for (key, value) in alert {
+        // Mapped above. (`signature` must not be kept under its own key anyway: the
+        // serializer's redaction treats a JSON key named `signature` as a secret.)
+        if matches!(
+            key.as_str(),
+            "action" | "signature_id" | "rev" | "signature" | "category" | "severity"
+        ) || value.is_null()
+        {
+            continue;
+        }
+        ev.set_dyn("aws.firewall.alert", key, value.clone());
+    }
+}
+
+/// `netflow` (one direction, source to destination) or `flow` (both directions).
+fn map_flow(ev: &mut Event, flow: &Map<String, J>, bidirectional: bool) {
+    if bidirectional {
+        let sp = number(flow.get("pkts_toserver"));
+        let dp = number(flow.get("pkts_toclient"));
+        let sb = number(flow.get("bytes_toserver"));
+        let db = number(flow.get("bytes_toclient"));
+        ev.set_opt("source.packets", sp);
+        ev.set_opt("destination.packets", dp);
+        ev.set_opt("source.bytes", sb);
+        ev.set_opt("destination.bytes", db);
+        if sp.is_some() || dp.is_some() {
+            ev.set("network.packets", sp.unwrap_or(0) + dp.unwrap_or(0));
+        }
+        if sb.is_some() || db.is_some() {
+            ev.set("network.bytes", sb.unwrap_or(0) + db.unwrap_or(0));
+        }
+    } else {
+        let packets = number(flow.get("pkts"));
+        let bytes = number(flow.get("bytes"));
+        ev.set_opt("source.packets", packets);
+        ev.set_opt("source.bytes", bytes);
+        ev.set_opt("network.packets", packets);
+        ev.set_opt("network.bytes", bytes);
+    }
+    let start = text(flow, "start").and_then(suricata_time);
+    let end = text(flow, "end").and_then(suricata_time);
+    if let Some((s, _)) = &start {
+        ev.set("event.start", s.clone());
+    }
+    if let Some((e, _)) = &end {
+        ev.set("event.end", e.clone());
+    }
+    if let (Some((_, s)), Some((_, e))) = (&start, &end) {
+        let nanos = (*e - *s).whole_nanoseconds();
+        if let Ok(n) = u64::try_from(nanos) {
+            ev.set("event.duration", n);
+        }
+    }
+    let key = if bidirectional {
+        "aws.firewall.flow"
+    } else {
+        "aws.firewall.netflow"
+    };
+    ev.set(key, J::Object(flow.clone()));
+}
+
+/// `http`: the request Suricata parsed.
+fn map_http(ev: &mut Event, http: &Map<String, J>, cx: &LineContext<'_>) {
+    if let Some(host) = text(http, "hostname") {
+        super::waf::set_http_host(ev, host, cx);
+    }
+    if let Some(url) = text(http, "url") {
+        ev.set("url.original", url.to_owned());
+        let (path, query) = match url.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (url, None),
+        };
+        ev.set_str("url.path", Some(path));
+        ev.set_str("url.query", query);
+    }
+    ev.set_str("http.request.method", text(http, "http_method"));
+    if let Some(v) = text(http, "protocol") {
+        ev.set(
+            "http.version",
+            v.strip_prefix("HTTP/").unwrap_or(v).to_owned(),
+        );
+    }
+    ev.set_opt("http.response.status_code", number(http.get("status")));
+    ev.set_opt("http.response.body.bytes", number(http.get("length")));
+    ev.set_str("http.request.referrer", text(http, "http_refer"));
+    ev.set_str("http.response.mime_type", text(http, "http_content_type"));
+    if let Some(ua) = text(http, "http_user_agent") {
+        cx.enricher.user_agent(ev, ua);
+    }
+    ev.set("aws.firewall.http", J::Object(http.clone()));
+}
+
+/// `tls`: the handshake Suricata saw.
+fn map_tls(ev: &mut Event, tls: &Map<String, J>, cx: &LineContext<'_>) {
+    if let Some(sni) = text(tls, "sni") {
+        ev.set("tls.client.server_name", sni.to_owned());
+        cx.enricher.domain(ev, DomainField::Destination, sni);
+    }
+    if let Some((proto, version)) = text(tls, "version").and_then(tls_version) {
+        ev.set("tls.version_protocol", proto);
+        ev.set("tls.version", version.to_owned());
+    }
+    ev.set_str("tls.server.subject", text(tls, "subject"));
+    ev.set_str("tls.server.issuer", text(tls, "issuerdn"));
+    ev.set_str("tls.server.x509.serial_number", text(tls, "serial"));
+    if let Some(fp) = text(tls, "fingerprint") {
+        // Suricata writes the SHA-1 as colon-separated hex; ECS wants plain upper-case hex.
+        ev.set(
+            "tls.server.hash.sha1",
+            fp.replace(':', "").to_ascii_uppercase(),
+        );
+    }
+    if let Some((t, _)) = text(tls, "notbefore").and_then(suricata_naive_time) {
+        ev.set("tls.server.not_before", t);
+    }
+    if let Some((t, _)) = text(tls, "notafter").and_then(suricata_naive_time) {
+        ev.set("tls.server.not_after", t);
+    }
+    if let Some(J::Object(ja3)) = tls.get("ja3") {
+        ev.set_str("tls.client.ja3", text(ja3, "hash"));
+    }
+    if let Some(J::Object(ja3s)) = tls.get("ja3s") {
+        ev.set_str("tls.server.ja3s", text(ja3s, "hash"));
+    }
+    ev.set("aws.firewall.tls", J::Object(tls.clone()));
+}
+
+/// Certificate validity times: `2021-01-01T00:00:00` (UTC, no offset).
+fn suricata_naive_time(raw: &str) -> Option<(String, OffsetDateTime)> {
+    if raw.ends_with('Z') || raw.contains('+') {
+        return suricata_time(raw);
+    }
+    suricata_time(&format!("{raw}Z"))
+}
+
+/// `dns`: the first query of the record.
+fn map_dns(ev: &mut Event, dns: &Map<String, J>) {
+    let query = match dns.get("query") {
+        Some(J::Array(q)) => q.first().and_then(J::as_object),
+        _ => Some(dns),
+    };
+    if let Some(q) = query {
+        if let Some(name) = text(q, "rrname") {
+            ev.set("dns.question.name", name.trim_end_matches('.').to_owned());
+            ev.push_unique(
+                "related.hosts",
+                name.trim_end_matches('.').to_ascii_lowercase(),
+            );
+        }
+        ev.set_str("dns.question.type", text(q, "rrtype"));
+        if let Some(id) = number(q.get("id")) {
+            ev.set("dns.id", id.to_string());
+        }
+    }
+    ev.set("aws.firewall.dns", J::Object(dns.clone()));
+}
+
+/// TLS inspection logs: `tls_error` and `revocation_check`.
+fn map_tls_inspection(ev: &mut Event, event: &Map<String, J>, types: &mut Vec<Value>) {
+    if let Some(J::Object(err)) = event.get("tls_error") {
+        // The firewall reset the connection. The message goes to `event.reason`, not
+        // `error.*`, which this pipeline keeps for records it could not parse.
+        ev.set_str("event.reason", text(err, "error_message").map(str::trim));
+        ev.set("event.outcome", "failure");
+        types.push(Value::Static("denied"));
+        ev.set("aws.firewall.tls_error", J::Object(err.clone()));
+    }
+    if let Some(J::Object(check)) = event.get("revocation_check") {
+        if let Some(fp) = text(check, "leaf_cert_fpr") {
+            ev.set("tls.server.hash.sha256", fp.to_ascii_uppercase());
+        }
+        if let Some(action) = text(check, "action") {
+            ev.set("event.action", action.to_owned());
+            match action {
+                "PASS" => types.push(Value::Static("allowed")),
+                "DROP" | "REJECT" => {
+                    types.push(Value::Static("denied"));
+                    ev.set("event.outcome", "failure");
+                }
+                _ => {}
+            }
+        }
+        ev.set_str("event.reason", text(check, "status"));
+        ev.set("aws.firewall.revocation_check", J::Object(check.clone()));
+    }
+}
+
+/// Maps one Network Firewall log record to ECS.
+fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, RecordError> {
+    let Some(J::Object(event)) = root.get("event") else {
+        return Err(RecordError::Other(
+            "not a Network Firewall log record (no event object)".into(),
+        ));
+    };
+    let mut ev = Event::new();
+    let ts = match text(event, "timestamp") {
+        Some(raw) => Some(
+            suricata_time(raw)
+                .map(|(t, _)| t)
+                .ok_or_else(|| RecordError::invalid("event.timestamp", raw))?,
+        ),
+        None => number(root.get("event_timestamp"))
+            .and_then(|s| i64::try_from(s).ok())
+            .and_then(util::epoch_secs),
+    };
+    ev.set_opt("@timestamp", ts);
+    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    let mut types = vec![Value::Static("connection")];
+    ev.set("cloud.provider", "aws");
+    ev.set("cloud.service.name", "network-firewall");
+    ev.set("observer.vendor", "AWS");
+    ev.set("observer.product", "Network Firewall");
+    ev.set("observer.type", "firewall");
+    ev.set_str("observer.name", text(root, "firewall_name"));
+    if let Some(zone) = text(root, "availability_zone") {
+        ev.set("cloud.availability_zone", zone.to_owned());
+        ev.set_opt("cloud.region", region_of_zone(zone));
+    }
+
+    let event_type = text(event, "event_type");
+    match event_type {
+        Some(t) => ev.set("aws.firewall.event_type", t.to_owned()),
+        None if event.contains_key("tls_error") || event.contains_key("revocation_check") => {
+            ev.set("aws.firewall.event_type", "tls")
+        }
+        None => {}
+    }
+    if let Some(id) = event.get("flow_id").and_then(|v| match v {
+        J::Number(n) => Some(n.to_string()),
+        J::String(s) => util::field(s).map(str::to_owned),
+        _ => None,
+    }) {
+        ev.set("aws.firewall.flow_id", id);
+    }
+
+    set_endpoint(
+        &mut ev,
+        text(event, "src_ip"),
+        "source.address",
+        "source.ip",
+    );
+    set_endpoint(
+        &mut ev,
+        text(event, "dest_ip"),
+        "destination.address",
+        "destination.ip",
+    );
+    ev.set_opt(
+        "source.port",
+        number(event.get("src_port")).and_then(|p| u16::try_from(p).ok()),
+    );
+    ev.set_opt(
+        "destination.port",
+        number(event.get("dest_port")).and_then(|p| u16::try_from(p).ok()),
+    );
+    if let Some(ip) = ev.get_str("source.ip") {
+        let kind = util::ip_version(ip);
+        ev.set_opt("network.type", kind);
+    }
+    if let Some(proto) = text(event, "proto") {
+        let lower = proto.to_ascii_lowercase();
+        if let Some(n) = iana_number(&lower) {
+            ev.set("network.iana_number", n.to_string());
+        }
+        ev.set("network.transport", lower);
+    }
+    if let Some(app) = text(event, "app_proto")
+        && !matches!(app, "failed" | "unknown")
+    {
+        ev.set("network.protocol", app.to_ascii_lowercase());
+    }
+    ev.set_str("network.community_id", text(event, "community_id"));
+
+    if let Some(J::Object(alert)) = event.get("alert") {
+        map_alert(&mut ev, alert, &mut types);
+    }
+    if let Some(J::Object(flow)) = event.get("netflow") {
+        map_flow(&mut ev, flow, false);
+    }
+    if let Some(J::Object(flow)) = event.get("flow") {
+        map_flow(&mut ev, flow, true);
+    }
+    if let Some(J::Object(tcp)) = event.get("tcp") {
+        let flags: Vec<Value> = TCP_FLAG_NAMES
+            .iter()
+            .filter(|f| tcp.get(**f).and_then(J::as_bool) == Some(true))
+            .map(|f| Value::Static(f))
+            .collect();
+        ev.set_str("aws.firewall.tcp_flags", text(tcp, "tcp_flags"));
+        if !flags.is_empty() {
+            ev.set("aws.firewall.tcp_flags_array", Value::Arr(flags));
+        }
+    }
+    if let Some(J::Object(http)) = event.get("http") {
+        map_http(&mut ev, http, cx);
+    }
+    if let Some(J::Object(tls)) = event.get("tls") {
+        map_tls(&mut ev, tls, cx);
+    }
+    if let Some(J::Object(dns)) = event.get("dns") {
+        map_dns(&mut ev, dns);
+    }
+    if let Some(sni) = text(event, "sni") {
+        ev.set("tls.client.server_name", sni.to_owned());
+        cx.enricher.domain(&mut ev, DomainField::Destination, sni);
+    }
+    map_tls_inspection(&mut ev, event, &mut types);
+    if let Some(J::Bool(b)) = event.get("tls_inspected") {
+        ev.set("aws.firewall.tls_inspected", *b);
+    }
+    ev.set("event.type", Value::Arr(types));
+
+    for (key, value) in event {
+        if MAPPED.contains(&key.as_str()) || value.is_null() {
+            continue;
+        }
+        ev.set_dyn("aws.firewall", key, value.clone());
+    }
+    for (key, value) in root {
+        if matches!(
+            key.as_str(),
+            "event" | "firewall_name" | "availability_zone" | "event_timestamp"
+        ) || value.is_null()
+        {
+            continue;
+        }
+        // e.g. `aws_category` (URL and domain category filtering).
+        ev.set_dyn("aws.firewall", key, value.clone());
+    }
+    Ok(ev)
+}
+
+impl LineParser for NetworkFirewallParser {
+    fn parse_line(
+        &mut self,
+        line: &str,
+        cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        let value: J = serde_json::from_str(line)?;
+        let J::Object(map) = value else {
+            return Err(RecordError::Other("record is not a JSON object".into()));
+        };
+        out.push(map_record(&map, cx)?);
+        Ok(true)
+    }
+}
 
 pub fn parse(
     reader: &mut dyn BufRead,
     cx: &mut ObjectParse<'_>,
     sink: &mut dyn EventSink,
 ) -> Result<(), ParseError> {
-    super::lines::parse(reader, cx, sink)
+    drive_lines(reader, cx, &mut NetworkFirewallParser, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as J, json};
+
+    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+
+    const SAMPLE: &str = include_str!("../../../../tests/samples/network-firewall.log");
+
+    fn run(text: &str) -> (Vec<J>, ParseStats) {
+        let mut out = Vec::new();
+        let stats = parse_object(
+            Format::NetworkFirewall,
+            &mut text.as_bytes(),
+            &ObjectInfo::default(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut out,
+        )
+        .unwrap();
+        (out.iter().map(crate::Event::to_json).collect(), stats)
+    }
+
+    fn sample(n: usize) -> J {
+        let (events, stats) = run(SAMPLE.lines().nth(n).unwrap());
+        assert_eq!(stats.malformed, 0);
+        events.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn blocked_http_alert() {
+        let e = sample(0);
+        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01.512Z");
+        assert_eq!(e["event"]["kind"], "alert");
+        assert_eq!(e["event"]["action"], "blocked");
+        assert_eq!(e["event"]["outcome"], "failure");
+        assert_eq!(e["event"]["type"], json!(["connection", "denied"]));
+        assert_eq!(e["event"]["severity"], 3);
+        assert_eq!(e["event"]["dataset"], "aws.firewall_logs");
+        assert_eq!(e["rule"]["id"], "1000003");
+        assert_eq!(e["rule"]["name"], "Block plain HTTP to the internet");
+        assert_eq!(e["rule"]["version"], "1");
+        assert!(e["rule"].get("category").is_none());
+        assert_eq!(e["observer"]["name"], "egress-firewall");
+        assert_eq!(e["observer"]["type"], "firewall");
+        assert_eq!(e["cloud"]["availability_zone"], "eu-west-1a");
+        assert_eq!(e["cloud"]["region"], "eu-west-1");
+        assert_eq!(e["source"]["ip"], "10.0.1.15");
+        assert_eq!(e["source"]["port"], 51254);
+        assert_eq!(e["destination"]["ip"], "203.0.113.50");
+        assert_eq!(e["destination"]["port"], 80);
+        assert_eq!(e["destination"]["domain"], "updates.example.com");
+        assert_eq!(e["network"]["transport"], "tcp");
+        assert_eq!(e["network"]["iana_number"], "6");
+        assert_eq!(e["network"]["protocol"], "http");
+        assert_eq!(e["url"]["domain"], "updates.example.com");
+        assert_eq!(e["url"]["original"], "/v2/check?channel=stable");
+        assert_eq!(e["url"]["path"], "/v2/check");
+        assert_eq!(e["url"]["query"], "channel=stable");
+        assert_eq!(e["http"]["request"]["method"], "GET");
+        assert_eq!(e["http"]["version"], "1.1");
+        assert_eq!(e["user_agent"]["name"], "Firefox");
+        assert_eq!(e["aws"]["firewall"]["flow_id"], "1770453319291727");
+        // The alert's `signature` is mapped to rule.name, never kept under a key the
+        // serializer's redaction would treat as a secret.
+        assert!(e["aws"]["firewall"].get("alert").is_none());
+    }
+
+    #[test]
+    fn allowed_tls_alert_with_categories() {
+        let e = sample(1);
+        assert_eq!(e["event"]["action"], "allowed");
+        assert_eq!(e["event"]["type"], json!(["connection", "allowed"]));
+        assert_eq!(e["tls"]["client"]["server_name"], "api.example.com");
+        assert_eq!(e["tls"]["version"], "1.3");
+        assert_eq!(e["tls"]["version_protocol"], "tls");
+        assert_eq!(
+            e["tls"]["client"]["ja3"],
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(e["destination"]["domain"], "api.example.com");
+        assert_eq!(e["aws"]["firewall"]["tls_inspected"], false);
+        assert_eq!(
+            e["aws"]["firewall"]["aws_category"],
+            json!(["Technology and Internet"])
+        );
+    }
+
+    #[test]
+    fn netflow_records_counts_times_and_flags() {
+        let e = sample(2);
+        assert_eq!(e["event"]["kind"], "event");
+        assert_eq!(e["event"]["type"], json!(["connection"]));
+        assert_eq!(e["@timestamp"], "2024-06-16T08:01:00.315Z");
+        assert_eq!(e["event"]["start"], "2024-06-16T07:59:41.99Z");
+        assert_eq!(e["event"]["end"], "2024-06-16T07:59:44.125Z");
+        assert_eq!(e["event"]["duration"], 2_135_238_000u64);
+        assert_eq!(e["source"]["packets"], 12);
+        assert_eq!(e["source"]["bytes"], 1840);
+        assert_eq!(e["network"]["bytes"], 1840);
+        assert_eq!(e["network"]["packets"], 12);
+        assert!(e["network"].get("protocol").is_none());
+        assert_eq!(e["aws"]["firewall"]["tcp_flags"], "1b");
+        assert_eq!(
+            e["aws"]["firewall"]["tcp_flags_array"],
+            json!(["fin", "syn", "psh", "ack"])
+        );
+        assert_eq!(e["aws"]["firewall"]["netflow"]["max_ttl"], 63);
+        let v6 = sample(3);
+        assert_eq!(v6["source"]["ip"], "2001:db8:1234:a102::15");
+        assert_eq!(v6["network"]["type"], "ipv6");
+        assert_eq!(v6["network"]["transport"], "udp");
+        assert_eq!(v6["event"]["duration"], 0);
+    }
+
+    #[test]
+    fn dns_alert_keeps_rule_metadata() {
+        let e = sample(4);
+        assert_eq!(e["dns"]["question"]["name"], "malware-c2.example.net");
+        assert_eq!(e["dns"]["question"]["type"], "A");
+        assert_eq!(e["dns"]["id"], "28543");
+        assert_eq!(e["event"]["severity"], 1);
+        assert_eq!(
+            e["aws"]["firewall"]["alert"]["metadata"]["rule_group"][0],
+            "arn:aws:network-firewall:eu-west-1:123456789012:stateful-rulegroup/deny-domains"
+        );
+    }
+
+    #[test]
+    fn tls_inspection_logs() {
+        let err = sample(5);
+        assert_eq!(err["@timestamp"], "2024-06-16T08:01:03.412Z");
+        assert_eq!(err["aws"]["firewall"]["event_type"], "tls");
+        assert_eq!(err["source"]["port"], 59844);
+        assert_eq!(err["destination"]["port"], 443);
+        assert_eq!(
+            err["event"]["reason"],
+            "Server name is not found in client hello."
+        );
+        assert_eq!(err["event"]["outcome"], "failure");
+        assert!(err.get("error").is_none());
+        assert!(err.get("tls").is_none(), "`-` SNI is absent");
+        let revoked = sample(6);
+        assert_eq!(revoked["event"]["action"], "DROP");
+        assert_eq!(revoked["event"]["reason"], "REVOKED");
+        assert_eq!(revoked["event"]["type"], json!(["connection", "denied"]));
+        assert_eq!(
+            revoked["tls"]["client"]["server_name"],
+            "revoked.example.org"
+        );
+        assert_eq!(
+            revoked["tls"]["server"]["hash"]["sha256"],
+            "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
+        );
+    }
+
+    #[test]
+    fn govcloud_zone_and_rule_category() {
+        let e = sample(7);
+        assert_eq!(e["cloud"]["region"], "us-gov-west-1");
+        assert_eq!(e["rule"]["category"], "Attempted Information Leak");
+        assert_eq!(e["observer"]["name"], "ingress-firewall");
+    }
+
+    #[test]
+    fn zones_times_and_versions() {
+        use super::{region_of_zone, suricata_time, tls_version};
+        assert_eq!(region_of_zone("us-east-2a").as_deref(), Some("us-east-2"));
+        assert_eq!(
+            region_of_zone("us-west-2-lax-1a").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(region_of_zone("use1-az5"), None);
+        assert_eq!(region_of_zone("zone"), None);
+        assert_eq!(region_of_zone(""), None);
+        assert_eq!(
+            suricata_time("2021-11-08T14:22:12.637611+0000").map(|t| t.0),
+            Some("2021-11-08T14:22:12.637Z".to_owned())
+        );
+        assert_eq!(
+            suricata_time("2021-11-08T15:22:12+0100").map(|t| t.0),
+            Some("2021-11-08T14:22:12Z".to_owned())
+        );
+        assert!(suricata_time("yesterday").is_none());
+        assert_eq!(tls_version("TLS 1.2"), Some(("tls", "1.2")));
+        assert_eq!(tls_version("TLSv1.3"), Some(("tls", "1.3")));
+        assert_eq!(tls_version("SSLv3"), Some(("ssl", "3")));
+        assert_eq!(tls_version("UNDETERMINED"), None);
+    }
+
+    #[test]
+    fn suricata_tls_certificate_fields() {
+        let line = r#"{"firewall_name":"fw","availability_zone":"eu-west-1a","event_timestamp":"1718524801","event":{"timestamp":"2024-06-16T08:00:01.000000+0000","event_type":"alert","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":443,"proto":"TCP","alert":{"action":"blocked","signature_id":9,"rev":1,"signature":"bad cert","category":"","severity":2},"tls":{"subject":"CN=bad.example.com","issuerdn":"CN=Example CA","serial":"00:AB","fingerprint":"aa:bb:cc","notbefore":"2024-01-01T00:00:00","notafter":"2025-01-01T00:00:00","version":"TLS 1.2","ja3s":{"hash":"fedcba9876543210fedcba9876543210"}},"flow":{"pkts_toserver":4,"pkts_toclient":3,"bytes_toserver":400,"bytes_toclient":3000,"start":"2024-06-16T08:00:00.000000+0000"}}}"#;
+        let (events, stats) = run(line);
+        assert_eq!(stats.malformed, 0);
+        let e = &events[0];
+        assert_eq!(e["tls"]["server"]["subject"], "CN=bad.example.com");
+        assert_eq!(e["tls"]["server"]["issuer"], "CN=Example CA");
+        assert_eq!(e["tls"]["server"]["x509"]["serial_number"], "00:AB");
+        assert_eq!(e["tls"]["server"]["hash"]["sha1"], "AABBCC");
+        assert_eq!(e["tls"]["server"]["not_before"], "2024-01-01T00:00:00Z");
+        assert_eq!(e["tls"]["server"]["not_after"], "2025-01-01T00:00:00Z");
+        assert_eq!(
+            e["tls"]["server"]["ja3s"],
+            "fedcba9876543210fedcba9876543210"
+        );
+        assert_eq!(e["source"]["packets"], 4);
+        assert_eq!(e["destination"]["bytes"], 3000);
+        assert_eq!(e["network"]["bytes"], 3400);
+        assert_eq!(e["network"]["packets"], 7);
+        assert_eq!(e["event"]["start"], "2024-06-16T08:00:00Z");
+    }
+
+    #[test]
+    fn wrong_shapes_are_forwarded_raw() {
+        let lines = [
+            r#"{"firewall_name":"fw","availability_zone":"eu-west-1a","event_timestamp":"1718524801"}"#,
+            r#"{"firewall_name":"fw","event":"alert"}"#,
+            r#"{"event":{"timestamp":"2024-13-45T00:00:00+0000"}}"#,
+            r#"[]"#,
+            r#"{"firewall_name":"fw","event":{"timestamp":"2024-06-16T08:00:01.000000+0000","src_ip""#,
+        ];
+        let (events, stats) = run(&(lines.join("\n") + "\n"));
+        assert_eq!(stats.malformed, lines.len() as u64);
+        for (e, line) in events.iter().zip(lines) {
+            assert_eq!(e["event"]["kind"], "pipeline_error");
+            assert_eq!(e["event"]["original"], line);
+        }
+        // Odd member types inside an event object do not fail the record, and the
+        // epoch `event_timestamp` stands in for a missing `event.timestamp`.
+        let (events, stats) = run(
+            r#"{"firewall_name":5,"event_timestamp":1718524801,"event":{"src_ip":7,"src_port":"x","dest_port":70000,"proto":6,"alert":[],"netflow":{"pkts":"many"},"tcp":{"syn":"yes"},"http":{"hostname":"[2001:db8::1]:8080"},"unknown_section":{"a":1}}}"#,
+        );
+        assert_eq!(stats.malformed, 0);
+        let e = &events[0];
+        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01Z");
+        assert!(e.get("source").is_none());
+        assert!(e["destination"].get("port").is_none());
+        assert_eq!(e["url"]["domain"], "2001:db8::1");
+        assert_eq!(e["url"]["port"], 8080);
+        assert_eq!(e["aws"]["firewall"]["unknown_section"]["a"], 1);
+    }
+
+    #[test]
+    fn sample_file_parses_cleanly() {
+        let (events, stats) = run(SAMPLE);
+        assert_eq!((stats.events, stats.malformed), (8, 0));
+        assert!(events.iter().all(|e| e["@timestamp"].is_string()));
+    }
 }

@@ -1,13 +1,465 @@
-//! Not yet mapped: records are forwarded as plain lines until this module lands.
+//! Route 53 (VPC) Resolver query logs: one JSON object per line, one DNS query and its
+//! response per record, optionally with the DNS Firewall rule that matched it.
+//!
+//! Every record is both the question and its answer, so it maps to one ECS `dns` event
+//! of `dns.type: answer`. Fields AWS adds later (the log format's minor version grows
+//! with new fields) are kept as they came under `aws.route53.<field>`.
 
 use std::io::BufRead;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::driver::{EventSink, ObjectParse, ParseError};
+use serde_json::{Map, Value as J};
+
+use crate::driver::{
+    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+};
+use crate::enrich::split_domain;
+use crate::event::{Event, Value};
+use crate::util;
+
+/// Top-level keys this module maps; any other key is kept under `aws.route53`.
+const MAPPED: &[&str] = &[
+    "version",
+    "account_id",
+    "region",
+    "vpc_id",
+    "query_timestamp",
+    "query_name",
+    "query_type",
+    "query_class",
+    "rcode",
+    "answers",
+    "srcaddr",
+    "srcport",
+    "transport",
+    "srcids",
+    "firewall_rule_action",
+    "firewall_rule_group_id",
+    "firewall_domain_list_id",
+];
+
+/// Parses Route 53 Resolver query log lines.
+#[derive(Debug, Default)]
+pub struct Route53ResolverParser;
+
+/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
+fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
+    util::present(map.get(key).and_then(J::as_str))
+}
+
+/// A port given as a JSON string (AWS writes `"srcport":"56067"`) or number.
+fn port(v: Option<&J>) -> Option<u16> {
+    match v? {
+        J::String(s) => s.trim().parse().ok(),
+        J::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+/// The address a reverse-lookup name asks about: `4.3.2.1.in-addr.arpa` is 1.2.3.4,
+/// and an `ip6.arpa` name is 32 reversed nibbles.
+fn reverse_lookup_ip(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_suffix(".in-addr.arpa") {
+        let octets: Vec<u8> = rest
+            .split('.')
+            .rev()
+            .map(|o| o.parse::<u8>())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let octets: [u8; 4] = octets.try_into().ok()?;
+        return Some(Ipv4Addr::from(octets).to_string());
+    }
+    let rest = lower.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = rest
+        .split('.')
+        .rev()
+        .map(|n| u8::from_str_radix(n, 16).ok().filter(|_| n.len() == 1))
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (byte, pair) in bytes.iter_mut().zip(nibbles.chunks_exact(2)) {
+        *byte = (pair[0] << 4) | pair[1];
+    }
+    Some(Ipv6Addr::from(bytes).to_string())
+}
+
+/// Maps `answers` to ECS `dns.answers`, `dns.resolved_ip` and `related.*`.
+fn map_answers(ev: &mut Event, answers: &[J]) {
+    let mut out = Vec::with_capacity(answers.len());
+    let mut resolved = Vec::new();
+    for answer in answers {
+        let J::Object(a) = answer else {
+            continue;
+        };
+        let data = text(a, "Rdata").map(|d| d.trim_end_matches('.'));
+        let rtype = text(a, "Type");
+        let mut item = crate::event::Map::new();
+        if let Some(d) = data {
+            item.insert("data", d.to_owned());
+        }
+        if let Some(t) = rtype {
+            item.insert("type", t.to_owned());
+        }
+        if let Some(c) = text(a, "Class") {
+            item.insert("class", c.to_owned());
+        }
+        if item.is_empty() {
+            continue;
+        }
+        out.push(Value::Obj(item));
+        let Some(d) = data else {
+            continue;
+        };
+        match rtype {
+            Some("A" | "AAAA") => {
+                if let Some(ip) = util::canonical_ip(d) {
+                    ev.push_unique("related.ip", ip.clone());
+                    resolved.push(Value::Str(ip));
+                }
+            }
+            Some("CNAME" | "PTR" | "NS" | "DNAME") => {
+                ev.push_unique("related.hosts", d.to_ascii_lowercase());
+            }
+            _ => {}
+        }
+    }
+    if !out.is_empty() {
+        ev.set("dns.answers", Value::Arr(out));
+    }
+    if !resolved.is_empty() {
+        ev.set("dns.resolved_ip", Value::Arr(resolved));
+    }
+}
+
+/// Sets `dns.question.*` for a query name (without its trailing dot).
+fn map_question(ev: &mut Event, name: &str) {
+    ev.set("dns.question.name", name.to_owned());
+    if let Some(ip) = reverse_lookup_ip(name) {
+        // A reverse lookup is about an address, not about the `arpa` domain.
+        ev.push_unique("related.ip", ip);
+        return;
+    }
+    let lower = name.to_ascii_lowercase();
+    if let Some(parts) = split_domain(&lower) {
+        ev.set("dns.question.registered_domain", parts.registered);
+        ev.set_opt("dns.question.subdomain", parts.subdomain);
+        ev.set("dns.question.top_level_domain", parts.suffix);
+    }
+    ev.push_unique("related.hosts", lower);
+}
+
+/// Maps one query log record to ECS.
+fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
+    let raw_name = text(map, "query_name");
+    let raw_ts = text(map, "query_timestamp");
+    if raw_name.is_none() && raw_ts.is_none() {
+        return Err(RecordError::Other(
+            "not a Resolver query log record (no query_name or query_timestamp)".into(),
+        ));
+    }
+    let mut ev = Event::new();
+    if let Some(raw) = raw_ts {
+        let ts =
+            util::iso_timestamp(raw).ok_or_else(|| RecordError::invalid("query_timestamp", raw))?;
+        ev.set("@timestamp", ts);
+    }
+    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    let mut types = vec![Value::Static("protocol")];
+    ev.set("network.protocol", "dns");
+    ev.set("cloud.provider", "aws");
+    ev.set("cloud.service.name", "route53");
+
+    if let Some(name) = raw_name.map(|n| n.strip_suffix('.').unwrap_or(n))
+        && !name.is_empty()
+    {
+        map_question(&mut ev, name);
+    }
+    ev.set_str("dns.question.type", text(map, "query_type"));
+    ev.set_str("dns.question.class", text(map, "query_class"));
+    if let Some(rcode) = text(map, "rcode") {
+        ev.set("dns.type", "answer");
+        ev.set("dns.response_code", rcode.to_owned());
+        ev.set(
+            "event.outcome",
+            if rcode.eq_ignore_ascii_case("NOERROR") {
+                "success"
+            } else {
+                "failure"
+            },
+        );
+    }
+    if let Some(J::Array(answers)) = map.get("answers") {
+        map_answers(&mut ev, answers);
+    }
+
+    if let Some(ip) = text(map, "srcaddr").and_then(util::canonical_ip) {
+        ev.set_opt("network.type", util::ip_version(&ip));
+        ev.set("source.address", ip.clone());
+        ev.set("source.ip", ip.clone());
+        ev.push_unique("related.ip", ip);
+    }
+    ev.set_opt("source.port", port(map.get("srcport")));
+    if let Some(transport) = text(map, "transport") {
+        // UDP, TCP, or DoH (DNS over HTTPS, over TCP) for inbound DoH endpoints.
+        let lower = transport.to_ascii_lowercase();
+        let (name, number) = match lower.as_str() {
+            "udp" => ("udp", "17"),
+            "tcp" | "doh" => ("tcp", "6"),
+            _ => ("", ""),
+        };
+        if !name.is_empty() {
+            ev.set("network.transport", name);
+            ev.set("network.iana_number", number);
+        }
+        ev.set("aws.route53.transport", transport.to_owned());
+    }
+
+    ev.set_str("cloud.account.id", text(map, "account_id"));
+    ev.set_str("cloud.region", text(map, "region"));
+    ev.set_str("aws.route53.vpc_id", text(map, "vpc_id"));
+    ev.set_str("aws.route53.version", text(map, "version"));
+    if let Some(J::Object(srcids)) = map.get("srcids") {
+        ev.set_str("cloud.instance.id", text(srcids, "instance"));
+        if !srcids.is_empty() {
+            ev.set("aws.route53.srcids", J::Object(srcids.clone()));
+        }
+    }
+
+    if let Some(action) = text(map, "firewall_rule_action") {
+        ev.set("event.action", action.to_owned());
+        ev.set("aws.route53.firewall.action", action.to_owned());
+        match action {
+            "BLOCK" => types.push(Value::Static("denied")),
+            "ALLOW" | "ALERT" => types.push(Value::Static("allowed")),
+            _ => {}
+        }
+    }
+    if let Some(group) = text(map, "firewall_rule_group_id") {
+        ev.set("rule.ruleset", group.to_owned());
+        ev.set("aws.route53.firewall.rule_group.id", group.to_owned());
+    }
+    if let Some(list) = text(map, "firewall_domain_list_id") {
+        // A DNS Firewall rule is identified within its rule group by its domain list.
+        ev.set("rule.id", list.to_owned());
+        ev.set("aws.route53.firewall.domain_list.id", list.to_owned());
+    }
+    ev.set("event.type", Value::Arr(types));
+
+    for (key, value) in map {
+        if MAPPED.contains(&key.as_str()) || value.is_null() {
+            continue;
+        }
+        ev.set_dyn("aws.route53", key, value.clone());
+    }
+    Ok(ev)
+}
+
+impl LineParser for Route53ResolverParser {
+    fn parse_line(
+        &mut self,
+        line: &str,
+        _cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        let value: J = serde_json::from_str(line)?;
+        let J::Object(map) = value else {
+            return Err(RecordError::Other("record is not a JSON object".into()));
+        };
+        out.push(map_record(&map)?);
+        Ok(true)
+    }
+}
 
 pub fn parse(
     reader: &mut dyn BufRead,
     cx: &mut ObjectParse<'_>,
     sink: &mut dyn EventSink,
 ) -> Result<(), ParseError> {
-    super::lines::parse(reader, cx, sink)
+    drive_lines(reader, cx, &mut Route53ResolverParser, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as J, json};
+
+    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+
+    const SAMPLE: &str = include_str!("../../../../tests/samples/route53-resolver.log");
+
+    fn run(text: &str) -> (Vec<J>, ParseStats) {
+        let mut out = Vec::new();
+        let stats = parse_object(
+            Format::Route53Resolver,
+            &mut text.as_bytes(),
+            &ObjectInfo::default(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut out,
+        )
+        .unwrap();
+        (out.iter().map(crate::Event::to_json).collect(), stats)
+    }
+
+    /// AWS's documented example record (DNS Firewall block of a reverse lookup).
+    const FIREWALL_BLOCK: &str = r#"{"srcaddr":"4.5.64.102","vpc_id":"vpc-7example","answers":[{"Rdata":"203.0.113.9","Type":"PTR","Class":"IN"}],"firewall_rule_group_id":"rslvr-frg-01234567890abcdef","firewall_rule_action":"BLOCK","query_name":"15.3.4.32.in-addr.arpa.","firewall_domain_list_id":"rslvr-fdl-01234567890abcdef","query_class":"IN","srcids":{"instance":"i-0d15cd0d3example"},"rcode":"NOERROR","query_type":"PTR","transport":"UDP","version":"1.100000","account_id":"111122223333","srcport":"56067","query_timestamp":"2021-02-04T17:51:55Z","region":"us-east-1"}"#;
+
+    #[test]
+    fn query_with_answers() {
+        let (events, stats) = run(SAMPLE.lines().next().unwrap());
+        assert_eq!(stats.malformed, 0);
+        let e = &events[0];
+        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01Z");
+        assert_eq!(e["event"]["category"], json!(["network"]));
+        assert_eq!(e["event"]["type"], json!(["protocol"]));
+        assert_eq!(e["event"]["outcome"], "success");
+        assert_eq!(e["event"]["dataset"], "aws.route53_resolver_logs");
+        assert_eq!(e["network"]["protocol"], "dns");
+        assert_eq!(e["network"]["transport"], "udp");
+        assert_eq!(e["network"]["iana_number"], "17");
+        assert_eq!(e["dns"]["type"], "answer");
+        assert_eq!(e["dns"]["question"]["name"], "www.example.com");
+        assert_eq!(e["dns"]["question"]["registered_domain"], "example.com");
+        assert_eq!(e["dns"]["question"]["subdomain"], "www");
+        assert_eq!(e["dns"]["question"]["top_level_domain"], "com");
+        assert_eq!(e["dns"]["question"]["type"], "A");
+        assert_eq!(e["dns"]["question"]["class"], "IN");
+        assert!(e["dns"]["question"].get("domain").is_none());
+        assert_eq!(e["dns"]["response_code"], "NOERROR");
+        assert_eq!(
+            e["dns"]["answers"],
+            json!([
+                {"data": "www.example.com.cdn.example.net", "type": "CNAME", "class": "IN"},
+                {"data": "192.0.2.80", "type": "A", "class": "IN"},
+                {"data": "192.0.2.81", "type": "A", "class": "IN"}
+            ])
+        );
+        assert_eq!(e["dns"]["resolved_ip"], json!(["192.0.2.80", "192.0.2.81"]));
+        assert_eq!(e["source"]["ip"], "10.0.1.15");
+        assert_eq!(e["source"]["port"], 48701);
+        assert_eq!(e["cloud"]["account"]["id"], "123456789012");
+        assert_eq!(e["cloud"]["region"], "eu-west-1");
+        assert_eq!(e["cloud"]["instance"]["id"], "i-0fedcba9876543210");
+        assert_eq!(e["aws"]["route53"]["vpc_id"], "vpc-0abc1234def567890");
+        assert_eq!(
+            e["related"]["hosts"],
+            json!(["www.example.com", "www.example.com.cdn.example.net"])
+        );
+        assert_eq!(
+            e["related"]["ip"],
+            json!(["192.0.2.80", "192.0.2.81", "10.0.1.15"])
+        );
+    }
+
+    #[test]
+    fn firewall_block_maps_rule_and_action() {
+        let (events, _) = run(FIREWALL_BLOCK);
+        let e = &events[0];
+        assert_eq!(e["@timestamp"], "2021-02-04T17:51:55Z");
+        assert_eq!(e["event"]["action"], "BLOCK");
+        assert_eq!(e["event"]["type"], json!(["protocol", "denied"]));
+        // The DNS transaction itself answered NOERROR (with the firewall's response).
+        assert_eq!(e["event"]["outcome"], "success");
+        assert_eq!(e["rule"]["ruleset"], "rslvr-frg-01234567890abcdef");
+        assert_eq!(e["rule"]["id"], "rslvr-fdl-01234567890abcdef");
+        assert_eq!(e["aws"]["route53"]["firewall"]["action"], "BLOCK");
+        assert_eq!(
+            e["aws"]["route53"]["firewall"]["domain_list"]["id"],
+            "rslvr-fdl-01234567890abcdef"
+        );
+        // A reverse lookup is about an address: no domain split, the IP is related.
+        assert_eq!(e["dns"]["question"]["name"], "15.3.4.32.in-addr.arpa");
+        assert!(e["dns"]["question"].get("registered_domain").is_none());
+        assert_eq!(e["related"]["ip"], json!(["32.4.3.15", "4.5.64.102"]));
+        assert!(e["dns"].get("resolved_ip").is_none());
+    }
+
+    #[test]
+    fn nxdomain_alert_tcp_ipv6_and_resolver_endpoints() {
+        let (events, stats) = run(SAMPLE);
+        assert_eq!((stats.events, stats.malformed), (9, 0));
+        let nx = &events[2];
+        assert_eq!(nx["dns"]["response_code"], "NXDOMAIN");
+        assert_eq!(nx["event"]["outcome"], "failure");
+        assert!(nx["dns"].get("answers").is_none());
+        let alert = &events[5];
+        assert_eq!(alert["event"]["action"], "ALERT");
+        assert_eq!(alert["event"]["type"], json!(["protocol", "allowed"]));
+        let tcp = &events[6];
+        assert_eq!(tcp["network"]["transport"], "tcp");
+        assert_eq!(tcp["network"]["iana_number"], "6");
+        assert!(tcp["cloud"].get("instance").is_none());
+        assert_eq!(
+            tcp["aws"]["route53"]["srcids"]["resolver_endpoint"],
+            "rslvr-in-0123456789abcdef0"
+        );
+        let v6 = &events[7];
+        assert_eq!(v6["source"]["ip"], "2001:db8:1234:a102::15");
+        assert_eq!(v6["network"]["type"], "ipv6");
+        assert_eq!(events[1]["dns"]["resolved_ip"], json!(["2001:db8::80"]));
+        let ptr6 = &events[8];
+        assert_eq!(ptr6["related"]["ip"][0], "2001:db8::80");
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_and_doh_is_tcp() {
+        let line = r#"{"version":"1.100000","account_id":"123456789012","region":"eu-west-1","vpc_id":"vpc-1","query_timestamp":"2024-06-16T08:00:01.250Z","query_name":"example.com.","query_type":"A","query_class":"IN","rcode":"NOERROR","answers":[],"srcaddr":"10.0.0.1","srcport":443,"transport":"DoH","srcids":{},"firewall_protection":"DGA","edns_client_subnet":null}"#;
+        let (events, stats) = run(line);
+        assert_eq!(stats.malformed, 0);
+        let e = &events[0];
+        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01.25Z");
+        assert_eq!(e["network"]["transport"], "tcp");
+        assert_eq!(e["aws"]["route53"]["transport"], "DoH");
+        assert_eq!(e["source"]["port"], 443);
+        assert_eq!(e["aws"]["route53"]["firewall_protection"], "DGA");
+        assert!(e["aws"]["route53"].get("edns_client_subnet").is_none());
+        assert!(e["aws"]["route53"].get("srcids").is_none());
+        assert_eq!(e["dns"]["question"]["name"], "example.com");
+        assert!(e["dns"]["question"].get("subdomain").is_none());
+    }
+
+    #[test]
+    fn wrong_shapes_are_forwarded_raw() {
+        let lines = [
+            r#"{"version":"1.100000","query_name":"example.com.","query_timestamp":"2017-03-16T19:20:177Z"}"#,
+            r#"{"version":"1.100000","account_id":"1"}"#,
+            r#"["query_name"]"#,
+            r#"{"query_name":"example.com.","query_timestamp":"2024-06-16T08:00:01Z","answers":"#,
+            "not json at all",
+        ];
+        let (events, stats) = run(&(lines.join("\n") + "\n"));
+        assert_eq!(stats.malformed, lines.len() as u64);
+        for (e, line) in events.iter().zip(lines) {
+            assert_eq!(e["event"]["kind"], "pipeline_error");
+            assert_eq!(e["event"]["original"], line);
+        }
+        assert!(
+            events[0]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("query_timestamp")
+        );
+        // Odd member types inside a valid record do not fail it.
+        let (events, stats) = run(
+            r#"{"query_name":7,"query_timestamp":"2024-06-16T08:00:01Z","answers":[1,{"Type":"A"},{}],"srcport":"x","srcaddr":"not-an-ip","srcids":[]}"#,
+        );
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(events[0]["dns"]["answers"], json!([{"type": "A"}]));
+        assert!(events[0].get("source").is_none());
+    }
+
+    #[test]
+    fn reverse_lookup_names() {
+        use super::reverse_lookup_ip;
+        assert_eq!(
+            reverse_lookup_ip("4.3.2.1.in-addr.arpa").as_deref(),
+            Some("1.2.3.4")
+        );
+        assert_eq!(reverse_lookup_ip("3.2.1.in-addr.arpa"), None);
+        assert_eq!(reverse_lookup_ip("300.2.1.0.in-addr.arpa"), None);
+        assert_eq!(reverse_lookup_ip("example.com"), None);
+        assert_eq!(reverse_lookup_ip("a.b.ip6.arpa"), None);
+    }
 }
