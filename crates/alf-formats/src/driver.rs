@@ -61,9 +61,10 @@ pub enum RecordError {
 
 impl RecordError {
     pub fn invalid(field: &'static str, value: &str) -> Self {
-        let mut value = value.to_owned();
-        value.truncate(200);
-        RecordError::InvalidField { field, value }
+        RecordError::InvalidField {
+            field,
+            value: truncate_at_char(value, 200).to_owned(),
+        }
     }
 }
 
@@ -427,6 +428,15 @@ mod tests {
         };
         let (a, _, _) = run(b"one\n", &opts);
         assert_eq!(a[0].get_str("event.original"), Some("one"));
+    }
+
+    #[test]
+    fn invalid_field_values_are_cut_on_a_char_boundary() {
+        let value = "é".repeat(150);
+        match RecordError::invalid("f", &value) {
+            RecordError::InvalidField { value, .. } => assert_eq!(value.len(), 200),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -149,19 +149,29 @@ impl Enricher {
         if host.is_empty() {
             return;
         }
+        let paths = prefix.paths();
         if let Some(ip) = crate::util::canonical_ip(host) {
-            ev.set(prefix.address(), ip.clone());
-            ev.set(prefix.ip(), ip.clone());
+            // An IP literal has no domain parts. Objects with an `.ip` field get it
+            // there; `url.domain` and `dns.question.name` hold the literal itself.
+            match paths.ip {
+                Some(ip_path) => {
+                    ev.set(ip_path, ip.clone());
+                    if let Some(address) = paths.address {
+                        ev.set(address, ip.clone());
+                    }
+                }
+                None => ev.set(paths.domain, ip.clone()),
+            }
             ev.push_unique("related.ip", ip);
             return;
         }
         let host = host.to_ascii_lowercase();
         let parts = split_domain(&host);
-        ev.set(prefix.domain(), host.clone());
+        ev.set(paths.domain, host.clone());
         if let Some(p) = parts {
-            ev.set(prefix.registered_domain(), p.registered);
-            ev.set_opt(prefix.subdomain(), p.subdomain);
-            ev.set(prefix.top_level_domain(), p.suffix);
+            ev.set(paths.registered_domain, p.registered);
+            ev.set_opt(paths.subdomain, p.subdomain);
+            ev.set(paths.top_level_domain, p.suffix);
         }
         ev.push_unique("related.hosts", host);
     }
@@ -228,19 +238,56 @@ pub enum DomainField {
     DnsQuestion,
 }
 
-macro_rules! domain_paths {
-    ($($variant:ident => $p:literal),*) => {
-        impl DomainField {
-            fn domain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".domain")),* } }
-            fn registered_domain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".registered_domain")),* } }
-            fn subdomain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".subdomain")),* } }
-            fn top_level_domain(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".top_level_domain")),* } }
-            fn address(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".address")),* } }
-            fn ip(self) -> &'static str { match self { $(Self::$variant => concat!($p, ".ip")),* } }
+/// The ECS field names one [`DomainField`] writes.
+struct DomainPaths {
+    domain: &'static str,
+    registered_domain: &'static str,
+    subdomain: &'static str,
+    top_level_domain: &'static str,
+    /// Where an IP literal goes instead (None: into `domain` itself).
+    ip: Option<&'static str>,
+    address: Option<&'static str>,
+}
+
+macro_rules! endpoint_paths {
+    ($p:literal) => {
+        DomainPaths {
+            domain: concat!($p, ".domain"),
+            registered_domain: concat!($p, ".registered_domain"),
+            subdomain: concat!($p, ".subdomain"),
+            top_level_domain: concat!($p, ".top_level_domain"),
+            ip: Some(concat!($p, ".ip")),
+            address: Some(concat!($p, ".address")),
         }
     };
 }
-domain_paths!(Destination => "destination", Source => "source", Url => "url", Server => "server", Client => "client", DnsQuestion => "dns.question");
+
+impl DomainField {
+    fn paths(self) -> DomainPaths {
+        match self {
+            DomainField::Destination => endpoint_paths!("destination"),
+            DomainField::Source => endpoint_paths!("source"),
+            DomainField::Server => endpoint_paths!("server"),
+            DomainField::Client => endpoint_paths!("client"),
+            DomainField::Url => DomainPaths {
+                domain: "url.domain",
+                registered_domain: "url.registered_domain",
+                subdomain: "url.subdomain",
+                top_level_domain: "url.top_level_domain",
+                ip: None,
+                address: None,
+            },
+            DomainField::DnsQuestion => DomainPaths {
+                domain: "dns.question.name",
+                registered_domain: "dns.question.registered_domain",
+                subdomain: "dns.question.subdomain",
+                top_level_domain: "dns.question.top_level_domain",
+                ip: None,
+                address: None,
+            },
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -289,5 +336,19 @@ mod tests {
         e.domain(&mut ev, DomainField::Url, "Example.COM:8443");
         assert_eq!(ev.get_str("url.domain"), Some("example.com"));
         assert!(ev.get("url.subdomain").is_none());
+        let mut ev = Event::new();
+        e.domain(&mut ev, DomainField::Url, "[2001:db8::1]:443");
+        e.domain(&mut ev, DomainField::DnsQuestion, "Mail.Example.org.");
+        e.domain(&mut ev, DomainField::Source, "192.0.2.7");
+        let j = ev.to_json();
+        assert_eq!(j["url"], serde_json::json!({"domain": "2001:db8::1"}));
+        assert_eq!(j["dns"]["question"]["name"], "mail.example.org");
+        assert_eq!(j["dns"]["question"]["registered_domain"], "example.org");
+        assert_eq!(j["source"]["ip"], "192.0.2.7");
+        assert_eq!(j["source"]["address"], "192.0.2.7");
+        assert_eq!(
+            j["related"]["ip"],
+            serde_json::json!(["2001:db8::1", "192.0.2.7"])
+        );
     }
 }

@@ -42,12 +42,18 @@ impl Redactor {
     }
 
     /// True when a JSON object key or header name is itself a secret name
-    /// (`X-Amz-Security-Token`, `signature`).
+    /// (`X-Amz-Security-Token`, `X-Amz-Signature`, `X-Amz-Credential`). A bare
+    /// `signature` key is not one: Suricata's `alert.signature` is a rule name, and
+    /// SigV2's `Signature` is only a secret as a query parameter (`Signature=`), which
+    /// [`Redactor::redact`] handles.
     pub fn is_secret_name(&self, key: &str) -> bool {
-        self.names.find(key).is_some_and(|m| {
-            m.end() == key.len()
-                && (m.start() == 0 || !key.as_bytes()[m.start() - 1].is_ascii_alphanumeric())
-        })
+        const KEY_NAMES: [&str; 4] = [
+            "x-amz-security-token",
+            "x-amz-signature",
+            "x-amz-credential",
+            "securitytoken",
+        ];
+        KEY_NAMES.iter().any(|n| key.eq_ignore_ascii_case(n))
     }
 
     /// `s` with every secret value replaced by [`REDACTED`]; borrowed when nothing
@@ -186,7 +192,8 @@ mod tests {
         ));
         assert!(matches!(r.redact("Signatures=5"), Cow::Borrowed(_)));
         assert!(r.is_secret_name("X-Amz-Security-Token"));
-        assert!(r.is_secret_name("Signature"));
+        assert!(r.is_secret_name("x-amz-signature"));
+        assert!(!r.is_secret_name("signature"));
         assert!(!r.is_secret_name("SignatureVersion"));
     }
 }

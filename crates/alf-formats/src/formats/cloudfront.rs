@@ -173,13 +173,14 @@ impl LineParser for CloudFrontParser {
                 ev.push_unique("related.ip", ip);
             }
         }
-        if let Some(host) = get(Col::CsHost) {
-            cx.enricher.domain(&mut ev, DomainField::Destination, host);
-            ev.set("destination.address", host.to_ascii_lowercase());
-            ev.set("aws.cloudfront.domain", host.to_owned());
-        }
+        // The viewer asked for x-host-header (an alternate domain name such as
+        // www.example.com, or the distribution name when none is used); cs(Host) is
+        // always the distribution's own *.cloudfront.net name, kept under aws.*.
+        ev.set_str("aws.cloudfront.domain", get(Col::CsHost));
         let url_host = get(Col::HostHeader).or(get(Col::CsHost));
         if let Some(host) = url_host {
+            cx.enricher.domain(&mut ev, DomainField::Destination, host);
+            ev.set("destination.address", host.to_ascii_lowercase());
             cx.enricher.domain(&mut ev, DomainField::Url, host);
         }
         ev.set_str("http.request.method", get(Col::Method));
@@ -401,9 +402,10 @@ mod tests {
             e["http"]["response"]["mime_type"],
             "text/html; charset=UTF-8"
         );
-        assert_eq!(e["destination"]["domain"], "dtest.cloudfront.net");
+        assert_eq!(e["destination"]["domain"], "test.cloudfront.net");
         assert_eq!(e["destination"]["registered_domain"], "cloudfront.net");
-        assert_eq!(e["destination"]["subdomain"], "dtest");
+        assert_eq!(e["destination"]["subdomain"], "test");
+        assert_eq!(e["aws"]["cloudfront"]["domain"], "dtest.cloudfront.net");
         assert_eq!(e["destination"]["top_level_domain"], "net");
         assert_eq!(e["url"]["domain"], "test.cloudfront.net");
         assert_eq!(e["url"]["path"], "/");
@@ -428,7 +430,7 @@ mod tests {
             e["related"]["hosts"]
                 .as_array()
                 .unwrap()
-                .contains(&"dtest.cloudfront.net".into())
+                .contains(&"test.cloudfront.net".into())
         );
         // `-` fields are absent, not "-"
         assert!(e["http"]["request"].get("referrer").is_none());
