@@ -1,0 +1,219 @@
+//! Command-line interface: `run`, `parse` and `check-config`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use alf_formats::{
+    Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
+};
+use aws_log_forwarder::Config;
+use aws_log_forwarder::pipeline::{StreamError, parse_stream};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code for a configuration the daemon cannot use.
+pub const EXIT_CONFIG: i32 = 2;
+/// Exit code when the input or the runtime failed.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Forwards AWS service logs from S3 (announced on SQS) to an HTTP intake as ECS JSON.
+#[derive(Debug, Parser)]
+#[command(name = "aws-log-forwarder", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll SQS, fetch and parse objects, forward events.
+    Run {
+        /// TOML configuration file; `ALF_*` environment variables override it
+        /// (e.g. ALF_INTAKE__URL sets intake.url).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Parse a local log file (gzip, zstd or plain) and print one ECS JSON event per line.
+    Parse(ParseArgs),
+    /// Validate the configuration and print it with secrets masked.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Toml)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Toml,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ParseArgs {
+    /// Log format name (cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf,
+    /// guardduty, route53-resolver, network-firewall, ndjson, lines) or `auto`.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// S3 key to detect the format from and to record in events (default: the file name).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// S3 bucket name to record in events.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Copy each raw record to event.original.
+    #[arg(long)]
+    pub keep_original: bool,
+    /// Do not redact signatures and session tokens.
+    #[arg(long)]
+    pub no_redact: bool,
+    /// Input file, or `-` for standard input.
+    #[arg(default_value = "-")]
+    pub path: String,
+}
+
+/// Output buffer for `parse`: large, so a benchmark measures parsing, not syscalls.
+const STDOUT_BUFFER: usize = 1 << 20;
+
+/// Prints events to stdout and malformed-record notes to stderr.
+struct PrintSink<'a, W: Write, E: Write> {
+    out: W,
+    err: E,
+    line: Vec<u8>,
+    redactor: Option<Redactor>,
+    name: &'a str,
+    write_error: Option<io::Error>,
+}
+
+impl<W: Write, E: Write> EventSink for PrintSink<'_, W, E> {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        self.line.clear();
+        event.write_json(&mut self.line, self.redactor.as_ref());
+        self.line.push(b'\n');
+        if let Err(e) = self.out.write_all(&self.line) {
+            self.write_error = Some(e);
+            return Err(Stop);
+        }
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, reason: &str) {
+        let _ = writeln!(self.err, "{}: line {line}: {reason}", self.name);
+    }
+}
+
+/// `parse`: returns the process exit code.
+pub fn parse_command(args: &ParseArgs) -> i32 {
+    let forced = if args.format == "auto" {
+        None
+    } else {
+        match args.format.parse::<Format>() {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("--format: {e} (or auto)");
+                return EXIT_CONFIG;
+            }
+        }
+    };
+    let (input, name): (Box<dyn Read + Send>, &str) = if args.path == "-" {
+        (Box::new(io::stdin()), "<stdin>")
+    } else {
+        match File::open(&args.path) {
+            Ok(f) => (Box::new(f), args.path.as_str()),
+            Err(e) => {
+                eprintln!("{}: {e}", args.path);
+                return EXIT_FAILURE;
+            }
+        }
+    };
+    let key = args.key.clone().unwrap_or_else(|| {
+        Path::new(&args.path)
+            .file_name()
+            .map_or_else(|| "stdin".to_owned(), |n| n.to_string_lossy().into_owned())
+    });
+    let object = ObjectInfo {
+        bucket: args.bucket.clone().unwrap_or_default(),
+        key,
+        version: String::new(),
+    };
+    let options = ParseOptions {
+        keep_original: args.keep_original,
+        vpc_flow_fields: None,
+    };
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let mut sink = PrintSink {
+        out: BufWriter::with_capacity(STDOUT_BUFFER, stdout.lock()),
+        err: BufWriter::new(stderr.lock()),
+        line: Vec::with_capacity(4096),
+        redactor: (!args.no_redact).then(Redactor::new),
+        name,
+        write_error: None,
+    };
+    let result = parse_stream(
+        input,
+        &object,
+        &FormatDetector::default(),
+        forced,
+        &options,
+        &Enricher::new(),
+        &mut sink,
+    );
+    let flushed = sink.out.flush();
+    let PrintSink {
+        mut err,
+        write_error,
+        ..
+    } = sink;
+    let code = match result {
+        Ok(parsed) => {
+            if parsed.format.is_none() {
+                let _ = writeln!(err, "{name}: skipped: {}", parsed.reason);
+            }
+            0
+        }
+        Err(StreamError::Read(e)) => {
+            let _ = writeln!(err, "{name}: reading the input failed: {e}");
+            EXIT_FAILURE
+        }
+        Err(StreamError::Stopped(_)) => match write_error {
+            // `parse ... | head` closes the pipe: not an error.
+            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+            Some(e) => {
+                let _ = writeln!(err, "writing to stdout failed: {e}");
+                EXIT_FAILURE
+            }
+            None => EXIT_FAILURE,
+        },
+    };
+    let code = match flushed {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe && code == 0 => {
+            let _ = writeln!(err, "writing to stdout failed: {e}");
+            EXIT_FAILURE
+        }
+        _ => code,
+    };
+    let _ = err.flush();
+    code
+}
+
+/// `check-config`: returns the process exit code.
+pub fn check_config_command(path: Option<&Path>, output: OutputFormat) -> i32 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("config: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let text = match output {
+        OutputFormat::Toml => config.masked_toml(),
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(&config.masked()).unwrap_or_default() + "\n"
+        }
+    };
+    print!("{text}");
+    0
+}

@@ -1,0 +1,1253 @@
+//! Daemon configuration: a TOML file plus `ALF_` environment overrides, validated once
+//! at start-up into typed settings.
+//!
+//! Why two layers? The file format is deserialized into [`raw`] structs where every
+//! key is optional, then [`Config::validate`] turns them into [`Config`] with defaults
+//! applied and every problem reported as `section.key: what is wrong`. An operator
+//! reading `config: intake.url: relative URL without a base` knows which line to fix;
+//! a serde error such as "missing field `url`" does not say where.
+//!
+//! The intake key is resolved here (inline value, environment variable or file) and
+//! held in an [`IntakeKey`] whose `Debug` and serialized forms never show it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use alf_formats::{DetectRule, Format};
+use serde::Serialize;
+
+/// Environment variables with this prefix override file settings
+/// (`ALF_INTAKE__URL` sets `intake.url`).
+pub const ENV_PREFIX: &str = "ALF";
+/// Separates nested keys in environment variable names.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Top-level sections; anything else in a file is a typo worth reporting.
+const SECTIONS: &[&str] = &[
+    "aws",
+    "sqs",
+    "processing",
+    "formats",
+    "intake",
+    "batch",
+    "log",
+    "metrics",
+];
+
+/// A configuration problem, phrased for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has a value the daemon cannot use.
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    /// A required key is absent.
+    #[error("{key}: required but not set{hint}")]
+    Missing { key: String, hint: String },
+    /// The file or the environment could not be read or deserialized.
+    #[error("{0}")]
+    Source(String),
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn missing(key: &str, hint: &str) -> Self {
+        ConfigError::Missing {
+            key: key.to_owned(),
+            hint: if hint.is_empty() {
+                String::new()
+            } else {
+                format!(" ({hint})")
+            },
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub aws: AwsSettings,
+    pub sqs: SqsSettings,
+    pub processing: ProcessingSettings,
+    pub formats: FormatsSettings,
+    pub intake: IntakeSettings,
+    pub batch: BatchSettings,
+    pub log: LogSettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AwsSettings {
+    /// None: the SDK's default chain (`AWS_REGION`, profile...), then the queue URL.
+    pub region: Option<String>,
+    /// A custom endpoint (LocalStack); implies path-style S3 addressing.
+    pub endpoint_url: Option<String>,
+    pub force_path_style: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SqsSettings {
+    pub queue_url: String,
+    pub max_messages_in_flight: usize,
+    pub wait_time_seconds: u32,
+    pub visibility_timeout_seconds: u32,
+    pub heartbeat_interval_seconds: u64,
+    pub failure_visibility_seconds: u32,
+    /// After a shutdown signal, how long in-flight messages may take to finish.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessingSettings {
+    pub object_concurrency: usize,
+    pub keep_original: bool,
+    pub redact: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FormatsSettings {
+    pub rules: Vec<FormatRule>,
+}
+
+/// One `[[formats.rules]]` entry; the regex was checked at load time.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormatRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_regex: Option<String>,
+    #[serde(serialize_with = "serialize_display")]
+    pub format: Format,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_flow_fields: Option<Vec<String>>,
+}
+
+fn serialize_display<T: fmt::Display, S: serde::Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+impl FormatsSettings {
+    /// The rules as the detector wants them.
+    pub fn detect_rules(&self) -> Vec<DetectRule> {
+        self.rules
+            .iter()
+            .map(|r| DetectRule {
+                bucket: r.bucket.clone(),
+                key_prefix: r.key_prefix.clone(),
+                // Checked in validation; a rule whose regex somehow fails here simply
+                // has no regex condition rather than crashing the daemon.
+                key_regex: r
+                    .key_regex
+                    .as_deref()
+                    .and_then(|re| regex::Regex::new(re).ok()),
+                format: r.format,
+                vpc_flow_fields: r.vpc_flow_fields.clone(),
+            })
+            .collect()
+    }
+}
+
+/// How batches are encoded for the intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntakeProtocol {
+    /// Sekoia.io: `POST {url}/batch` with `{"intake_key":..., "jsons":[...]}`.
+    Sekoia,
+    /// One JSON event per line.
+    Ndjson,
+    /// Elasticsearch `_bulk` with `create` actions (data streams).
+    Elasticsearch,
+}
+
+impl FromStr for IntakeProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sekoia" => Ok(IntakeProtocol::Sekoia),
+            "ndjson" => Ok(IntakeProtocol::Ndjson),
+            "elasticsearch" => Ok(IntakeProtocol::Elasticsearch),
+            other => Err(format!(
+                "unknown protocol `{other}` (expected sekoia, ndjson or elasticsearch)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for IntakeProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IntakeProtocol::Sekoia => "sekoia",
+            IntakeProtocol::Ndjson => "ndjson",
+            IntakeProtocol::Elasticsearch => "elasticsearch",
+        })
+    }
+}
+
+/// Where the intake key came from: shown by `check-config` instead of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Inline,
+    Env(String),
+    File(PathBuf),
+}
+
+/// The intake key. `Debug` and `Display` print `***`: a key in a log line or a panic
+/// message would be a leaked credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IntakeKey {
+    value: String,
+    source: KeySource,
+}
+
+impl IntakeKey {
+    pub fn new(value: String, source: KeySource) -> Self {
+        IntakeKey { value, source }
+    }
+
+    /// The secret itself; only the intake client should call this.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+}
+
+impl fmt::Debug for IntakeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntakeKey")
+            .field("value", &"***")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for IntakeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    pub url: url::Url,
+    pub protocol: IntakeProtocol,
+    pub key: Option<IntakeKey>,
+    pub gzip: bool,
+    pub timeout_seconds: u64,
+    pub connect_timeout_seconds: u64,
+    pub max_retries: u32,
+    pub retry_initial_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
+    pub elasticsearch_index: String,
+    /// Batches sent at the same time (throughput over high-latency links).
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSettings {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub linger_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MetricsSettings {
+    pub listen: Option<SocketAddr>,
+}
+
+/// Deserialization targets: every key optional, so validation can name what is missing.
+mod raw {
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct Root {
+        #[serde(default)]
+        pub aws: Aws,
+        #[serde(default)]
+        pub sqs: Sqs,
+        #[serde(default)]
+        pub processing: Processing,
+        #[serde(default)]
+        pub formats: Formats,
+        #[serde(default)]
+        pub intake: Intake,
+        #[serde(default)]
+        pub batch: Batch,
+        #[serde(default)]
+        pub log: Log,
+        #[serde(default)]
+        pub metrics: Metrics,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Aws {
+        pub region: Option<String>,
+        pub endpoint_url: Option<String>,
+        pub force_path_style: Option<bool>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Sqs {
+        pub queue_url: Option<String>,
+        pub max_messages_in_flight: Option<i64>,
+        pub wait_time_seconds: Option<i64>,
+        pub visibility_timeout_seconds: Option<i64>,
+        pub heartbeat_interval_seconds: Option<i64>,
+        pub failure_visibility_seconds: Option<i64>,
+        pub shutdown_grace_seconds: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Processing {
+        pub object_concurrency: Option<i64>,
+        pub keep_original: Option<bool>,
+        pub redact: Option<bool>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Formats {
+        #[serde(default)]
+        pub rules: Vec<Rule>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Rule {
+        pub bucket: Option<String>,
+        pub key_prefix: Option<String>,
+        pub key_regex: Option<String>,
+        pub format: Option<String>,
+        pub vpc_flow_fields: Option<Vec<String>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Intake {
+        pub url: Option<String>,
+        pub protocol: Option<String>,
+        pub key: Option<String>,
+        pub key_env: Option<String>,
+        pub key_file: Option<String>,
+        pub gzip: Option<bool>,
+        pub timeout_seconds: Option<i64>,
+        pub connect_timeout_seconds: Option<i64>,
+        pub max_retries: Option<i64>,
+        pub retry_initial_backoff_ms: Option<i64>,
+        pub retry_max_backoff_ms: Option<i64>,
+        pub elasticsearch_index: Option<String>,
+        pub max_concurrent_requests: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Batch {
+        pub max_events: Option<i64>,
+        pub max_bytes: Option<i64>,
+        pub linger_ms: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Log {
+        pub level: Option<String>,
+        pub format: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Metrics {
+        pub listen: Option<String>,
+    }
+}
+
+/// Reads a number key and checks its range; `default` when absent.
+fn number<T: TryFrom<i64>>(
+    key: &str,
+    value: Option<i64>,
+    default: T,
+    min: i64,
+    max: i64,
+) -> Result<T, ConfigError> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    if v < min || v > max {
+        let range = if max == i64::MAX {
+            format!("at least {min}")
+        } else {
+            format!("between {min} and {max}")
+        };
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v} is out of range (expected {range})"),
+        ));
+    }
+    T::try_from(v).map_err(|_| ConfigError::invalid(key, format!("{v} is out of range")))
+}
+
+/// Empty strings in the environment (`ALF_AWS__REGION=`) mean "not set".
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|s| !s.trim().is_empty())
+}
+
+/// Turns the `config` crate's messages ("invalid type: ... for key `sqs.x`") into ours.
+fn source_error(e: config::ConfigError) -> ConfigError {
+    ConfigError::Source(e.to_string())
+}
+
+impl Config {
+    /// Parses TOML text (no environment overrides) and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        check_sections(text, "the configuration")?;
+        let raw: raw::Root = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(source_error)?;
+        Self::validate(raw, &EnvLookup::Process)
+    }
+
+    /// Loads a TOML file (optional) plus environment overrides (prefix `ALF_`, nested
+    /// keys joined with `__`, e.g. `ALF_INTAKE__URL`) and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Source(format!("cannot read {}: {e}", path.display())))?;
+            check_sections(&text, &path.display().to_string())?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        builder = builder.add_source(env_source());
+        let raw: raw::Root = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(source_error)?;
+        Self::validate(raw, &EnvLookup::Process)
+    }
+
+    fn validate(raw: raw::Root, env: &EnvLookup) -> Result<Config, ConfigError> {
+        let aws = AwsSettings {
+            region: non_empty(raw.aws.region),
+            endpoint_url: match non_empty(raw.aws.endpoint_url) {
+                Some(u) => {
+                    Some(http_url("aws.endpoint_url", &u, "http://127.0.0.1:4566")?.to_string())
+                }
+                None => None,
+            },
+            force_path_style: raw.aws.force_path_style.unwrap_or(false),
+        };
+
+        let queue_url = non_empty(raw.sqs.queue_url).ok_or_else(|| {
+            ConfigError::missing(
+                "sqs.queue_url",
+                "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs",
+            )
+        })?;
+        http_url(
+            "sqs.queue_url",
+            &queue_url,
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs",
+        )?;
+        let visibility_timeout_seconds = number(
+            "sqs.visibility_timeout_seconds",
+            raw.sqs.visibility_timeout_seconds,
+            300u32,
+            1,
+            43_200,
+        )?;
+        let heartbeat_interval_seconds = number(
+            "sqs.heartbeat_interval_seconds",
+            raw.sqs.heartbeat_interval_seconds,
+            60u64,
+            1,
+            43_200,
+        )?;
+        if heartbeat_interval_seconds >= u64::from(visibility_timeout_seconds) {
+            return Err(ConfigError::invalid(
+                "sqs.heartbeat_interval_seconds",
+                format!(
+                    "{heartbeat_interval_seconds} must be shorter than sqs.visibility_timeout_seconds ({visibility_timeout_seconds}), or messages become visible to other consumers while still being processed"
+                ),
+            ));
+        }
+        let sqs = SqsSettings {
+            queue_url,
+            max_messages_in_flight: number(
+                "sqs.max_messages_in_flight",
+                raw.sqs.max_messages_in_flight,
+                10usize,
+                1,
+                10_000,
+            )?,
+            wait_time_seconds: number(
+                "sqs.wait_time_seconds",
+                raw.sqs.wait_time_seconds,
+                20u32,
+                0,
+                20,
+            )?,
+            visibility_timeout_seconds,
+            heartbeat_interval_seconds,
+            failure_visibility_seconds: number(
+                "sqs.failure_visibility_seconds",
+                raw.sqs.failure_visibility_seconds,
+                30u32,
+                0,
+                43_200,
+            )?,
+            shutdown_grace_seconds: number(
+                "sqs.shutdown_grace_seconds",
+                raw.sqs.shutdown_grace_seconds,
+                25u64,
+                0,
+                3_600,
+            )?,
+        };
+
+        let processing = ProcessingSettings {
+            object_concurrency: number(
+                "processing.object_concurrency",
+                raw.processing.object_concurrency,
+                4usize,
+                1,
+                1_024,
+            )?,
+            keep_original: raw.processing.keep_original.unwrap_or(false),
+            redact: raw.processing.redact.unwrap_or(true),
+        };
+
+        let mut rules = Vec::with_capacity(raw.formats.rules.len());
+        for (i, rule) in raw.formats.rules.into_iter().enumerate() {
+            rules.push(validate_rule(i, rule)?);
+        }
+        let formats = FormatsSettings { rules };
+
+        let intake = validate_intake(raw.intake, env)?;
+
+        let batch = BatchSettings {
+            max_events: number(
+                "batch.max_events",
+                raw.batch.max_events,
+                5_000usize,
+                1,
+                1_000_000,
+            )?,
+            max_bytes: number(
+                "batch.max_bytes",
+                raw.batch.max_bytes,
+                4_000_000usize,
+                1_024,
+                1 << 30,
+            )?,
+            linger_ms: number("batch.linger_ms", raw.batch.linger_ms, 1_000u64, 0, 600_000)?,
+        };
+
+        let level = non_empty(raw.log.level).unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!(
+                    "`{level}` is not a level or filter (expected error, warn, info, debug, trace, or a RUST_LOG-style filter)"
+                ),
+            ));
+        }
+        let format = match non_empty(raw.log.format).as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "log.format",
+                    format!("unknown format `{other}` (expected json or text)"),
+                ));
+            }
+        };
+        let log = LogSettings { level, format };
+
+        let metrics = MetricsSettings {
+            listen: match non_empty(raw.metrics.listen) {
+                None => None,
+                Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|e| {
+                    ConfigError::invalid(
+                        "metrics.listen",
+                        format!(
+                            "`{addr}`: {e} (expected an address and port, e.g. 127.0.0.1:9898)"
+                        ),
+                    )
+                })?),
+            },
+        };
+
+        Ok(Config {
+            aws,
+            sqs,
+            processing,
+            formats,
+            intake,
+            batch,
+            log,
+            metrics,
+        })
+    }
+
+    /// The effective configuration as JSON, with the intake key replaced by `***` and
+    /// its source (`key_env`, `key_file` or inline) shown instead.
+    pub fn masked(&self) -> serde_json::Value {
+        let i = &self.intake;
+        let mut intake = serde_json::json!({
+            "url": i.url.as_str(),
+            "protocol": i.protocol.to_string(),
+            "gzip": i.gzip,
+            "timeout_seconds": i.timeout_seconds,
+            "connect_timeout_seconds": i.connect_timeout_seconds,
+            "max_retries": i.max_retries,
+            "retry_initial_backoff_ms": i.retry_initial_backoff_ms,
+            "retry_max_backoff_ms": i.retry_max_backoff_ms,
+            "elasticsearch_index": i.elasticsearch_index,
+            "max_concurrent_requests": i.max_concurrent_requests,
+        });
+        if let (Some(key), Some(obj)) = (&i.key, intake.as_object_mut()) {
+            obj.insert("key".into(), "***".into());
+            match key.source() {
+                KeySource::Inline => {}
+                KeySource::Env(var) => {
+                    obj.insert("key_env".into(), var.clone().into());
+                }
+                KeySource::File(path) => {
+                    obj.insert("key_file".into(), path.display().to_string().into());
+                }
+            }
+        }
+        let to_value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+        let mut root = serde_json::json!({
+            "aws": to_value(serde_json::to_value(&self.aws)),
+            "sqs": to_value(serde_json::to_value(&self.sqs)),
+            "processing": to_value(serde_json::to_value(&self.processing)),
+            "formats": to_value(serde_json::to_value(&self.formats)),
+            "intake": intake,
+            "batch": to_value(serde_json::to_value(&self.batch)),
+            "log": to_value(serde_json::to_value(&self.log)),
+            "metrics": to_value(serde_json::to_value(&self.metrics)),
+        });
+        drop_nulls(&mut root);
+        root
+    }
+
+    /// [`Config::masked`] as TOML.
+    pub fn masked_toml(&self) -> String {
+        toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// TOML has no null: unset optional keys are left out.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// The environment source: `ALF_SQS__QUEUE_URL` -> `sqs.queue_url`. Values stay
+/// strings (no `try_parsing`): numbers and booleans are converted when deserialized
+/// into a numeric key, while a key such as `ALF_INTAKE__KEY=00123` keeps its zeros.
+fn env_source() -> config::Environment {
+    config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator(ENV_SEPARATOR)
+        .ignore_empty(true)
+}
+
+/// Reports unknown top-level sections of a file (`[intak]`), which would otherwise be
+/// ignored: environment variables may carry unrelated `ALF_*` names, files may not.
+fn check_sections(text: &str, origin: &str) -> Result<(), ConfigError> {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| ConfigError::Source(format!("{origin} is not valid TOML: {e}")))?;
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            return Err(ConfigError::invalid(
+                key.clone(),
+                format!("unknown section (expected one of: {})", SECTIONS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses an absolute http(s) URL.
+fn http_url(key: &str, text: &str, example: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(text.trim())
+        .map_err(|e| ConfigError::invalid(key, format!("{e} (expected e.g. {example})")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "scheme `{}` is not http or https (expected e.g. {example})",
+                url.scheme()
+            ),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("no host (expected e.g. {example})"),
+        ));
+    }
+    Ok(url)
+}
+
+fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {
+    let key = |k: &str| format!("formats.rules[{i}].{k}");
+    let format_name = non_empty(rule.format)
+        .ok_or_else(|| ConfigError::missing(&key("format"), "e.g. format = \"vpc-flow\""))?;
+    let format = format_name
+        .parse::<Format>()
+        .map_err(|e| ConfigError::invalid(key("format"), e.to_string()))?;
+    if let Some(re) = &rule.key_regex {
+        regex::Regex::new(re).map_err(|e| ConfigError::invalid(key("key_regex"), e.to_string()))?;
+    }
+    if rule.bucket.is_none() && rule.key_prefix.is_none() && rule.key_regex.is_none() {
+        return Err(ConfigError::invalid(
+            format!("formats.rules[{i}]"),
+            "a rule needs at least one of bucket, key_prefix or key_regex (a rule matching everything would hide automatic detection)",
+        ));
+    }
+    if let Some(fields) = &rule.vpc_flow_fields {
+        if format != Format::VpcFlow {
+            return Err(ConfigError::invalid(
+                key("vpc_flow_fields"),
+                format!("only applies to format = \"vpc-flow\", not \"{format}\""),
+            ));
+        }
+        if fields.is_empty() {
+            return Err(ConfigError::invalid(
+                key("vpc_flow_fields"),
+                "empty list (list the flow log fields in order, e.g. [\"version\", \"account-id\", ...])",
+            ));
+        }
+    }
+    Ok(FormatRule {
+        bucket: rule.bucket,
+        key_prefix: rule.key_prefix,
+        key_regex: rule.key_regex,
+        format,
+        vpc_flow_fields: rule.vpc_flow_fields,
+    })
+}
+
+/// Where environment variables are read from (tests substitute a map).
+enum EnvLookup {
+    Process,
+    #[cfg(test)]
+    Map(std::collections::HashMap<String, String>),
+}
+
+impl EnvLookup {
+    fn get(&self, name: &str) -> Option<String> {
+        match self {
+            EnvLookup::Process => std::env::var(name).ok(),
+            #[cfg(test)]
+            EnvLookup::Map(m) => m.get(name).cloned(),
+        }
+    }
+}
+
+fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, ConfigError> {
+    let example = "https://intake.sekoia.io";
+    let url_text = non_empty(raw.url)
+        .ok_or_else(|| ConfigError::missing("intake.url", &format!("e.g. {example}")))?;
+    let url = http_url("intake.url", &url_text, example)?;
+    let protocol = match non_empty(raw.protocol) {
+        None => IntakeProtocol::Sekoia,
+        Some(p) => p
+            .parse::<IntakeProtocol>()
+            .map_err(|e| ConfigError::invalid("intake.protocol", e))?,
+    };
+
+    let key = resolve_key(raw.key, raw.key_env, raw.key_file, env)?;
+    if protocol == IntakeProtocol::Sekoia && key.is_none() {
+        return Err(ConfigError::missing(
+            "intake.key",
+            "the sekoia protocol needs an intake key: set one of intake.key, intake.key_env or intake.key_file",
+        ));
+    }
+
+    let retry_initial_backoff_ms = number(
+        "intake.retry_initial_backoff_ms",
+        raw.retry_initial_backoff_ms,
+        200u64,
+        1,
+        600_000,
+    )?;
+    let retry_max_backoff_ms = number(
+        "intake.retry_max_backoff_ms",
+        raw.retry_max_backoff_ms,
+        30_000u64,
+        1,
+        3_600_000,
+    )?;
+    if retry_max_backoff_ms < retry_initial_backoff_ms {
+        return Err(ConfigError::invalid(
+            "intake.retry_max_backoff_ms",
+            format!(
+                "{retry_max_backoff_ms} is below intake.retry_initial_backoff_ms ({retry_initial_backoff_ms})"
+            ),
+        ));
+    }
+    let elasticsearch_index =
+        non_empty(raw.elasticsearch_index).unwrap_or_else(|| "logs-aws-default".to_owned());
+    if elasticsearch_index.contains(['"', '\\', '\n']) {
+        return Err(ConfigError::invalid(
+            "intake.elasticsearch_index",
+            "must not contain quotes, backslashes or line breaks",
+        ));
+    }
+    Ok(IntakeSettings {
+        url,
+        protocol,
+        key,
+        gzip: raw.gzip.unwrap_or(true),
+        timeout_seconds: number(
+            "intake.timeout_seconds",
+            raw.timeout_seconds,
+            30u64,
+            1,
+            3_600,
+        )?,
+        connect_timeout_seconds: number(
+            "intake.connect_timeout_seconds",
+            raw.connect_timeout_seconds,
+            10u64,
+            1,
+            600,
+        )?,
+        max_retries: number("intake.max_retries", raw.max_retries, 8u32, 0, 1_000)?,
+        retry_initial_backoff_ms,
+        retry_max_backoff_ms,
+        elasticsearch_index,
+        max_concurrent_requests: number(
+            "intake.max_concurrent_requests",
+            raw.max_concurrent_requests,
+            4usize,
+            1,
+            256,
+        )?,
+    })
+}
+
+/// Resolves the intake key from exactly one of its three sources, trimmed (files and
+/// `echo`ed variables usually end with a newline).
+fn resolve_key(
+    inline: Option<String>,
+    key_env: Option<String>,
+    key_file: Option<String>,
+    env: &EnvLookup,
+) -> Result<Option<IntakeKey>, ConfigError> {
+    let inline = non_empty(inline);
+    let key_env = non_empty(key_env);
+    let key_file = non_empty(key_file);
+    let given = [inline.is_some(), key_env.is_some(), key_file.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if given > 1 {
+        return Err(ConfigError::invalid(
+            "intake.key",
+            "set only one of intake.key, intake.key_env and intake.key_file",
+        ));
+    }
+    let key = if let Some(value) = inline {
+        IntakeKey::new(value.trim().to_owned(), KeySource::Inline)
+    } else if let Some(var) = key_env {
+        let value = env.get(&var).ok_or_else(|| {
+            ConfigError::invalid(
+                "intake.key_env",
+                format!("environment variable {var} is not set"),
+            )
+        })?;
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(ConfigError::invalid(
+                "intake.key_env",
+                format!("environment variable {var} is empty"),
+            ));
+        }
+        IntakeKey::new(value, KeySource::Env(var))
+    } else if let Some(path) = key_file {
+        let path = PathBuf::from(path);
+        let value = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::invalid(
+                "intake.key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(ConfigError::invalid(
+                "intake.key_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        IntakeKey::new(value, KeySource::File(path))
+    } else {
+        return Ok(None);
+    };
+    if key.expose().contains(['\r', '\n']) {
+        // A multi-line key cannot go in a header and is certainly a wrong file.
+        return Err(ConfigError::invalid(
+            "intake.key",
+            "the key contains a line break",
+        ));
+    }
+    Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[sqs]
+queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/logs"
+[intake]
+url = "https://intake.sekoia.io"
+key = "  secret-intake-key-123\n"
+"#;
+
+    fn parse_with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        check_sections(text, "test")?;
+        let raw: raw::Root = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(source_error)?;
+        let map = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::validate(raw, &EnvLookup::Map(map))
+    }
+
+    fn error_of(text: &str) -> String {
+        match Config::from_toml_str(text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_a_trimmed_key() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        assert_eq!(c.sqs.max_messages_in_flight, 10);
+        assert_eq!(c.sqs.wait_time_seconds, 20);
+        assert_eq!(c.sqs.visibility_timeout_seconds, 300);
+        assert_eq!(c.sqs.shutdown_grace_seconds, 25);
+        assert_eq!(c.processing.object_concurrency, 4);
+        assert!(c.processing.redact);
+        assert!(!c.processing.keep_original);
+        assert_eq!(c.intake.protocol, IntakeProtocol::Sekoia);
+        assert!(c.intake.gzip);
+        assert_eq!(c.intake.max_retries, 8);
+        assert_eq!(c.batch.max_events, 5000);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(
+            c.intake.key.as_ref().map(IntakeKey::expose),
+            Some("secret-intake-key-123")
+        );
+    }
+
+    #[test]
+    fn relative_intake_url_names_the_key() {
+        let text = MINIMAL.replace("https://intake.sekoia.io", "intake.sekoia.io");
+        assert_eq!(
+            error_of(&text),
+            "intake.url: relative URL without a base (expected e.g. https://intake.sekoia.io)"
+        );
+    }
+
+    #[test]
+    fn each_validation_error_names_its_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "wait_time_seconds = 30",
+                "[sqs]\n",
+                "sqs.wait_time_seconds: 30 is out of range",
+            ),
+            (
+                "max_messages_in_flight = 0",
+                "[sqs]\n",
+                "sqs.max_messages_in_flight:",
+            ),
+            (
+                "heartbeat_interval_seconds = 400",
+                "[sqs]\n",
+                "sqs.heartbeat_interval_seconds:",
+            ),
+            (
+                "protocol = \"splunk\"",
+                "[intake]\n",
+                "intake.protocol: unknown protocol `splunk`",
+            ),
+            (
+                "url = \"ftp://x\"",
+                "[intake]\n",
+                "intake.url: scheme `ftp`",
+            ),
+            (
+                "retry_max_backoff_ms = 10",
+                "[intake]\n",
+                "intake.retry_max_backoff_ms:",
+            ),
+            (
+                "object_concurrency = 0",
+                "[processing]\n",
+                "processing.object_concurrency:",
+            ),
+            (
+                "format = \"xml\"",
+                "[log]\n",
+                "log.format: unknown format `xml`",
+            ),
+            (
+                "listen = \"localhost\"",
+                "[metrics]\n",
+                "metrics.listen: `localhost`",
+            ),
+            ("max_bytes = 10", "[batch]\n", "batch.max_bytes:"),
+        ];
+        for (line, section, want) in cases {
+            // Later duplicate keys are a TOML error, so put the line in its own copy of
+            // the section after removing any clashing key.
+            let key = line.split(' ').next().unwrap_or_default();
+            let base: String = MINIMAL
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} ")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let text = if base.contains(section.trim()) {
+                base.replacen(section.trim(), &format!("{}\n{line}", section.trim()), 1)
+            } else {
+                format!("{base}\n{section}{line}\n")
+            };
+            let err = error_of(&text);
+            assert!(
+                err.starts_with(want),
+                "{line}: got `{err}`, want `{want}...`"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        assert!(
+            error_of("[intake]\nurl = \"https://x\"\nkey = \"k\"\n")
+                .starts_with("sqs.queue_url: required")
+        );
+        let no_key = MINIMAL.replace("key = \"  secret-intake-key-123\\n\"", "");
+        assert!(error_of(&no_key).starts_with("intake.key: required"));
+        let ndjson = format!("{no_key}protocol = \"ndjson\"\n");
+        assert!(Config::from_toml_str(&ndjson).unwrap().intake.key.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_rejected() {
+        let err = error_of(&format!("{MINIMAL}gzipp = true\n"));
+        assert!(err.contains("gzipp"), "{err}");
+        let err = error_of(&format!("{MINIMAL}[intak]\nurl = \"x\"\n"));
+        assert!(err.starts_with("intak: unknown section"), "{err}");
+    }
+
+    #[test]
+    fn format_rules_are_checked() {
+        let rule = |body: &str| format!("{MINIMAL}[[formats.rules]]\n{body}\n");
+        let ok = Config::from_toml_str(&rule(
+            "bucket = \"b\"\nformat = \"vpc-flow\"\nvpc_flow_fields = [\"version\", \"srcaddr\"]",
+        ))
+        .unwrap();
+        assert_eq!(ok.formats.rules[0].format, Format::VpcFlow);
+        assert_eq!(ok.formats.detect_rules().len(), 1);
+        assert!(
+            error_of(&rule("bucket = \"b\"\nformat = \"nope\""))
+                .starts_with("formats.rules[0].format: unknown format `nope`")
+        );
+        assert!(
+            error_of(&rule("key_regex = \"(\"\nformat = \"waf\""))
+                .starts_with("formats.rules[0].key_regex:")
+        );
+        assert!(error_of(&rule("format = \"waf\"")).starts_with("formats.rules[0]: a rule needs"));
+        assert!(error_of(&rule("bucket = \"b\"")).starts_with("formats.rules[0].format: required"));
+        assert!(
+            error_of(&rule(
+                "bucket = \"b\"\nformat = \"waf\"\nvpc_flow_fields = [\"a\"]"
+            ))
+            .starts_with("formats.rules[0].vpc_flow_fields:")
+        );
+    }
+
+    #[test]
+    fn key_from_env_or_file_and_only_one_source() {
+        let text = MINIMAL.replace(
+            "key = \"  secret-intake-key-123\\n\"",
+            "key_env = \"MY_KEY\"",
+        );
+        let c = parse_with_env(&text, &[("MY_KEY", "from-env\n")]).unwrap();
+        let key = c.intake.key.unwrap();
+        assert_eq!(key.expose(), "from-env");
+        assert_eq!(key.source(), &KeySource::Env("MY_KEY".into()));
+        let err = parse_with_env(&text, &[]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "intake.key_env: environment variable MY_KEY is not set"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let text = MINIMAL.replace(
+            "key = \"  secret-intake-key-123\\n\"",
+            &format!("key_file = {:?}", path.display().to_string()),
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        assert_eq!(c.intake.key.unwrap().expose(), "from-file");
+
+        let both = format!("{MINIMAL}key_env = \"X\"\n");
+        assert!(error_of(&both).starts_with("intake.key: set only one"));
+    }
+
+    #[test]
+    fn masked_output_never_contains_the_key() {
+        let c = Config::from_toml_str(MINIMAL).unwrap();
+        let toml = c.masked_toml();
+        let json = c.masked().to_string();
+        let debug = format!("{c:?}");
+        for text in [&toml, &json, &debug] {
+            assert!(!text.contains("secret-intake-key-123"), "{text}");
+            assert!(text.contains("***"), "{text}");
+        }
+        assert!(
+            toml.contains("queue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/logs\""),
+            "{toml}"
+        );
+        // The TOML rendering is itself a valid configuration (minus the masked key).
+        let back: toml::Table = toml::from_str(&toml).unwrap();
+        assert_eq!(back["intake"]["key"].as_str(), Some("***"));
+
+        let text = MINIMAL.replace(
+            "key = \"  secret-intake-key-123\\n\"",
+            "key_env = \"MY_KEY\"",
+        );
+        let c = parse_with_env(&text, &[("MY_KEY", "secret-intake-key-123")]).unwrap();
+        let toml = c.masked_toml();
+        assert!(toml.contains("key_env = \"MY_KEY\""), "{toml}");
+        assert!(!toml.contains("secret-intake-key-123"));
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid_and_documents_every_key() {
+        let text = include_str!("../../../config/aws-log-forwarder.example.toml");
+        let c = parse_with_env(text, &[("ALF_INTAKE_KEY", "k")]).unwrap();
+        assert_eq!(c.metrics.listen.map(|a| a.port()), Some(9898));
+        assert_eq!(
+            c.intake.key.as_ref().unwrap().source(),
+            &KeySource::Env("ALF_INTAKE_KEY".into())
+        );
+        // Keys shown commented out in the example.
+        for key in [
+            "endpoint_url",
+            "force_path_style",
+            "key =",
+            "key_file",
+            "[[formats.rules]]",
+            "bucket",
+            "key_prefix",
+            "key_regex",
+            "format =",
+            "vpc_flow_fields",
+        ] {
+            assert!(text.contains(key), "{key} is not documented");
+        }
+        // Every key the daemon reads appears in the example.
+        let masked = c.masked();
+        for (section, keys) in masked.as_object().unwrap() {
+            if section == "formats" {
+                continue; // [[formats.rules]], checked above
+            }
+            for key in keys.as_object().unwrap().keys() {
+                assert!(
+                    text.contains(&format!("{key} =")) || text.contains(&format!("# {key} =")),
+                    "{section}.{key} is not documented"
+                );
+            }
+        }
+    }
+
+    /// The only test touching the process environment (tests run in parallel threads,
+    /// so the variable names are unique to this test).
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alf.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        // SAFETY: no other test reads or writes these variables.
+        unsafe {
+            std::env::set_var("ALF_INTAKE__URL", "https://intake.example.net/custom");
+            std::env::set_var("ALF_BATCH__MAX_EVENTS", "123");
+            std::env::set_var("ALF_PROCESSING__KEEP_ORIGINAL", "true");
+            std::env::set_var("ALF_INTAKE__KEY", "00123");
+            std::env::set_var(
+                "ALF_INTAKE_KEY",
+                "unrelated variables with the prefix are ignored",
+            );
+        }
+        let c = Config::load(Some(&path));
+        unsafe {
+            std::env::remove_var("ALF_INTAKE__URL");
+            std::env::remove_var("ALF_BATCH__MAX_EVENTS");
+            std::env::remove_var("ALF_PROCESSING__KEEP_ORIGINAL");
+            std::env::remove_var("ALF_INTAKE__KEY");
+            std::env::remove_var("ALF_INTAKE_KEY");
+        }
+        let c = c.unwrap();
+        assert_eq!(c.intake.url.as_str(), "https://intake.example.net/custom");
+        assert_eq!(c.batch.max_events, 123);
+        assert!(c.processing.keep_original);
+        assert_eq!(c.intake.key.as_ref().map(IntakeKey::expose), Some("00123"));
+        assert_eq!(
+            c.sqs.queue_url,
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/logs"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! `aws-log-forwarder` binary: command dispatch, logging set-up, runtime and signals.
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aws_log_forwarder::Config;
+use aws_log_forwarder::config::{LogFormat, LogSettings};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Parse(args) => cli::parse_command(&args),
+        Command::CheckConfig { config, output } => {
+            cli::check_config_command(config.as_deref(), output)
+        }
+        Command::Run { config } => match Config::load(config.as_deref()) {
+            Err(e) => {
+                eprintln!("config: {e}");
+                EXIT_CONFIG
+            }
+            Ok(config) => {
+                init_logging(&config.log);
+                match run_daemon(config) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        // One line, in the configured log format (stderr either way).
+                        tracing::error!("{e:#}");
+                        EXIT_FAILURE
+                    }
+                }
+            }
+        },
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Logs go to stderr (stdout stays free for `parse` output and container conventions
+/// treat both alike). `RUST_LOG`, when set, wins over `log.level`.
+fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never in files or log collectors.
+        .with_ansi(std::io::stderr().is_terminal());
+    let result = match settings.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("cannot set up logging: {e}");
+    }
+}
+
+fn run_daemon(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Parsing threads (object_concurrency) plus intake body encoding and the S3
+        // bridges' headroom.
+        .max_blocking_threads(config.processing.object_concurrency + 32)
+        .thread_name("alf-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        aws_log_forwarder::run(config, shutdown).await
+    });
+    // A blocking thread still waiting on an S3 read must not keep the process alive:
+    // its message was not deleted and will be redelivered.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result?;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    wait_for_signal().await;
+    tracing::info!("signal received: shutting down (send again to exit at once)");
+    shutdown.cancel();
+    wait_for_signal().await;
+    tracing::warn!("second signal: exiting now; unfinished messages will be redelivered");
+    std::process::exit(130);
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
