@@ -350,10 +350,15 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     if let Some((_, ts)) = &end {
         ev.set("event.end", ts.clone());
     }
+    // Checked: the window comes from untrusted text, and a window longer than u64
+    // nanoseconds (~584 years) is nonsense rather than a duration.
     if let (Some((s, _)), Some((e, _))) = (&start, &end)
-        && e >= s
+        && let Some(nanos) = e
+            .checked_sub(*s)
+            .and_then(|d| u64::try_from(d).ok())
+            .and_then(|d| d.checked_mul(1_000_000_000))
     {
-        ev.set("event.duration", (e - s) as u64 * 1_000_000_000);
+        ev.set("event.duration", nanos);
     }
 
     ev.set("event.category", Value::Arr(vec![Value::Static("network")]));

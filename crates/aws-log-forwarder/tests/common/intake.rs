@@ -1,0 +1,540 @@
+//! A real HTTP intake for the integration tests.
+//!
+//! It listens on `127.0.0.1:<ephemeral port>` inside the test process, speaks the three
+//! protocols the forwarder can send (Sekoia `/batch`, NDJSON, Elasticsearch `_bulk`),
+//! gunzips bodies, and records every request and every accepted event, so tests can
+//! assert on what really went over the wire. It can be told to misbehave (5xx, 429,
+//! 400, slowness, dropped connections) to exercise the forwarder's retry and
+//! acknowledgement logic.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How the intake answers a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 (201 items for `_bulk`); the events are recorded.
+    Accept,
+    /// 500: a transient failure the forwarder must retry.
+    Fail500,
+    /// 400: a permanent rejection the forwarder must not retry.
+    Reject400,
+    /// 429 with `Retry-After: <retry_after_secs>`.
+    TooManyRequests { retry_after_secs: u64 },
+    /// Waits, then behaves like [`Mode::Accept`] (exercises the forwarder's timeouts).
+    Slow(Duration),
+    /// Reads the request head, then closes the connection without any response.
+    ResetConnection,
+}
+
+/// One request as the intake saw it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names are lower-case.
+    pub headers: Vec<(String, String)>,
+    /// Body size as received (compressed when gzip was used).
+    pub body_bytes: usize,
+    /// Events decoded from the body (whether or not they were accepted).
+    pub events: usize,
+    /// The key from the Sekoia body, or `X-Intake-Key` for the other protocols.
+    pub intake_key: Option<String>,
+    /// What the intake answered; `None` when no answer was sent (the intake dropped the
+    /// connection, or the client gave up first).
+    pub status: Option<u16>,
+    /// The client closed the connection before the intake answered (e.g. its timeout
+    /// fired during a [`Mode::Slow`] delay).
+    pub client_gave_up: bool,
+    /// Why the body could not be decoded, if it could not.
+    pub decode_error: Option<String>,
+    /// The mode that answered this request.
+    pub mode: Mode,
+    /// When the request head arrived.
+    pub received_at: Instant,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct State {
+    default_mode: Mode,
+    /// Modes for the next requests, used before `default_mode`.
+    scripted: VecDeque<Mode>,
+    requests: Vec<RecordedRequest>,
+    events: Vec<Value>,
+    /// `_bulk` action lines of accepted requests, one per event.
+    bulk_actions: Vec<Value>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Number of accepted events, for waiting without polling.
+    accepted: watch::Sender<usize>,
+    /// Number of requests seen.
+    seen: watch::Sender<usize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide the recorded data from the others.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The test intake server. Stops accepting connections when dropped.
+pub struct TestIntake {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl Drop for TestIntake {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+/// Error returned by the service to make hyper drop the connection unanswered.
+#[derive(Debug)]
+struct DropConnection;
+
+impl fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("test intake dropped the connection on purpose")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+impl TestIntake {
+    /// Binds an ephemeral loopback port and starts serving in [`Mode::Accept`].
+    pub async fn start() -> TestIntake {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the test intake on 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the test intake");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                default_mode: Mode::Accept,
+                scripted: VecDeque::new(),
+                requests: Vec::new(),
+                events: Vec::new(),
+                bulk_actions: Vec::new(),
+            }),
+            accepted: watch::channel(0).0,
+            seen: watch::channel(0).0,
+        });
+        let loop_shared = Arc::clone(&shared);
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn_shared = Arc::clone(&loop_shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(Arc::clone(&conn_shared), req));
+                    // Errors here are the client going away or our own DropConnection.
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        TestIntake {
+            addr,
+            shared,
+            accept_loop,
+        }
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234` (the forwarder appends `/batch` or `/_bulk`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers every following request with `mode` (forgets scripted modes).
+    pub fn set_mode(&self, mode: Mode) {
+        let mut st = self.shared.lock();
+        st.scripted.clear();
+        st.default_mode = mode;
+    }
+
+    /// Answers the next `n` requests with `mode`, then goes back to the current default.
+    pub fn set_mode_for_next(&self, n: usize, mode: Mode) {
+        let mut st = self.shared.lock();
+        st.scripted.extend(std::iter::repeat_n(mode, n));
+    }
+
+    /// Every accepted event, in arrival order (duplicates from redeliveries included).
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.lock().events.clone()
+    }
+
+    /// The `_bulk` action lines (`{"create":{"_index":...}}`) of accepted requests.
+    pub fn bulk_actions(&self) -> Vec<Value> {
+        self.shared.lock().bulk_actions.clone()
+    }
+
+    /// Every request seen so far, in arrival order (a slow request is recorded when it
+    /// is answered, but sorts where it arrived).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        let mut requests = self.shared.lock().requests.clone();
+        requests.sort_by_key(|r| r.received_at);
+        requests
+    }
+
+    /// Waits until at least `n` events were accepted and returns all accepted events.
+    /// Panics after `timeout` with what the intake saw, so a test never hangs.
+    pub async fn wait_for_events(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let mut rx = self.shared.accepted.subscribe();
+        if tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
+            .await
+            .is_err()
+        {
+            panic!(
+                "test intake: expected at least {n} events within {timeout:?}, got {}\n{}",
+                *rx.borrow(),
+                self.describe()
+            );
+        }
+        self.events()
+    }
+
+    /// Waits until at least `n` requests arrived (whatever they were answered).
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let mut rx = self.shared.seen.subscribe();
+        if tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
+            .await
+            .is_err()
+        {
+            panic!(
+                "test intake: expected at least {n} requests within {timeout:?}\n{}",
+                self.describe()
+            );
+        }
+        self.requests()
+    }
+
+    /// A readable summary of the requests seen, for failure messages.
+    pub fn describe(&self) -> String {
+        let st = self.shared.lock();
+        let mut out = format!(
+            "test intake at {}: {} requests, {} accepted events\n",
+            self.addr,
+            st.requests.len(),
+            st.events.len()
+        );
+        let mut requests: Vec<&RecordedRequest> = st.requests.iter().collect();
+        requests.sort_by_key(|r| r.received_at);
+        for (i, r) in requests.into_iter().enumerate() {
+            out.push_str(&format!(
+                "  #{i} {} {} -> {} ({} events, {} body bytes, mode {:?}){}\n",
+                r.method,
+                r.path,
+                match (r.status, r.client_gave_up) {
+                    (Some(s), _) => s.to_string(),
+                    (None, true) => "client gave up".to_owned(),
+                    (None, false) => "dropped by the intake".to_owned(),
+                },
+                r.events,
+                r.body_bytes,
+                r.mode,
+                r.decode_error
+                    .as_ref()
+                    .map(|e| format!(" DECODE ERROR: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        out
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    let mode = {
+        let mut st = shared.lock();
+        let default = st.default_mode.clone();
+        st.scripted.pop_front().unwrap_or(default)
+    };
+    let record = RecordedRequest {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_bytes: 0,
+        events: 0,
+        intake_key: None,
+        status: None,
+        client_gave_up: false,
+        decode_error: None,
+        mode: mode.clone(),
+        received_at: Instant::now(),
+    };
+    // Records the request even when hyper drops this future because the client left.
+    let mut recorder = Recorder {
+        shared,
+        record: Some(record),
+    };
+
+    if mode == Mode::ResetConnection {
+        recorder.finish(None, Vec::new(), Vec::new());
+        return Err(DropConnection);
+    }
+    if let Mode::Slow(delay) = mode {
+        tokio::time::sleep(delay).await;
+    }
+
+    let gzip = req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let header_key = req
+        .headers()
+        .get("x-intake-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            // The client went away mid-body: nothing to answer (the recorder notes it).
+            return Err(DropConnection);
+        }
+    };
+    let record = recorder.record();
+    record.body_bytes = body.len();
+
+    let decoded = decode_body(&record.path, gzip, &body);
+    let (events, bulk_actions) = match decoded {
+        Ok(d) => {
+            record.intake_key = d.intake_key.or(header_key);
+            (d.events, d.bulk_actions)
+        }
+        Err(e) => {
+            eprintln!("test intake: cannot decode {} body: {e}", record.path);
+            record.decode_error = Some(e.clone());
+            recorder.finish(Some(400), Vec::new(), Vec::new());
+            return Ok(json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"message": format!("test intake cannot decode the body: {e}")}),
+            ));
+        }
+    };
+    record.events = events.len();
+
+    let response = match mode {
+        Mode::Accept | Mode::Slow(_) => {
+            let n = events.len();
+            let body = if record.path.ends_with("/_bulk") {
+                let items: Vec<Value> = bulk_actions
+                    .iter()
+                    .map(|action| {
+                        let name = action
+                            .as_object()
+                            .and_then(|o| o.keys().next())
+                            .cloned()
+                            .unwrap_or_default();
+                        json!({ name: {"status": 201, "result": "created"} })
+                    })
+                    .collect();
+                json!({"took": 1, "errors": false, "items": items})
+            } else {
+                let ids: Vec<String> = (0..n).map(|i| format!("test-{i}")).collect();
+                json!({"received": n, "event_ids": ids})
+            };
+            recorder.finish(Some(200), events, bulk_actions);
+            return Ok(json_response(StatusCode::OK, &body));
+        }
+        Mode::Fail500 => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"message": "test intake: simulated outage"}),
+        ),
+        Mode::Reject400 => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"message": "test intake: simulated permanent rejection"}),
+        ),
+        Mode::TooManyRequests { retry_after_secs } => {
+            let mut r = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"message": "test intake: slow down"}),
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            r
+        }
+        Mode::ResetConnection => unreachable!("handled before reading the body"),
+    };
+    recorder.finish(Some(response.status().as_u16()), Vec::new(), Vec::new());
+    Ok(response)
+}
+
+/// Owns the record of the request being handled: [`Recorder::finish`] stores it with the
+/// answer, and dropping it unfinished (hyper drops the handler when the client leaves)
+/// stores it as given up by the client, so no request goes unrecorded.
+struct Recorder {
+    shared: Arc<Shared>,
+    record: Option<RecordedRequest>,
+}
+
+impl Recorder {
+    fn record(&mut self) -> &mut RecordedRequest {
+        self.record
+            .as_mut()
+            .expect("the record is present until finish or drop")
+    }
+
+    /// Records the answer (and the events when accepted) and wakes the waiters.
+    fn finish(mut self, status: Option<u16>, accepted: Vec<Value>, bulk_actions: Vec<Value>) {
+        if let Some(mut record) = self.record.take() {
+            record.status = status;
+            store(&self.shared, record, accepted, bulk_actions);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.client_gave_up = true;
+            store(&self.shared, record, Vec::new(), Vec::new());
+        }
+    }
+}
+
+fn store(shared: &Shared, record: RecordedRequest, accepted: Vec<Value>, bulk_actions: Vec<Value>) {
+    let (requests, events) = {
+        let mut st = shared.lock();
+        st.requests.push(record);
+        st.events.extend(accepted);
+        st.bulk_actions.extend(bulk_actions);
+        (st.requests.len(), st.events.len())
+    };
+    shared.seen.send_replace(requests);
+    shared.accepted.send_replace(events);
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+struct Decoded {
+    events: Vec<Value>,
+    intake_key: Option<String>,
+    /// `_bulk` action lines, one per event.
+    bulk_actions: Vec<Value>,
+}
+
+/// Turns a request body into events, by protocol: `_bulk` by path, Sekoia by its
+/// `{"intake_key", "jsons"}` shape, NDJSON otherwise.
+fn decode_body(path: &str, gzip: bool, body: &[u8]) -> Result<Decoded, String> {
+    let text = if gzip {
+        let mut out = String::new();
+        flate2::read::MultiGzDecoder::new(body)
+            .read_to_string(&mut out)
+            .map_err(|e| format!("gunzip: {e}"))?;
+        out
+    } else {
+        String::from_utf8(body.to_vec()).map_err(|e| format!("body is not UTF-8: {e}"))?
+    };
+    let mut decoded = Decoded {
+        events: Vec::new(),
+        intake_key: None,
+        bulk_actions: Vec::new(),
+    };
+
+    if path.ends_with("/_bulk") {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        while let Some(action_line) = lines.next() {
+            let action: Value = serde_json::from_str(action_line)
+                .map_err(|e| format!("bulk action line {action_line:?}: {e}"))?;
+            if action.as_object().is_none_or(|o| o.len() != 1) {
+                return Err(format!(
+                    "bulk action line is not a one-key object: {action_line}"
+                ));
+            }
+            let doc_line = lines
+                .next()
+                .ok_or_else(|| format!("bulk action {action_line} has no document"))?;
+            let doc: Value = serde_json::from_str(doc_line)
+                .map_err(|e| format!("bulk document {doc_line:?}: {e}"))?;
+            decoded.bulk_actions.push(action);
+            decoded.events.push(doc);
+        }
+        return Ok(decoded);
+    }
+
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{')
+        && let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(trimmed)
+        && obj.contains_key("jsons")
+    {
+        decoded.intake_key = obj
+            .get("intake_key")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let jsons = obj
+            .get("jsons")
+            .and_then(Value::as_array)
+            .ok_or("`jsons` is not an array")?;
+        for (i, item) in jsons.iter().enumerate() {
+            let s = item
+                .as_str()
+                .ok_or_else(|| format!("jsons[{i}] is not a string (Sekoia wants JSON text)"))?;
+            let ev: Value =
+                serde_json::from_str(s).map_err(|e| format!("jsons[{i}] is not JSON: {e}"))?;
+            decoded.events.push(ev);
+        }
+        return Ok(decoded);
+    }
+
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ev: Value =
+            serde_json::from_str(line).map_err(|e| format!("NDJSON line {}: {e}", i + 1))?;
+        decoded.events.push(ev);
+    }
+    Ok(decoded)
+}
