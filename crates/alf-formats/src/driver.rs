@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::io::{self, BufRead};
+use std::sync::Arc;
 
 use crate::enrich::Enricher;
 use crate::event::{Event, Value};
@@ -99,7 +100,9 @@ pub struct ObjectParse<'a> {
     pub enricher: &'a Enricher,
     pub stats: ParseStats,
     id_prefix: Vec<u8>,
-    log_path: String,
+    log_path: Arc<str>,
+    bucket: Arc<str>,
+    key: Arc<str>,
 }
 
 impl<'a> ObjectParse<'a> {
@@ -115,10 +118,10 @@ impl<'a> ObjectParse<'a> {
             id_prefix.extend_from_slice(part.as_bytes());
             id_prefix.push(0);
         }
-        let log_path = if object.bucket.is_empty() {
-            object.key.clone()
+        let log_path: Arc<str> = if object.bucket.is_empty() {
+            object.key.as_str().into()
         } else {
-            format!("s3://{}/{}", object.bucket, object.key)
+            format!("s3://{}/{}", object.bucket, object.key).into()
         };
         ObjectParse {
             format,
@@ -128,6 +131,8 @@ impl<'a> ObjectParse<'a> {
             stats: ParseStats::default(),
             id_prefix,
             log_path,
+            bucket: object.bucket.as_str().into(),
+            key: object.key.as_str().into(),
         }
     }
 
@@ -166,13 +171,16 @@ impl<'a> ObjectParse<'a> {
         }
         ev.set("ecs.version", ECS_VERSION);
         if !self.object.bucket.is_empty() {
-            ev.set("aws.s3.bucket.name", self.object.bucket.clone());
+            ev.set(
+                "aws.s3.bucket.name",
+                Value::Shared(Arc::clone(&self.bucket)),
+            );
         }
         if !self.object.key.is_empty() {
-            ev.set("aws.s3.object.key", self.object.key.clone());
+            ev.set("aws.s3.object.key", Value::Shared(Arc::clone(&self.key)));
         }
         if !self.log_path.is_empty() {
-            ev.set("log.file.path", self.log_path.clone());
+            ev.set("log.file.path", Value::Shared(Arc::clone(&self.log_path)));
         }
         ev.set("log.offset", offset);
         if self.options.keep_original
@@ -307,7 +315,11 @@ pub fn drive_lines(
         let line_offset = offset;
         offset += consumed as u64;
         cx.stats.bytes += consumed as u64;
-        let text: Cow<'_, str> = String::from_utf8_lossy(&buf);
+        // Valid UTF-8 is the norm: the strict check is much faster than the lossy one.
+        let text: Cow<'_, str> = match std::str::from_utf8(&buf) {
+            Ok(t) => Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(&buf),
+        };
         if text.trim().is_empty() {
             continue;
         }

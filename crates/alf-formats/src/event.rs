@@ -26,6 +26,8 @@ pub enum Value {
     F64(f64),
     Str(String),
     Static(&'static str),
+    /// A string shared by many events (bucket, key): cloning it is a refcount bump.
+    Shared(std::sync::Arc<str>),
     Arr(Vec<Value>),
     Obj(Map),
     /// A JSON document kept as it came (e.g. CloudTrail `requestParameters`).
@@ -38,6 +40,7 @@ impl Value {
         match self {
             Value::Str(s) => Some(s),
             Value::Static(s) => Some(s),
+            Value::Shared(s) => Some(s),
             Value::Json(serde_json::Value::String(s)) => Some(s),
             _ => None,
         }
@@ -119,7 +122,7 @@ impl Map {
         let i = match self.0.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                self.0.push((key, Value::Obj(Map::new())));
+                self.0.push((key, Value::Obj(Map(Vec::with_capacity(4)))));
                 self.0.len() - 1
             }
         };
@@ -140,18 +143,44 @@ pub struct Event {
     root: Map,
 }
 
-fn split_path(path: &str) -> (impl Iterator<Item = &str>, &str) {
-    // `@timestamp` and other top-level keys have no dot: no parents.
-    let (parents, leaf) = match path.rfind('.') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
+/// Splits `a.b.c` into the parent segments (`a`, `b`) and the leaf (`c`). Paths are
+/// short static strings; a byte loop beats the generic `str::split` machinery here
+/// (this runs ~50 times per event).
+fn split_path(path: &str) -> (Segments<'_>, &str) {
+    let leaf_start = path.bytes().rposition(|b| b == b'.').map_or(0, |i| i + 1);
+    let parents = if leaf_start == 0 {
+        ""
+    } else {
+        &path[..leaf_start - 1]
     };
-    (parents.split('.').filter(|p| !p.is_empty()), leaf)
+    (Segments(parents), &path[leaf_start..])
+}
+
+struct Segments<'a>(&'a str);
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match self.0.bytes().position(|b| b == b'.') {
+            Some(i) => {
+                let seg = &self.0[..i];
+                self.0 = &self.0[i + 1..];
+                Some(seg)
+            }
+            None => Some(std::mem::take(&mut self.0)),
+        }
+    }
 }
 
 impl Event {
     pub fn new() -> Self {
-        Event::default()
+        // ECS events have 10-20 top-level objects: avoid regrowing the root.
+        Event {
+            root: Map(Vec::with_capacity(16)),
+        }
     }
 
     /// Sets the field at a static dotted path, replacing any previous value.
@@ -299,6 +328,7 @@ impl Serialize for Redacted<'_> {
             Value::F64(_) => s.serialize_unit(),
             Value::Str(v) => s.serialize_str(&redact_str(v, self.1)),
             Value::Static(v) => s.serialize_str(v),
+            Value::Shared(v) => s.serialize_str(&redact_str(v, self.1)),
             Value::Arr(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for item in items {

@@ -8,37 +8,29 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-
 /// What replaces a secret value.
 pub const REDACTED: &str = "REDACTED";
 
-/// Parameter and header names whose values are secrets (matched case-insensitively;
-/// `signature` also covers `X-Amz-Signature`, `security-token` covers
-/// `X-Amz-Security-Token`).
+/// Parameter and header names whose values are secrets, lower case, matched
+/// case-insensitively as the end of the name before a separator (`signature` also
+/// covers `X-Amz-Signature`, `security-token` covers `X-Amz-Security-Token`).
 const SECRET_NAMES: &[&str] = &["signature", "security-token", "x-amz-credential"];
 
-/// Finds `name=value`, `name: value` and `"name":"value"` pairs with secret names and
-/// replaces the value.
-#[derive(Debug, Clone)]
+/// Finds `name=value`, `name%3Dvalue`, `name: value` and `"name":"value"` pairs with
+/// secret names and replaces the value.
+///
+/// It scans for the separators (`=`, `:`, `%`) first and only then looks back for a
+/// secret name: separators are rare in log field values, so the common case is one
+/// `memchr3` pass per string, several times cheaper than a case-insensitive multi-
+/// pattern search (measured: redaction was 13% of CloudFront throughput before).
+#[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    names: AhoCorasick,
-}
-
-impl Default for Redactor {
-    fn default() -> Self {
-        Self::new()
-    }
+    _private: (),
 }
 
 impl Redactor {
     pub fn new() -> Self {
-        let names = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(SECRET_NAMES)
-            .unwrap_or_else(|_| unreachable_names());
-        Redactor { names }
+        Redactor { _private: () }
     }
 
     /// True when a JSON object key or header name is itself a secret name
@@ -57,18 +49,21 @@ impl Redactor {
     }
 
     /// `s` with every secret value replaced by [`REDACTED`]; borrowed when nothing
-    /// matched (the common case costs one SIMD scan).
+    /// matched.
     pub fn redact<'s>(&self, s: &'s str) -> Cow<'s, str> {
         let bytes = s.as_bytes();
+        if bytes.len() < "signature=x".len() {
+            return Cow::Borrowed(s);
+        }
         let mut out: Option<String> = None;
         let mut copied = 0;
-        for m in self.names.find_iter(s) {
-            let Some((value_start, value_end)) = value_after(bytes, m.end()) else {
-                continue;
-            };
-            if value_start < copied {
+        for sep in memchr::memchr3_iter(b'=', b':', b'%', bytes) {
+            if sep < copied || !name_before(bytes, sep) {
                 continue;
             }
+            let Some((value_start, value_end)) = value_after(bytes, sep) else {
+                continue;
+            };
             let buf = out.get_or_insert_with(|| String::with_capacity(s.len()));
             buf.push_str(&s[copied..value_start]);
             buf.push_str(REDACTED);
@@ -84,39 +79,44 @@ impl Redactor {
     }
 }
 
-/// The pattern set is a constant list of plain words; building it cannot fail. This
-/// fallback keeps the constructor infallible without a panic path: an automaton that
-/// matches nothing would silently disable redaction, so we build one that matches
-/// the separator-free word "signature" only.
-fn unreachable_names() -> AhoCorasick {
-    AhoCorasick::new(["signature"]).unwrap_or_else(|_| std::process::abort())
+/// Whether a secret name ends just before the separator at `sep` (allowing a closing
+/// quote, an escaped quote and spaces in between, as in JSON and headers).
+fn name_before(b: &[u8], sep: usize) -> bool {
+    let mut end = sep;
+    while end > 0 && b[end - 1] == b' ' {
+        end -= 1;
+    }
+    if end > 0 && b[end - 1] == b'"' {
+        end -= 1;
+        if end > 0 && b[end - 1] == b'\\' {
+            end -= 1;
+        }
+    }
+    SECRET_NAMES.iter().any(|name| {
+        end >= name.len() && b[end - name.len()..end].eq_ignore_ascii_case(name.as_bytes())
+    })
 }
 
-/// Given the end of a secret name, finds the value span after a separator:
-/// `=`, `%3D`, `:` (optionally quoted and spaced, as in JSON or headers).
-fn value_after(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
-    let skip_quote = |i: &mut usize| {
-        if b.get(*i) == Some(&b'"') || b.get(*i) == Some(&b'\\') && b.get(*i + 1) == Some(&b'"') {
-            *i += if b[*i] == b'\\' { 2 } else { 1 };
-        }
-    };
-    skip_quote(&mut i);
-    while b.get(i) == Some(&b' ') {
-        i += 1;
-    }
-    match b.get(i) {
-        Some(b'=') | Some(b':') => i += 1,
-        Some(b'%')
-            if b.get(i + 1) == Some(&b'3') && matches!(b.get(i + 2), Some(b'D') | Some(b'd')) =>
+/// Given the position of a separator (`=`, `%3D`, `:`), finds the value span after it
+/// (optionally spaced and quoted).
+fn value_after(b: &[u8], sep: usize) -> Option<(usize, usize)> {
+    let mut i = match b[sep] {
+        b'=' | b':' => sep + 1,
+        b'%' if b.get(sep + 1) == Some(&b'3')
+            && matches!(b.get(sep + 2), Some(b'D') | Some(b'd')) =>
         {
-            i += 3
+            sep + 3
         }
         _ => return None,
-    }
+    };
     while b.get(i) == Some(&b' ') {
         i += 1;
     }
-    skip_quote(&mut i);
+    if b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b'"') {
+        i += 2;
+    } else if b.get(i) == Some(&b'"') {
+        i += 1;
+    }
     let start = i;
     while let Some(&c) = b.get(i) {
         if matches!(
