@@ -14,6 +14,12 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE};
 
+/// Parsing allocates many small, short-lived strings per event; mimalloc handles that
+/// pattern markedly faster than the system allocator (measured with `parse` on a
+/// generated CloudFront file; see the README's performance section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
