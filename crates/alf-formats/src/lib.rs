@@ -153,3 +153,19 @@ pub fn parse_object(
     formats::parse(format, reader, &mut cx, sink)?;
     Ok(cx.stats)
 }
+
+/// Parses `text` as one object of `format` with default options (unit tests).
+#[cfg(test)]
+pub(crate) fn parse_for_test(format: Format, text: &str) -> (Vec<Event>, ParseStats) {
+    let mut out = Vec::new();
+    let stats = parse_object(
+        format,
+        &mut text.as_bytes(),
+        &ObjectInfo::default(),
+        &ParseOptions::default(),
+        &Enricher::new(),
+        &mut out,
+    )
+    .expect("in-memory input cannot fail to read");
+    (out, stats)
+}

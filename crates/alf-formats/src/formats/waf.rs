@@ -448,10 +448,7 @@ impl LineParser for WafParser {
         cx: &LineContext<'_>,
         out: &mut Vec<Event>,
     ) -> Result<bool, RecordError> {
-        let value: J = serde_json::from_str(line)?;
-        let J::Object(map) = value else {
-            return Err(RecordError::Other("record is not a JSON object".into()));
-        };
+        let map = crate::driver::json_object_line(line)?;
         out.push(map_record(&map, cx)?);
         Ok(true)
     }
@@ -469,21 +466,12 @@ pub fn parse(
 mod tests {
     use serde_json::{Value as J, json};
 
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Format, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/waf.log");
 
     fn run(text: &str) -> (Vec<J>, ParseStats) {
-        let mut out = Vec::new();
-        let stats = parse_object(
-            Format::Waf,
-            &mut text.as_bytes(),
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let (out, stats) = crate::parse_for_test(Format::Waf, text);
         (out.iter().map(crate::Event::to_json).collect(), stats)
     }
 
