@@ -1,0 +1,91 @@
+//! Per-format throughput: parse + ECS mapping + JSON serialization with redaction (what
+//! the daemon does per event) of an in-memory generated file.
+//!
+//! `cargo bench -p alf-bench --bench formats` (set `ALF_BENCH_RECORDS` to change the
+//! file size, default 20,000 records). Criterion reports events/s as "elem/s".
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use alf_bench::{Kind, Serializer, generate};
+use alf_formats::{Enricher, ObjectInfo, ParseOptions, parse_object};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn records() -> u64 {
+    std::env::var("ALF_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+fn formats(c: &mut Criterion) {
+    let records = records();
+    let mut group = c.benchmark_group("formats");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    // One enricher for the whole run, as the daemon keeps one per process (its
+    // user-agent cache is warm after the first object).
+    let enricher = Enricher::new();
+    let options = ParseOptions::default();
+    for kind in Kind::ALL {
+        let data = generate(kind, records, 1);
+        let object = ObjectInfo {
+            bucket: "amzn-s3-demo-logs".into(),
+            key: kind.sample_key().into(),
+            version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
+        };
+        // Count the events one pass yields: throughput is per event (CloudTrail and
+        // the JSON formats have one event per record, as do the line formats).
+        let mut probe = Serializer::new(1 << 20);
+        let stats = parse_object(
+            kind.format(),
+            &mut &data[..],
+            &object,
+            &options,
+            &enricher,
+            &mut probe,
+        );
+        let events = match stats {
+            Ok(s) => {
+                if s.malformed > 0 {
+                    eprintln!(
+                        "note: {kind}: {} of {} records malformed (parser not finished?)",
+                        s.malformed, s.records
+                    );
+                }
+                s.events
+            }
+            Err(e) => {
+                eprintln!("skipping {kind}: {e}");
+                continue;
+            }
+        };
+        eprintln!(
+            "{kind}: {records} records, {:.1} MB in, {events} events, {:.1} MB JSON out",
+            data.len() as f64 / 1e6,
+            probe.bytes as f64 / 1e6
+        );
+        group.throughput(Throughput::Elements(events));
+        let mut sink = Serializer::new(4 << 20);
+        group.bench_function(kind.name(), |b| {
+            b.iter(|| {
+                let mut reader = &data[..];
+                let stats = parse_object(
+                    kind.format(),
+                    &mut reader,
+                    &object,
+                    &options,
+                    &enricher,
+                    &mut sink,
+                );
+                black_box((stats.ok(), sink.buf.len()))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, formats);
+criterion_main!(benches);

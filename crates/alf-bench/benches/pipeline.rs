@@ -1,0 +1,136 @@
+//! CloudFront end to end on one core, as the daemon runs it per object:
+//! gzip bytes -> `MultiGzDecoder` (zlib-rs) -> `BufReader` -> `parse_object` ->
+//! `write_json` with redaction. Target: >= 200,000 events/s.
+//!
+//! The stages are also measured cumulatively so a regression can be located without a
+//! profiler:
+//! * `gunzip+lines`: decompression and line splitting only (the floor);
+//! * `parse`: + parsing and ECS mapping, events dropped;
+//! * `parse+json-unredacted`: + JSON serialization without redaction;
+//! * `parse+json`: the full pipeline with redaction (the number that counts).
+//!
+//! `ALF_BENCH_PIPELINE_RECORDS` changes the object size (default 100,000 records,
+//! about the size of a busy distribution's 5-minute log file).
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use alf_bench::{Kind, Serializer, generate, gzip};
+use alf_formats::{Enricher, Event, EventSink, ObjectInfo, ParseOptions, Stop, parse_object};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// Reader buffer: large enough that the decompressor works in big chunks.
+const READ_BUF: usize = 64 * 1024;
+
+/// Counts events without serializing them.
+struct Count(u64);
+impl EventSink for Count {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        self.0 += 1;
+        black_box(&event);
+        Ok(())
+    }
+}
+
+/// Serializes without redaction: the difference to `parse+json` is redaction's cost.
+struct PlainJson(Vec<u8>);
+impl EventSink for PlainJson {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        event.write_json(&mut self.0, None);
+        self.0.push(b'\n');
+        if self.0.len() > 4 << 20 {
+            self.0.clear();
+        }
+        Ok(())
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let records = std::env::var("ALF_BENCH_PIPELINE_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let plain = generate(Kind::CloudFront, records, 1);
+    let gz = gzip(&plain);
+    eprintln!(
+        "input: {records} CloudFront records, {:.1} MB plain, {:.1} MB gzip",
+        plain.len() as f64 / 1e6,
+        gz.len() as f64 / 1e6
+    );
+    drop(plain);
+    let object = ObjectInfo {
+        bucket: "amzn-s3-demo-logs".into(),
+        key: Kind::CloudFront.sample_key().into(),
+        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
+    };
+    let options = ParseOptions::default();
+    let enricher = Enricher::new();
+    let reader = || BufReader::with_capacity(READ_BUF, flate2::read::MultiGzDecoder::new(&gz[..]));
+
+    let mut group = c.benchmark_group("pipeline-cloudfront");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(records));
+
+    group.bench_function("gunzip+lines", |b| {
+        b.iter(|| {
+            let mut r = reader();
+            let mut line = Vec::with_capacity(1024);
+            let mut n = 0u64;
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                n += 1;
+                line.clear();
+            }
+            black_box(n)
+        })
+    });
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut sink = Count(0);
+            let stats = parse_object(
+                alf_formats::Format::CloudFront,
+                &mut reader(),
+                &object,
+                &options,
+                &enricher,
+                &mut sink,
+            );
+            black_box((stats.ok(), sink.0))
+        })
+    });
+    let mut plain = PlainJson(Vec::with_capacity(5 << 20));
+    group.bench_function("parse+json-unredacted", |b| {
+        b.iter(|| {
+            let stats = parse_object(
+                alf_formats::Format::CloudFront,
+                &mut reader(),
+                &object,
+                &options,
+                &enricher,
+                &mut plain,
+            );
+            black_box((stats.ok(), plain.0.len()))
+        })
+    });
+    let mut sink = Serializer::new(4 << 20);
+    group.bench_function("parse+json", |b| {
+        b.iter(|| {
+            let stats = parse_object(
+                alf_formats::Format::CloudFront,
+                &mut reader(),
+                &object,
+                &options,
+                &enricher,
+                &mut sink,
+            );
+            black_box((stats.ok(), sink.buf.len()))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -1,0 +1,355 @@
+//! Deterministic generators of realistic AWS log files, one per [`Kind`].
+
+use std::fmt;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use alf_formats::Format;
+
+use crate::clock::Clock;
+use crate::rng::Rng;
+
+mod cloudfront;
+mod cloudtrail;
+mod elb;
+mod generic;
+mod guardduty;
+mod json;
+mod network_firewall;
+mod route53_resolver;
+mod s3_access;
+mod vpc_flow;
+mod waf;
+
+pub use cloudfront::FIELDS as CLOUDFRONT_FIELDS;
+pub use vpc_flow::{CUSTOM_FIELDS as VPC_FLOW_CUSTOM_FIELDS, DEFAULT_FIELDS as VPC_FLOW_FIELDS};
+
+/// Writes one log layout record by record.
+trait LogWriter {
+    /// Text before the first record: header lines, `{"Records":[`.
+    fn begin(&mut self, _rng: &mut Rng, _clock: &mut Clock, _out: &mut String) {}
+    /// Appends record number `index` (0-based) with its terminator or separator.
+    fn record(&mut self, index: u64, rng: &mut Rng, clock: &mut Clock, out: &mut String);
+    /// Text after the last record.
+    fn end(&mut self, _out: &mut String) {}
+}
+
+/// A generated log layout. Most map one to one to a [`Format`]; VPC flow logs have
+/// two (the default v2 header and a custom v5 selection) because the parser must
+/// follow the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    CloudFront,
+    S3Access,
+    Elb,
+    VpcFlow,
+    VpcFlowCustom,
+    CloudTrail,
+    Waf,
+    GuardDuty,
+    Route53Resolver,
+    NetworkFirewall,
+    Ndjson,
+    Lines,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::CloudFront,
+        Kind::S3Access,
+        Kind::Elb,
+        Kind::VpcFlow,
+        Kind::VpcFlowCustom,
+        Kind::CloudTrail,
+        Kind::Waf,
+        Kind::GuardDuty,
+        Kind::Route53Resolver,
+        Kind::NetworkFirewall,
+        Kind::Ndjson,
+        Kind::Lines,
+    ];
+
+    /// Command-line name: the format name, plus `vpc-flow-custom`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::VpcFlowCustom => "vpc-flow-custom",
+            other => other.format().name(),
+        }
+    }
+
+    /// The format the parser is asked for.
+    pub fn format(self) -> Format {
+        match self {
+            Kind::CloudFront => Format::CloudFront,
+            Kind::S3Access => Format::S3Access,
+            Kind::Elb => Format::Elb,
+            Kind::VpcFlow | Kind::VpcFlowCustom => Format::VpcFlow,
+            Kind::CloudTrail => Format::CloudTrail,
+            Kind::Waf => Format::Waf,
+            Kind::GuardDuty => Format::GuardDuty,
+            Kind::Route53Resolver => Format::Route53Resolver,
+            Kind::NetworkFirewall => Format::NetworkFirewall,
+            Kind::Ndjson => Format::Ndjson,
+            Kind::Lines => Format::Lines,
+        }
+    }
+
+    /// An S3 key in the layout AWS delivers this log type with (for detection tests
+    /// and realistic `aws.s3.object.key` values).
+    pub fn sample_key(self) -> &'static str {
+        match self {
+            Kind::CloudFront => "cloudfront/E2QWRUHAPOMQZL.2024-03-15-00.a1b2c3d4.gz",
+            Kind::S3Access => "s3-access/2024-03-15-00-00-01-3E57427F3EXAMPLE",
+            Kind::Elb => {
+                "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/03/15/123456789012_elasticloadbalancing_us-east-2_app.my-loadbalancer.50dc6c495c0c9188_20240315T0005Z_198.51.100.7_2kb2s4yy.log.gz"
+            }
+            Kind::VpcFlow | Kind::VpcFlowCustom => {
+                "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/03/15/123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240315T0000Z_a1b2c3d4.log.gz"
+            }
+            Kind::CloudTrail => {
+                "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T0005Z_EXAMPLEa1b2c3d4.json.gz"
+            }
+            Kind::Waf => {
+                "AWSLogs/123456789012/WAFLogs/us-east-1/prod-web-acl/2024/03/15/00/05/123456789012_waflogs_us-east-1_prod-web-acl_20240315T0005Z_a1b2c3d4.log.gz"
+            }
+            Kind::GuardDuty => {
+                "AWSLogs/123456789012/GuardDuty/us-east-1/2024/03/15/0a1b2c3d-4e5f-6789-abcd-ef0123456789.jsonl.gz"
+            }
+            Kind::Route53Resolver => {
+                "AWSLogs/123456789012/vpcdnsquerylogs/vpc-0a1b2c3d4e5f67890/2024/03/15/vpc-0a1b2c3d4e5f67890_vpcdnsquerylogs_123456789012_20240315T0005Z_a1b2c3d4.log.gz"
+            }
+            Kind::NetworkFirewall => {
+                "AWSLogs/123456789012/network-firewall/alert/us-east-1/prod-inspection-firewall/2024/03/15/00/123456789012_network-firewall_alert_us-east-1_prod-inspection-firewall_202403150005_a1b2c3d4.log.gz"
+            }
+            Kind::Ndjson => "apps/checkout/2024/03/15/part-0000.json.gz",
+            Kind::Lines => "apps/legacy/2024/03/15/messages.log",
+        }
+    }
+
+    fn writer(self) -> Box<dyn LogWriter> {
+        match self {
+            Kind::CloudFront => Box::new(cloudfront::CloudFront),
+            Kind::S3Access => Box::new(s3_access::S3Access),
+            Kind::Elb => Box::new(elb::Alb),
+            Kind::VpcFlow => Box::new(vpc_flow::VpcFlowDefault),
+            Kind::VpcFlowCustom => Box::new(vpc_flow::VpcFlowCustom),
+            Kind::CloudTrail => Box::new(cloudtrail::CloudTrail),
+            Kind::Waf => Box::new(waf::Waf),
+            Kind::GuardDuty => Box::new(guardduty::GuardDuty),
+            Kind::Route53Resolver => Box::new(route53_resolver::Route53Resolver),
+            Kind::NetworkFirewall => Box::new(network_firewall::NetworkFirewall),
+            Kind::Ndjson => Box::new(generic::Ndjson),
+            Kind::Lines => Box::new(generic::Lines),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown generator name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKind(pub String);
+
+impl fmt::Display for UnknownKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown log kind `{}` (expected one of:", self.0)?;
+        for k in Kind::ALL {
+            write!(f, " {k}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownKind {}
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+/// Flush generated text to the writer in chunks of about this size, so generating
+/// millions of records needs no more memory than one chunk.
+const CHUNK: usize = 256 * 1024;
+
+/// Writes a log file of `records` records of `kind` to `out`; the same `seed` always
+/// gives the same bytes. Returns the number of bytes written.
+pub fn write_log(kind: Kind, records: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
+    // Mixing the kind into the seed keeps e.g. CloudFront and S3 addresses different.
+    let mut rng = Rng::new(seed ^ (kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut clock = Clock::new();
+    let mut writer = kind.writer();
+    let mut buf = String::with_capacity(CHUNK + 16 * 1024);
+    let mut written = 0u64;
+    writer.begin(&mut rng, &mut clock, &mut buf);
+    for i in 0..records {
+        writer.record(i, &mut rng, &mut clock, &mut buf);
+        if buf.len() >= CHUNK {
+            out.write_all(buf.as_bytes())?;
+            written += buf.len() as u64;
+            buf.clear();
+        }
+    }
+    writer.end(&mut buf);
+    out.write_all(buf.as_bytes())?;
+    written += buf.len() as u64;
+    Ok(written)
+}
+
+/// A whole generated file in memory (for benchmarks and tests).
+pub fn generate(kind: Kind, records: u64, seed: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = write_log(kind, records, seed, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_generation_is_deterministic() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.name().parse::<Kind>(), Ok(kind));
+            let a = generate(kind, 50, 7);
+            assert_eq!(a, generate(kind, 50, 7), "{kind} not deterministic");
+            assert_ne!(a, generate(kind, 50, 8), "{kind} ignores the seed");
+            assert!(std::str::from_utf8(&a).is_ok(), "{kind} not UTF-8");
+        }
+        assert!("nope".parse::<Kind>().is_err());
+    }
+
+    /// Every JSON-lines kind writes one valid JSON object per line; CloudTrail one
+    /// document with every record in `Records`.
+    #[test]
+    fn json_kinds_are_valid_json() {
+        for kind in [
+            Kind::Waf,
+            Kind::GuardDuty,
+            Kind::Route53Resolver,
+            Kind::NetworkFirewall,
+            Kind::Ndjson,
+        ] {
+            let text = String::from_utf8(generate(kind, 300, 1)).unwrap();
+            assert_eq!(text.lines().count(), 300, "{kind}");
+            for line in text.lines() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{kind}: {e}: {line}"));
+                assert!(v.is_object(), "{kind}: {line}");
+            }
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&generate(Kind::CloudTrail, 300, 1)).unwrap();
+        let records = doc["Records"].as_array().unwrap();
+        assert_eq!(records.len(), 300);
+        assert!(records.iter().all(|r| r["eventID"].is_string()));
+        let empty: serde_json::Value =
+            serde_json::from_slice(&generate(Kind::CloudTrail, 0, 1)).unwrap();
+        assert_eq!(empty["Records"].as_array().map(Vec::len), Some(0));
+    }
+
+    fn field_count(header: &str) -> usize {
+        header.split_whitespace().count()
+    }
+
+    /// Text kinds have the right number of columns on every line (quoted fields
+    /// counted as one), so the parsers see well-formed records.
+    #[test]
+    fn text_kinds_have_consistent_columns() {
+        let cf = String::from_utf8(generate(Kind::CloudFront, 2000, 3)).unwrap();
+        let mut lines = cf.lines();
+        assert_eq!(lines.next(), Some("#Version: 1.0"));
+        assert!(lines.next().unwrap().starts_with("#Fields: date time"));
+        let want = field_count(CLOUDFRONT_FIELDS);
+        for l in lines {
+            assert_eq!(l.split('\t').count(), want, "{l}");
+        }
+
+        for (kind, header) in [
+            (Kind::VpcFlow, VPC_FLOW_FIELDS),
+            (Kind::VpcFlowCustom, VPC_FLOW_CUSTOM_FIELDS),
+        ] {
+            let text = String::from_utf8(generate(kind, 2000, 3)).unwrap();
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some(header));
+            for l in lines {
+                assert_eq!(l.split(' ').count(), field_count(header), "{kind}: {l}");
+            }
+        }
+
+        // S3 access: 26 fields (time is two tokens inside brackets); ALB: 30.
+        for (kind, want) in [(Kind::S3Access, 26), (Kind::Elb, 30)] {
+            let text = String::from_utf8(generate(kind, 2000, 3)).unwrap();
+            for l in text.lines() {
+                assert_eq!(quoted_fields(l), want, "{kind}: {l}");
+            }
+        }
+    }
+
+    /// Counts space-separated fields, treating `"..."` and `[...]` as one field.
+    fn quoted_fields(line: &str) -> usize {
+        let mut n = 0;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            n += 1;
+            let close = match c {
+                '"' => Some('"'),
+                '[' => Some(']'),
+                _ => None,
+            };
+            match close {
+                Some(close) => {
+                    for c in chars.by_ref() {
+                        if c == close {
+                            break;
+                        }
+                    }
+                    // `[v6]:port` continues after the bracket.
+                    for c in chars.by_ref() {
+                        if c == ' ' {
+                            break;
+                        }
+                    }
+                }
+                None => {
+                    for c in chars.by_ref() {
+                        if c == ' ' {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn some_records_carry_secrets_to_redact() {
+        for kind in [Kind::CloudFront, Kind::S3Access] {
+            let text = String::from_utf8(generate(kind, 2000, 5)).unwrap();
+            assert!(text.contains("X-Amz-Signature="), "{kind}");
+        }
+        let cf = String::from_utf8(generate(Kind::CloudFront, 2000, 5)).unwrap();
+        let client_ips = cf.lines().filter(|l| !l.starts_with('#'));
+        assert!(
+            client_ips
+                .clone()
+                .any(|l| l.split('\t').nth(4).unwrap().contains(':')),
+            "no IPv6 clients"
+        );
+        assert!(
+            client_ips
+                .clone()
+                .any(|l| l.split('\t').nth(4).unwrap().contains('.'))
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Benchmark and fuzzing support for `alf-formats`.
+//!
+//! * [`generate`]: deterministic (seeded) generators of large, realistic log files for
+//!   every format, modelled on AWS's documented examples. The `alf-bench gen` binary
+//!   writes them to disk for end-to-end measurements of the daemon's `parse` command.
+//! * [`Serializer`]: the event sink the daemon's hot path amounts to (serialize each
+//!   event with redaction into a reused buffer), shared by the benchmarks.
+//! * [`gzip`]: compression helper for the decompression and pipeline benchmarks.
+//!
+//! The benchmarks themselves live in `benches/` (criterion).
+
+pub mod clock;
+pub mod generate;
+pub mod pools;
+pub mod rng;
+
+use std::io::Write;
+
+use alf_formats::{Event, EventSink, Redactor, Stop};
+
+pub use generate::{Kind, generate, write_log};
+
+/// Serializes every event as the daemon does (`write_json` with redaction, one JSON
+/// object per line) into a buffer that is cleared instead of shipped when it grows
+/// past `flush_at`, so benchmarks measure serialization without holding every event.
+#[derive(Debug)]
+pub struct Serializer {
+    pub buf: Vec<u8>,
+    redactor: Redactor,
+    flush_at: usize,
+    /// Events serialized since creation.
+    pub events: u64,
+    /// Bytes of JSON produced since creation.
+    pub bytes: u64,
+}
+
+impl Serializer {
+    /// A sink that "ships" (clears) its buffer every `flush_at` bytes, the way the
+    /// daemon hands off a batch.
+    pub fn new(flush_at: usize) -> Self {
+        Serializer {
+            buf: Vec::with_capacity(flush_at.saturating_add(64 * 1024).min(64 << 20)),
+            redactor: Redactor::new(),
+            flush_at,
+            events: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl EventSink for Serializer {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        let before = self.buf.len();
+        event.write_json(&mut self.buf, Some(&self.redactor));
+        self.buf.push(b'\n');
+        self.bytes += (self.buf.len() - before) as u64;
+        self.events += 1;
+        if self.buf.len() >= self.flush_at {
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Gzip-compresses `data` at the default level (what AWS services deliver).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 6),
+        flate2::Compression::default(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use alf_formats::{Enricher, ObjectInfo, ParseOptions, parse_object};
+
+    use super::*;
+
+    #[test]
+    fn gzip_round_trips() {
+        let data = generate(Kind::CloudFront, 100, 1);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gzip(&data)[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+    }
+
+    /// The serializer writes one JSON object per event, redacted, and clears its buffer
+    /// when it reaches the flush size.
+    #[test]
+    fn serializer_writes_redacted_json_lines() {
+        let data = generate(Kind::CloudFront, 500, 2);
+        let mut sink = Serializer::new(usize::MAX);
+        let stats = parse_object(
+            alf_formats::Format::CloudFront,
+            &mut &data[..],
+            &ObjectInfo::default(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut sink,
+        )
+        .unwrap();
+        assert_eq!(stats.events, 500);
+        assert_eq!(stats.malformed, 0, "generated CloudFront lines must parse");
+        assert_eq!(sink.events, 500);
+        let text = String::from_utf8(sink.buf.clone()).unwrap();
+        assert_eq!(text.lines().count(), 500);
+        assert!(text.contains("X-Amz-Signature=REDACTED"));
+        for (i, _) in text.match_indices("X-Amz-Signature=") {
+            let value = &text[i + "X-Amz-Signature=".len()..];
+            assert!(value.starts_with("REDACTED"), "leaked: {}", &value[..20]);
+        }
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["event"]["dataset"], "aws.cloudfront_logs");
+        }
+
+        let mut small = Serializer::new(1024);
+        let mut r = &data[..];
+        parse_object(
+            alf_formats::Format::CloudFront,
+            &mut r,
+            &ObjectInfo::default(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut small,
+        )
+        .unwrap();
+        assert!(small.buf.len() < 1024 + 8192);
+        assert_eq!(small.bytes, sink.bytes);
+    }
+}

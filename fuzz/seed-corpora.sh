@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Fills fuzz/corpus/<target>/ with seeds: small generated files (alf-bench gen) and the
+# realistic samples in tests/samples/. Safe to re-run; existing corpus entries stay.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+cd "$root"
+cargo build -q -p alf-bench --bin alf-bench
+gen="$root/target/debug/alf-bench"
+corpus="$here/corpus"
+
+# target name -> generator kinds and sample file name
+declare -A kinds=(
+  [cloudfront]="cloudfront" [s3_access]="s3-access" [elb]="elb"
+  [vpc_flow]="vpc-flow vpc-flow-custom" [cloudtrail]="cloudtrail" [waf]="waf"
+  [guardduty]="guardduty" [route53_resolver]="route53-resolver"
+  [network_firewall]="network-firewall" [ndjson]="ndjson" [lines]="lines"
+)
+for target in "${!kinds[@]}"; do
+  mkdir -p "$corpus/$target"
+  for kind in ${kinds[$target]}; do
+    for records in 1 4 20; do
+      for seed in 1 2; do
+        "$gen" gen "$kind" --records "$records" --seed "$seed" -o "$corpus/$target/gen-$kind-$records-$seed" 2>/dev/null
+      done
+    done
+    sample="tests/samples/$kind.log"
+    [ -f "$sample" ] && cp "$sample" "$corpus/$target/sample-$kind.log"
+  done
+done
+# Other formats' samples are useful seeds for every text parser (cross-format input).
+for sample in tests/samples/*.log; do
+  [ -f "$sample" ] || continue
+  cp "$sample" "$corpus/lines/sample-$(basename "$sample")"
+  cp "$sample" "$corpus/ndjson/sample-$(basename "$sample")"
+done
+
+# detect: one byte of key length, the key, then the object's first bytes.
+mkdir -p "$corpus/detect"
+python3 - "$gen" "$corpus/detect" <<'PY'
+import subprocess, sys, os
+gen, out = sys.argv[1], sys.argv[2]
+keys = {
+  "cloudfront": "cloudfront/E2QWRUHAPOMQZL.2024-03-15-00.a1b2c3d4.gz",
+  "s3-access": "s3-access/2024-03-15-00-00-01-3E57427F3EXAMPLE",
+  "elb": "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/03/15/123456789012_elasticloadbalancing_us-east-2_app.x.y_20240315T0005Z_198.51.100.7_2kb.log.gz",
+  "vpc-flow": "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/03/15/123456789012_vpcflowlogs_us-east-1_fl-1_20240315T0000Z_a.log.gz",
+  "cloudtrail": "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T0005Z_x.json.gz",
+  "waf": "AWSLogs/123456789012/WAFLogs/us-east-1/acl/2024/03/15/00/05/aws-waf-logs-x.log.gz",
+  "guardduty": "AWSLogs/123456789012/GuardDuty/us-east-1/2024/03/15/x.jsonl.gz",
+  "route53-resolver": "AWSLogs/123456789012/vpcdnsquerylogs/vpc-1/2024/03/15/x.log.gz",
+  "network-firewall": "AWSLogs/123456789012/network-firewall/alert/us-east-1/fw/2024/03/15/00/x.log.gz",
+  "ndjson": "apps/checkout/part-0000.json",
+  "lines": "apps/legacy/messages.log",
+}
+for kind, key in keys.items():
+    body = subprocess.run([gen, "gen", kind, "--records", "3", "-o", "/dev/stdout"],
+                          capture_output=True, check=True).stdout[:1024]
+    for name, k in (("key", key), ("nokey", "x")):
+        kb = k.encode()[:255]
+        with open(os.path.join(out, f"{kind}-{name}"), "wb") as f:
+            f.write(bytes([len(kb)]) + kb + body)
+with open(os.path.join(out, "digest"), "wb") as f:
+    k = b"AWSLogs/1/CloudTrail-Digest/us-east-1/2024/03/15/x.json.gz"
+    f.write(bytes([len(k)]) + k + b"{}")
+PY
+
+# redact: request lines and JSON with presigned parameters and tokens.
+mkdir -p "$corpus/redact"
+printf '%s' 'GET /b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20240315%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=3fb549b1d8d43d91&X-Amz-Security-Token=IQoJb3JpZ2lu HTTP/1.1' > "$corpus/redact/presigned"
+printf '%s' '/f.pdf?AWSAccessKeyId=ASIAX&Expires=1385503597&Signature=hcxmv/mLM6UiE2aFPa1KQJM6Q2Q%3D' > "$corpus/redact/sigv2"
+printf '%s' '{"X-Amz-Security-Token":"tok","a":"b","signature" : "x"}' > "$corpus/redact/json"
+printf '%s' 'x-amz-security-token: tok; Signature%3Dabc, signatures=5' > "$corpus/redact/header"
+echo "seeded: $(find "$corpus" -type f | wc -l) files in $corpus"
