@@ -7,6 +7,9 @@
 # when any failed):
 #   1. cargo fmt --all -- --check
 #   2. cargo clippy --workspace --all-targets -- -D warnings
+#   2b. scripts/check-deploy.sh --install-tools: the deployment files without a container
+#      engine (docker compose config, cfn-lint, hadolint, shellcheck), strict: a missing
+#      linter fails instead of being skipped
 #   3. build the tests (before LocalStack starts, so it does not idle through a cold build)
 #   4. scripts/localstack.sh install (idempotent; needs python3.11), then start a private
 #      LocalStack on a free loopback port (stopped again on exit, whatever happens)
@@ -22,7 +25,7 @@
 #
 # Environment:
 #   ALF_TEST_THREADS   concurrent tests (default: 4; the integration tests mostly wait)
-#   ALF_SKIP_LINT=1    skip fmt and clippy (quicker local iterations)
+#   ALF_SKIP_LINT=1    skip fmt, clippy and the deploy-file checks (quicker local iterations)
 #   ALF_NEXTEST=1      run the tests with cargo nextest (+ cargo test --doc) instead
 #   CARGO_TERM_COLOR   as usual
 set -euo pipefail
@@ -153,6 +156,7 @@ T0=$SECONDS
 if [ "${ALF_SKIP_LINT:-0}" != 1 ]; then
   run_step "cargo fmt" cargo fmt --all -- --check
   run_step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+  run_step "deploy files" env ALF_CHECK_STRICT=1 scripts/check-deploy.sh --install-tools
 fi
 
 use_nextest() { [ "${ALF_NEXTEST:-0}" = 1 ] && cargo nextest --version >/dev/null 2>&1; }
