@@ -1,0 +1,244 @@
+//! Bounded memory: the heap an object needs must not grow with the object's size.
+//!
+//! The objects here are generated on the fly and gzip-compressed as they are read, so the
+//! test itself never holds one whole; the heap is measured by a counting global allocator
+//! in this test binary. Each format's path (decompression, format detection by content,
+//! line splitting or the streaming CloudTrail `Records` reader, ECS mapping, JSON
+//! serialization with redaction) runs over a small and a 12x larger object, and the peak
+//! heap of the larger one must stay near the smaller one's. An implementation that read an
+//! object (or a CloudTrail document, which AWS writes as one line) whole would need tens of
+//! megabytes more for the larger object and fail.
+//!
+//! No LocalStack needed: this is the same `parse_stream` the daemon runs on S3 bodies.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use alf_formats::{
+    Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
+};
+use aws_log_forwarder::pipeline::parse_stream;
+use flate2::Compression;
+use flate2::read::GzEncoder;
+
+/// Counts live heap bytes and remembers the highest count since the last reset.
+struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Produces `records` log records on demand, never more than one record ahead.
+struct Generated {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    record: fn(u64, &mut Vec<u8>),
+    separator: &'static [u8],
+    records: u64,
+    next: u64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Generated {
+    fn new(
+        head: &str,
+        record: fn(u64, &mut Vec<u8>),
+        separator: &'static [u8],
+        tail: &str,
+        records: u64,
+    ) -> Self {
+        Generated {
+            head: head.as_bytes().to_vec(),
+            tail: tail.as_bytes().to_vec(),
+            record,
+            separator,
+            records,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    fn refill(&mut self) -> bool {
+        self.buf.clear();
+        self.pos = 0;
+        if self.next == 0 {
+            self.buf.extend_from_slice(&self.head);
+        }
+        if self.next < self.records {
+            if self.next > 0 {
+                self.buf.extend_from_slice(self.separator);
+            }
+            (self.record)(self.next, &mut self.buf);
+            self.next += 1;
+        } else if self.next == self.records {
+            self.buf.extend_from_slice(&self.tail);
+            self.next += 1;
+        }
+        !self.buf.is_empty()
+    }
+}
+
+impl Read for Generated {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() && !self.refill() {
+            return Ok(0);
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+const CLOUDFRONT_HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n";
+
+fn cloudfront_line(i: u64, out: &mut Vec<u8>) {
+    let line = format!(
+        "2024-05-01\t12:{:02}:{:02}\tFRA56-P3\t{}\t198.51.{}.{}\tGET\td111111abcdef8.cloudfront.net\t/assets/{}.js\t200\t-\tMozilla/5.0%20(Windows%20NT%2010.0;%20Win64;%20x64)%20AppleWebKit/537.36%20(KHTML,%20like%20Gecko)%20Chrome/120.0.0.0%20Safari/537.36\tX-Amz-Signature=abcdef{i}&v=2\t-\tHit\tREQ{i:016}==\twww.example.com\thttps\t412\t0.002\t-\tTLSv1.3\tTLS_AES_128_GCM_SHA256\tHit\tHTTP/2.0\t-\t-\t{}\t0.001\tHit\ttext/javascript\t2511\t-\t-\n",
+        (i / 60) % 60,
+        i % 60,
+        2000 + i % 5000,
+        (i / 256) % 256,
+        i % 256,
+        i,
+        1024 + i % 60000,
+    );
+    out.extend_from_slice(line.as_bytes());
+}
+
+fn cloudtrail_record(i: u64, out: &mut Vec<u8>) {
+    let record = format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"AssumedRole","principalId":"AROAEXAMPLE:alice@example.com","arn":"arn:aws:sts::123456789012:assumed-role/Admin/alice@example.com","accountId":"123456789012","accessKeyId":"ASIAEXAMPLE{i}","sessionContext":{{"sessionIssuer":{{"type":"Role","userName":"Admin"}}}}}},"eventTime":"2024-05-01T12:{:02}:{:02}Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.{}","userAgent":"aws-cli/2.15.0","requestParameters":{{"bucketName":"data","key":"reports/{i}.csv"}},"responseElements":null,"requestID":"REQ{i}","eventID":"00000000-0000-0000-0000-{i:012}","readOnly":true,"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"123456789012"}}"#,
+        (i / 60) % 60,
+        i % 60,
+        i % 256,
+    );
+    out.extend_from_slice(record.as_bytes());
+}
+
+/// A sink that serializes every event (as the daemon does) and keeps nothing.
+struct CountingSink {
+    redactor: Redactor,
+    json: Vec<u8>,
+    events: u64,
+}
+
+impl EventSink for CountingSink {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        self.json.clear();
+        event.write_json(&mut self.json, Some(&self.redactor));
+        self.events += 1;
+        Ok(())
+    }
+}
+
+/// Parses one generated object and returns (events, peak heap bytes during the parse).
+fn parse_generated(
+    source: Generated,
+    key: &str,
+    format: Format,
+    enricher: &Enricher,
+) -> (u64, usize) {
+    let gz = GzEncoder::new(source, Compression::fast());
+    let object = ObjectInfo {
+        bucket: "logs".into(),
+        key: key.into(),
+        version: "v1".into(),
+    };
+    let mut sink = CountingSink {
+        redactor: Redactor::default(),
+        json: Vec::with_capacity(4096),
+        events: 0,
+    };
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    let before = LIVE.load(Ordering::Relaxed);
+    let parsed = parse_stream(
+        gz,
+        &object,
+        &FormatDetector::default(),
+        None,
+        &ParseOptions::default(),
+        enricher,
+        &mut sink,
+    )
+    .expect("a generated object parses");
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    assert_eq!(parsed.format, Some(format), "{key}: detected format");
+    assert_eq!(parsed.stats.malformed, 0, "{key}: {:?}", parsed.stats);
+    (sink.events, peak)
+}
+
+/// Runs `make(records)` for a small and a 12x larger object and checks the peak heap.
+fn assert_bounded(name: &str, format: Format, key: &str, make: impl Fn(u64) -> Generated) {
+    const SMALL: u64 = 1_000;
+    const LARGE: u64 = 12_000;
+    let enricher = Enricher::new();
+    // Warm up: the user-agent rules and other process-wide caches are built once and
+    // would otherwise count against the first object.
+    parse_generated(make(50), key, format, &enricher);
+
+    let (small_events, small_peak) = parse_generated(make(SMALL), key, format, &enricher);
+    let (large_events, large_peak) = parse_generated(make(LARGE), key, format, &enricher);
+    assert_eq!(small_events, SMALL, "{name}: one event per record");
+    assert_eq!(large_events, LARGE, "{name}: one event per record");
+
+    // The large object's decompressed size, to show what reading it whole would cost.
+    let mut decompressed = 0u64;
+    let mut source = make(LARGE);
+    let mut buf = [0u8; 64 * 1024];
+    while let Ok(n @ 1..) = source.read(&mut buf) {
+        decompressed += n as u64;
+    }
+    eprintln!(
+        "{name} ({format}): peak heap {small_peak} B for {SMALL} records, {large_peak} B for {LARGE} records ({decompressed} B decompressed)"
+    );
+    assert!(
+        large_peak < small_peak + small_peak / 2 + 256 * 1024,
+        "{name}: peak heap grew with the object: {small_peak} B for {SMALL} records, {large_peak} B for {LARGE}"
+    );
+    assert!(
+        (large_peak as u64) < decompressed / 4,
+        "{name}: peak heap {large_peak} B is not small beside the {decompressed} B object"
+    );
+}
+
+#[test]
+fn peak_heap_does_not_grow_with_object_size() {
+    // One test function: the allocator counts are process-wide, so the cases must not
+    // run in parallel with each other.
+    assert_bounded(
+        "CloudFront lines",
+        Format::CloudFront,
+        "cf/E2DIST.2024-05-01-12.abcd1234.gz",
+        |n| Generated::new(CLOUDFRONT_HEADER, cloudfront_line, b"", "", n),
+    );
+    assert_bounded(
+        "CloudTrail single-line Records document",
+        Format::CloudTrail,
+        "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/123456789012_CloudTrail_us-east-1_20240501T1205Z_x.json.gz",
+        |n| Generated::new(r#"{"Records":["#, cloudtrail_record, b",", "]}", n),
+    );
+}
