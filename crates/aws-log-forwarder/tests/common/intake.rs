@@ -34,7 +34,8 @@ pub enum Mode {
     Accept,
     /// 500: a transient failure the forwarder must retry.
     Fail500,
-    /// 400: a permanent rejection the forwarder must not retry.
+    /// 400: a permanent rejection the forwarder must not retry (the answer echoes the
+    /// intake key).
     Reject400,
     /// 429 with `Retry-After: <retry_after_secs>`.
     TooManyRequests { retry_after_secs: u64 },
@@ -386,9 +387,14 @@ async fn handle(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"message": "test intake: simulated outage"}),
         ),
+        // Echoes the key it got, as some intakes do in their error answers: the
+        // forwarder logs an excerpt of the answer and must mask the key in it.
         Mode::Reject400 => json_response(
             StatusCode::BAD_REQUEST,
-            &json!({"message": "test intake: simulated permanent rejection"}),
+            &json!({
+                "message": "test intake: simulated permanent rejection",
+                "intake_key": record.intake_key.clone(),
+            }),
         ),
         Mode::TooManyRequests { retry_after_secs } => {
             let mut r = json_response(

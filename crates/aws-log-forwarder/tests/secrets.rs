@@ -1,0 +1,215 @@
+//! Secrets stay secret: the `aws-log-forwarder run` binary, at debug level and through
+//! intake failures (retried 500s, a 400 whose body echoes the request), never writes the
+//! intake key, the AWS secret access key or the session token to its output, and the
+//! events it forwards carry no presigned-URL signature or session token.
+//!
+//! The binary runs as a child process, exactly as users run it, so everything any crate
+//! logs (the AWS SDK and HTTP stack included) is captured.
+//!
+//! Run with `scripts/test.sh` (it starts LocalStack and sets `ALF_TEST_AWS_ENDPOINT`).
+
+mod common;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::PIPELINE_TIMEOUT;
+use common::intake::{Mode, TestIntake};
+use common::localstack::{INTAKE_KEY, TestStack};
+
+const SECRET_ACCESS_KEY: &str = "alfTestSecretAccessKey0123456789abcdefXYZ";
+const SESSION_TOKEN: &str = "alfTestSessionTokenFwoGZXIvYXdzEJr0123456789";
+const URL_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLEURLTOKEN0123456789";
+const URL_SIGNATURE: &str = "3f1c0ffee0ddba11c0ffee0ddba11c0ffee0ddba11c0ffee0ddba11c0ffee0dd";
+
+/// One CloudFront record whose query string is a presigned URL with a session token.
+fn presigned_cloudfront_log() -> String {
+    let query = format!(
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLE%2F20240501%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Security-Token={URL_TOKEN}&X-Amz-Signature={URL_SIGNATURE}&X-Amz-SignedHeaders=host"
+    );
+    let record = [
+        "2024-05-01",
+        "12:00:01",
+        "IAD89-C1",
+        "2390",
+        "192.0.2.10",
+        "GET",
+        "d111111abcdef8.cloudfront.net",
+        "/report.pdf",
+        "200",
+        "-",
+        "curl/8.4.0",
+        &query,
+        "-",
+        "Hit",
+        "pReSiGnEdReQuEsT0000000000000000000000000000000000000==",
+        "www.example.com",
+        "https",
+        "150",
+        "0.004",
+        "-",
+        "TLSv1.3",
+        "TLS_AES_128_GCM_SHA256",
+        "Hit",
+        "HTTP/1.1",
+        "-",
+        "-",
+        "40000",
+        "0.003",
+        "Hit",
+        "application/pdf",
+        "900",
+        "-",
+        "-",
+    ];
+    format!("{}{}\n", common::CLOUDFRONT_HEADER, record.join("\t"))
+}
+
+/// Reads `pipe` to the end on a thread of its own.
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A read error ends the capture; what was read so far is still checked.
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {} failed", child.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_never_logs_keys_or_tokens() {
+    let stack = TestStack::deploy("secrets").await;
+    let intake = TestIntake::start().await;
+    // Two transient failures (retried, logged with the status) and one permanent
+    // rejection (logged loudly with a body excerpt), then acceptance.
+    intake.set_mode_for_next(2, Mode::Fail500);
+    intake.set_mode_for_next(1, Mode::Reject400);
+
+    let mut config = stack.base_config_toml(&intake);
+    let log = config
+        .get_mut("log")
+        .and_then(toml::Value::as_table_mut)
+        .expect("the base config has a [log] table");
+    log.insert("level".into(), toml::Value::String("debug".into()));
+    log.insert("format".into(), toml::Value::String("json".into()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        toml::to_string(&config).expect("serialize the config"),
+    )
+    .expect("write the config");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_aws-log-forwarder"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config_path)
+        .env("AWS_ACCESS_KEY_ID", "ASIAALFTESTKEYID0001")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start aws-log-forwarder run");
+    // Read both pipes as the daemon writes: debug output would fill a pipe buffer and
+    // block the daemon otherwise.
+    let mut child = child;
+    let stdout_reader = drain(child.stdout.take().expect("piped stdout"));
+    let stderr_reader = drain(child.stderr.take().expect("piped stderr"));
+
+    let key = "cloudfront/E2SECRETDIST01.2024-05-01-12.5ec4e700.gz";
+    stack
+        .put_gzip(key, presigned_cloudfront_log().as_bytes())
+        .await;
+    // The 400 fails the object; the message comes back and the redelivery is accepted.
+    // Waits without panicking, so a failure shows the daemon's output.
+    let waiting = Instant::now();
+    let drained = loop {
+        if !intake.events().is_empty() && stack.queue_counts().await.total() == 0 {
+            break true;
+        }
+        if waiting.elapsed() > PIPELINE_TIMEOUT {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    terminate(&child);
+    let started = Instant::now();
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().expect("wait for aws-log-forwarder");
+        let out = stdout_reader.join().expect("stdout reader");
+        let err = stderr_reader.join().expect("stderr reader");
+        (status, out, err)
+    })
+    .await
+    .expect("join the waiting thread");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "the daemon took {:?} to stop",
+        started.elapsed()
+    );
+    let logs = format!("{stdout}\n{stderr}");
+    assert!(status.success(), "exit status {status:?}\n{logs}");
+
+    assert!(
+        drained,
+        "not delivered and deleted within {PIPELINE_TIMEOUT:?}: {:?}\n{}\n{logs}",
+        stack.queue_counts().await,
+        intake.describe()
+    );
+    let events = intake.events();
+
+    // The run was a real one: debug output, the failures logged, the object delivered.
+    let requests = intake.requests();
+    let statuses: Vec<Option<u16>> = requests.iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&Some(500)), "{statuses:?}");
+    assert!(statuses.contains(&Some(400)), "{statuses:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.intake_key.as_deref() == Some(INTAKE_KEY)),
+        "the intake got the key"
+    );
+    assert!(
+        logs.contains("\"level\":\"DEBUG\""),
+        "no debug lines:\n{logs}"
+    );
+    assert!(logs.contains("400"), "the rejection is not logged:\n{logs}");
+    assert!(logs.contains(key), "the object is not logged:\n{logs}");
+
+    for (what, secret) in [
+        ("intake key", INTAKE_KEY),
+        ("AWS secret access key", SECRET_ACCESS_KEY),
+        ("AWS session token", SESSION_TOKEN),
+        ("presigned-URL session token", URL_TOKEN),
+        ("presigned-URL signature", URL_SIGNATURE),
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "the {what} appears in the daemon's output:\n{}",
+            logs.lines()
+                .filter(|l| l.contains(secret))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    for event in &events {
+        let text = event.to_string();
+        assert!(!text.contains(URL_TOKEN), "token forwarded: {text}");
+        assert!(!text.contains(URL_SIGNATURE), "signature forwarded: {text}");
+        assert!(text.contains("X-Amz-Signature=REDACTED"), "{text}");
+    }
+}
