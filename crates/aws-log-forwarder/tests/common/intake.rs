@@ -97,8 +97,10 @@ struct Shared {
     state: Mutex<State>,
     /// Number of accepted events, for waiting without polling.
     accepted: watch::Sender<usize>,
-    /// Number of requests seen.
+    /// Number of requests seen (counted when answered or dropped).
     seen: watch::Sender<usize>,
+    /// Number of requests whose head arrived (counted at once, before any delay).
+    arrived: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -152,6 +154,7 @@ impl TestIntake {
             }),
             accepted: watch::channel(0).0,
             seen: watch::channel(0).0,
+            arrived: watch::channel(0).0,
         });
         let loop_shared = Arc::clone(&shared);
         let accept_loop = tokio::spawn(async move {
@@ -244,6 +247,21 @@ impl TestIntake {
         self.requests()
     }
 
+    /// Waits until the heads of at least `n` requests arrived, answered or not (a
+    /// [`Mode::Slow`] request counts while the intake is still holding it).
+    pub async fn wait_for_arrivals(&self, n: usize, timeout: Duration) {
+        let mut rx = self.shared.arrived.subscribe();
+        if tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
+            .await
+            .is_err()
+        {
+            panic!(
+                "test intake: expected at least {n} requests to arrive within {timeout:?}\n{}",
+                self.describe()
+            );
+        }
+    }
+
     /// A readable summary of the requests seen, for failure messages.
     pub fn describe(&self) -> String {
         let st = self.shared.lock();
@@ -309,6 +327,7 @@ async fn handle(
         mode: mode.clone(),
         received_at: Instant::now(),
     };
+    shared.arrived.send_modify(|n| *n += 1);
     // Records the request even when hyper drops this future because the client left.
     let mut recorder = Recorder {
         shared,
