@@ -26,6 +26,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use miniz_oxide::inflate::stream::{InflateState, inflate};
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
+/// The daemon's allocator, so the figures are those production gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OUT_CHUNK: usize = 64 * 1024;
 
 /// Reads `r` to the end through a fixed buffer; returns the byte count.

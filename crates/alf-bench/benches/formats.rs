@@ -11,6 +11,10 @@ use alf_bench::{Kind, Serializer, generate};
 use alf_formats::{Enricher, ObjectInfo, ParseOptions, parse_object};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The daemon's allocator, so the figures are those production gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn records() -> u64 {
     std::env::var("ALF_BENCH_RECORDS")
         .ok()

@@ -20,6 +20,10 @@ use alf_bench::{Kind, Serializer, generate, gzip};
 use alf_formats::{Enricher, Event, EventSink, ObjectInfo, ParseOptions, Stop, parse_object};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The daemon's allocator, so the figures are those production gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reader buffer: large enough that the decompressor works in big chunks.
 const READ_BUF: usize = 64 * 1024;
 
