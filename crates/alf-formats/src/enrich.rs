@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::event::Event;
+use crate::event::{Event, Value};
 use crate::util::percent_decode;
 
 /// The uap-core data set (ua-parser/uap-core `regexes.yaml`, converted to JSON so that
@@ -84,7 +84,33 @@ pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
 /// times, and one uap parse costs tens of microseconds.
 #[derive(Debug, Default)]
 pub struct UserAgentCache {
-    map: Mutex<HashMap<Box<str>, Arc<UserAgentInfo>>>,
+    map: Mutex<HashMap<Box<str>, Arc<CachedAgent>>>,
+}
+
+/// A cached result, also held as shared strings: every event of a repeated agent
+/// emits them as [`Value::Shared`] (a reference-count increment) instead of copying
+/// five strings per event.
+#[derive(Debug)]
+struct CachedAgent {
+    info: Arc<UserAgentInfo>,
+    name: Arc<str>,
+    version: Option<Arc<str>>,
+    os_name: Arc<str>,
+    os_version: Option<Arc<str>>,
+    device_name: Arc<str>,
+}
+
+impl CachedAgent {
+    fn new(info: UserAgentInfo) -> Self {
+        CachedAgent {
+            name: info.name.as_str().into(),
+            version: info.version.as_deref().map(Arc::from),
+            os_name: info.os_name.as_str().into(),
+            os_version: info.os_version.as_deref().map(Arc::from),
+            device_name: info.device_name.as_str().into(),
+            info: Arc::new(info),
+        }
+    }
 }
 
 /// Bound on cached agents; the cache is cleared when full (simple, and agents that
@@ -93,19 +119,23 @@ const UA_CACHE_MAX: usize = 8192;
 
 impl UserAgentCache {
     pub fn get(&self, ua: &str) -> Arc<UserAgentInfo> {
+        Arc::clone(&self.entry(ua).info)
+    }
+
+    fn entry(&self, ua: &str) -> Arc<CachedAgent> {
         if let Ok(map) = self.map.lock()
             && let Some(hit) = map.get(ua)
         {
             return Arc::clone(hit);
         }
-        let info = Arc::new(parse_user_agent(ua));
+        let agent = Arc::new(CachedAgent::new(parse_user_agent(ua)));
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= UA_CACHE_MAX {
                 map.clear();
             }
-            map.insert(ua.into(), Arc::clone(&info));
+            map.insert(ua.into(), Arc::clone(&agent));
         }
-        info
+        agent
     }
 }
 
@@ -128,13 +158,17 @@ impl Enricher {
             return;
         };
         let decoded = percent_decode(raw);
-        let info = self.ua.get(&decoded);
+        let agent = self.ua.entry(&decoded);
+        let shared = |s: &Arc<str>| Value::Shared(Arc::clone(s));
         ev.set("user_agent.original", decoded.into_owned());
-        ev.set("user_agent.name", info.name.clone());
-        ev.set_opt("user_agent.version", info.version.clone());
-        ev.set("user_agent.os.name", info.os_name.clone());
-        ev.set_opt("user_agent.os.version", info.os_version.clone());
-        ev.set("user_agent.device.name", info.device_name.clone());
+        ev.set("user_agent.name", shared(&agent.name));
+        ev.set_opt("user_agent.version", agent.version.as_ref().map(shared));
+        ev.set("user_agent.os.name", shared(&agent.os_name));
+        ev.set_opt(
+            "user_agent.os.version",
+            agent.os_version.as_ref().map(shared),
+        );
+        ev.set("user_agent.device.name", shared(&agent.device_name));
     }
 
     /// Sets `<prefix>.domain`, `.registered_domain`, `.subdomain` and
