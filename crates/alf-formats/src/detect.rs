@@ -229,6 +229,10 @@ fn json_kind(line: &str) -> (Format, &'static str) {
     if has("\"schemaVersion\"") && has("\"severity\"") && has("\"service\"") {
         return (Format::GuardDuty, "GuardDuty finding");
     }
+    // Standard logging (v2) with the JSON output format: the W3C column names as keys.
+    if has("\"x-edge-location\"") || has("\"x-edge-request-id\"") {
+        return (Format::CloudFront, "CloudFront JSON record");
+    }
     (Format::Ndjson, "JSON")
 }
 
@@ -320,7 +324,7 @@ mod tests {
     #[test]
     fn content_sniffing() {
         let d = FormatDetector::default();
-        let cases: [(&[u8], Format); 10] = [
+        let cases: [(&[u8], Format); 11] = [
             (b"#Version: 1.0\n#Fields: date time\n", Format::CloudFront),
             (b"{\"Records\":[{\"eventVersion\":\"1.08\"", Format::CloudTrail),
             (b"version account-id interface-id srcaddr dstaddr\n", Format::VpcFlow),
@@ -330,6 +334,7 @@ mod tests {
             (b"{\"timestamp\":1576280412771,\"formatVersion\":1,\"webaclId\":\"x\",\"terminatingRuleId\":\"Default_Action\"}\n", Format::Waf),
             (b"{\"firewall_name\":\"fw\",\"availability_zone\":\"a\",\"event\":{}}\n", Format::NetworkFirewall),
             (b"{\"version\":\"1.100000\",\"query_name\":\"example.com.\",\"query_type\":\"A\"}\n", Format::Route53Resolver),
+            (b"{\"date\":\"2023-12-05\",\"time\":\"16:15:33\",\"x-edge-location\":\"FRA56-P3\"}\n", Format::CloudFront),
             (b"{\"some\":\"json\"}\n", Format::Ndjson),
         ];
         for (head, want) in cases {

@@ -2,7 +2,13 @@
 //! `#Version` and `#Fields` header lines. Columns come from `#Fields` (AWS has added
 //! columns over the years and lets real-time/v2 logging pick them), so nothing assumes
 //! positions; without a header the current 33-column default is used.
+//!
+//! Standard logging (v2) can also write JSON: one object per line with the same column
+//! names as keys (`{"date":"2023-12-05","x-edge-location":"FRA56-P3",...}`). Such lines
+//! go through the same mapping, column by name. Because v2 lets users pick columns, the
+//! time may come from `timestamp(ms)` or `timestamp` instead of `date` + `time`.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
 use crate::driver::{
@@ -35,7 +41,8 @@ columns! {
     FleStatus = "fle-status", FleEncryptedFields = "fle-encrypted-fields", CPort = "c-port",
     TimeToFirstByte = "time-to-first-byte", EdgeDetailedResultType = "x-edge-detailed-result-type",
     ContentType = "sc-content-type", ContentLen = "sc-content-len", RangeStart = "sc-range-start",
-    RangeEnd = "sc-range-end",
+    RangeEnd = "sc-range-end", Timestamp = "timestamp", TimestampMs = "timestamp(ms)",
+    StartTime = "start_time",
 }
 
 /// The column layout of standard logs since 2019, used when a file has no `#Fields`.
@@ -120,6 +127,9 @@ impl LineParser for CloudFrontParser {
             }
             return Ok(false);
         }
+        if line.starts_with('{') {
+            return parse_json_record(line, cx, out);
+        }
         let mut known: [&str; NKNOWN] = [""; NKNOWN];
         let mut others: Vec<(&str, &str)> = Vec::new();
         // Standard logs are tab-separated; very old files and hand-made samples use spaces.
@@ -143,165 +153,234 @@ impl LineParser for CloudFrontParser {
                 found: n,
             });
         }
-        let get = |c: Col| field(known[c as usize]);
+        map_record(&known, &others, cx, out)
+    }
+}
 
-        let mut ev = Event::new();
-        let (date, time) = (known[Col::Date as usize], known[Col::Time as usize]);
-        let ts = util::date_time_utc(date, time)
-            .ok_or_else(|| RecordError::invalid("date/time", &format!("{date} {time}")))?;
-        ev.set("@timestamp", ts);
-        ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
-        ev.set("cloud.provider", "aws");
-        ev.set("cloud.service.name", "cloudfront");
+/// A JSON record of standard logging (v2): the column names are the keys. Values are
+/// strings as in the W3C format (`-` for absent); numbers and `null` are accepted too.
+fn parse_json_record(
+    line: &str,
+    cx: &LineContext<'_>,
+    out: &mut Vec<Event>,
+) -> Result<bool, RecordError> {
+    let record = crate::driver::json_object_line(line)?;
+    let texts: Vec<(&str, Cow<'_, str>)> = record
+        .iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+                serde_json::Value::Number(n) => Cow::Owned(n.to_string()),
+                serde_json::Value::Bool(b) => Cow::Owned(b.to_string()),
+                _ => return None,
+            };
+            Some((k.as_str(), text))
+        })
+        .collect();
+    let mut known: [&str; NKNOWN] = [""; NKNOWN];
+    let mut other_names: Vec<(String, &str)> = Vec::new();
+    for (name, value) in &texts {
+        match KNOWN.iter().find(|(k, _)| k == name) {
+            Some((_, c)) => known[*c as usize] = value,
+            None => other_names.push((other_name(name), value)),
+        }
+    }
+    let others: Vec<(&str, &str)> = other_names.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    map_record(&known, &others, cx, out)
+}
 
-        if let Some(ip) = get(Col::CIp).and_then(util::canonical_ip) {
-            ev.set_opt("network.type", util::ip_version(&ip));
-            ev.set("source.address", ip.clone());
-            ev.set("source.ip", ip.clone());
+/// `@timestamp` from the time columns present: `date` + `time` (legacy and most v2
+/// logs), else `timestamp(ms)` or `timestamp` (Unix time, v2), else `date` +
+/// `start_time` (exports that fold repeated requests into one record with a count).
+fn record_time(known: &[&str; NKNOWN]) -> Result<String, RecordError> {
+    let get = |c: Col| field(known[c as usize]);
+    let date = known[Col::Date as usize];
+    if let Some(time) = get(Col::Time) {
+        return util::date_time_utc(date, time)
+            .ok_or_else(|| RecordError::invalid("date/time", &format!("{date} {time}")));
+    }
+    if let Some(ms) = get(Col::TimestampMs) {
+        return ms
+            .parse::<i64>()
+            .ok()
+            .and_then(util::epoch_millis)
+            .ok_or_else(|| RecordError::invalid("timestamp(ms)", ms));
+    }
+    if let Some(secs) = get(Col::Timestamp) {
+        return secs
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && s.abs() < 1e12)
+            .and_then(|s| util::epoch_millis((s * 1000.0).round() as i64))
+            .ok_or_else(|| RecordError::invalid("timestamp", secs));
+    }
+    let start = known[Col::StartTime as usize];
+    util::date_time_utc(date, start)
+        .ok_or_else(|| RecordError::invalid("date/time", &format!("{date} {start}")))
+}
+
+/// Maps one record, its columns found by name, to ECS.
+fn map_record(
+    known: &[&str; NKNOWN],
+    others: &[(&str, &str)],
+    cx: &LineContext<'_>,
+    out: &mut Vec<Event>,
+) -> Result<bool, RecordError> {
+    let get = |c: Col| field(known[c as usize]);
+
+    let mut ev = Event::new();
+    ev.set("@timestamp", record_time(known)?);
+    ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
+    ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+    ev.set("cloud.provider", "aws");
+    ev.set("cloud.service.name", "cloudfront");
+
+    if let Some(ip) = get(Col::CIp).and_then(util::canonical_ip) {
+        ev.set_opt("network.type", util::ip_version(&ip));
+        ev.set("source.address", ip.clone());
+        ev.set("source.ip", ip.clone());
+        ev.push_unique("related.ip", ip);
+    }
+    ev.set_opt("source.port", get(Col::CPort).and_then(util::uint));
+    if let Some(xff) = get(Col::ForwardedFor) {
+        let first = util::percent_decode(xff);
+        if let Some(ip) = first
+            .split(',')
+            .next()
+            .and_then(|s| util::canonical_ip(s.trim()))
+        {
+            ev.set("network.forwarded_ip", ip.clone());
             ev.push_unique("related.ip", ip);
         }
-        ev.set_opt("source.port", get(Col::CPort).and_then(util::uint));
-        if let Some(xff) = get(Col::ForwardedFor) {
-            let first = util::percent_decode(xff);
-            if let Some(ip) = first
-                .split(',')
-                .next()
-                .and_then(|s| util::canonical_ip(s.trim()))
-            {
-                ev.set("network.forwarded_ip", ip.clone());
-                ev.push_unique("related.ip", ip);
-            }
-        }
-        // The viewer asked for x-host-header (an alternate domain name such as
-        // www.example.com, or the distribution name when none is used); cs(Host) is
-        // always the distribution's own *.cloudfront.net name, kept under aws.*.
-        ev.set_str("aws.cloudfront.domain", get(Col::CsHost));
-        let url_host = get(Col::HostHeader).or(get(Col::CsHost));
-        if let Some(host) = url_host {
-            cx.enricher.domain(&mut ev, DomainField::Destination, host);
-            ev.set("destination.address", host.to_ascii_lowercase());
-            cx.enricher.domain(&mut ev, DomainField::Url, host);
-        }
-        ev.set_str("http.request.method", get(Col::Method));
-        let status = get(Col::Status).and_then(util::uint);
-        if let Some(code) = status {
-            ev.set("http.response.status_code", code);
-            // CloudFront logs 000 when the viewer went away before a response: a failure.
-            ev.set(
-                "event.outcome",
-                if code == 0 || code >= 400 {
-                    "failure"
-                } else {
-                    "success"
-                },
-            );
-        }
-        ev.set_opt(
-            "http.response.bytes",
-            get(Col::ScBytes).and_then(util::uint),
-        );
-        ev.set_opt("http.request.bytes", get(Col::CsBytes).and_then(util::uint));
-        ev.set_opt(
-            "http.response.body.bytes",
-            get(Col::ContentLen).and_then(util::uint),
-        );
-        if let Some(ct) = get(Col::ContentType) {
-            ev.set(
-                "http.response.mime_type",
-                util::percent_decode(ct).into_owned(),
-            );
-        }
-        if let Some(referrer) = get(Col::Referer) {
-            ev.set("http.request.referrer", referrer.to_owned());
-        }
-        if let Some(id) = get(Col::EdgeRequestId) {
-            ev.set("http.request.id", id.to_owned());
-        }
-        if let Some(v) = get(Col::ProtocolVersion) {
-            ev.set(
-                "http.version",
-                v.strip_prefix("HTTP/").unwrap_or(v).to_owned(),
-            );
-        }
-
-        let scheme = get(Col::Protocol);
-        if let Some(s) = scheme {
-            ev.set("url.scheme", s.to_owned());
-            ev.set("network.protocol", s.to_owned());
-        }
-        let path = get(Col::UriStem);
-        let query = get(Col::UriQuery);
-        if let Some(p) = path {
-            ev.set("url.path", p.to_owned());
-            let last = p.rsplit('/').next().unwrap_or("");
-            if let Some((_, ext)) = last
-                .rsplit_once('.')
-                .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
-            {
-                ev.set("url.extension", ext.to_ascii_lowercase());
-            }
-        }
-        ev.set_str("url.query", query);
-        if let (Some(s), Some(h), Some(p)) = (scheme, url_host, path) {
-            let mut full = format!("{s}://{h}{p}");
-            if let Some(q) = query {
-                full.push('?');
-                full.push_str(q);
-            }
-            ev.set("url.full", full);
-        }
-        cx.enricher
-            .user_agent(&mut ev, known[Col::UserAgent as usize]);
-
-        if let Some(secs) = get(Col::TimeTaken).and_then(util::non_negative_f64) {
-            ev.set("event.duration", util::secs_to_nanos(secs));
-        }
-        if let Some((proto, version)) = get(Col::SslProtocol).and_then(tls_version) {
-            ev.set("tls.version_protocol", proto);
-            ev.set("tls.version", version.to_owned());
-        }
-        ev.set_str("tls.cipher", get(Col::SslCipher));
-
-        let edge = get(Col::EdgeLocation);
-        ev.set_str("server.geo.name", edge);
-        ev.set_str("aws.cloudfront.edge_location", edge);
-        let action = get(Col::EdgeResponseResultType).or(get(Col::EdgeResultType));
-        ev.set_str("event.action", action);
-        ev.set_str("aws.cloudfront.edge_result_type", get(Col::EdgeResultType));
-        ev.set_str(
-            "aws.cloudfront.edge_response_result_type",
-            get(Col::EdgeResponseResultType),
-        );
-        ev.set_str(
-            "aws.cloudfront.edge_detailed_result_type",
-            get(Col::EdgeDetailedResultType),
-        );
-        if let Some(t) = get(Col::TimeToFirstByte).and_then(util::non_negative_f64) {
-            ev.set("aws.cloudfront.time_to_first_byte", t);
-        }
-        ev.set_str("aws.cloudfront.cookie", get(Col::Cookie));
-        ev.set_str("aws.cloudfront.fle_status", get(Col::FleStatus));
-        ev.set_opt(
-            "aws.cloudfront.fle_encrypted_fields",
-            get(Col::FleEncryptedFields).and_then(util::uint),
-        );
-        ev.set_opt(
-            "aws.cloudfront.range_start",
-            get(Col::RangeStart).and_then(util::int),
-        );
-        ev.set_opt(
-            "aws.cloudfront.range_end",
-            get(Col::RangeEnd).and_then(util::int),
-        );
-        for (name, value) in others {
-            if let Some(v) = field(value) {
-                ev.set_dyn("aws.cloudfront", name, v.to_owned());
-            }
-        }
-        out.push(ev);
-        Ok(true)
     }
+    // The viewer asked for x-host-header (an alternate domain name such as
+    // www.example.com, or the distribution name when none is used); cs(Host) is
+    // always the distribution's own *.cloudfront.net name, kept under aws.*.
+    ev.set_str("aws.cloudfront.domain", get(Col::CsHost));
+    let url_host = get(Col::HostHeader).or(get(Col::CsHost));
+    if let Some(host) = url_host {
+        cx.enricher.domain(&mut ev, DomainField::Destination, host);
+        ev.set("destination.address", host.to_ascii_lowercase());
+        cx.enricher.domain(&mut ev, DomainField::Url, host);
+    }
+    ev.set_str("http.request.method", get(Col::Method));
+    let status = get(Col::Status).and_then(util::uint);
+    if let Some(code) = status {
+        ev.set("http.response.status_code", code);
+        // CloudFront logs 000 when the viewer went away before a response: a failure.
+        ev.set(
+            "event.outcome",
+            if code == 0 || code >= 400 {
+                "failure"
+            } else {
+                "success"
+            },
+        );
+    }
+    ev.set_opt(
+        "http.response.bytes",
+        get(Col::ScBytes).and_then(util::uint),
+    );
+    ev.set_opt("http.request.bytes", get(Col::CsBytes).and_then(util::uint));
+    ev.set_opt(
+        "http.response.body.bytes",
+        get(Col::ContentLen).and_then(util::uint),
+    );
+    if let Some(ct) = get(Col::ContentType) {
+        ev.set(
+            "http.response.mime_type",
+            util::percent_decode(ct).into_owned(),
+        );
+    }
+    if let Some(referrer) = get(Col::Referer) {
+        ev.set("http.request.referrer", referrer.to_owned());
+    }
+    if let Some(id) = get(Col::EdgeRequestId) {
+        ev.set("http.request.id", id.to_owned());
+    }
+    if let Some(v) = get(Col::ProtocolVersion) {
+        ev.set(
+            "http.version",
+            v.strip_prefix("HTTP/").unwrap_or(v).to_owned(),
+        );
+    }
+
+    let scheme = get(Col::Protocol);
+    if let Some(s) = scheme {
+        ev.set("url.scheme", s.to_owned());
+        ev.set("network.protocol", s.to_owned());
+    }
+    let path = get(Col::UriStem);
+    let query = get(Col::UriQuery);
+    if let Some(p) = path {
+        ev.set("url.path", p.to_owned());
+        let last = p.rsplit('/').next().unwrap_or("");
+        if let Some((_, ext)) = last
+            .rsplit_once('.')
+            .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
+        {
+            ev.set("url.extension", ext.to_ascii_lowercase());
+        }
+    }
+    ev.set_str("url.query", query);
+    if let (Some(s), Some(h), Some(p)) = (scheme, url_host, path) {
+        let mut full = format!("{s}://{h}{p}");
+        if let Some(q) = query {
+            full.push('?');
+            full.push_str(q);
+        }
+        ev.set("url.full", full);
+    }
+    cx.enricher
+        .user_agent(&mut ev, known[Col::UserAgent as usize]);
+
+    if let Some(secs) = get(Col::TimeTaken).and_then(util::non_negative_f64) {
+        ev.set("event.duration", util::secs_to_nanos(secs));
+    }
+    if let Some((proto, version)) = get(Col::SslProtocol).and_then(tls_version) {
+        ev.set("tls.version_protocol", proto);
+        ev.set("tls.version", version.to_owned());
+    }
+    ev.set_str("tls.cipher", get(Col::SslCipher));
+
+    let edge = get(Col::EdgeLocation);
+    ev.set_str("server.geo.name", edge);
+    ev.set_str("aws.cloudfront.edge_location", edge);
+    let action = get(Col::EdgeResponseResultType).or(get(Col::EdgeResultType));
+    ev.set_str("event.action", action);
+    ev.set_str("aws.cloudfront.edge_result_type", get(Col::EdgeResultType));
+    ev.set_str(
+        "aws.cloudfront.edge_response_result_type",
+        get(Col::EdgeResponseResultType),
+    );
+    ev.set_str(
+        "aws.cloudfront.edge_detailed_result_type",
+        get(Col::EdgeDetailedResultType),
+    );
+    if let Some(t) = get(Col::TimeToFirstByte).and_then(util::non_negative_f64) {
+        ev.set("aws.cloudfront.time_to_first_byte", t);
+    }
+    ev.set_str("aws.cloudfront.cookie", get(Col::Cookie));
+    ev.set_str("aws.cloudfront.fle_status", get(Col::FleStatus));
+    ev.set_opt(
+        "aws.cloudfront.fle_encrypted_fields",
+        get(Col::FleEncryptedFields).and_then(util::uint),
+    );
+    ev.set_opt(
+        "aws.cloudfront.range_start",
+        get(Col::RangeStart).and_then(util::int),
+    );
+    ev.set_opt(
+        "aws.cloudfront.range_end",
+        get(Col::RangeEnd).and_then(util::int),
+    );
+    for (name, value) in others {
+        if let Some(v) = field(value) {
+            ev.set_dyn("aws.cloudfront", name, v.to_owned());
+        }
+    }
+    out.push(ev);
+    Ok(true)
 }
 
 pub fn parse(
@@ -506,5 +585,101 @@ mod tests {
             events[0].get_str("source.ip"),
             Some("0:111:222:3333:4444:5555:6666:7777")
         );
+    }
+
+    /// The Sekoia.io reference record as a v2 JSON line: the W3C names as keys, the time
+    /// in `start_time` and a repeat count (a number, unlike the other values).
+    fn sekoia_json_line() -> String {
+        let names = HEADER
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix("#Fields: "))
+            .unwrap()
+            .split(' ');
+        let values: Vec<String> = sekoia_line()
+            .trim_end()
+            .split('\t')
+            .map(str::to_owned)
+            .collect();
+        let mut record = serde_json::Map::new();
+        for (name, value) in names.zip(values) {
+            if name != "time" {
+                record.insert(name.into(), value.into());
+            }
+        }
+        record.insert("start_time".into(), "16:15:33".into());
+        record.insert("end_time".into(), "16:15:33".into());
+        record.insert("count".into(), 3.into());
+        serde_json::Value::Object(record).to_string() + "\n"
+    }
+
+    #[test]
+    fn json_records_map_like_the_w3c_format() {
+        let (tsv, _) = run(&(HEADER.to_owned() + &sekoia_line()));
+        let (json, stats) = run(&sekoia_json_line());
+        assert_eq!((stats.events, stats.malformed), (1, 0));
+        let (t, j) = (tsv[0].to_json(), json[0].to_json());
+        for path in [
+            "@timestamp",
+            "source",
+            "destination",
+            "url",
+            "http",
+            "user_agent",
+            "tls",
+            "server",
+            "related",
+            "network",
+        ] {
+            assert_eq!(t[path], j[path], "{path}");
+        }
+        for path in ["action", "outcome", "duration", "category", "type"] {
+            assert_eq!(t["event"][path], j["event"][path], "event.{path}");
+        }
+        assert_eq!(j["@timestamp"], "2023-12-05T16:15:33Z");
+        // Columns that are not W3C ones are kept, as unknown W3C columns are.
+        assert_eq!(j["aws"]["cloudfront"]["count"], "3");
+        assert_eq!(j["aws"]["cloudfront"]["end_time"], "16:15:33");
+        assert_eq!(j["aws"]["cloudfront"]["edge_location"], "test-P1");
+    }
+
+    #[test]
+    fn v2_logs_may_carry_unix_timestamps_instead_of_date_and_time() {
+        let json = r#"{"timestamp(ms)":"1701792933123","c-ip":"192.0.2.1","cs-method":"GET","sc-status":"404","cs-uri-stem":"/missing"}"#;
+        let (events, stats) = run(&format!("{json}\n"));
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(
+            events[0].get_str("@timestamp"),
+            Some("2023-12-05T16:15:33.123Z")
+        );
+        assert_eq!(events[0].get_str("event.outcome"), Some("failure"));
+        assert_eq!(events[0].get_str("url.path"), Some("/missing"));
+
+        let w3c = "#Version: 1.0\n#Fields: timestamp c-ip cs-method sc-status\n1701792933.5\t192.0.2.1\tPUT\t201\n";
+        let (events, stats) = run(w3c);
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(
+            events[0].get_str("@timestamp"),
+            Some("2023-12-05T16:15:33.5Z")
+        );
+        assert_eq!(events[0].get_str("http.request.method"), Some("PUT"));
+    }
+
+    #[test]
+    fn broken_json_records_are_forwarded_raw() {
+        let text = "{\"date\":\"2023-12-05\",\"x-edge-location\":\n".to_owned()
+            + r#"{"date":"2023-12-05","time":"bad","c-ip":"192.0.2.1"}"#
+            + "\n"
+            + &sekoia_json_line();
+        let (events, stats) = run(&text);
+        assert_eq!((stats.events, stats.malformed), (3, 2));
+        assert_eq!(events[0].get_str("event.kind"), Some("pipeline_error"));
+        assert!(
+            events[1]
+                .get_str("error.message")
+                .unwrap()
+                .contains("date/time")
+        );
+        assert_eq!(events[2].get_str("event.action"), Some("RefreshHit"));
     }
 }
