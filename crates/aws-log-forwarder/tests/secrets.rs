@@ -29,41 +29,9 @@ fn presigned_cloudfront_log() -> String {
     let query = format!(
         "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLE%2F20240501%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Security-Token={URL_TOKEN}&X-Amz-Signature={URL_SIGNATURE}&X-Amz-SignedHeaders=host"
     );
-    let record = [
-        "2024-05-01",
-        "12:00:01",
-        "IAD89-C1",
-        "2390",
-        "192.0.2.10",
-        "GET",
-        "d111111abcdef8.cloudfront.net",
-        "/report.pdf",
-        "200",
-        "-",
-        "curl/8.4.0",
-        &query,
-        "-",
-        "Hit",
-        "pReSiGnEdReQuEsT0000000000000000000000000000000000000==",
-        "www.example.com",
-        "https",
-        "150",
-        "0.004",
-        "-",
-        "TLSv1.3",
-        "TLS_AES_128_GCM_SHA256",
-        "Hit",
-        "HTTP/1.1",
-        "-",
-        "-",
-        "40000",
-        "0.003",
-        "Hit",
-        "application/pdf",
-        "900",
-        "-",
-        "-",
-    ];
+    // The first reference record, with the presigned query in cs-uri-query.
+    let mut record = common::CLOUDFRONT_RECORDS[0];
+    record[11] = &query;
     format!("{}{}\n", common::CLOUDFRONT_HEADER, record.join("\t"))
 }
 

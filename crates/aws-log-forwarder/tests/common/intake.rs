@@ -215,51 +215,47 @@ impl TestIntake {
         requests
     }
 
-    /// Waits until at least `n` events were accepted and returns all accepted events.
-    /// Panics after `timeout` with what the intake saw, so a test never hangs.
-    pub async fn wait_for_events(&self, n: usize, timeout: Duration) -> Vec<Value> {
-        let mut rx = self.shared.accepted.subscribe();
+    /// Waits until `counter` reaches `n`; panics after `timeout` with what the intake
+    /// saw (naming `what` was awaited), so a test never hangs.
+    async fn wait_until(
+        &self,
+        counter: &watch::Sender<usize>,
+        n: usize,
+        timeout: Duration,
+        what: &str,
+    ) {
+        let mut rx = counter.subscribe();
         if tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
             .await
             .is_err()
         {
             panic!(
-                "test intake: expected at least {n} events within {timeout:?}, got {}\n{}",
+                "test intake: expected at least {n} {what} within {timeout:?}, got {}\n{}",
                 *rx.borrow(),
                 self.describe()
             );
         }
+    }
+
+    /// Waits until at least `n` events were accepted and returns all accepted events.
+    pub async fn wait_for_events(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        self.wait_until(&self.shared.accepted, n, timeout, "accepted events")
+            .await;
         self.events()
     }
 
-    /// Waits until at least `n` requests arrived (whatever they were answered).
+    /// Waits until at least `n` requests were answered or dropped, and returns them all.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
-        let mut rx = self.shared.seen.subscribe();
-        if tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
-            .await
-            .is_err()
-        {
-            panic!(
-                "test intake: expected at least {n} requests within {timeout:?}\n{}",
-                self.describe()
-            );
-        }
+        self.wait_until(&self.shared.seen, n, timeout, "requests")
+            .await;
         self.requests()
     }
 
     /// Waits until the heads of at least `n` requests arrived, answered or not (a
     /// [`Mode::Slow`] request counts while the intake is still holding it).
     pub async fn wait_for_arrivals(&self, n: usize, timeout: Duration) {
-        let mut rx = self.shared.arrived.subscribe();
-        if tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
-            .await
-            .is_err()
-        {
-            panic!(
-                "test intake: expected at least {n} requests to arrive within {timeout:?}\n{}",
-                self.describe()
-            );
-        }
+        self.wait_until(&self.shared.arrived, n, timeout, "arrived requests")
+            .await;
     }
 
     /// A readable summary of the requests seen, for failure messages.
