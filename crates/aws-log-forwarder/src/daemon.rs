@@ -109,6 +109,23 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         "aws-log-forwarder {} started",
         env!("CARGO_PKG_VERSION")
     );
+    // Not fatal: the intake may come up later, and messages wait in the queue until
+    // it does. But a wrong URL should show now, not when the first object arrives.
+    let probe = Arc::clone(&intake);
+    tokio::spawn(async move {
+        match probe.probe().await {
+            Ok(status) => tracing::info!(
+                intake = probe.endpoint().as_str(),
+                status = status.as_u16(),
+                "intake reachable"
+            ),
+            Err(cause) => tracing::warn!(
+                intake = probe.endpoint().as_str(),
+                "intake {} {cause}: check intake.url and that this host may connect to it (DNS, firewall, proxy, TLS); objects stay in the queue until it answers",
+                probe.endpoint()
+            ),
+        }
+    });
 
     // Set once the grace period is over: everything still running gives up.
     let abort = CancellationToken::new();

@@ -8,12 +8,14 @@
 use std::error::Error;
 use std::io;
 
-/// The messages of `e` and its sources joined with `: `, skipping repeats.
+/// The messages of `e` and its sources joined with `: `, skipping repeats, on one line
+/// (multi-line messages, such as the credential chain's one line per provider, are
+/// joined with `; ` so a log line stays one line).
 pub fn chain(e: &(dyn Error + 'static)) -> String {
-    let mut out = e.to_string();
+    let mut out = one_line(&e.to_string());
     let mut source = e.source();
     while let Some(s) = source {
-        let text = s.to_string();
+        let text = one_line(&s.to_string());
         if !text.is_empty() && !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
@@ -21,6 +23,14 @@ pub fn chain(e: &(dyn Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The first `io::Error` kind in the chain, if any.
@@ -33,6 +43,17 @@ pub fn io_kind(e: &(dyn Error + 'static)) -> Option<io::ErrorKind> {
         current = err.source();
     }
     None
+}
+
+/// Whether the chain says the SDK could not load credentials (no provider in the
+/// default chain had any). The SDK has no public error type for this at the dispatch
+/// level, so its wording is matched.
+pub fn is_credentials_error(e: &(dyn Error + 'static)) -> bool {
+    let text = chain(e).to_ascii_lowercase();
+    text.contains("loading credentials")
+        || text.contains("no credentials")
+        || text.contains("credentials provider")
+        || text.contains("credentialsnotloaded")
 }
 
 /// "connection refused", "timed out"... for network failures; the chain otherwise.
@@ -76,5 +97,14 @@ mod tests {
         let other = Outer(io::Error::other("tls handshake eof"));
         assert_eq!(chain(&other), "dispatch failure: tls handshake eof");
         assert_eq!(network_cause(&other), "dispatch failure: tls handshake eof");
+        let multi = Outer(io::Error::other(
+            "no credentials found in chain. A\n  Environment: not set\n  Profile: not set\n",
+        ));
+        assert_eq!(
+            chain(&multi),
+            "dispatch failure: no credentials found in chain. A; Environment: not set; Profile: not set"
+        );
+        assert!(is_credentials_error(&multi));
+        assert!(!is_credentials_error(&other));
     }
 }

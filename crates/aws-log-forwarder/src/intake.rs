@@ -283,6 +283,17 @@ impl IntakeClient {
         &self.endpoint
     }
 
+    /// Checks that the intake answers HTTP at all, with a `HEAD` on the endpoint (no
+    /// events, no key in the URL). Any answer, even 404 or 405, means it is reachable;
+    /// `Err` is the readable cause (connection refused, DNS, TLS, timeout). Run at start,
+    /// so a wrong `intake.url` shows at once rather than when the first object arrives.
+    pub async fn probe(&self) -> Result<reqwest::StatusCode, String> {
+        match self.http.head(self.endpoint.clone()).send().await {
+            Ok(response) => Ok(response.status()),
+            Err(e) => Err(describe_error(&e, self.timeout)),
+        }
+    }
+
     /// Full-jitter delay before retry number `retry` (1-based).
     fn backoff(&self, retry: u32) -> Duration {
         let exp = self
@@ -766,6 +777,32 @@ mod tests {
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
             body.len()
         )
+    }
+
+    #[tokio::test]
+    async fn probe_tells_reachable_from_unreachable() {
+        // Any HTTP answer means reachable, even one that would reject events.
+        let (url, seen) = server(vec![
+            "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n".into(),
+        ])
+        .await;
+        let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
+        assert_eq!(
+            client.probe().await,
+            Ok(reqwest::StatusCode::METHOD_NOT_ALLOWED)
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert!(seen[0].request_line.starts_with("HEAD /batch "), "{seen:?}");
+        assert!(seen[0].body.is_empty());
+
+        // A port nobody listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let client = IntakeClient::new(&settings(&closed, "sekoia", "")).unwrap();
+        let cause = client.probe().await.unwrap_err();
+        assert_eq!(cause, "unreachable: connection refused");
     }
 
     fn settings(url: &str, protocol: &str, extra: &str) -> IntakeSettings {

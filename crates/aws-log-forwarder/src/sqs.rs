@@ -23,6 +23,10 @@ pub enum SqsError {
         "queue URL {queue} does not exist in region {region} (check sqs.queue_url and aws.region)"
     )]
     NoSuchQueue { queue: String, region: String },
+    #[error(
+        "no AWS credentials: the SDK's default chain found none (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, web identity for IRSA, ECS task role, EC2 instance profile): provide one, e.g. the access key the CloudFormation stack outputs ({detail})"
+    )]
+    NoCredentials { detail: String },
     #[error("cannot reach SQS endpoint {endpoint} (queue {queue}): {detail}")]
     Unreachable {
         endpoint: String,
@@ -141,6 +145,13 @@ impl SqsPoller {
                         queue,
                         detail: format!("{detail} (HTTP {status})"),
                     }
+                }
+            }
+            // The SDK reports a failed credentials chain as a dispatch failure, which
+            // would read as a network problem.
+            SdkError::DispatchFailure(_) if crate::errtext::is_credentials_error(&e) => {
+                SqsError::NoCredentials {
+                    detail: crate::errtext::chain(&e),
                 }
             }
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => SqsError::Unreachable {

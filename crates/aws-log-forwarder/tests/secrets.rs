@@ -10,14 +10,11 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use common::PIPELINE_TIMEOUT;
 use common::intake::{Mode, TestIntake};
 use common::localstack::{INTAKE_KEY, TestStack};
+use common::{DaemonOutput, DaemonProcess, PIPELINE_TIMEOUT};
 
 const SECRET_ACCESS_KEY: &str = "alfTestSecretAccessKey0123456789abcdefXYZ";
 const SESSION_TOKEN: &str = "alfTestSessionTokenFwoGZXIvYXdzEJr0123456789";
@@ -33,24 +30,6 @@ fn presigned_cloudfront_log() -> String {
     let mut record = common::CLOUDFRONT_RECORDS[0];
     record[11] = &query;
     format!("{}{}\n", common::CLOUDFRONT_HEADER, record.join("\t"))
-}
-
-/// Reads `pipe` to the end on a thread of its own.
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        // A read error ends the capture; what was read so far is still checked.
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {} failed", child.id());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,32 +48,16 @@ async fn the_binary_never_logs_keys_or_tokens() {
         .expect("the base config has a [log] table");
     log.insert("level".into(), toml::Value::String("debug".into()));
     log.insert("format".into(), toml::Value::String("json".into()));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(
-        &config_path,
-        toml::to_string(&config).expect("serialize the config"),
-    )
-    .expect("write the config");
-
-    let child = Command::new(env!("CARGO_BIN_EXE_aws-log-forwarder"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .env("AWS_ACCESS_KEY_ID", "ASIAALFTESTKEYID0001")
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
-        .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start aws-log-forwarder run");
-    // Read both pipes as the daemon writes: debug output would fill a pipe buffer and
-    // block the daemon otherwise.
-    let mut child = child;
-    let stdout_reader = drain(child.stdout.take().expect("piped stdout"));
-    let stderr_reader = drain(child.stderr.take().expect("piped stderr"));
+    let daemon = DaemonProcess::start(
+        &config,
+        &[
+            ("AWS_ACCESS_KEY_ID", "ASIAALFTESTKEYID0001"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+        ],
+    );
+    // The start-up reachability probe (a HEAD, no events, no key).
+    intake.wait_for_probe(PIPELINE_TIMEOUT).await;
 
     let key = "cloudfront/E2SECRETDIST01.2024-05-01-12.5ec4e700.gz";
     stack
@@ -113,22 +76,15 @@ async fn the_binary_never_logs_keys_or_tokens() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 
-    terminate(&child);
-    let started = Instant::now();
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let status = child.wait().expect("wait for aws-log-forwarder");
-        let out = stdout_reader.join().expect("stdout reader");
-        let err = stderr_reader.join().expect("stderr reader");
-        (status, out, err)
-    })
-    .await
-    .expect("join the waiting thread");
+    let DaemonOutput {
+        status,
+        logs,
+        stop_time,
+    } = daemon.stop().await;
     assert!(
-        started.elapsed() < Duration::from_secs(40),
-        "the daemon took {:?} to stop",
-        started.elapsed()
+        stop_time < Duration::from_secs(40),
+        "the daemon took {stop_time:?} to stop"
     );
-    let logs = format!("{stdout}\n{stderr}");
     assert!(status.success(), "exit status {status:?}\n{logs}");
 
     assert!(
@@ -156,6 +112,10 @@ async fn the_binary_never_logs_keys_or_tokens() {
     );
     assert!(logs.contains("400"), "the rejection is not logged:\n{logs}");
     assert!(logs.contains(key), "the object is not logged:\n{logs}");
+    assert!(
+        logs.contains("intake reachable"),
+        "no probe result:\n{logs}"
+    );
 
     for (what, secret) in [
         ("intake key", INTAKE_KEY),

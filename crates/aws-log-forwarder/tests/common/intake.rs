@@ -101,6 +101,8 @@ struct Shared {
     seen: watch::Sender<usize>,
     /// Number of requests whose head arrived (counted at once, before any delay).
     arrived: watch::Sender<usize>,
+    /// Number of `HEAD` probes answered.
+    probes: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -155,6 +157,7 @@ impl TestIntake {
             accepted: watch::channel(0).0,
             seen: watch::channel(0).0,
             arrived: watch::channel(0).0,
+            probes: watch::channel(0).0,
         });
         let loop_shared = Arc::clone(&shared);
         let accept_loop = tokio::spawn(async move {
@@ -258,6 +261,12 @@ impl TestIntake {
             .await;
     }
 
+    /// Waits until the forwarder's start-up `HEAD` probe arrived.
+    pub async fn wait_for_probe(&self, timeout: Duration) {
+        self.wait_until(&self.shared.probes, 1, timeout, "HEAD probes")
+            .await;
+    }
+
     /// A readable summary of the requests seen, for failure messages.
     pub fn describe(&self) -> String {
         let st = self.shared.lock();
@@ -296,6 +305,12 @@ async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
+    // The forwarder's start-up reachability probe: answered, but neither recorded nor
+    // counted against the scripted modes (it carries no events).
+    if req.method() == hyper::Method::HEAD {
+        shared.probes.send_modify(|n| *n += 1);
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
     let mode = {
         let mut st = shared.lock();
         let default = st.default_mode.clone();

@@ -52,6 +52,100 @@ impl RunningDaemon {
     }
 }
 
+/// `aws-log-forwarder run` as a child process, exactly as users run it, with its output
+/// captured (everything any crate logs, the AWS SDK's and HTTP stack's included).
+pub struct DaemonProcess {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// What a [`DaemonProcess`] printed, and how it ended.
+pub struct DaemonOutput {
+    pub status: std::process::ExitStatus,
+    /// stdout and stderr, one after the other.
+    pub logs: String,
+    /// How long it took to exit once stopped (or waited for).
+    pub stop_time: Duration,
+}
+
+impl DaemonProcess {
+    /// Writes `config` to a temporary file and starts `run --config` on it with `env`
+    /// set (and `RUST_LOG` removed, so the config's log level applies).
+    pub fn start(config: &toml::Table, env: &[(&str, &str)]) -> DaemonProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            toml::to_string(config).expect("serialize the config"),
+        )
+        .expect("write the config");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aws-log-forwarder"));
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start aws-log-forwarder run");
+        // Read both pipes as the daemon writes: debug output would fill a pipe buffer
+        // and block the daemon otherwise.
+        let stdout = drain(child.stdout.take().expect("piped stdout"));
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        DaemonProcess {
+            child,
+            stdout,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit and the whole output.
+    pub async fn stop(self) -> DaemonOutput {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -TERM {pid} failed");
+        self.wait().await
+    }
+
+    /// Waits for the process to exit by itself (e.g. on a start-up error).
+    pub async fn wait(mut self) -> DaemonOutput {
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let status = self.child.wait().expect("wait for aws-log-forwarder");
+            let stop_time = started.elapsed();
+            let out = self.stdout.join().expect("stdout reader");
+            let err = self.stderr.join().expect("stderr reader");
+            DaemonOutput {
+                status,
+                logs: format!("{out}\n{err}"),
+                stop_time,
+            }
+        })
+        .await
+        .expect("join the waiting thread")
+    }
+}
+
+/// Reads `pipe` to the end on a thread of its own.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A read error ends the capture; what was read so far is still checked.
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
 /// Gzip-compresses `data` (as AWS delivers logs).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
