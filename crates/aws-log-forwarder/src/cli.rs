@@ -178,6 +178,10 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
             let _ = writeln!(err, "{name}: reading the input failed: {e}");
             EXIT_FAILURE
         }
+        Err(e @ StreamError::Unsupported(_)) => {
+            let _ = writeln!(err, "{name}: {e}");
+            EXIT_FAILURE
+        }
         Err(StreamError::Stopped(_)) => match write_error {
             // `parse ... | head` closes the pipe: not an error.
             Some(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,

@@ -59,6 +59,14 @@ pub enum StreamError {
     Read(#[from] io::Error),
     #[error("stopped: {0}")]
     Stopped(#[from] Stop),
+    /// A container format no parser reads (Apache Parquet, which VPC flow logs and
+    /// CloudFront v2 can be delivered as). Forwarding its bytes as text lines would
+    /// flood the SIEM with garbage, so the object fails and its message ends in the
+    /// dead-letter queue after the queue's maxReceiveCount deliveries.
+    #[error(
+        "{0} objects are not supported: have AWS deliver this log type as text (plain/W3C or JSON)"
+    )]
+    Unsupported(&'static str),
 }
 
 impl From<ParseError> for StreamError {
@@ -87,6 +95,9 @@ pub fn parse_stream<R: Read + Send + 'static>(
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = decode::read_up_to(&mut decoded, &mut head)?;
     head.truncate(n);
+    if head.starts_with(b"PAR1") {
+        return Err(StreamError::Unsupported("Apache Parquet"));
+    }
     let (format, reason, vpc_flow_fields) = match forced {
         Some(f) => (f, "requested".to_owned(), None),
         None => match detector.decide(&object.bucket, &object.key, &head) {
@@ -601,6 +612,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, StreamError::Read(_)), "{err:?}");
+    }
+
+    #[test]
+    fn parquet_objects_are_refused_not_forwarded_as_lines() {
+        // A Parquet file starts (and ends) with the magic PAR1; gzip around it or not.
+        let mut data = b"PAR1\x15\x04\x15\x00\x15\x00".to_vec();
+        data.extend_from_slice(&[0u8; 64]);
+        data.extend_from_slice(b"PAR1");
+        for body in [data.clone(), gzip(&data)] {
+            let mut events: Vec<Event> = Vec::new();
+            let err = parse_stream(
+                Cursor::new(body),
+                &info("AWSLogs/1/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet"),
+                &FormatDetector::default(),
+                None,
+                &ParseOptions::default(),
+                &Enricher::new(),
+                &mut events,
+            )
+            .unwrap_err();
+            assert!(matches!(err, StreamError::Unsupported(_)), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains("Apache Parquet objects are not supported")
+            );
+            assert!(events.is_empty());
+        }
     }
 
     #[tokio::test]
