@@ -133,9 +133,19 @@ impl LineParser for CloudFrontParser {
         let mut known: [&str; NKNOWN] = [""; NKNOWN];
         let mut others: Vec<(&str, &str)> = Vec::new();
         // Standard logs are tab-separated; very old files and hand-made samples use spaces.
+        // Split on the byte with memchr (the separators are ASCII, so every cut is on a
+        // char boundary); same pieces as `line.split(sep)`, empty ones included.
+        let bytes = line.as_bytes();
+        let sep = if memchr::memchr(b'\t', bytes).is_some() {
+            b'\t'
+        } else {
+            b' '
+        };
         let mut n = 0;
-        let sep = if line.contains('\t') { '\t' } else { ' ' };
-        for value in line.split(sep) {
+        let mut start = 0;
+        for end in memchr::memchr_iter(sep, bytes).chain(std::iter::once(bytes.len())) {
+            let value = line.get(start..end).unwrap_or_default();
+            start = end + 1;
             match self.columns.get(n) {
                 Some(Column::Known(c)) => known[*c as usize] = value,
                 Some(Column::Other(name)) => others.push((name, value)),
@@ -585,6 +595,30 @@ mod tests {
             events[0].get_str("source.ip"),
             Some("0:111:222:3333:4444:5555:6666:7777")
         );
+    }
+
+    #[test]
+    fn empty_columns_count_and_spaces_separate_when_there_is_no_tab() {
+        let fields = "#Fields: date time c-ip cs-method sc-status x-a x-b\n";
+        // Empty columns between tabs and at the end of the line are columns.
+        let (events, stats) = run(&format!(
+            "{fields}2024-01-01\t00:00:00\t192.0.2.1\tGET\t200\t\t\n"
+        ));
+        assert_eq!(stats.malformed, 0);
+        assert!(events[0].get("aws.cloudfront.a").is_none());
+        let (_, stats) = run(&format!(
+            "{fields}2024-01-01\t00:00:00\t192.0.2.1\tGET\t200\t\t\t\n"
+        ));
+        assert_eq!(stats.malformed, 1);
+        // Without a tab, spaces separate (and a space inside a tab-separated line does not).
+        let (events, _) = run(&format!(
+            "{fields}2024-01-01 00:00:00 192.0.2.1 GET 200 x y\n"
+        ));
+        assert_eq!(events[0].get_str("aws.cloudfront.b"), Some("y"));
+        let (events, _) = run(&format!(
+            "{fields}2024-01-01\t00:00:00\t192.0.2.1\tGET\t200\tx y\tz\n"
+        ));
+        assert_eq!(events[0].get_str("aws.cloudfront.a"), Some("x y"));
     }
 
     /// The Sekoia.io reference record as a v2 JSON line: the W3C names as keys, the time
