@@ -100,6 +100,9 @@ pub struct ObjectParse<'a> {
     pub enricher: &'a Enricher,
     pub stats: ParseStats,
     id_prefix: Vec<u8>,
+    /// `id_prefix` followed by the record and index bytes of the last id: reused so
+    /// that [`ObjectParse::emit`] does not allocate a buffer per event.
+    id_buf: Vec<u8>,
     log_path: Arc<str>,
     bucket: Arc<str>,
     key: Arc<str>,
@@ -129,6 +132,7 @@ impl<'a> ObjectParse<'a> {
             options,
             enricher,
             stats: ParseStats::default(),
+            id_buf: id_prefix.clone(),
             id_prefix,
             log_path,
             bucket: object.bucket.as_str().into(),
@@ -144,7 +148,15 @@ impl<'a> ObjectParse<'a> {
         buf.extend_from_slice(&self.id_prefix);
         buf.extend_from_slice(&record.to_le_bytes());
         buf.extend_from_slice(&index.to_le_bytes());
-        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+        hex128(xxhash_rust::xxh3::xxh3_128(&buf))
+    }
+
+    /// [`ObjectParse::event_id`] without a new buffer per call.
+    fn next_event_id(&mut self, record: u64, index: u32) -> String {
+        self.id_buf.truncate(self.id_prefix.len());
+        self.id_buf.extend_from_slice(&record.to_le_bytes());
+        self.id_buf.extend_from_slice(&index.to_le_bytes());
+        hex128(xxhash_rust::xxh3::xxh3_128(&self.id_buf))
     }
 
     /// Adds the fields every event carries and emits it.
@@ -158,15 +170,29 @@ impl<'a> ObjectParse<'a> {
         offset: u64,
         raw: Option<&str>,
     ) -> Result<(), Stop> {
-        if !ev.contains("event.id") {
-            ev.set("event.id", self.event_id(record, index));
+        // One look-up of `event` and `cloud` instead of a dotted-path walk per field;
+        // same answers as `ev.contains("event.id")` and so on.
+        let (has_id, has_kind, has_original) = match ev.root().get("event") {
+            Some(Value::Obj(m)) => (
+                m.get("id").is_some(),
+                m.get("kind").is_some(),
+                m.get("original").is_some(),
+            ),
+            _ => (false, false, false),
+        };
+        let has_provider = matches!(
+            ev.root().get("cloud"),
+            Some(Value::Obj(m)) if m.get("provider").is_some()
+        );
+        if !has_id {
+            ev.set("event.id", self.next_event_id(record, index));
         }
-        if !ev.contains("event.kind") {
+        if !has_kind {
             ev.set("event.kind", "event");
         }
         ev.set("event.module", "aws");
         ev.set("event.dataset", self.format.dataset());
-        if !ev.contains("cloud.provider") {
+        if !has_provider {
             ev.set("cloud.provider", "aws");
         }
         ev.set("ecs.version", ECS_VERSION);
@@ -185,7 +211,7 @@ impl<'a> ObjectParse<'a> {
         ev.set("log.offset", offset);
         if self.options.keep_original
             && let Some(raw) = raw
-            && !ev.contains("event.original")
+            && !has_original
         {
             ev.set("event.original", raw.to_owned());
         }
@@ -218,6 +244,17 @@ impl<'a> ObjectParse<'a> {
         sink.malformed(record, reason);
         Ok(())
     }
+}
+
+/// `{:032x}` of a 128-bit hash, written by hand: `format!` goes through the formatting
+/// machinery and a growing String for every event.
+fn hex128(h: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(32);
+    for shift in (0..32).rev() {
+        s.push(char::from(HEX[((h >> (shift * 4)) & 0xf) as usize]));
+    }
+    s
 }
 
 fn truncate_at_char(s: &str, max: usize) -> &str {
@@ -440,6 +477,30 @@ mod tests {
         assert_eq!(a[0].get_str("event.id"), b[0].get_str("event.id"));
         assert_ne!(a[0].get_str("event.id"), a[1].get_str("event.id"));
         assert_eq!(a[0].get_str("event.id").unwrap().len(), 32);
+        // The reused buffer of `emit` gives the ids of the public `event_id`.
+        let obj = ObjectInfo {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: "v1".into(),
+        };
+        let (opts, en) = (ParseOptions::default(), Enricher::new());
+        let cx = ObjectParse::new(Format::Lines, &obj, &opts, &en);
+        assert_eq!(a[0].get_str("event.id"), Some(cx.event_id(1, 0).as_str()));
+        assert_eq!(a[1].get_str("event.id"), Some(cx.event_id(2, 0).as_str()));
+    }
+
+    #[test]
+    fn ids_are_32_lower_case_hex_digits_like_format() {
+        for h in [
+            0u128,
+            1,
+            0xabcdef,
+            u128::MAX,
+            1 << 127,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            assert_eq!(hex128(h), format!("{h:032x}"));
+        }
     }
 
     #[test]
