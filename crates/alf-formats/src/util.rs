@@ -1,7 +1,7 @@
 //! Small field helpers shared by every format: absent markers, numbers, IPs, times.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use percent_encoding::percent_decode_str;
 use time::OffsetDateTime;
@@ -47,6 +47,12 @@ pub fn canonical_ip(v: &str) -> Option<String> {
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
         .unwrap_or(v);
+    // std's IPv4 grammar is the canonical form itself (four decimal octets of at most
+    // three digits, no leading zeros, no signs), so text that parses as IPv4 is
+    // returned as is, without formatting the address again.
+    if v.parse::<Ipv4Addr>().is_ok() {
+        return Some(v.to_owned());
+    }
     v.parse::<IpAddr>().ok().map(|ip| ip.to_string())
 }
 
@@ -188,6 +194,66 @@ mod tests {
             split_ip_port("2001:db8::1"),
             Some(("2001:db8::1".into(), None))
         );
+    }
+
+    /// The IPv4 fast path of [`canonical_ip`] gives what parsing and formatting gives.
+    #[test]
+    fn ipv4_text_that_parses_is_already_canonical() {
+        let slow = |v: &str| {
+            let v = field(v)?;
+            let v = v
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(v);
+            v.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+        };
+        for v in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "00.0.0.0",
+            "001.002.003.004",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "+1.2.3.4",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "[1.2.3.4]",
+            "0x1.2.3.4",
+            "1.2.3.4:80",
+            "::ffff:1.2.3.4",
+            "::FFFF:01.2.3.4",
+            "2001:DB8::1",
+            "١.2.3.4",
+        ] {
+            assert_eq!(canonical_ip(v), slow(v), "{v:?}");
+        }
+        // Every text of up to 8 characters over digits and dots.
+        let alphabet = b"0129.";
+        let mut text = Vec::new();
+        for len in 1..=8u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let v = std::str::from_utf8(&text).unwrap();
+                assert_eq!(canonical_ip(v), slow(v), "{v:?}");
+            }
+        }
+        let octets = [
+            "0", "9", "10", "99", "100", "199", "249", "250", "255", "256", "300",
+        ];
+        for a in octets {
+            for b in octets {
+                let v = format!("{a}.{b}.{b}.{a}");
+                assert_eq!(canonical_ip(&v), slow(&v), "{v:?}");
+            }
+        }
     }
 
     #[test]
