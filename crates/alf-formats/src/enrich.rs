@@ -139,10 +139,67 @@ impl UserAgentCache {
     }
 }
 
+/// A host name's domain fields as shared strings: logs repeat a few hosts (the
+/// distribution's alternate names, a bucket endpoint) on every record, and CloudFront
+/// splits each one twice per event (destination and url).
+#[derive(Debug)]
+struct CachedHost {
+    /// The host in lower case.
+    host: Arc<str>,
+    parts: Option<SharedParts>,
+}
+
+#[derive(Debug)]
+struct SharedParts {
+    registered: Arc<str>,
+    subdomain: Option<Arc<str>>,
+    suffix: Arc<str>,
+}
+
+impl CachedHost {
+    fn new(host: String) -> Self {
+        let parts = split_domain(&host).map(|p| SharedParts {
+            registered: p.registered.into(),
+            subdomain: p.subdomain.map(Arc::from),
+            suffix: p.suffix.into(),
+        });
+        CachedHost {
+            host: host.into(),
+            parts,
+        }
+    }
+}
+
+/// Bound on cached hosts; the cache is cleared when full, as the user-agent cache is.
+const DOMAIN_CACHE_MAX: usize = 4096;
+
+/// Host names (as written, port removed) to their domain fields. IP literals are not
+/// cached: a hit therefore means the text is a name.
+#[derive(Debug, Default)]
+struct DomainCache {
+    map: Mutex<HashMap<Box<str>, Arc<CachedHost>>>,
+}
+
+impl DomainCache {
+    fn get(&self, host: &str) -> Option<Arc<CachedHost>> {
+        self.map.lock().ok()?.get(host).map(Arc::clone)
+    }
+
+    fn insert(&self, host: &str, entry: &Arc<CachedHost>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= DOMAIN_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(host.into(), Arc::clone(entry));
+        }
+    }
+}
+
 /// Shared enrichment state (thread-safe; one per process is enough).
 #[derive(Debug, Default)]
 pub struct Enricher {
     ua: UserAgentCache,
+    domains: DomainCache,
 }
 
 impl Enricher {
@@ -184,6 +241,10 @@ impl Enricher {
             return;
         }
         let paths = prefix.paths();
+        if let Some(cached) = self.domains.get(host) {
+            set_domain(ev, &paths, &cached);
+            return;
+        }
         if let Some(ip) = crate::util::canonical_ip(host) {
             // An IP literal has no domain parts. Objects with an `.ip` field get it
             // there; `url.domain` and `dns.question.name` hold the literal itself.
@@ -199,15 +260,31 @@ impl Enricher {
             ev.push_unique("related.ip", ip);
             return;
         }
-        let host = host.to_ascii_lowercase();
-        let parts = split_domain(&host);
-        ev.set(paths.domain, host.clone());
-        if let Some(p) = parts {
-            ev.set(paths.registered_domain, p.registered);
-            ev.set_opt(paths.subdomain, p.subdomain);
-            ev.set(paths.top_level_domain, p.suffix);
-        }
-        ev.push_unique("related.hosts", host);
+        let cached = Arc::new(CachedHost::new(host.to_ascii_lowercase()));
+        self.domains.insert(host, &cached);
+        set_domain(ev, &paths, &cached);
+    }
+}
+
+/// Writes a name's domain fields (shared strings) and adds it to `related.hosts`.
+fn set_domain(ev: &mut Event, paths: &DomainPaths, cached: &CachedHost) {
+    let shared = |s: &Arc<str>| Value::Shared(Arc::clone(s));
+    ev.set(paths.domain, shared(&cached.host));
+    if let Some(p) = &cached.parts {
+        ev.set(paths.registered_domain, shared(&p.registered));
+        ev.set_opt(paths.subdomain, p.subdomain.as_ref().map(shared));
+        ev.set(paths.top_level_domain, shared(&p.suffix));
+    }
+    // `related.hosts` keeps owned strings: other parsers push hosts there as
+    // `Value::Str`, and `push_unique` compares variants too. The check first saves the
+    // copy when the host is already listed (CloudFront's second call).
+    let listed = matches!(
+        ev.get("related.hosts"),
+        Some(Value::Arr(items))
+            if items.iter().any(|v| matches!(v, Value::Str(s) if **s == *cached.host))
+    );
+    if !listed {
+        ev.push_unique("related.hosts", cached.host.to_string());
     }
 }
 
@@ -383,6 +460,49 @@ mod tests {
         assert_eq!(
             j["related"]["ip"],
             serde_json::json!(["2001:db8::1", "192.0.2.7"])
+        );
+    }
+
+    #[test]
+    fn cached_domains_give_the_fields_of_the_first_split() {
+        let e = Enricher::new();
+        let hosts = [
+            "WWW.Example.co.uk:443",
+            "www.example.co.uk",
+            "localhost",
+            "com",
+            "dtest.cloudfront.net.",
+            "192.0.2.7",
+            "[2001:db8::1]:443",
+        ];
+        let run = |ev: &mut Event| {
+            for h in hosts {
+                e.domain(ev, DomainField::Destination, h);
+                e.domain(ev, DomainField::Url, h);
+            }
+        };
+        let (mut first, mut second) = (Event::new(), Event::new());
+        run(&mut first);
+        run(&mut second);
+        assert_eq!(first.to_json_string(None), second.to_json_string(None));
+        let j = second.to_json();
+        assert_eq!(j["url"]["registered_domain"], "cloudfront.net");
+        assert_eq!(
+            j["related"]["hosts"],
+            serde_json::json!([
+                "www.example.co.uk",
+                "localhost",
+                "com",
+                "dtest.cloudfront.net"
+            ])
+        );
+        // A host pushed by a parser as an owned string is not listed twice.
+        let mut ev = Event::new();
+        ev.push_unique("related.hosts", "www.example.co.uk".to_string());
+        e.domain(&mut ev, DomainField::Url, "www.example.co.uk");
+        assert_eq!(
+            ev.to_json()["related"]["hosts"],
+            serde_json::json!(["www.example.co.uk"])
         );
     }
 }
