@@ -288,6 +288,20 @@ fn set_domain(ev: &mut Event, paths: &DomainPaths, cached: &CachedHost) {
     }
 }
 
+/// Sets `network.forwarded_ip` to the first address of an `X-Forwarded-For` value (the
+/// original client; proxies append theirs) and adds it to `related.ip`. A first entry
+/// that is not an address sets nothing.
+pub fn forwarded_for(ev: &mut Event, header: &str) {
+    if let Some(ip) = header
+        .split(',')
+        .next()
+        .and_then(|first| crate::util::canonical_ip(first.trim()))
+    {
+        ev.set("network.forwarded_ip", ip.clone());
+        ev.push_unique("related.ip", ip);
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host

@@ -253,15 +253,7 @@ fn map_record(
     }
     ev.set_opt("source.port", get(Col::CPort).and_then(util::uint));
     if let Some(xff) = get(Col::ForwardedFor) {
-        let first = util::percent_decode(xff);
-        if let Some(ip) = first
-            .split(',')
-            .next()
-            .and_then(|s| util::canonical_ip(s.trim()))
-        {
-            ev.set("network.forwarded_ip", ip.clone());
-            ev.push_unique("related.ip", ip);
-        }
+        crate::enrich::forwarded_for(&mut ev, &util::percent_decode(xff));
     }
     // The viewer asked for x-host-header (an alternate domain name such as
     // www.example.com, or the distribution name when none is used); cs(Host) is

@@ -229,16 +229,7 @@ fn map_request(ev: &mut Event, req: &Map<String, J>, cx: &LineContext<'_>) {
                 "referer" => ev.set_str("http.request.referrer", Some(value)),
                 "content-type" => ev.set_str("http.request.mime_type", Some(value)),
                 "content-length" => body_bytes = util::uint(value),
-                "x-forwarded-for" => {
-                    if let Some(ip) = value
-                        .split(',')
-                        .next()
-                        .and_then(|first| util::canonical_ip(first.trim()))
-                    {
-                        ev.set("network.forwarded_ip", ip.clone());
-                        ev.push_unique("related.ip", ip);
-                    }
-                }
+                "x-forwarded-for" => crate::enrich::forwarded_for(ev, value),
                 _ => {}
             }
             let kept = if SECRET_HEADERS.contains(&lower.as_str()) {
