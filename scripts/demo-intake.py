@@ -128,6 +128,11 @@ def make_handler(stats, key, quiet):
             else:
                 self.reply(404, {"message": "not found"})
 
+        def do_HEAD(self):  # the forwarder's start-up reachability probe
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
