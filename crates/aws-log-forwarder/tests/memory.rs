@@ -9,11 +9,15 @@
 //! object (or a CloudTrail document, which AWS writes as one line) whole would need tens of
 //! megabytes more for the larger object and fail.
 //!
-//! No LocalStack needed: this is the same `parse_stream` the daemon runs on S3 bodies.
+//! The first test needs no LocalStack: it is the same `parse_stream` the daemon runs on
+//! S3 bodies. The second runs the whole daemon in this process against LocalStack (S3
+//! body, decompression, parsing, batching, intake requests, acknowledgements).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod common;
 
 use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
@@ -225,10 +229,13 @@ fn assert_bounded(name: &str, format: Format, key: &str, make: impl Fn(u64) -> G
     );
 }
 
+/// The allocator counts are process-wide: tests that measure must not overlap. (An
+/// async-aware lock: the daemon test holds it across awaits.)
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[test]
 fn peak_heap_does_not_grow_with_object_size() {
-    // One test function: the allocator counts are process-wide, so the cases must not
-    // run in parallel with each other.
+    let _serial = MEASURING.blocking_lock();
     assert_bounded(
         "CloudFront lines",
         Format::CloudFront,
@@ -240,5 +247,129 @@ fn peak_heap_does_not_grow_with_object_size() {
         Format::CloudTrail,
         "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/123456789012_CloudTrail_us-east-1_20240501T1205Z_x.json.gz",
         |n| Generated::new(r#"{"Records":["#, cloudtrail_record, b",", "]}", n),
+    );
+}
+
+/// A CloudFront log of `records` lines with a long random token per line, so that even
+/// its gzip form is large: a body buffered whole, compressed or not, shows in the heap.
+fn cloudfront_object(records: u64) -> (Vec<u8>, u64) {
+    let mut text = Vec::with_capacity(records as usize * 1600);
+    text.extend_from_slice(CLOUDFRONT_HEADER.as_bytes());
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..records {
+        let mut line = Vec::new();
+        cloudfront_line(i, &mut line);
+        // xorshift: a 1,024-hex-digit token in the query string (512 random bytes).
+        let mut token = String::with_capacity(1024);
+        for _ in 0..64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            token.push_str(&format!("{state:016x}"));
+        }
+        let line = String::from_utf8(line)
+            .expect("generated lines are UTF-8")
+            .replacen("&v=2", &format!("&v=2&t={token}"), 1);
+        text.extend_from_slice(line.as_bytes());
+    }
+    let size = text.len() as u64;
+    (common::gzip(&text), size)
+}
+
+/// Uploads an object, then runs the daemon until its message is gone, and returns the
+/// peak heap while the daemon worked, with the records the intake accepted.
+async fn daemon_peak(
+    stack: &common::localstack::TestStack,
+    intake: &common::intake::TestIntake,
+    key: &str,
+    records: u64,
+) -> (usize, u64) {
+    let (body, _) = cloudfront_object(records);
+    stack.put_object(key, body).await;
+    // S3 notifies asynchronously: the message must be queued before the daemon starts.
+    let queued = std::time::Instant::now();
+    while stack.queue_counts().await.visible == 0 {
+        assert!(
+            queued.elapsed() < common::PIPELINE_TIMEOUT,
+            "no notification for {key}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before: usize = accepted(intake);
+    let config = stack.daemon_config(
+        intake,
+        // Uncompressed requests: gzip in an unoptimised build would dominate the run time.
+        "[batch]\nmax_events = 250\n[intake]\nmax_concurrent_requests = 1\ngzip = false\n[processing]\nobject_concurrency = 1",
+    );
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    let base = LIVE.load(Ordering::Relaxed);
+    let daemon = common::RunningDaemon::start(config);
+    stack.wait_queue_empty(common::PIPELINE_TIMEOUT).await;
+    daemon.stop().await;
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    (peak, (accepted(intake) - before) as u64)
+}
+
+fn accepted(intake: &common::intake::TestIntake) -> usize {
+    intake
+        .requests()
+        .iter()
+        .filter(|r| r.status == Some(200))
+        .map(|r| r.events)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_peak_heap_does_not_grow_with_object_size() {
+    let _serial = MEASURING.lock().await;
+    // Both objects are large enough to fill the pipeline's bounded buffers (chunks in
+    // the channel, the open batch, the request in flight); only then is the comparison
+    // about the object's size rather than about a pipeline that never filled up.
+    const SMALL: u64 = 3_000;
+    const LARGE: u64 = 12_000;
+    let stack = common::localstack::TestStack::deploy("memory").await;
+    let intake = common::intake::TestIntake::start().await;
+    intake.set_mode(common::intake::Mode::AcceptDiscard);
+    // Process-wide one-time costs (the user-agent rules) out of the measurement.
+    alf_formats::enrich::parse_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0");
+    // The stack's s3:TestEvent goes first, with a daemon of its own.
+    let warm = common::RunningDaemon::start(stack.daemon_config(&intake, ""));
+    stack.wait_queue_empty(common::PIPELINE_TIMEOUT).await;
+    warm.stop().await;
+
+    let (small_peak, small_events) = daemon_peak(
+        &stack,
+        &intake,
+        "cf/E2MEMORYSMALL.2024-05-01-12.aaaa0001.gz",
+        SMALL,
+    )
+    .await;
+    let (large_peak, large_events) = daemon_peak(
+        &stack,
+        &intake,
+        "cf/E2MEMORYLARGE.2024-05-01-12.aaaa0002.gz",
+        LARGE,
+    )
+    .await;
+    assert_eq!(small_events, SMALL, "every record delivered");
+    assert_eq!(large_events, LARGE, "every record delivered");
+    let (gz, decompressed) = cloudfront_object(LARGE);
+    eprintln!(
+        "daemon: peak heap {small_peak} B for {SMALL} records, {large_peak} B for {LARGE} records ({} B gzip, {decompressed} B decompressed)",
+        gz.len()
+    );
+    // Buffers that do not depend on the object (batches, chunks in the channel, HTTP
+    // and SDK buffers) vary by a megabyte or so between runs; reading the objects whole
+    // would add the difference of their gzip sizes (over 5 MB) or more.
+    let margin = 5 * 1024 * 1024 / 2;
+    assert!(
+        large_peak < small_peak + margin,
+        "the daemon's peak heap grew with the object: {small_peak} B for {SMALL} records, {large_peak} B for {LARGE} ({} B gzip)",
+        gz.len()
+    );
+    let (small_gz, _) = cloudfront_object(SMALL);
+    assert!(
+        gz.len() - small_gz.len() > 2 * margin,
+        "the objects must differ by more than the margin to prove anything"
     );
 }

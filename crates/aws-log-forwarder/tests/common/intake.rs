@@ -43,6 +43,10 @@ pub enum Mode {
     Slow(Duration),
     /// Reads the request head, then closes the connection without any response.
     ResetConnection,
+    /// 200 like [`Mode::Accept`], but the events are only counted (in
+    /// [`RecordedRequest::events`]), not kept: for tests that measure the forwarder's
+    /// memory in this process.
+    AcceptDiscard,
 }
 
 /// One request as the intake saw it.
@@ -412,6 +416,11 @@ async fn handle(
             };
             recorder.finish(Some(200), events, bulk_actions);
             return Ok(json_response(StatusCode::OK, &body));
+        }
+        Mode::AcceptDiscard => {
+            let n = events.len();
+            recorder.finish(Some(200), Vec::new(), Vec::new());
+            return Ok(json_response(StatusCode::OK, &json!({"received": n})));
         }
         Mode::Fail500 => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
