@@ -556,20 +556,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn detects_from_decompressed_content() {
-        let body = gzip(b"{\"some\":\"json\",\"n\":1}\n{\"some\":\"json\",\"n\":2}\n");
+    /// `parse_stream` over `body` as object `key` with default options; the events too.
+    fn parse_bytes(
+        body: Vec<u8>,
+        key: &str,
+        forced: Option<Format>,
+    ) -> (Result<Parsed, StreamError>, Vec<Event>) {
         let mut events: Vec<Event> = Vec::new();
-        let parsed = parse_stream(
+        let result = parse_stream(
             Cursor::new(body),
-            &info("custom/file.gz"),
+            &info(key),
             &FormatDetector::default(),
-            None,
+            forced,
             &ParseOptions::default(),
             &Enricher::new(),
             &mut events,
-        )
-        .unwrap();
+        );
+        (result, events)
+    }
+
+    #[test]
+    fn detects_from_decompressed_content() {
+        let body = gzip(b"{\"some\":\"json\",\"n\":1}\n{\"some\":\"json\",\"n\":2}\n");
+        let (parsed, events) = parse_bytes(body, "custom/file.gz", None);
+        let parsed = parsed.unwrap();
         assert_eq!(parsed.format, Some(Format::Ndjson));
         assert_eq!(parsed.compression, Compression::Gzip);
         assert!(parsed.reason.starts_with("content"), "{}", parsed.reason);
@@ -579,17 +589,12 @@ mod tests {
 
     #[test]
     fn digests_are_skipped() {
-        let mut events: Vec<Event> = Vec::new();
-        let parsed = parse_stream(
-            Cursor::new(b"{}".to_vec()),
-            &info("AWSLogs/1/CloudTrail-Digest/eu-west-1/x.json.gz"),
-            &FormatDetector::default(),
+        let (parsed, events) = parse_bytes(
+            b"{}".to_vec(),
+            "AWSLogs/1/CloudTrail-Digest/eu-west-1/x.json.gz",
             None,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap();
+        );
+        let parsed = parsed.unwrap();
         assert_eq!(parsed.format, None);
         assert!(events.is_empty());
     }
@@ -600,17 +605,12 @@ mod tests {
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
         let body = gzip(&data);
-        let mut events: Vec<Event> = Vec::new();
-        let err = parse_stream(
-            Cursor::new(body[..body.len() / 2].to_vec()),
-            &info("x.log"),
-            &FormatDetector::default(),
+        let (result, _) = parse_bytes(
+            body[..body.len() / 2].to_vec(),
+            "x.log",
             Some(Format::Lines),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap_err();
+        );
+        let err = result.unwrap_err();
         assert!(matches!(err, StreamError::Read(_)), "{err:?}");
     }
 
@@ -621,17 +621,12 @@ mod tests {
         data.extend_from_slice(&[0u8; 64]);
         data.extend_from_slice(b"PAR1");
         for body in [data.clone(), gzip(&data)] {
-            let mut events: Vec<Event> = Vec::new();
-            let err = parse_stream(
-                Cursor::new(body),
-                &info("AWSLogs/1/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet"),
-                &FormatDetector::default(),
+            let (result, events) = parse_bytes(
+                body,
+                "AWSLogs/1/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet",
                 None,
-                &ParseOptions::default(),
-                &Enricher::new(),
-                &mut events,
-            )
-            .unwrap_err();
+            );
+            let err = result.unwrap_err();
             assert!(matches!(err, StreamError::Unsupported(_)), "{err:?}");
             assert!(
                 err.to_string()
