@@ -80,11 +80,50 @@ pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
     }
 }
 
+/// A map from text to shared results, bounded by clearing it when full: simple, and
+/// the entries that matter (a log repeats a handful of agents and hosts) come back
+/// within the next few records.
+#[derive(Debug)]
+struct BoundedCache<V> {
+    map: Mutex<HashMap<Box<str>, Arc<V>>>,
+    max: usize,
+}
+
+impl<V> BoundedCache<V> {
+    fn new(max: usize) -> Self {
+        BoundedCache {
+            map: Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<V>> {
+        self.map.lock().ok()?.get(key).map(Arc::clone)
+    }
+
+    fn insert(&self, key: &str, value: &Arc<V>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= self.max {
+                map.clear();
+            }
+            map.insert(key.into(), Arc::clone(value));
+        }
+    }
+}
+
 /// Caches user-agent results: a log file repeats a handful of agents thousands of
 /// times, and one uap parse costs tens of microseconds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UserAgentCache {
-    map: Mutex<HashMap<Box<str>, Arc<CachedAgent>>>,
+    cache: BoundedCache<CachedAgent>,
+}
+
+impl Default for UserAgentCache {
+    fn default() -> Self {
+        UserAgentCache {
+            cache: BoundedCache::new(UA_CACHE_MAX),
+        }
+    }
 }
 
 /// A cached result, also held as shared strings: every event of a repeated agent
@@ -113,8 +152,7 @@ impl CachedAgent {
     }
 }
 
-/// Bound on cached agents; the cache is cleared when full (simple, and agents that
-/// matter come back within the next few records).
+/// Bound on cached agents.
 const UA_CACHE_MAX: usize = 8192;
 
 impl UserAgentCache {
@@ -123,18 +161,11 @@ impl UserAgentCache {
     }
 
     fn entry(&self, ua: &str) -> Arc<CachedAgent> {
-        if let Ok(map) = self.map.lock()
-            && let Some(hit) = map.get(ua)
-        {
-            return Arc::clone(hit);
+        if let Some(hit) = self.cache.get(ua) {
+            return hit;
         }
         let agent = Arc::new(CachedAgent::new(parse_user_agent(ua)));
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= UA_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(ua.into(), Arc::clone(&agent));
-        }
+        self.cache.insert(ua, &agent);
         agent
     }
 }
@@ -170,28 +201,17 @@ impl CachedHost {
     }
 }
 
-/// Bound on cached hosts; the cache is cleared when full, as the user-agent cache is.
+/// Bound on cached hosts.
 const DOMAIN_CACHE_MAX: usize = 4096;
 
 /// Host names (as written, port removed) to their domain fields. IP literals are not
 /// cached: a hit therefore means the text is a name.
-#[derive(Debug, Default)]
-struct DomainCache {
-    map: Mutex<HashMap<Box<str>, Arc<CachedHost>>>,
-}
+#[derive(Debug)]
+struct DomainCache(BoundedCache<CachedHost>);
 
-impl DomainCache {
-    fn get(&self, host: &str) -> Option<Arc<CachedHost>> {
-        self.map.lock().ok()?.get(host).map(Arc::clone)
-    }
-
-    fn insert(&self, host: &str, entry: &Arc<CachedHost>) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= DOMAIN_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(host.into(), Arc::clone(entry));
-        }
+impl Default for DomainCache {
+    fn default() -> Self {
+        DomainCache(BoundedCache::new(DOMAIN_CACHE_MAX))
     }
 }
 
@@ -241,7 +261,7 @@ impl Enricher {
             return;
         }
         let paths = prefix.paths();
-        if let Some(cached) = self.domains.get(host) {
+        if let Some(cached) = self.domains.0.get(host) {
             set_domain(ev, &paths, &cached);
             return;
         }
@@ -261,7 +281,7 @@ impl Enricher {
             return;
         }
         let cached = Arc::new(CachedHost::new(host.to_ascii_lowercase()));
-        self.domains.insert(host, &cached);
+        self.domains.0.insert(host, &cached);
         set_domain(ev, &paths, &cached);
     }
 }
@@ -275,17 +295,7 @@ fn set_domain(ev: &mut Event, paths: &DomainPaths, cached: &CachedHost) {
         ev.set_opt(paths.subdomain, p.subdomain.as_ref().map(shared));
         ev.set(paths.top_level_domain, shared(&p.suffix));
     }
-    // `related.hosts` keeps owned strings: other parsers push hosts there as
-    // `Value::Str`, and `push_unique` compares variants too. The check first saves the
-    // copy when the host is already listed (CloudFront's second call).
-    let listed = matches!(
-        ev.get("related.hosts"),
-        Some(Value::Arr(items))
-            if items.iter().any(|v| matches!(v, Value::Str(s) if **s == *cached.host))
-    );
-    if !listed {
-        ev.push_unique("related.hosts", cached.host.to_string());
-    }
+    ev.push_unique("related.hosts", shared(&cached.host));
 }
 
 /// Sets `network.forwarded_ip` to the first address of an `X-Forwarded-For` value (the

@@ -46,6 +46,16 @@ impl Value {
         }
     }
 
+    /// Equality as serialized: strings compare by content whatever holds them (`Str`,
+    /// `Static`, `Shared`), so an array of unique values stays unique however its
+    /// strings were made.
+    pub fn same_as(&self, other: &Value) -> bool {
+        match (self.as_str(), other.as_str()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self == other,
+        }
+    }
+
     /// Converts to a `serde_json::Value` (no redaction); used by tests and tools.
     pub fn to_json(&self) -> serde_json::Value {
         match serde_json::to_value(Redacted(self, None)) {
@@ -227,7 +237,7 @@ impl Event {
         }
         match map.get_mut(leaf) {
             Some(Value::Arr(items)) => {
-                if !items.contains(&value) {
+                if !items.iter().any(|item| item.same_as(&value)) {
                     items.push(value);
                 }
             }
@@ -396,6 +406,8 @@ mod tests {
         e.set("source.geo.name", "x");
         e.push_unique("related.ip", "192.0.2.1".to_string());
         e.push_unique("related.ip", "192.0.2.1".to_string());
+        e.push_unique("related.ip", Value::Shared("192.0.2.1".into()));
+        e.push_unique("related.ip", "192.0.2.1");
         assert_eq!(
             e.to_json_string(None),
             r#"{"@timestamp":"2024-01-01T00:00:00Z","source":{"ip":"192.0.2.1","port":443,"geo":{"name":"x"}},"related":{"ip":["192.0.2.1"]}}"#
