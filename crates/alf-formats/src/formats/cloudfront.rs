@@ -56,6 +56,16 @@ enum Column {
     Other(String),
 }
 
+impl Column {
+    /// The column a `#Fields` name (or JSON key) stands for.
+    fn of(name: &str) -> Column {
+        match KNOWN.iter().find(|(k, _)| *k == name) {
+            Some((_, c)) => Column::Known(*c),
+            None => Column::Other(other_name(name)),
+        }
+    }
+}
+
 /// Parses CloudFront standard log lines; remembers the `#Fields` layout of the file.
 #[derive(Debug, Clone)]
 pub struct CloudFrontParser {
@@ -90,13 +100,7 @@ fn other_name(name: &str) -> String {
 
 impl CloudFrontParser {
     fn set_fields(&mut self, names: &str) {
-        self.columns = names
-            .split_whitespace()
-            .map(|n| match KNOWN.iter().find(|(k, _)| *k == n) {
-                Some((_, c)) => Column::Known(*c),
-                None => Column::Other(other_name(n)),
-            })
-            .collect();
+        self.columns = names.split_whitespace().map(Column::of).collect();
         const REQUIRED: [Col; 5] = [Col::Date, Col::Time, Col::CIp, Col::Method, Col::Status];
         self.required_columns = self
             .columns
@@ -190,9 +194,9 @@ fn parse_json_record(
     let mut known: [&str; NKNOWN] = [""; NKNOWN];
     let mut other_names: Vec<(String, &str)> = Vec::new();
     for (name, value) in &texts {
-        match KNOWN.iter().find(|(k, _)| k == name) {
-            Some((_, c)) => known[*c as usize] = value,
-            None => other_names.push((other_name(name), value)),
+        match Column::of(name) {
+            Column::Known(c) => known[c as usize] = value,
+            Column::Other(name) => other_names.push((name, value)),
         }
     }
     let others: Vec<(&str, &str)> = other_names.iter().map(|(n, v)| (n.as_str(), *v)).collect();
