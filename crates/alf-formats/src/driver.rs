@@ -146,17 +146,12 @@ impl<'a> ObjectParse<'a> {
     pub fn event_id(&self, record: u64, index: u32) -> String {
         let mut buf = Vec::with_capacity(self.id_prefix.len() + 12);
         buf.extend_from_slice(&self.id_prefix);
-        buf.extend_from_slice(&record.to_le_bytes());
-        buf.extend_from_slice(&index.to_le_bytes());
-        hex128(xxhash_rust::xxh3::xxh3_128(&buf))
+        hashed_id(&mut buf, self.id_prefix.len(), record, index)
     }
 
     /// [`ObjectParse::event_id`] without a new buffer per call.
     fn next_event_id(&mut self, record: u64, index: u32) -> String {
-        self.id_buf.truncate(self.id_prefix.len());
-        self.id_buf.extend_from_slice(&record.to_le_bytes());
-        self.id_buf.extend_from_slice(&index.to_le_bytes());
-        hex128(xxhash_rust::xxh3::xxh3_128(&self.id_buf))
+        hashed_id(&mut self.id_buf, self.id_prefix.len(), record, index)
     }
 
     /// Adds the fields every event carries and emits it.
@@ -244,6 +239,15 @@ impl<'a> ObjectParse<'a> {
         sink.malformed(record, reason);
         Ok(())
     }
+}
+
+/// The id of `record`/`index`: `buf` holds the object's id prefix in its first
+/// `prefix` bytes (anything after is replaced).
+fn hashed_id(buf: &mut Vec<u8>, prefix: usize, record: u64, index: u32) -> String {
+    buf.truncate(prefix);
+    buf.extend_from_slice(&record.to_le_bytes());
+    buf.extend_from_slice(&index.to_le_bytes());
+    hex128(xxhash_rust::xxh3::xxh3_128(buf))
 }
 
 /// `{:032x}` of a 128-bit hash, written by hand: `format!` goes through the formatting
