@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::intake::{Mode, TestIntake};
 use common::localstack::{INTAKE_KEY, TestStack};
-use common::{DaemonOutput, DaemonProcess, PIPELINE_TIMEOUT};
+use common::{DaemonOutput, DaemonProcess, PIPELINE_TIMEOUT, set_config};
 
 const SECRET_ACCESS_KEY: &str = "alfTestSecretAccessKey0123456789abcdefXYZ";
 const SESSION_TOKEN: &str = "alfTestSessionTokenFwoGZXIvYXdzEJr0123456789";
@@ -42,12 +42,8 @@ async fn the_binary_never_logs_keys_or_tokens() {
     intake.set_mode_for_next(1, Mode::Reject400);
 
     let mut config = stack.base_config_toml(&intake);
-    let log = config
-        .get_mut("log")
-        .and_then(toml::Value::as_table_mut)
-        .expect("the base config has a [log] table");
-    log.insert("level".into(), toml::Value::String("debug".into()));
-    log.insert("format".into(), toml::Value::String("json".into()));
+    set_config(&mut config, "log", "level", "debug");
+    set_config(&mut config, "log", "format", "json");
     let daemon = DaemonProcess::start(
         &config,
         &[

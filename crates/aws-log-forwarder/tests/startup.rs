@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::intake::TestIntake;
 use common::localstack::TestStack;
-use common::{DaemonProcess, PIPELINE_TIMEOUT};
+use common::{DaemonProcess, PIPELINE_TIMEOUT, set_config};
 
 /// A loopback port nothing listens on.
 fn closed_port_url() -> String {
@@ -24,14 +24,6 @@ fn closed_port_url() -> String {
     url
 }
 
-fn set(config: &mut toml::Table, section: &str, key: &str, value: &str) {
-    config
-        .get_mut(section)
-        .and_then(toml::Value::as_table_mut)
-        .unwrap_or_else(|| panic!("the base config has a [{section}] table"))
-        .insert(key.into(), toml::Value::String(value.into()));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_intake_is_reported_at_start_and_the_forwarder_keeps_running() {
     let stack = TestStack::deploy("startup-intake").await;
@@ -39,8 +31,8 @@ async fn an_unreachable_intake_is_reported_at_start_and_the_forwarder_keeps_runn
     let intake = TestIntake::start().await;
     let mut config = stack.base_config_toml(&intake);
     let dead = closed_port_url();
-    set(&mut config, "intake", "url", &dead);
-    set(&mut config, "log", "format", "json");
+    set_config(&mut config, "intake", "url", &dead);
+    set_config(&mut config, "log", "format", "json");
 
     let daemon = DaemonProcess::start(&config, &[]);
     // The queue holds the stack's s3:TestEvent: once it is gone the forwarder is
@@ -87,8 +79,8 @@ async fn a_queue_that_does_not_exist_stops_the_start_with_one_readable_line() {
     let intake = TestIntake::start().await;
     let mut config = stack.base_config_toml(&intake);
     let missing = format!("{}-does-not-exist", stack.queue_url);
-    set(&mut config, "sqs", "queue_url", &missing);
-    set(&mut config, "log", "format", "text");
+    set_config(&mut config, "sqs", "queue_url", &missing);
+    set_config(&mut config, "log", "format", "text");
 
     let out = DaemonProcess::start(&config, &[]).wait().await;
     assert_eq!(out.status.code(), Some(1), "{}", out.logs);
@@ -108,7 +100,7 @@ async fn missing_aws_credentials_are_named_as_such() {
     let stack = TestStack::deploy("startup-credentials").await;
     let intake = TestIntake::start().await;
     let mut config = stack.base_config_toml(&intake);
-    set(&mut config, "log", "format", "text");
+    set_config(&mut config, "log", "format", "text");
     // Empty every source of the SDK's default credentials chain.
     let dir = tempfile::tempdir().expect("temp dir");
     let nowhere = dir.path().join("none");

@@ -52,6 +52,16 @@ impl RunningDaemon {
     }
 }
 
+/// Sets `[section] key = "value"` in a configuration from
+/// [`localstack::TestStack::base_config_toml`] (the section must exist there).
+pub fn set_config(config: &mut toml::Table, section: &str, key: &str, value: &str) {
+    config
+        .get_mut(section)
+        .and_then(toml::Value::as_table_mut)
+        .unwrap_or_else(|| panic!("the base config has a [{section}] table"))
+        .insert(key.into(), toml::Value::String(value.into()));
+}
+
 /// `aws-log-forwarder run` as a child process, exactly as users run it, with its output
 /// captured (everything any crate logs, the AWS SDK's and HTTP stack's included).
 pub struct DaemonProcess {
