@@ -23,6 +23,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use crate::batch::{Batch, BatchSender, DeliveryFailure};
+use crate::circuit::IntakeCircuit;
 use crate::config::{IntakeKey, IntakeProtocol, IntakeSettings};
 use crate::metrics as m;
 
@@ -212,6 +213,9 @@ pub struct IntakeClient {
     initial_backoff: Duration,
     max_backoff: Duration,
     timeout: Duration,
+    /// Opens after `max_retries` consecutive retryable failures; the daemon pauses
+    /// receiving while it is open.
+    circuit: Arc<IntakeCircuit>,
 }
 
 impl IntakeClient {
@@ -275,7 +279,13 @@ impl IntakeClient {
             initial_backoff: Duration::from_millis(settings.retry_initial_backoff_ms),
             max_backoff: Duration::from_millis(settings.retry_max_backoff_ms),
             timeout,
+            circuit: Arc::new(IntakeCircuit::new(settings.max_retries.max(1))),
         })
+    }
+
+    /// The circuit this client reports every request's outcome to.
+    pub fn circuit(&self) -> &Arc<IntakeCircuit> {
+        &self.circuit
     }
 
     /// The URL batches are posted to.
@@ -351,6 +361,12 @@ impl IntakeClient {
                     remaining.as_ref().map_or(batch.len(), Vec::len),
                 )
                 .await;
+            match &outcome {
+                Attempt::Accepted | Attempt::Partial { .. } | Attempt::Permanent { .. } => {
+                    self.circuit.record_success()
+                }
+                Attempt::Retryable { cause, .. } => self.circuit.record_retryable_failure(cause),
+            }
             let (cause, retry_after, status) = match outcome {
                 Attempt::Accepted => {
                     if rejected.is_empty() {

@@ -14,6 +14,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod circuit;
 pub mod config;
 mod daemon;
 pub mod decode;

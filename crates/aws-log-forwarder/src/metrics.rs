@@ -35,6 +35,7 @@ pub const INTAKE_FAILURES: &str = "alf_intake_failures_total";
 pub const OBJECT_DURATION: &str = "alf_object_duration_seconds";
 pub const BATCH_EVENTS: &str = "alf_batch_events";
 pub const BATCH_BYTES: &str = "alf_batch_bytes";
+pub const CIRCUIT_OPEN: &str = "alf_intake_circuit_open";
 
 /// `2xx`, `4xx`, `5xx`, or `error` for requests that got no response.
 pub fn status_class(status: Option<u16>) -> &'static str {
@@ -57,6 +58,10 @@ fn describe() {
         "SQS messages left for redelivery after a failure"
     );
     describe_counter!(RECEIVE_ERRORS, "Failed ReceiveMessage calls");
+    metrics::describe_gauge!(
+        CIRCUIT_OPEN,
+        "1 while the intake circuit is open (intake down: receiving paused), else 0"
+    );
     describe_counter!(OBJECTS_PROCESSED, "S3 objects processed, by outcome");
     describe_counter!(
         OBJECTS_FAILED,

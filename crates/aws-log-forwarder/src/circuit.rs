@@ -1,0 +1,127 @@
+//! The intake circuit: one shared view of "is the intake down?".
+//!
+//! The intake client records the outcome of every request: retryable failures (5xx,
+//! 429, timeouts, resets) and successes. After `threshold` retryable failures in a row
+//! the circuit opens: the daemon stops receiving new messages (they wait in SQS, where
+//! they cost nothing and count toward no `maxReceiveCount`), keeps the messages it
+//! holds invisible with heartbeats, and the client keeps retrying them with capped
+//! backoff. The first accepted request closes it again.
+//!
+//! Why not give up and hand messages back to SQS? Every hand-back counts toward the
+//! queue's receive count, and a long enough outage would walk healthy messages into the
+//! dead-letter queue. An outage is a problem of the intake, not of the message.
+//!
+//! State changes are logged once each (not per retry) and exported as a gauge.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::sync::watch;
+
+use crate::metrics as m;
+
+/// Shared by the intake client (writer) and the daemon, readiness probe and metrics
+/// (readers). Cheap to clone behind an `Arc`.
+#[derive(Debug)]
+pub struct IntakeCircuit {
+    threshold: u32,
+    consecutive_failures: AtomicU32,
+    open: watch::Sender<bool>,
+}
+
+impl IntakeCircuit {
+    /// A closed circuit that opens after `threshold` consecutive retryable failures
+    /// (at least 1).
+    pub fn new(threshold: u32) -> Self {
+        let (open, _) = watch::channel(false);
+        IntakeCircuit {
+            threshold: threshold.max(1),
+            consecutive_failures: AtomicU32::new(0),
+            open,
+        }
+    }
+
+    /// A request was accepted (wholly or partly): the intake is up.
+    pub fn record_success(&self) {
+        self.consecutive_failures.store(0, Ordering::Release);
+        let closed_now = self
+            .open
+            .send_if_modified(|open| std::mem::replace(open, false));
+        if closed_now {
+            metrics::gauge!(m::CIRCUIT_OPEN).set(0.0);
+            tracing::info!(
+                "intake circuit closed: the intake accepts events again; receiving resumes"
+            );
+        }
+    }
+
+    /// A request failed in a way that may heal (5xx, 429, timeout, connection error).
+    /// `cause` is logged once if this failure opens the circuit.
+    pub fn record_retryable_failure(&self, cause: &str) {
+        let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if failures < self.threshold {
+            return;
+        }
+        let opened_now = self
+            .open
+            .send_if_modified(|open| !std::mem::replace(open, true));
+        if opened_now {
+            metrics::gauge!(m::CIRCUIT_OPEN).set(1.0);
+            tracing::warn!(
+                consecutive_failures = failures,
+                "intake circuit open: {cause}; stopped receiving new messages, keeping the ones in flight invisible and retrying them until the intake answers"
+            );
+        }
+    }
+
+    /// Whether the intake is considered down.
+    pub fn is_open(&self) -> bool {
+        *self.open.borrow()
+    }
+
+    /// Returns at once when closed, else when the circuit closes.
+    pub async fn wait_closed(&self) {
+        let mut rx = self.open.subscribe();
+        // `wait_for` only fails when the sender is gone, and `self` owns it.
+        let _ = rx.wait_for(|open| !*open).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn opens_after_the_threshold_and_closes_on_success() {
+        let circuit = Arc::new(IntakeCircuit::new(3));
+        circuit.record_retryable_failure("500");
+        circuit.record_retryable_failure("500");
+        assert!(!circuit.is_open());
+        circuit.record_retryable_failure("500");
+        assert!(circuit.is_open());
+
+        let waiter = tokio::spawn({
+            let circuit = Arc::clone(&circuit);
+            async move { circuit.wait_closed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "waits while open");
+        circuit.record_success();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("closing wakes the waiter")
+            .unwrap();
+        assert!(!circuit.is_open());
+    }
+
+    #[tokio::test]
+    async fn a_success_resets_the_count() {
+        let circuit = IntakeCircuit::new(2);
+        circuit.record_retryable_failure("timeout");
+        circuit.record_success();
+        circuit.record_retryable_failure("timeout");
+        assert!(!circuit.is_open());
+        circuit.wait_closed().await;
+    }
+}
