@@ -13,7 +13,9 @@
 #   ShellCheck   scripts/*.sh (warnings and errors; notes and style hints do not fail)
 #   compose      `docker compose config -q` on docker-compose.yml: the docker CLI's compose
 #                plugin, else a Docker Compose v2 `docker-compose` (no engine needed)
-#   cfn-lint     cloudformation/*.yaml
+#   cfn-lint     cloudformation/*.yaml, then deploy/checks/check_cfn.py (the three identities
+#                grant the same, the optional Fargate block is conditional, the task
+#                definition fits the image's default configuration)
 #   hadolint     deploy/Dockerfile
 #   kubernetes   `kubectl kustomize` of deploy/kubernetes/base and every overlay, then
 #                deploy/checks/validate_k8s.py: strict schemas (Kubernetes OpenAPI via
@@ -202,6 +204,14 @@ elif [ -n "$cfnlint" ]; then
   done
 else
   skip "cfn-lint cloudformation/*.yaml" "no cfn-lint; scripts/check-deploy.sh --install-tools"
+fi
+# What cfn-lint cannot know: identical identities, the Fargate block off by default, the
+# task definition against the image's configuration. Uses cfn-lint's template decoder.
+if [ -x "$TOOLS_VENV/bin/python" ] && "$TOOLS_VENV/bin/python" -c 'import cfnlint.decode' 2>/dev/null; then
+  run "check_cfn.py (identities, optional Fargate service)" \
+    "$TOOLS_VENV/bin/python" "$ROOT/deploy/checks/check_cfn.py" --self-test
+else
+  skip "check_cfn.py" "no cfn-lint in $TOOLS_VENV; scripts/check-deploy.sh --install-tools"
 fi
 
 # --- Dockerfile -------------------------------------------------------------------------
