@@ -48,8 +48,10 @@ fn assert_complete_and_deterministic(events: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_outage_keeps_the_message_until_the_intake_recovers() {
-    // A high receive count: the outage must not push the message to the DLQ here.
-    let stack = TestStack::deploy_with("intake-outage", &[("MaxReceiveCount", "100")]).await;
+    // A receive count of 2 and an outage longer than 2 x the 10 s visibility timeout:
+    // the message must stay in flight (heartbeats), never handed back to SQS because
+    // the intake is down, so it cannot reach the DLQ.
+    let stack = TestStack::deploy_with("intake-outage", &[("MaxReceiveCount", "2")]).await;
     let intake = TestIntake::start().await;
     intake.set_mode(Mode::Fail500);
     let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
@@ -73,6 +75,12 @@ async fn intake_outage_keeps_the_message_until_the_intake_recovers() {
         "the message must not be deleted while its events are not delivered: {counts:?}"
     );
 
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        stack.dlq_counts().await.total(),
+        0,
+        "an intake outage must not walk the message to the DLQ"
+    );
     intake.set_mode(Mode::Accept);
     let events = wait_for_records(&intake, KEY, RECORDS, PIPELINE_TIMEOUT).await;
     stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
