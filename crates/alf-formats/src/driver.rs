@@ -272,16 +272,6 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Parses a line that must hold one JSON object (the JSON-lines formats).
-pub fn json_object_line(
-    line: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, RecordError> {
-    match serde_json::from_str(line)? {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(RecordError::Other("record is not a JSON object".into())),
-    }
-}
-
 /// A line-oriented format: one record per line, maybe with header lines.
 pub trait LineParser {
     /// Parses one line (without its line ending) and pushes zero or more events to

@@ -9,27 +9,24 @@
 //! time may come from `timestamp(ms)` or `timestamp` instead of `date` + `time`.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::detect::regex_matches;
 
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, LineParser, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::readers::columns::column_table;
+use crate::readers::json_lines::json_object_line;
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, KeyParts, Reader};
 use crate::util::{self, field};
 
-macro_rules! columns {
-    ($($variant:ident = $name:literal),* $(,)?) => {
-        /// The CloudFront columns this parser maps to ECS.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        #[repr(usize)]
-        enum Col { $($variant),* }
-        const KNOWN: &[(&str, Col)] = &[$(($name, Col::$variant)),*];
-        const NKNOWN: usize = KNOWN.len();
-    };
-}
-
-columns! {
+column_table! {
+    /// The CloudFront columns this parser maps to ECS.
     Date = "date", Time = "time", EdgeLocation = "x-edge-location", ScBytes = "sc-bytes",
     CIp = "c-ip", Method = "cs-method", CsHost = "cs(Host)", UriStem = "cs-uri-stem",
     Status = "sc-status", Referer = "cs(Referer)", UserAgent = "cs(User-Agent)",
@@ -178,7 +175,7 @@ fn parse_json_record(
     cx: &LineContext<'_>,
     out: &mut Vec<Event>,
 ) -> Result<bool, RecordError> {
-    let record = crate::driver::json_object_line(line)?;
+    let record = json_object_line(line)?;
     let texts: Vec<(&str, Cow<'_, str>)> = record
         .iter()
         .filter_map(|(k, v)| {
@@ -389,12 +386,49 @@ fn map_record(
     Ok(true)
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut CloudFrontParser::default(), sink)
+/// CloudFront standard logs: W3C text with a `#Fields` header, or JSON records
+/// (standard logging v2).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "cloudfront",
+    dataset: "aws.cloudfront_logs",
+    example_key: "cloudfront/E2QWRUHAPOMQZL.2024-03-15-00.a1b2c3d4.gz",
+    key_clues: &[KeyClue {
+        rank: 80,
+        layout: "<distribution>.YYYY-MM-DD-HH.<id>.gz",
+        matches: is_log_file_name,
+    }],
+    content_clues: &[
+        ContentClue {
+            rank: 10,
+            what: "#Version/#Fields header",
+            first_line: FirstLine::Text,
+            matches: |line| {
+                line.starts_with("#Version:") || line.starts_with("#Fields: date time x-edge-location")
+            },
+        },
+        // Standard logging (v2) with the JSON output format: the W3C column names as keys.
+        ContentClue {
+            rank: 150,
+            what: "CloudFront JSON record",
+            first_line: FirstLine::Json,
+            matches: |line| {
+                line.contains("\"x-edge-location\"") || line.contains("\"x-edge-request-id\"")
+            },
+        },
+    ],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|_, _| Box::new(CloudFrontParser::default())),
+};
+
+/// `<distribution id>.YYYY-MM-DD-HH.<unique id>[.gz]`, the name CloudFront gives log files.
+fn is_log_file_name(key: &KeyParts<'_>) -> bool {
+    static NAME: OnceLock<Option<Regex>> = OnceLock::new();
+    regex_matches(
+        &NAME,
+        r"^[A-Z0-9]{6,20}\.\d{4}-\d{2}-\d{2}-\d{2}\.[0-9a-zA-Z]{6,12}(\.gz)?$",
+        key.file_name,
+    )
 }
 
 #[cfg(test)]

@@ -14,17 +14,20 @@
 //! under `aws.elb.extra_fields`.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::sync::OnceLock;
 
+use regex::Regex;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::s3_access::access_log::{self, RequestLine};
+use crate::detect::regex_matches;
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, LineParser, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::readers::access_log::{self, RequestLine};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util::{self, field};
 
 /// ALB access log positions.
@@ -743,14 +746,35 @@ impl LineParser for ElbParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    let mut parser = ElbParser::for_key(&cx.object.key);
-    drive_lines(reader, cx, &mut parser, sink)
-}
+/// ALB, classic ELB and NLB access logs, and ALB connection logs.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "elb",
+    dataset: "aws.elb_logs",
+    example_key: "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/03/15/123456789012_elasticloadbalancing_us-east-2_app.my-loadbalancer.50dc6c495c0c9188_20240315T0005Z_198.51.100.7_2kb2s4yy.log.gz",
+    key_clues: &[KeyClue {
+        rank: 20,
+        layout: "AWSLogs/<account>/elasticloadbalancing/",
+        matches: |k| {
+            k.lower.contains("/elasticloadbalancing/") || k.file_name.contains("_elasticloadbalancing_")
+        },
+    }],
+    content_clues: &[ContentClue {
+        rank: 50,
+        what: "load balancer record",
+        first_line: FirstLine::Text,
+        matches: |line| {
+            static RECORD: OnceLock<Option<Regex>> = OnceLock::new();
+            regex_matches(
+                &RECORD,
+                r"^((http|https|h2|grpcs|ws|wss|tls) \d{4}-\d{2}-\d{2}T\S+Z |\d{4}-\d{2}-\d{2}T\S+Z \S+ [0-9a-fA-F.:\[\]]+:\d+ )",
+                line,
+            )
+        },
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|object, _| Box::new(ElbParser::for_key(&object.key))),
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,12 @@
 //! `lines`: the fallback for text nobody recognised. Each non-empty line becomes one
 //! event with the text in `message` (and `event.original`), so nothing is dropped.
 
-use std::io::BufRead;
 
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, LineParser, RecordError,
 };
 use crate::event::Event;
+use crate::registry::{FormatSpec, Reader};
 
 /// One event per line, text kept as is.
 #[derive(Debug, Default)]
@@ -27,13 +27,17 @@ impl LineParser for LinesParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut LinesParser, sink)
-}
+/// Plain lines: what nothing else recognises (detection falls back to it).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "lines",
+    dataset: "aws.lines",
+    example_key: "apps/legacy/2024/03/15/messages.log",
+    key_clues: &[],
+    content_clues: &[],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|_, _| Box::new(LinesParser)),
+};
 
 #[cfg(test)]
 mod tests {

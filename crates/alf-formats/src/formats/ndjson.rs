@@ -4,12 +4,12 @@
 //! object is kept under `aws.ndjson` for searching. Non-JSON lines are forwarded raw
 //! with a parse-failure tag.
 
-use std::io::BufRead;
 
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, LineParser, RecordError,
 };
 use crate::event::Event;
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
 
 /// One event per JSON line.
@@ -50,13 +50,23 @@ impl LineParser for NdjsonParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut NdjsonParser, sink)
-}
+/// Any JSON, one value per line: kept whole under `aws.ndjson`.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "ndjson",
+    dataset: "aws.ndjson",
+    example_key: "apps/checkout/2024/03/15/part-0000.json.gz",
+    key_clues: &[],
+    // JSON that no AWS format's clue claims.
+    content_clues: &[ContentClue {
+        rank: u16::MAX,
+        what: "JSON",
+        first_line: FirstLine::Json,
+        matches: |_| true,
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|_, _| Box::new(NdjsonParser)),
+};
 
 #[cfg(test)]
 mod tests {

@@ -8,17 +8,17 @@
 //! Sections this module does not map are kept as they came under
 //! `aws.firewall.<section>`, so nothing Suricata adds is lost.
 
-use std::io::BufRead;
 
 use serde_json::{Map, Value as J};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
 /// Keys of `event` mapped here; any other is kept under `aws.firewall`.
@@ -49,9 +49,6 @@ const MAPPED: &[&str] = &[
 /// TCP flags Suricata reports as booleans in the `tcp` section.
 const TCP_FLAG_NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"];
 
-/// Parses Network Firewall log lines.
-#[derive(Debug, Default)]
-pub struct NetworkFirewallParser;
 
 /// A string member, with "no value" markers (`-`, empty) as `None`.
 fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
@@ -516,26 +513,26 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
     Ok(ev)
 }
 
-impl LineParser for NetworkFirewallParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
-        let map = crate::driver::json_object_line(line)?;
-        out.push(map_record(&map, cx)?);
-        Ok(true)
-    }
-}
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut NetworkFirewallParser, sink)
-}
+/// AWS Network Firewall alert, flow and TLS logs, one JSON record per line.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "network-firewall",
+    dataset: "aws.firewall_logs",
+    example_key: "AWSLogs/123456789012/network-firewall/alert/us-east-1/prod-inspection-firewall/2024/03/15/00/123456789012_network-firewall_alert_us-east-1_prod-inspection-firewall_202403150005_a1b2c3d4.log.gz",
+    key_clues: &[KeyClue {
+        rank: 70,
+        layout: "AWSLogs/<account>/network-firewall/",
+        matches: |k| k.lower.contains("/network-firewall/") || k.lower.contains("_network-firewall_"),
+    }],
+    content_clues: &[ContentClue {
+        rank: 120,
+        what: "network firewall record",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"firewall_name\"") && line.contains("\"event\""),
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::JsonLines(map_record),
+};
 
 #[cfg(test)]
 mod tests {
