@@ -400,3 +400,135 @@ pub(crate) fn parse(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{self, Decision, FormatDetector};
+    use crate::enrich::Enricher;
+
+    #[test]
+    fn names_and_datasets_are_unique_and_round_trip() {
+        for (i, a) in Format::ALL.iter().enumerate() {
+            assert_eq!(a.name().parse::<Format>().ok(), Some(*a));
+            for b in &Format::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+                assert_ne!(a.dataset(), b.dataset());
+            }
+        }
+        let err = "nope".parse::<Format>().unwrap_err().to_string();
+        assert!(err.contains("cloudfront, s3-access, elb"), "{err}");
+    }
+
+    /// Each format's example key is recognised as that format by its key clues alone,
+    /// so the clues and the documented layout agree (and no other format's clue ranks
+    /// before them).
+    #[test]
+    fn every_example_key_is_recognised_as_its_format() {
+        for format in Format::ALL {
+            let spec = format.spec();
+            let decided = detect::by_key(spec.example_key).map(|(f, _)| f);
+            if spec.key_clues.is_empty() {
+                assert_eq!(decided, None, "{format}: {}", spec.example_key);
+            } else {
+                assert_eq!(decided, Some(format), "{}", spec.example_key);
+            }
+        }
+    }
+
+    #[test]
+    fn parquet_is_refused_whatever_the_format() {
+        let head = b"PAR1\x15\x04\x15\x00";
+        let refused = Decision::Refuse {
+            container: "Apache Parquet",
+        };
+        assert_eq!(
+            FormatDetector::default().decide("b", "x.log", head),
+            refused
+        );
+        for format in Format::ALL {
+            assert_eq!(
+                FormatDetector::decide_requested(format, "x.log", head),
+                refused
+            );
+        }
+    }
+
+    #[test]
+    fn the_digest_skip_is_the_same_everywhere() {
+        let key = "AWSLogs/1/CloudTrail-Digest/us-east-1/x.json.gz";
+        let reason = Format::CloudTrail.skip_reason(key).unwrap();
+        let skip = Decision::Skip { reason };
+        assert_eq!(FormatDetector::default().decide("b", key, b"{}"), skip);
+        assert_eq!(
+            FormatDetector::decide_requested(Format::CloudTrail, key, b"{}"),
+            skip
+        );
+        // Only CloudTrail declares it: asked for another format, the object is read.
+        assert!(matches!(
+            FormatDetector::decide_requested(Format::Ndjson, key, b"{}"),
+            Decision::Parse { .. }
+        ));
+    }
+
+    #[test]
+    fn options_are_checked_by_the_format_that_declares_them() {
+        let fields = || ("vpc_flow_fields".to_owned(), serde_json::json!(["srcaddr"]));
+        let options = Format::VpcFlow.options_from([fields()]).unwrap();
+        assert_eq!(
+            options.strings("vpc_flow_fields"),
+            Some(&["srcaddr".to_owned()][..])
+        );
+        let errors = Format::Waf
+            .options_from([fields(), ("bukcet".to_owned(), serde_json::json!("b"))])
+            .unwrap_err();
+        let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "vpc_flow_fields: only applies to format = \"vpc-flow\", not \"waf\"",
+                "bukcet: unknown key (a rule has bucket, key_prefix, key_regex, format, and the options of its format: vpc_flow_fields)",
+            ]
+        );
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!("srcaddr"),
+            serde_json::json!([1]),
+        ] {
+            let errors = Format::VpcFlow
+                .options_from([("vpc_flow_fields".to_owned(), bad.clone())])
+                .unwrap_err();
+            assert_eq!(errors.len(), 1, "{bad}");
+        }
+    }
+
+    /// One call parses a record of any format, as a format carrying other formats'
+    /// records (CloudWatch Logs) needs: a CloudTrail record and a VPC flow record.
+    #[test]
+    fn a_record_of_any_format_is_one_call() {
+        let object = ObjectInfo::default();
+        let options = ParseOptions::default();
+        let enricher = Enricher::new();
+        let cx = LineContext {
+            enricher: &enricher,
+            options: &options,
+            object: &object,
+            line: 1,
+        };
+        let mut out = Vec::new();
+        let cloudtrail = r#"{"eventVersion":"1.08","eventTime":"2024-05-01T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","eventID":"6f1a2b3c-0000-4000-8000-000000000001"}"#;
+        let parsed = Format::CloudTrail
+            .record_parser(&object, &options)
+            .parse(cloudtrail, &cx, &mut out);
+        assert_eq!(parsed, Ok(true));
+        assert_eq!(out[0].get_str("event.action"), Some("GetObject"));
+        assert_eq!(out[0].get_str("source.ip"), Some("198.51.100.7"));
+
+        out.clear();
+        let mut vpc = Format::VpcFlow.record_parser(&object, &options);
+        let flow = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+        assert_eq!(vpc.parse(flow, &cx, &mut out), Ok(true));
+        assert_eq!(out[0].get_str("source.ip"), Some("172.31.16.139"));
+        assert!(vpc.parse("not a flow record", &cx, &mut out).is_err());
+    }
+}

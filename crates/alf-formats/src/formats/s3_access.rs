@@ -416,7 +416,7 @@ impl LineParser for S3AccessParser {
 pub(crate) const SPEC: FormatSpec = FormatSpec {
     name: "s3-access",
     dataset: "aws.s3access",
-    example_key: "s3-access/2024-03-15-00-00-01-3E57427F3EXAMPLE",
+    example_key: "s3-access/2024-03-15-00-00-01-3E57427F3E0A1B2C",
     key_clues: &[KeyClue {
         rank: 90,
         layout: "YYYY-MM-DD-HH-MM-SS-<16 hex>",
