@@ -29,7 +29,7 @@ use crate::driver::{
     EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
 };
 use crate::event::Event;
-use crate::readers::json_lines::{JsonLines, JsonRecord};
+use crate::readers::json_lines::{json_lines, json_record};
 use crate::readers::json_records::{self, JsonMap};
 use crate::{ObjectInfo, ParseOptions};
 
@@ -330,8 +330,8 @@ impl Format {
     pub fn record_parser(self, object: &ObjectInfo, options: &ParseOptions) -> RecordParser {
         let inner: Box<dyn LineParser> = match self.spec().reader {
             Reader::Lines(new) => new(object, options),
-            Reader::JsonLines(map) => Box::new(JsonLines(map)),
-            Reader::JsonRecords { map, .. } => Box::new(JsonRecord(map)),
+            Reader::JsonLines(map) => Box::new(json_lines(map)),
+            Reader::JsonRecords { map, .. } => Box::new(json_record(map)),
         };
         RecordParser { inner }
     }
@@ -394,7 +394,7 @@ pub(crate) fn parse(
             let mut parser = new(cx.object, cx.options);
             drive_lines(reader, cx, parser.as_mut(), sink)
         }
-        Reader::JsonLines(map) => drive_lines(reader, cx, &mut JsonLines(map), sink),
+        Reader::JsonLines(map) => drive_lines(reader, cx, &mut json_lines(map), sink),
         Reader::JsonRecords { wrappers, map } => {
             json_records::parse_records(reader, cx, sink, wrappers, map)
         }

@@ -19,35 +19,33 @@ pub fn json_object_line(line: &str) -> Result<JsonMap, RecordError> {
     }
 }
 
-/// The JSON-lines reader of a format: each line one object, mapped by the format.
-pub(crate) struct JsonLines(pub(crate) MapJsonLine);
+/// Parses each line as one JSON object and maps it with `F`: the JSON-lines reader of
+/// a format ([`json_lines`]), and single records of a JSON-records format
+/// ([`json_record`]).
+pub(crate) struct JsonObjects<F>(F);
 
-impl LineParser for JsonLines {
+impl<F> LineParser for JsonObjects<F>
+where
+    F: FnMut(JsonMap, &LineContext<'_>) -> Result<Event, RecordError>,
+{
     fn parse_line(
         &mut self,
         line: &str,
         cx: &LineContext<'_>,
         out: &mut Vec<Event>,
     ) -> Result<bool, RecordError> {
-        let map = json_object_line(line)?;
-        out.push((self.0)(&map, cx)?);
+        out.push((self.0)(json_object_line(line)?, cx)?);
         Ok(true)
     }
 }
 
+/// The JSON-lines reader of a format: each line one object, mapped by the format.
+pub(crate) fn json_lines(map: MapJsonLine) -> impl LineParser {
+    JsonObjects(move |record: JsonMap, cx: &LineContext<'_>| map(&record, cx))
+}
+
 /// One record of a JSON-records format given on its own (see
 /// [`crate::Format::record_parser`]).
-pub(crate) struct JsonRecord(pub(crate) MapJsonRecord);
-
-impl LineParser for JsonRecord {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
-        let map = json_object_line(line)?;
-        out.push((self.0)(cx, map)?);
-        Ok(true)
-    }
+pub(crate) fn json_record(map: MapJsonRecord) -> impl LineParser {
+    JsonObjects(move |record: JsonMap, cx: &LineContext<'_>| map(cx, record))
 }
