@@ -196,6 +196,22 @@ fn timestamp(v: &str) -> Option<OffsetDateTime> {
 /// Writes a time at millisecond precision, the resolution of an Elasticsearch `date`
 /// and of Elastic's own ELB mapping. Durations are computed before this, from the
 /// full microsecond precision of the log.
+/// The time of a record of a layout that needs `required` fields, read at `time`: the
+/// field-count error when the record is too short, else the time or its error.
+fn record_time(
+    f: &[Cow<'_, str>],
+    required: usize,
+    time: usize,
+) -> Result<OffsetDateTime, RecordError> {
+    if f.len() < required {
+        return Err(RecordError::FieldCount {
+            expected: required,
+            found: f.len(),
+        });
+    }
+    timestamp(&f[time]).ok_or_else(|| RecordError::invalid("time", &f[time]))
+}
+
 fn set_time(ev: &mut Event, path: &'static str, t: OffsetDateTime) {
     let millis = t.nanosecond() / 1_000_000 * 1_000_000;
     ev.set_opt(
@@ -446,14 +462,8 @@ impl ElbParser {
         cx: &LineContext<'_>,
     ) -> Result<(), RecordError> {
         use classic::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         // Classic logs stamp the time the request was received.
-        let start = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let start = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", start);
         set_time(ev, "event.start", start);
         let h = HttpFields { f, offset: 0 };
@@ -478,15 +488,9 @@ impl ElbParser {
         cx: &LineContext<'_>,
     ) -> Result<(), RecordError> {
         use alb::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // ALB logs stamp the time the response was sent (the close, for WebSockets).
-        let end = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let end = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", end);
         set_time(ev, "event.end", end);
         let kind = f[TYPE].as_ref();
@@ -564,15 +568,9 @@ impl ElbParser {
         cx: &LineContext<'_>,
     ) -> Result<(), RecordError> {
         use nlb::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the TLS connection ended.
-        let end = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let end = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", end);
         set_time(ev, "event.end", end);
         ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
@@ -642,15 +640,9 @@ impl ElbParser {
 
     fn map_connection(&self, ev: &mut Event, f: &[Cow<'_, str>]) -> Result<(), RecordError> {
         use conn::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the connection was established (or failed to be).
-        let t = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let t = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", t);
         set_time(ev, "event.end", t);
         ev.set("event.category", Value::Arr(vec![Value::Static("network")]));

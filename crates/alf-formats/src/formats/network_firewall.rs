@@ -141,19 +141,6 @@ fn tls_version(v: &str) -> Option<(&'static str, &str)> {
     None
 }
 
-fn set_endpoint(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
-    let Some(raw) = raw else {
-        return;
-    };
-    match util::canonical_ip(raw) {
-        Some(canonical) => {
-            ev.set(address, canonical.clone());
-            ev.set(ip, canonical.clone());
-            ev.push_unique("related.ip", canonical);
-        }
-        None => ev.set(address, raw.to_owned()),
-    }
-}
 
 /// `alert`: the rule that matched and what the firewall did.
 fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
@@ -416,13 +403,13 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
         ev.set("aws.firewall.flow_id", id);
     }
 
-    set_endpoint(
+    util::set_ip_address(
         &mut ev,
         text(event, "src_ip"),
         "source.address",
         "source.ip",
     );
-    set_endpoint(
+    util::set_ip_address(
         &mut ev,
         text(event, "dest_ip"),
         "destination.address",

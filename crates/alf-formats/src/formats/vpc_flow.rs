@@ -313,20 +313,6 @@ fn epoch(
     Ok(Some((secs, ts)))
 }
 
-/// Sets `<side>.address` and, when it is an IP, `<side>.ip` and `related.ip`.
-fn set_address(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
-    let Some(raw) = raw else {
-        return;
-    };
-    match util::canonical_ip(raw) {
-        Some(canonical) => {
-            ev.set(address, canonical.clone());
-            ev.set(ip, canonical.clone());
-            ev.push_unique("related.ip", canonical);
-        }
-        None => ev.set(address, raw.to_owned()),
-    }
-}
 
 /// Maps one record to ECS.
 fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
@@ -377,8 +363,8 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     ev.set_str("event.reason", get(Col::RejectReason));
     ev.set("cloud.provider", "aws");
 
-    set_address(&mut ev, get(Col::SrcAddr), "source.address", "source.ip");
-    set_address(
+    util::set_ip_address(&mut ev, get(Col::SrcAddr), "source.address", "source.ip");
+    util::set_ip_address(
         &mut ev,
         get(Col::DstAddr),
         "destination.address",
