@@ -76,6 +76,26 @@ pub fn parse_object(
     Ok(cx.stats)
 }
 
+/// Parses `reader` as object `bucket`/`key` (version `v1`) of `format` (unit tests).
+#[cfg(test)]
+pub(crate) fn parse_object_for_test(
+    format: Format,
+    reader: &mut dyn BufRead,
+    bucket: &str,
+    key: &str,
+    options: &ParseOptions,
+) -> (Vec<Event>, ParseStats) {
+    let mut out = Vec::new();
+    let object = ObjectInfo {
+        bucket: bucket.into(),
+        key: key.into(),
+        version: "v1".into(),
+    };
+    let stats = parse_object(format, reader, &object, options, &Enricher::new(), &mut out)
+        .expect("in-memory input cannot fail to read");
+    (out, stats)
+}
+
 /// Parses `text` as one object of `format` with default options (unit tests).
 #[cfg(test)]
 pub(crate) fn parse_for_test(format: Format, text: &str) -> (Vec<Event>, ParseStats) {
@@ -90,4 +110,23 @@ pub(crate) fn parse_for_test(format: Format, text: &str) -> (Vec<Event>, ParseSt
     )
     .expect("in-memory input cannot fail to read");
     (out, stats)
+}
+
+/// [`parse_for_test`] with the events as JSON.
+#[cfg(test)]
+pub(crate) fn parse_json_for_test(
+    format: Format,
+    text: &str,
+) -> (Vec<serde_json::Value>, ParseStats) {
+    let (out, stats) = parse_for_test(format, text);
+    (out.iter().map(Event::to_json).collect(), stats)
+}
+
+/// The event of line `n` of a sample file, which must parse without error (unit tests).
+#[cfg(test)]
+pub(crate) fn sample_event(format: Format, sample: &str, n: usize) -> serde_json::Value {
+    let line = sample.lines().nth(n).expect("the sample has that line");
+    let (events, stats) = parse_json_for_test(format, line);
+    assert_eq!(stats.malformed, 0, "{line}");
+    events.into_iter().next().expect("one event")
 }

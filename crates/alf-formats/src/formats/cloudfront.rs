@@ -433,27 +433,14 @@ fn is_log_file_name(key: &KeyParts<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Event, Format, ParseOptions, ParseStats};
 
     const HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n";
 
     fn run(text: &str) -> (Vec<Event>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "logs".into(),
-            key: "cf/E2QWRUHAPOMQZL.2023-12-05-16.a1b2c3d4.gz".into(),
-            version: "etag".into(),
-        };
-        let stats = parse_object(
-            Format::CloudFront,
-            &mut text.as_bytes(),
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out, stats)
+        let key = "cf/E2QWRUHAPOMQZL.2023-12-05-16.a1b2c3d4.gz";
+        let options = ParseOptions::default();
+        crate::parse_object_for_test(Format::CloudFront, &mut text.as_bytes(), "logs", key, &options)
     }
 
     fn line(fields: &[&str]) -> String {

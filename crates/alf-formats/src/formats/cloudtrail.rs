@@ -788,21 +788,8 @@ mod tests {
     }
 
     fn run_with(reader: &mut dyn std::io::BufRead, key: &str, opts: &ParseOptions) -> Run {
-        let mut events = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "trail-bucket".into(),
-            key: key.into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::CloudTrail,
-            reader,
-            &obj,
-            opts,
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap();
+        let (events, stats) =
+            crate::parse_object_for_test(Format::CloudTrail, reader, "trail-bucket", key, opts);
         Run { events, stats }
     }
 

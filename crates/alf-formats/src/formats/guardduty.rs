@@ -559,27 +559,14 @@ mod tests {
     use std::io::BufReader;
 
     use super::{FindingType, severity_label, split_type};
-    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Event, Format, ParseOptions, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/guardduty.log");
 
     fn run_reader(r: &mut dyn std::io::BufRead) -> (Vec<Event>, ParseStats) {
-        let mut events = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "findings-bucket".into(),
-            key: "AWSLogs/111122223333/GuardDuty/us-east-1/2024/05/01/3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f.jsonl.gz".into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::GuardDuty,
-            r,
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap();
-        (events, stats)
+        let key = "AWSLogs/111122223333/GuardDuty/us-east-1/2024/05/01/3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f.jsonl.gz";
+        let options = ParseOptions::default();
+        crate::parse_object_for_test(Format::GuardDuty, r, "findings-bucket", key, &options)
     }
 
     fn run(text: &str) -> (Vec<Event>, ParseStats) {

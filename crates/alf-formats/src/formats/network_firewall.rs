@@ -530,14 +530,11 @@ mod tests {
     const SAMPLE: &str = include_str!("../../../../tests/samples/network-firewall.log");
 
     fn run(text: &str) -> (Vec<J>, ParseStats) {
-        let (out, stats) = crate::parse_for_test(Format::NetworkFirewall, text);
-        (out.iter().map(crate::Event::to_json).collect(), stats)
+        crate::parse_json_for_test(Format::NetworkFirewall, text)
     }
 
     fn sample(n: usize) -> J {
-        let (events, stats) = run(SAMPLE.lines().nth(n).unwrap());
-        assert_eq!(stats.malformed, 0);
-        events.into_iter().next().unwrap()
+        crate::sample_event(Format::NetworkFirewall, SAMPLE, n)
     }
 
     #[test]

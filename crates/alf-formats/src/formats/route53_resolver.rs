@@ -282,8 +282,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../../../../tests/samples/route53-resolver.log");
 
     fn run(text: &str) -> (Vec<J>, ParseStats) {
-        let (out, stats) = crate::parse_for_test(Format::Route53Resolver, text);
-        (out.iter().map(crate::Event::to_json).collect(), stats)
+        crate::parse_json_for_test(Format::Route53Resolver, text)
     }
 
     /// AWS's documented example record (DNS Firewall block of a reverse lookup).

@@ -450,7 +450,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, Redactor, parse_object};
+    use crate::{Format, ParseOptions, ParseStats, Redactor};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/s3-access.log");
 
@@ -482,22 +482,7 @@ mod tests {
     );
 
     fn run_with(text: &str, key: &str, opts: &ParseOptions) -> (Vec<Event>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "access-logs".into(),
-            key: key.into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::S3Access,
-            &mut text.as_bytes(),
-            &obj,
-            opts,
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out, stats)
+        crate::parse_object_for_test(Format::S3Access, &mut text.as_bytes(), "access-logs", key, opts)
     }
 
     fn run(text: &str) -> (Vec<Event>, ParseStats) {

@@ -601,26 +601,14 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 mod tests {
     use serde_json::Value as J;
 
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Format, ParseOptions, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/vpc-flow.log");
 
     fn run_with(text: &str, opts: &ParseOptions) -> (Vec<J>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "flow-logs".into(),
-            key: "AWSLogs/123456789012/vpcflowlogs/eu-west-1/2024/06/16/x.log.gz".into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::VpcFlow,
-            &mut text.as_bytes(),
-            &obj,
-            opts,
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let key = "AWSLogs/123456789012/vpcflowlogs/eu-west-1/2024/06/16/x.log.gz";
+        let (out, stats) =
+            crate::parse_object_for_test(Format::VpcFlow, &mut text.as_bytes(), "flow-logs", key, opts);
         (out.iter().map(crate::Event::to_json).collect(), stats)
     }
 
