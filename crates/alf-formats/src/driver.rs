@@ -272,6 +272,11 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// What [`LineParser::parse_line`] made of a line: `Ok(true)` a record (its events
+/// pushed), `Ok(false)` a header or comment line (no event), `Err` a record that cannot
+/// be parsed (the driver forwards it raw).
+pub type LineOutcome = Result<bool, RecordError>;
+
 /// A line-oriented format: one record per line, maybe with header lines.
 pub trait LineParser {
     /// Parses one line (without its line ending) and pushes zero or more events to
@@ -410,7 +415,7 @@ mod tests {
             line: &str,
             _: &LineContext<'_>,
             out: &mut Vec<Event>,
-        ) -> Result<bool, RecordError> {
+        ) -> LineOutcome {
             if line.starts_with('#') {
                 return Ok(false);
             }

@@ -15,7 +15,7 @@ use regex::Regex;
 
 use crate::detect::regex_matches;
 
-use crate::driver::{
+use crate::driver::{LineOutcome, 
     LineContext, LineParser, RecordError,
 };
 use crate::enrich::DomainField;
@@ -116,12 +116,7 @@ fn tls_version(v: &str) -> Option<(&'static str, &str)> {
 }
 
 impl LineParser for CloudFrontParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         if let Some(rest) = line.strip_prefix('#') {
             if let Some(names) = rest.strip_prefix("Fields:") {
                 self.set_fields(names);

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::detect::regex_matches;
-use crate::driver::{
+use crate::driver::{LineOutcome, 
     LineContext, LineParser, RecordError,
 };
 use crate::enrich::DomainField;
@@ -709,12 +709,7 @@ impl ElbParser {
 }
 
 impl LineParser for ElbParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let f = access_log::split_fields(line);
         let variant = Variant::detect(&f).ok_or_else(|| {
             RecordError::Other("not an ELB access or connection log record".into())

@@ -2,8 +2,8 @@
 //! event with the text in `message` (and `event.original`), so nothing is dropped.
 
 
-use crate::driver::{
-    LineContext, LineParser, RecordError,
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser,
 };
 use crate::event::Event;
 use crate::registry::{FormatSpec, Reader};
@@ -13,12 +13,7 @@ use crate::registry::{FormatSpec, Reader};
 pub struct LinesParser;
 
 impl LineParser for LinesParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let mut ev = Event::new();
         ev.set("message", line.to_owned());
         ev.set("event.original", line.to_owned());

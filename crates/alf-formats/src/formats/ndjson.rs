@@ -5,8 +5,8 @@
 //! with a parse-failure tag.
 
 
-use crate::driver::{
-    LineContext, LineParser, RecordError,
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser,
 };
 use crate::event::Event;
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
@@ -19,12 +19,7 @@ pub struct NdjsonParser;
 const TIME_KEYS: [&str; 5] = ["@timestamp", "timestamp", "time", "eventTime", "Timestamp"];
 
 impl LineParser for NdjsonParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let value: serde_json::Value = serde_json::from_str(line)?;
         let mut ev = Event::new();
         if let serde_json::Value::Object(map) = &value {

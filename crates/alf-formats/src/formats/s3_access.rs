@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::detect::regex_matches;
-use crate::driver::{
+use crate::driver::{LineOutcome, 
     LineContext, LineParser, RecordError,
 };
 use crate::event::{Event, Value};
@@ -276,12 +276,7 @@ fn endpoint_region(host: &str) -> Option<String> {
 }
 
 impl LineParser for S3AccessParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let f = access_log::split_fields(line);
         if f.len() < col::REQUIRED {
             return Err(RecordError::FieldCount {

@@ -21,7 +21,7 @@ use regex::Regex;
 
 use crate::detect::regex_matches;
 
-use crate::driver::{
+use crate::driver::{LineOutcome, 
     LineContext, LineParser, RecordError,
 };
 use crate::event::{Event, Value};
@@ -529,12 +529,7 @@ impl VpcFlowParser {
 }
 
 impl LineParser for VpcFlowParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         match self.parse_text(line, 0)? {
             Some(ev) => {
                 out.push(ev);

@@ -6,7 +6,7 @@
 
 use serde_json::Value as J;
 
-use crate::driver::{LineContext, LineParser, RecordError};
+use crate::driver::{LineContext, LineOutcome, LineParser, RecordError};
 use crate::event::Event;
 use crate::readers::json_records::JsonMap;
 use crate::registry::{MapJsonLine, MapJsonRecord};
@@ -33,7 +33,7 @@ where
         line: &str,
         cx: &LineContext<'_>,
         out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    ) -> LineOutcome {
         out.push((self.0)(json_object_line(line)?, cx)?);
         Ok(true)
     }
