@@ -36,21 +36,12 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
     #[test]
     fn every_line_is_kept_as_message() {
-        let mut out = Vec::new();
-        let mut r: &[u8] = b"hello world\n\nsecond X-Amz-Signature=abc\n";
-        let stats = parse_object(
-            Format::Lines,
-            &mut r,
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let (out, stats) =
+            crate::parse_for_test(Format::Lines, "hello world\n\nsecond X-Amz-Signature=abc\n");
         assert_eq!(stats.events, 2);
         assert_eq!(
             out[1].get_str("message"),

@@ -65,21 +65,12 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
     #[test]
     fn json_lines_and_a_broken_line() {
-        let mut out = Vec::new();
-        let mut r: &[u8] = b"{\"time\":\"2024-05-01T10:00:00+02:00\",\"a\":1}\n{not json\n{\"timestamp\":1714550400000}\n";
-        let stats = parse_object(
-            Format::Ndjson,
-            &mut r,
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let text = "{\"time\":\"2024-05-01T10:00:00+02:00\",\"a\":1}\n{not json\n{\"timestamp\":1714550400000}\n";
+        let (out, stats) = crate::parse_for_test(Format::Ndjson, text);
         assert_eq!((stats.events, stats.malformed), (3, 1));
         assert_eq!(out[0].get_str("@timestamp"), Some("2024-05-01T08:00:00Z"));
         assert_eq!(out[0].to_json()["aws"]["ndjson"]["a"], 1);
