@@ -214,26 +214,15 @@ pub(crate) fn map_record(cx: &LineContext<'_>, mut rec: JsonMap) -> Result<Event
     );
     ev.set_opt("aws.cloudtrail.event_type", event_type);
     ev.set_opt("aws.cloudtrail.event_category", event_category);
-    ev.set_opt(
-        "aws.cloudtrail.request_id",
-        take_string(&mut rec, "requestID"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.api_version",
-        take_string(&mut rec, "apiVersion"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.shared_event_id",
-        take_string(&mut rec, "sharedEventID"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.vpc_endpoint_id",
-        take_string(&mut rec, "vpcEndpointId"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.vpc_endpoint_account_id",
-        take_string(&mut rec, "vpcEndpointAccountId"),
-    );
+    for (path, key) in [
+        ("aws.cloudtrail.request_id", "requestID"),
+        ("aws.cloudtrail.api_version", "apiVersion"),
+        ("aws.cloudtrail.shared_event_id", "sharedEventID"),
+        ("aws.cloudtrail.vpc_endpoint_id", "vpcEndpointId"),
+        ("aws.cloudtrail.vpc_endpoint_account_id", "vpcEndpointAccountId"),
+    ] {
+        ev.set_opt(path, take_string(&mut rec, key));
+    }
     if let Some(v) = rec.remove("readOnly") {
         ev.set_opt("aws.cloudtrail.read_only", json_bool(&v));
     }
@@ -332,18 +321,13 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
                 "aws.cloudtrail.user_identity.session_context.session_issuer.user_name",
                 issuer_name.clone(),
             );
-            ev.set_opt(
-                "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
-                take_string(&mut issuer, "principalId"),
-            );
-            ev.set_opt(
-                "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
-                take_string(&mut issuer, "arn"),
-            );
-            ev.set_opt(
-                "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
-                take_string(&mut issuer, "accountId"),
-            );
+            for (path, key) in [
+                ("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id", "principalId"),
+                ("aws.cloudtrail.user_identity.session_context.session_issuer.arn", "arn"),
+                ("aws.cloudtrail.user_identity.session_context.session_issuer.account_id", "accountId"),
+            ] {
+                ev.set_opt(path, take_string(&mut issuer, key));
+            }
             copy_rest(
                 ev,
                 "aws.cloudtrail.user_identity.session_context.session_issuer",
@@ -418,22 +402,14 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
     ev.set_opt("user.id", principal);
     ev.set_opt("aws.cloudtrail.user_identity.type", kind);
     ev.set_opt("aws.cloudtrail.user_identity.arn", arn);
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.access_key_id",
-        take_string(&mut ui, "accessKeyId"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.invoked_by",
-        take_string(&mut ui, "invokedBy"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.identity_provider",
-        take_string(&mut ui, "identityProvider"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.credential_id",
-        take_string(&mut ui, "credentialId"),
-    );
+    for (path, key) in [
+        ("aws.cloudtrail.user_identity.access_key_id", "accessKeyId"),
+        ("aws.cloudtrail.user_identity.invoked_by", "invokedBy"),
+        ("aws.cloudtrail.user_identity.identity_provider", "identityProvider"),
+        ("aws.cloudtrail.user_identity.credential_id", "credentialId"),
+    ] {
+        ev.set_opt(path, take_string(&mut ui, key));
+    }
     copy_rest(ev, "aws.cloudtrail.user_identity", ui);
     Identity { account_id }
 }

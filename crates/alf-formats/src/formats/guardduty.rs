@@ -122,15 +122,16 @@ fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event, RecordErro
     ev.set_opt("aws.guardduty.created_at", created);
     ev.set_opt("aws.guardduty.updated_at", updated);
 
-    ev.set_opt("event.id", take_string(&mut f, "id"));
-    ev.set_opt("aws.guardduty.arn", take_string(&mut f, "arn"));
-    ev.set_opt("cloud.account.id", take_string(&mut f, "accountId"));
-    ev.set_opt("cloud.region", take_string(&mut f, "region"));
-    ev.set_opt("aws.guardduty.partition", take_string(&mut f, "partition"));
-    ev.set_opt(
-        "aws.guardduty.schema_version",
-        take_string(&mut f, "schemaVersion"),
-    );
+    for (path, key) in [
+        ("event.id", "id"),
+        ("aws.guardduty.arn", "arn"),
+        ("cloud.account.id", "accountId"),
+        ("cloud.region", "region"),
+        ("aws.guardduty.partition", "partition"),
+        ("aws.guardduty.schema_version", "schemaVersion"),
+    ] {
+        ev.set_opt(path, take_string(&mut f, key));
+    }
 
     if let Some(t) = take_string(&mut f, "type") {
         if let Some(parts) = split_type(&t) {
