@@ -25,6 +25,16 @@ pub enum FetchError {
     /// see the pipeline for how this is handled.
     #[error("s3://{bucket}/{key} does not exist (deleted since the notification?)")]
     NotFound { bucket: String, key: String },
+    /// The bucket itself does not exist (or not in this region/endpoint): a
+    /// configuration problem, never a reason to drop the notification.
+    #[error(
+        "bucket {bucket} does not exist for the identity and endpoint in use (s3://{bucket}/{key}): check aws.region/aws.endpoint_url and the queue's notification source ({detail})"
+    )]
+    NoSuchBucket {
+        bucket: String,
+        key: String,
+        detail: String,
+    },
     #[error(
         "access denied to s3://{bucket}/{key}: the identity in use lacks s3:GetObject on this bucket (or kms:Decrypt for SSE-KMS objects): attach the policy from cloudformation/aws-log-forwarder.yaml ({detail})"
     )]
@@ -51,6 +61,16 @@ impl FetchError {
     /// Whether a retry could ever succeed.
     pub fn is_permanent(&self) -> bool {
         matches!(self, FetchError::NotFound { .. })
+    }
+
+    /// Whether an operator must fix something (a missing bucket, a missing
+    /// permission): the message is kept (left to the queue's redrive policy), never
+    /// deleted, and the error names the bucket.
+    pub fn is_configuration_problem(&self) -> bool {
+        matches!(
+            self,
+            FetchError::NoSuchBucket { .. } | FetchError::AccessDenied { .. }
+        )
     }
 }
 
@@ -110,7 +130,13 @@ fn classify(e: SdkError<GetObjectError>, bucket: &str, key: &str) -> FetchError 
                 err.message().unwrap_or_default(),
                 status.unwrap_or_default()
             );
-            if err.is_no_such_key()
+            if code == "NoSuchBucket" {
+                FetchError::NoSuchBucket {
+                    bucket,
+                    key,
+                    detail,
+                }
+            } else if err.is_no_such_key()
                 || code == "NoSuchKey"
                 || code == "NoSuchVersion"
                 || status == Some(404)
