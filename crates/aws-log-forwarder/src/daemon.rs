@@ -47,6 +47,7 @@ use crate::DaemonError;
 use crate::batch::{BatcherLimits, run_batcher};
 use crate::circuit::IntakeCircuit;
 use crate::config::Config;
+use crate::deadletter::DeadLetterSink;
 use crate::intake::IntakeClient;
 use crate::metrics::{self as m, Readiness};
 use crate::pipeline::{FailureKind, MessageOutcome, Pipeline, panic_text};
@@ -139,7 +140,13 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         _ = shutdown.cancelled() => return Ok(()),
         url = dead_letter_queue(&poller) => url,
     };
-    let intake = Arc::new(IntakeClient::new(&config.intake)?);
+    let dead_letter = DeadLetterSink::open(&config.dead_letter, Some(s3_client.clone())).await?;
+    tracing::info!(
+        dead_letter = dead_letter.location(),
+        "dead-letter sink ready"
+    );
+    let intake =
+        Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
     tracing::info!(
         queue = poller.queue_url(),
         backlog,
