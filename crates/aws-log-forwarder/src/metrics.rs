@@ -38,6 +38,7 @@ pub const BATCH_EVENTS: &str = "alf_batch_events";
 pub const BATCH_BYTES: &str = "alf_batch_bytes";
 pub const CIRCUIT_OPEN: &str = "alf_intake_circuit_open";
 pub const SQS_API_CALLS: &str = "alf_sqs_api_calls_total";
+pub const SQS_BATCHED_ENTRIES: &str = "alf_sqs_batched_entries_total";
 pub const MESSAGES_IN_FLIGHT: &str = "alf_sqs_messages_in_flight";
 pub const OBJECTS_IN_FLIGHT: &str = "alf_objects_in_flight";
 pub const OLDEST_IN_FLIGHT_AGE: &str = "alf_sqs_oldest_in_flight_message_age_seconds";
@@ -66,6 +67,10 @@ fn describe() {
     );
     describe_counter!(RECEIVE_ERRORS, "Failed ReceiveMessage calls");
     describe_counter!(SQS_API_CALLS, "SQS API calls made, by operation");
+    describe_counter!(
+        SQS_BATCHED_ENTRIES,
+        "Messages deleted or re-timed through batch calls, by operation (each would be one call without batching)"
+    );
     describe_counter!(
         MESSAGES_DEAD_LETTERED,
         "Messages moved to the dead-letter queue at once because they can never succeed, by reason"

@@ -421,6 +421,8 @@ impl SqsPoller {
     /// Deletes up to ten messages in one call; returns, per entry, `Ok` or the failure.
     async fn delete_batch(&self, receipts: &[String]) -> Result<Vec<Result<(), String>>, SqsError> {
         count_call("DeleteMessageBatch");
+        metrics::counter!(m::SQS_BATCHED_ENTRIES, "operation" => "DeleteMessageBatch")
+            .increment(receipts.len() as u64);
         let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
             .iter()
             .enumerate()
@@ -474,6 +476,8 @@ impl SqsPoller {
         entries: &[(String, i32)],
     ) -> Result<Vec<Result<(), String>>, SqsError> {
         count_call("ChangeMessageVisibilityBatch");
+        metrics::counter!(m::SQS_BATCHED_ENTRIES, "operation" => "ChangeMessageVisibilityBatch")
+            .increment(entries.len() as u64);
         let request_entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = entries
             .iter()
             .enumerate()
