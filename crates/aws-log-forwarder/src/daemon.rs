@@ -23,6 +23,15 @@
 //! the redrive policy with an error naming the bucket (configuration), or released at
 //! once (a panic).
 //!
+//! Crashes: a SIGKILL or an OOM kill leaves the messages in flight to reappear after
+//! their visibility timeout, and every such receive counts toward `maxReceiveCount`
+//! although the message may be fine. A message received for the last time before the
+//! redrive (receive count >= `maxReceiveCount`) that this process has not itself handed
+//! back for a problem of its own is therefore re-queued as a fresh copy (receive count
+//! 1, attribute `alf-crash-renewals` + 1) and the original deleted, at most
+//! [`MAX_CRASH_RENEWALS`] times; after that the redrive policy applies as usual. A
+//! message that fails for its own reasons in this process goes the normal way.
+//!
 //! SQS's 12-hour ceiling: a message cannot stay invisible for more than 12 hours after
 //! it was received. Heartbeats never ask beyond it; a message still in flight shortly
 //! before it (an outage of many hours) is renewed: a copy of its body is sent to the
@@ -30,7 +39,7 @@
 //! cannot walk it into the dead-letter queue. The work in flight carries on; the copy
 //! is processed again later, so its events may arrive twice (same `event.id`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,7 +62,8 @@ use crate::metrics::{self as m, Readiness};
 use crate::pipeline::{FailureKind, MessageOutcome, Pipeline, panic_text};
 use crate::s3::ObjectFetcher;
 use crate::sqs::{
-    MAX_BATCH, ReceivedMessage, SqsBatcher, SqsPoller, VISIBILITY_CEILING, clamp_i32,
+    CRASH_RENEWALS_ATTRIBUTE, MAX_BATCH, ReceivedMessage, SqsBatcher, SqsPoller,
+    VISIBILITY_CEILING, clamp_i32,
 };
 
 /// After the grace period, how long abandoned tasks get to notice and stop.
@@ -69,6 +79,12 @@ const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 /// Renew a message this long before SQS's 12-hour visibility ceiling (plus two
 /// heartbeats), so the renewal never races the ceiling.
 const CEILING_MARGIN: Duration = Duration::from_secs(300);
+/// Fresh starts a message gets when its receives were used up by crashes (see the
+/// module docs); a message that crashes the forwarder itself (OOM) reaches the
+/// dead-letter queue after (1 + this) x maxReceiveCount receives.
+pub const MAX_CRASH_RENEWALS: u32 = 3;
+/// Message ids remembered as handed back by this process for their own problem.
+const OWN_FAILURES_REMEMBERED: usize = 10_000;
 
 /// Builds the SQS and S3 clients from the configuration and the SDK's default chain;
 /// also returns the custom endpoint in use (for error messages).
@@ -135,7 +151,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         _ = shutdown.cancelled() => return Ok(()),
         r = poller.check_access() => r?,
     };
-    let dead_letter_url = tokio::select! {
+    let (dead_letter_url, max_receive_count) = tokio::select! {
         biased;
         _ = shutdown.cancelled() => return Ok(()),
         url = dead_letter_queue(&poller) => url,
@@ -209,6 +225,8 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         abort: abort.clone(),
         circuit: Arc::clone(&circuit),
         dead_letter_url,
+        max_receive_count,
+        own_failures: Mutex::new(HashSet::new()),
         in_flight: Arc::clone(&in_flight),
     });
     tokio::spawn(refresh_gauges(
@@ -318,7 +336,7 @@ fn receive_backoff(failures: u32) -> Duration {
 
 /// Reads the queue's redrive policy, says what it means, and resolves the URL of its
 /// dead-letter queue (where messages that can never succeed are moved at once).
-async fn dead_letter_queue(poller: &SqsPoller) -> Option<String> {
+async fn dead_letter_queue(poller: &SqsPoller) -> (Option<String>, Option<u32>) {
     let policy = match poller.redrive_policy().await {
         Ok(Some(policy)) => policy,
         Ok(None) => {
@@ -327,16 +345,17 @@ async fn dead_letter_queue(poller: &SqsPoller) -> Option<String> {
                 "queue {} has no RedrivePolicy: a message that can never be processed (corrupt object, foreign message body, missing bucket) is received again and again forever; attach a dead-letter queue (cloudformation/aws-log-forwarder.yaml does)",
                 poller.queue_url()
             );
-            return None;
+            return (None, None);
         }
         Err(e) => {
             tracing::warn!(
                 queue = poller.queue_url(),
                 "cannot read the queue's RedrivePolicy: {e}; messages that can never succeed are left to the queue"
             );
-            return None;
+            return (None, None);
         }
     };
+    let max_receive_count = Some(policy.max_receive_count);
     match poller.queue_url_of(&policy).await {
         Ok(url) => {
             tracing::info!(
@@ -346,7 +365,7 @@ async fn dead_letter_queue(poller: &SqsPoller) -> Option<String> {
                 "dead-letter queue {url}: messages that cannot succeed are moved there at once; others after {} receives",
                 policy.max_receive_count
             );
-            Some(url)
+            (Some(url), max_receive_count)
         }
         Err(e) => {
             tracing::warn!(
@@ -357,7 +376,7 @@ async fn dead_letter_queue(poller: &SqsPoller) -> Option<String> {
                 policy.dead_letter_target_arn,
                 policy.max_receive_count
             );
-            None
+            (None, max_receive_count)
         }
     }
 }
@@ -451,7 +470,68 @@ struct MessageContext {
     circuit: Arc<IntakeCircuit>,
     /// The redrive policy's dead-letter queue, when there is one.
     dead_letter_url: Option<String>,
+    /// The redrive policy's maxReceiveCount, when there is one.
+    max_receive_count: Option<u32>,
+    /// Ids of messages this process handed back for a problem of their own: their
+    /// last receive is theirs to use, not a crash's (see the module docs).
+    own_failures: Mutex<HashSet<String>>,
     in_flight: Arc<InFlightMessages>,
+}
+
+impl MessageContext {
+    fn remember_own_failure(&self, message_id: &str) {
+        if let Ok(mut ids) = self.own_failures.lock() {
+            if ids.len() >= OWN_FAILURES_REMEMBERED {
+                ids.clear();
+            }
+            ids.insert(message_id.to_owned());
+        }
+    }
+
+    /// Whether `message` is on its last receive before the redrive, and the earlier
+    /// ones were not used up by this process for a problem of the message's own.
+    fn needs_crash_renewal(&self, message: &ReceivedMessage) -> bool {
+        let Some(max) = self.max_receive_count else {
+            return false;
+        };
+        message.receive_count > 1
+            && message.receive_count >= max
+            && message.crash_renewals < MAX_CRASH_RENEWALS
+            && self
+                .own_failures
+                .lock()
+                .map_or(true, |ids| !ids.contains(&message.message_id))
+    }
+}
+
+/// Re-queues a message whose receives were used up by crashes as a fresh copy and
+/// deletes the original (copy first: a failure in between duplicates, never loses).
+async fn renew_after_crashes(context: &MessageContext, message: &ReceivedMessage) -> bool {
+    let renewals = message.crash_renewals + 1;
+    let attributes = [
+        (CRASH_RENEWALS_ATTRIBUTE, renewals.to_string()),
+        ("alf-renewed-from", message.message_id.clone()),
+    ];
+    if let Err(e) = context
+        .poller
+        .send_copy(context.poller.queue_url(), message, &attributes)
+        .await
+    {
+        tracing::warn!(message_id = %message.message_id, "cannot re-queue message {} on its last receive: {e}; processing it as is", message.message_id);
+        return false;
+    }
+    if let Err(e) = context.acks.delete(&message.receipt_handle).await {
+        tracing::warn!(message_id = %message.message_id, "re-queued message {} but cannot delete the original: {e}; it may be processed twice", message.message_id);
+    }
+    tracing::warn!(
+        message_id = %message.message_id,
+        receive_count = message.receive_count,
+        crash_renewals = renewals,
+        "message {} was received {} times without this process failing it (a crash or a kill?): re-queued as a fresh copy (renewal {renewals} of {MAX_CRASH_RENEWALS}) so it does not reach the dead-letter queue for a fault not its own",
+        message.message_id,
+        message.receive_count
+    );
+    true
 }
 
 /// Keeps a message invisible while it is processed, within SQS's 12-hour ceiling.
@@ -524,6 +604,9 @@ async fn handle_message(
     _slot: OwnedSemaphorePermit,
 ) {
     let _in_flight = context.in_flight.enter(message.received_at);
+    if context.needs_crash_renewal(&message) && renew_after_crashes(&context, &message).await {
+        return;
+    }
     if message.receive_count > 1 {
         tracing::info!(
             message_id = %message.message_id,
@@ -634,10 +717,12 @@ async fn settle_message(
             if dead_letter(context, message, &reason, label).await {
                 return;
             }
+            context.remember_own_failure(&message.message_id);
             context.failure_visibility
         }
         FailureKind::Panicked => 0,
         FailureKind::Configuration => {
+            context.remember_own_failure(&message.message_id);
             tracing::error!(
                 message_id = %message.message_id,
                 receive_count = message.receive_count,
@@ -647,6 +732,7 @@ async fn settle_message(
             context.failure_visibility
         }
         FailureKind::Transient | FailureKind::Delivery => {
+            context.remember_own_failure(&message.message_id);
             tracing::warn!(
                 message_id = %message.message_id,
                 receive_count = message.receive_count,

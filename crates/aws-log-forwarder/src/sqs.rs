@@ -121,7 +121,13 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// When this process received it (the 12-hour visibility ceiling counts from here).
     pub received_at: std::time::Instant,
+    /// How many times a forwarder re-queued this message as a fresh copy because its
+    /// receives were used up by crashes (the `alf-crash-renewals` attribute).
+    pub crash_renewals: u32,
 }
+
+/// The message attribute counting crash renewals (see the daemon).
+pub const CRASH_RENEWALS_ATTRIBUTE: &str = "alf-crash-renewals";
 
 impl ReceivedMessage {
     fn from_sdk(m: &Message) -> Option<Self> {
@@ -136,6 +142,12 @@ impl ReceivedMessage {
             body: m.body().unwrap_or_default().to_owned(),
             receive_count,
             received_at: std::time::Instant::now(),
+            crash_renewals: m
+                .message_attributes()
+                .and_then(|a| a.get(CRASH_RENEWALS_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         })
     }
 }
@@ -271,6 +283,7 @@ impl SqsPoller {
             .wait_time_seconds(self.wait_time_seconds)
             .visibility_timeout(self.visibility_timeout_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(CRASH_RENEWALS_ATTRIBUTE)
             .send()
             .await
             .map_err(|e| self.classify("ReceiveMessage", e))?;
