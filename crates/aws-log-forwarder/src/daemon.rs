@@ -491,17 +491,33 @@ impl MessageContext {
     /// Whether `message` is on its last receive before the redrive, and the earlier
     /// ones were not used up by this process for a problem of the message's own.
     fn needs_crash_renewal(&self, message: &ReceivedMessage) -> bool {
-        let Some(max) = self.max_receive_count else {
-            return false;
-        };
-        message.receive_count > 1
-            && message.receive_count >= max
-            && message.crash_renewals < MAX_CRASH_RENEWALS
-            && self
-                .own_failures
-                .lock()
-                .map_or(true, |ids| !ids.contains(&message.message_id))
+        let failed_here = self
+            .own_failures
+            .lock()
+            .is_ok_and(|ids| ids.contains(&message.message_id));
+        crash_renewal_due(
+            self.max_receive_count,
+            message.receive_count,
+            message.crash_renewals,
+            failed_here,
+        )
     }
+}
+
+/// Whether a message received for the `receive_count`-th time is on its last receive
+/// before the redrive (`max_receive_count`) with the earlier receives not used up by
+/// this process for a problem of the message's own (`failed_here`), and may still be
+/// renewed.
+fn crash_renewal_due(
+    max_receive_count: Option<u32>,
+    receive_count: u32,
+    crash_renewals: u32,
+    failed_here: bool,
+) -> bool {
+    let Some(max) = max_receive_count else {
+        return false;
+    };
+    receive_count > 1 && receive_count >= max && crash_renewals < MAX_CRASH_RENEWALS && !failed_here
 }
 
 /// Re-queues a message whose receives were used up by crashes as a fresh copy and
@@ -821,6 +837,25 @@ mod tests {
             region_from_queue_url("http://127.0.0.1:4566/000000000000/q"),
             None
         );
+    }
+
+    #[test]
+    fn only_crash_worn_messages_on_their_last_receive_are_renewed() {
+        // maxReceiveCount 2: the second receive is the last.
+        assert!(crash_renewal_due(Some(2), 2, 0, false));
+        assert!(!crash_renewal_due(Some(2), 1, 0, false), "first receive");
+        assert!(!crash_renewal_due(Some(5), 3, 0, false), "receives left");
+        assert!(
+            !crash_renewal_due(Some(2), 2, 0, true),
+            "failed here for its own reasons: the redrive applies"
+        );
+        assert!(
+            !crash_renewal_due(Some(2), 2, MAX_CRASH_RENEWALS, false),
+            "renewals used up"
+        );
+        assert!(!crash_renewal_due(None, 9, 0, false), "no redrive policy");
+        // maxReceiveCount 1: a redelivery is always past the limit already.
+        assert!(crash_renewal_due(Some(1), 2, 0, false));
     }
 
     #[test]
