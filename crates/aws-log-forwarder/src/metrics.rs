@@ -38,6 +38,7 @@ pub const BATCH_EVENTS: &str = "alf_batch_events";
 pub const BATCH_BYTES: &str = "alf_batch_bytes";
 pub const CIRCUIT_OPEN: &str = "alf_intake_circuit_open";
 pub const SQS_API_CALLS: &str = "alf_sqs_api_calls_total";
+pub const S3_RESUMES: &str = "alf_s3_stream_resumes_total";
 pub const SQS_BATCHED_ENTRIES: &str = "alf_sqs_batched_entries_total";
 pub const MESSAGES_IN_FLIGHT: &str = "alf_sqs_messages_in_flight";
 pub const OBJECTS_IN_FLIGHT: &str = "alf_objects_in_flight";
@@ -67,6 +68,10 @@ fn describe() {
     );
     describe_counter!(RECEIVE_ERRORS, "Failed ReceiveMessage calls");
     describe_counter!(SQS_API_CALLS, "SQS API calls made, by operation");
+    describe_counter!(
+        S3_RESUMES,
+        "Dropped S3 streams resumed with a ranged GET from the byte reached"
+    );
     describe_counter!(
         SQS_BATCHED_ENTRIES,
         "Messages deleted or re-timed through batch calls, by operation (each would be one call without batching)"

@@ -28,7 +28,7 @@ use crate::batch::EventChunk;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
-use crate::s3::ObjectFetcher;
+use crate::s3::{ObjectFetcher, ResumingReader};
 use crate::sqs::ReceivedMessage;
 
 /// Events per chunk sent to the batcher: amortizes channel operations while keeping
@@ -558,8 +558,26 @@ impl Pipeline {
         let compressed = Arc::new(AtomicU64::new(0));
         let source = SourceHealth::default();
         // SyncIoBridge must be created on the runtime; it is then used on the blocking
-        // thread, where it blocks on the async body.
-        let body = SyncIoBridge::new(opened.body.into_async_read());
+        // thread, where it blocks on the async body. A dropped stream is resumed from
+        // the byte reached (ranged GET pinned to the ETag) behind the decompressor's
+        // back, instead of reading the object again.
+        let runtime = tokio::runtime::Handle::current();
+        let first: Box<dyn Read + Send> =
+            Box::new(SyncIoBridge::new(opened.body.into_async_read()));
+        let reopen = {
+            let (fetcher, object, e_tag) =
+                (self.fetcher.clone(), object.clone(), opened.e_tag.clone());
+            move |offset: u64| -> io::Result<Box<dyn Read + Send>> {
+                let rest = runtime
+                    .block_on(fetcher.open_from(&object, offset, e_tag.as_deref()))
+                    .map_err(io::Error::other)?;
+                Ok(Box::new(SyncIoBridge::new_with_handle(
+                    rest.into_async_read(),
+                    runtime.clone(),
+                )))
+            }
+        };
+        let body = ResumingReader::new(first, reopen);
         let body = WatchedSource {
             inner: CountingReader::new(body, Arc::clone(&compressed)),
             health: source.clone(),
