@@ -1,11 +1,14 @@
 //! End-to-end acknowledgements: an object counts as delivered only when the intake
-//! accepted every one of its events.
+//! accepted every one of its events (or the ones it refused on their own are in the
+//! dead-letter sink).
 //!
 //! Same idea as Vector's `BatchNotifier`: every event handed to the batcher carries the
 //! [`ObjectAck`] of its object. The parser adds to the pending count before sending
 //! events; the batcher subtracts when the intake accepts a batch, or marks the object
-//! failed when a batch is rejected or runs out of retries. The message is deleted
-//! from SQS only after all of its objects settled successfully.
+//! failed when events cannot be delivered (the dead-letter sink failed, a chunk or
+//! batch was dropped undelivered, a panic). An intake outage fails nothing: the
+//! batch waits. The message is deleted from SQS only after all of its objects
+//! settled successfully.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};

@@ -399,6 +399,54 @@ mod tests {
         assert!(second["intake_status"].is_null());
     }
 
+    fn config(extra: &str) -> Result<crate::Config, crate::config::ConfigError> {
+        crate::Config::from_toml_str(&format!(
+            "[sqs]\nqueue_url = \"http://127.0.0.1:1/000000000000/q\"\n[intake]\nurl = \"https://intake.sekoia.io\"\nkey = \"k\"\n{extra}"
+        ))
+    }
+
+    #[test]
+    fn configuration_keys_and_their_errors() {
+        let c = config("").unwrap();
+        assert!(matches!(
+            &c.dead_letter,
+            DeadLetterSettings::Directory { directory, max_file_bytes: 67_108_864 }
+                if directory == Path::new("dead-letter")
+        ));
+        assert_eq!(c.intake.max_event_bytes, 250_000, "Sekoia's limit");
+        assert_eq!(c.intake.oversize, crate::config::OversizePolicy::Truncate);
+        assert_eq!(c.intake.elasticsearch_index, "logs-aws.{dataset}-default");
+
+        let c = config("protocol = \"ndjson\"\noversize = \"dead_letter\"\n[dead_letter]\ns3_bucket = \"b\"\ns3_prefix = \"/dl\"").unwrap();
+        assert_eq!(c.intake.max_event_bytes, 1 << 20);
+        assert_eq!(c.intake.oversize, crate::config::OversizePolicy::DeadLetter);
+        assert!(matches!(
+            &c.dead_letter,
+            DeadLetterSettings::S3 { s3_bucket, s3_prefix } if s3_bucket == "b" && s3_prefix == "dl/"
+        ));
+
+        for (extra, expected) in [
+            (
+                "[dead_letter]\ndirectory = \"d\"\ns3_bucket = \"b\"",
+                "dead_letter.s3_bucket: set either dead_letter.directory or dead_letter.s3_bucket, not both",
+            ),
+            (
+                "oversize = \"drop\"",
+                "intake.oversize: unknown policy `drop` (expected truncate or dead_letter)",
+            ),
+            (
+                "max_event_bytes = 10",
+                "intake.max_event_bytes: 10 is out of range (expected between 1024 and 104857600)",
+            ),
+            (
+                "[intake.elasticsearch_indices]\n\"aws.waf\" = \"a\\\"b\"",
+                "intake.elasticsearch_indices.aws.waf: must be a non-empty index name without quotes, backslashes or line breaks",
+            ),
+        ] {
+            assert_eq!(config(extra).unwrap_err().to_string(), expected, "{extra}");
+        }
+    }
+
     #[tokio::test]
     async fn an_unwritable_directory_is_an_error_naming_the_key() {
         let tmp = tempfile::tempdir().unwrap();

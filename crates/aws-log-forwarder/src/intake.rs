@@ -522,8 +522,13 @@ impl IntakeClient {
             }
             let outcome = match self.deliver_group(&batch, group).await {
                 Ok(o) => o,
-                Err(failure) => {
-                    // Encoding failed: nothing else of this batch can be trusted.
+                Err(mut failure) => {
+                    // Encoding failed (a panic on the blocking thread). Everything not
+                    // yet delivered fails with this group: the events of the groups
+                    // still to send, and those waiting for the dead-letter sink.
+                    let failed = failure.failed.get_or_insert_with(Vec::new);
+                    failed.extend(groups.iter().flatten().copied());
+                    failed.extend(doomed.iter().map(|d| d.index));
                     return Err(failure);
                 }
             };
@@ -693,7 +698,15 @@ impl IntakeClient {
                     group = retry.iter().map(|&i| group[i]).collect();
                     body = match self.encode(batch, group.clone()).await {
                         Ok(b) => b,
-                        Err(reason) => return Err(encode_failed(&group, reason)),
+                        Err(reason) => {
+                            // The items refused for good are not dead-lettered yet:
+                            // they fail too, not count as delivered.
+                            let mut failure = encode_failed(&group, reason);
+                            if let Some(failed) = failure.failed.as_mut() {
+                                failed.extend(rejected.iter().map(|r| r.0));
+                            }
+                            return Err(failure);
+                        }
                     };
                     (format!("{} items refused temporarily", group.len()), None)
                 }

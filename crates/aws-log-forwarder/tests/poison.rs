@@ -38,6 +38,24 @@ fn poisoned_log() -> String {
     text
 }
 
+/// The base test config with an S3 dead-letter sink instead of the directory one.
+fn s3_sink_config(
+    stack: &TestStack,
+    intake: &TestIntake,
+    bucket: &str,
+    prefix: Option<&str>,
+) -> aws_log_forwarder::Config {
+    let mut table = stack.base_config_toml(intake);
+    let mut sink = toml::Table::new();
+    sink.insert("s3_bucket".into(), bucket.into());
+    if let Some(prefix) = prefix {
+        sink.insert("s3_prefix".into(), prefix.into());
+    }
+    table.insert("dead_letter".into(), toml::Value::Table(sink));
+    let text = toml::to_string(&table).expect("serialize the test config");
+    aws_log_forwarder::Config::from_toml_str(&text).expect("a valid test config")
+}
+
 /// Every dead-letter record written under `dir`.
 fn dead_letters(dir: &Path) -> Vec<Value> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -136,16 +154,89 @@ async fn refused_events_go_to_the_dead_letter_sink_and_the_rest_is_delivered() {
     );
     let counts = stack.queue_counts().await;
     assert_eq!(counts.total(), 0, "the message was deleted: {counts:?}");
+    let requests = intake.requests();
+    eprintln!(
+        "poison run: {RECORDS} records, {} poison, {} requests ({} answered 400), {} events accepted",
+        POISONED.len(),
+        requests.len(),
+        requests.iter().filter(|r| r.status == Some(400)).count(),
+        events.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_dead_letter_sink_writes_gzipped_ndjson_objects() {
+    let stack = TestStack::deploy("poison-s3").await;
+    // A bucket of its own: the stack's bucket notifies the queue of every new object.
+    let name = format!("{}-dl", stack.name.to_ascii_lowercase());
+    let bucket = name[name.len().saturating_sub(63)..].trim_start_matches('-');
+    stack
+        .s3
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("create the dead-letter bucket");
+    let intake = TestIntake::start().await;
+    intake.set_mode(Mode::RejectMarked {
+        marker: MARKER.into(),
+    });
+    let daemon = RunningDaemon::start(s3_sink_config(&stack, &intake, bucket, Some("refused")));
+
+    let text = cloudfront_log(0).replace("\t/index.html\t", &format!("\t/{MARKER}\t"));
+    assert!(text.contains(MARKER), "the first record carries the marker");
+    stack.put_gzip(KEY, text.as_bytes()).await;
+    wait_for_records(&intake, KEY, 2, PIPELINE_TIMEOUT).await;
+    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
+    daemon.stop().await;
+
+    let listed = stack
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("refused/")
+        .send()
+        .await
+        .expect("list the dead-letter bucket");
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .filter(|k| k.ends_with(".ndjson.gz"))
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one object for the one refused event: {keys:?}"
+    );
+    let object = stack
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(&keys[0])
+        .send()
+        .await
+        .expect("get the dead-letter object");
+    let gz = object.body.collect().await.expect("read it").into_bytes();
+    let mut ndjson = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut ndjson)
+        .expect("gzipped NDJSON");
+    let records: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(records.len(), 1, "{ndjson}");
+    assert_eq!(records[0]["intake_status"], 400);
+    assert!(records[0]["event"].to_string().contains(MARKER));
+    assert_eq!(intake.events().len(), 2, "the other records were delivered");
+    assert_eq!(stack.dlq_counts().await.total(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_dead_letter_sink_is_a_start_up_error_naming_the_key() {
     let stack = TestStack::deploy("poison-sink").await;
     let intake = TestIntake::start().await;
-    let config = stack.daemon_config(
-        &intake,
-        "[dead_letter]\ns3_bucket = \"alf-no-such-dead-letter-bucket\"\n",
-    );
+    let config = s3_sink_config(&stack, &intake, "alf-no-such-dead-letter-bucket", None);
     let err = aws_log_forwarder::run(config, tokio_util::sync::CancellationToken::new())
         .await
         .expect_err("a missing dead-letter bucket stops the daemon");
