@@ -127,6 +127,18 @@ impl DaemonProcess {
         self.wait().await
     }
 
+    /// Sends SIGKILL (no shutdown at all, as a crash or an OOM kill) and waits for the
+    /// exit and the whole output.
+    pub async fn kill(self) -> DaemonOutput {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -KILL {pid} failed");
+        self.wait().await
+    }
+
     /// Waits for the process to exit by itself (e.g. on a start-up error).
     pub async fn wait(mut self) -> DaemonOutput {
         let started = std::time::Instant::now();
