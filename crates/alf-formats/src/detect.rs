@@ -126,6 +126,9 @@ fn regex(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'stat
 pub fn by_key(key: &str) -> Option<(Format, &'static str)> {
     let name = key.rsplit('/').next().unwrap_or(key);
     let lower = key.to_ascii_lowercase();
+    if let Some(found) = crate::formats::new_sources_by_key(key, name) {
+        return Some(found);
+    }
     if key.contains("/CloudTrail/")
         || key.contains("/CloudTrail-Insight/")
         || name.contains("_CloudTrail_")
@@ -171,6 +174,9 @@ pub fn by_key(key: &str) -> Option<(Format, &'static str)> {
 
 /// Recognises a format from the first bytes of the decompressed object.
 pub fn by_content(head: &[u8]) -> Option<(Format, &'static str)> {
+    if let Some(found) = crate::formats::new_sources_by_content(head) {
+        return Some(found);
+    }
     let text = String::from_utf8_lossy(&head[..head.len().min(SNIFF_BYTES)]);
     let first = text
         .lines()

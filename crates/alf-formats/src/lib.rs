@@ -45,12 +45,17 @@ pub enum Format {
     GuardDuty,
     Route53Resolver,
     NetworkFirewall,
+    CloudWatchLogs,
+    AwsConfig,
+    RedshiftAudit,
+    EventBridge,
+    SecurityHub,
     Ndjson,
     Lines,
 }
 
 impl Format {
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 16] = [
         Format::CloudFront,
         Format::S3Access,
         Format::Elb,
@@ -60,6 +65,11 @@ impl Format {
         Format::GuardDuty,
         Format::Route53Resolver,
         Format::NetworkFirewall,
+        Format::CloudWatchLogs,
+        Format::AwsConfig,
+        Format::RedshiftAudit,
+        Format::EventBridge,
+        Format::SecurityHub,
         Format::Ndjson,
         Format::Lines,
     ];
@@ -76,6 +86,11 @@ impl Format {
             Format::GuardDuty => "guardduty",
             Format::Route53Resolver => "route53-resolver",
             Format::NetworkFirewall => "network-firewall",
+            Format::CloudWatchLogs => "cloudwatch-logs",
+            Format::AwsConfig => "aws-config",
+            Format::RedshiftAudit => "redshift-audit",
+            Format::EventBridge => "eventbridge",
+            Format::SecurityHub => "securityhub",
             Format::Ndjson => "ndjson",
             Format::Lines => "lines",
         }
@@ -93,6 +108,11 @@ impl Format {
             Format::GuardDuty => "aws.guardduty",
             Format::Route53Resolver => "aws.route53_resolver_logs",
             Format::NetworkFirewall => "aws.firewall_logs",
+            Format::CloudWatchLogs => "aws.cloudwatch_logs",
+            Format::AwsConfig => "aws.config",
+            Format::RedshiftAudit => "aws.redshift",
+            Format::EventBridge => "aws.eventbridge",
+            Format::SecurityHub => "aws.securityhub_findings",
             Format::Ndjson => "aws.ndjson",
             Format::Lines => "aws.lines",
         }
@@ -108,7 +128,7 @@ impl fmt::Display for Format {
 /// An unknown format name.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "unknown format `{0}` (expected one of: cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf, guardduty, route53-resolver, network-firewall, ndjson, lines)"
+    "unknown format `{0}` (expected one of: cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf, guardduty, route53-resolver, network-firewall, cloudwatch-logs, aws-config, redshift-audit, eventbridge, securityhub, ndjson, lines)"
 )]
 pub struct UnknownFormat(pub String);
 

@@ -7,17 +7,32 @@ use std::io::BufRead;
 use crate::Format;
 use crate::driver::{EventSink, ObjectParse, ParseError};
 
+pub mod apigateway;
+pub mod aws_config;
 pub mod cloudfront;
 pub mod cloudtrail;
+pub mod cloudwatch;
+pub mod cloudwatch_inner;
+pub mod eks_audit;
 pub mod elb;
+pub mod eventbridge;
 pub mod guardduty;
+pub mod json_stream;
+pub mod lambda;
 pub mod lines;
 pub mod ndjson;
 pub mod network_firewall;
+pub mod rds;
+pub mod redshift;
+pub mod route53_public;
 pub mod route53_resolver;
 pub mod s3_access;
+pub mod securityhub;
 pub mod vpc_flow;
 pub mod waf;
+
+pub(crate) use sources_detect::{new_sources_by_content, new_sources_by_key};
+mod sources_detect;
 
 /// Dispatches to the format's module.
 pub fn parse(
@@ -36,6 +51,11 @@ pub fn parse(
         Format::GuardDuty => guardduty::parse(reader, cx, sink),
         Format::Route53Resolver => route53_resolver::parse(reader, cx, sink),
         Format::NetworkFirewall => network_firewall::parse(reader, cx, sink),
+        Format::CloudWatchLogs => cloudwatch::parse(reader, cx, sink),
+        Format::AwsConfig => aws_config::parse(reader, cx, sink),
+        Format::RedshiftAudit => redshift::parse(reader, cx, sink),
+        Format::EventBridge => eventbridge::parse(reader, cx, sink),
+        Format::SecurityHub => securityhub::parse(reader, cx, sink),
         Format::Ndjson => ndjson::parse(reader, cx, sink),
         Format::Lines => lines::parse(reader, cx, sink),
     }

@@ -1,0 +1,151 @@
+//! Key layouts and content signatures of CloudWatch Logs (Firehose and export tasks),
+//! AWS Config, Redshift audit logs, EventBridge events and Security Hub findings.
+//! Called first by [`crate::detect::by_key`] and [`crate::detect::by_content`]; kept
+//! here so the registry can take them over as one block.
+
+use crate::Format;
+use crate::formats::aws_config::WRITABILITY_CHECK;
+use crate::formats::cloudwatch::export_log_stream;
+
+/// AWS delivery key layouts of the new sources.
+pub(crate) fn new_sources_by_key(key: &str, name: &str) -> Option<(Format, &'static str)> {
+    if key.contains("/Config/")
+        && (key.contains("/ConfigHistory/")
+            || key.contains("/ConfigSnapshot/")
+            || name.contains(WRITABILITY_CHECK))
+    {
+        return Some((Format::AwsConfig, "AWSLogs/<account>/Config/"));
+    }
+    if key.contains("/redshift/")
+        && (name.contains("_connectionlog_")
+            || name.contains("_userlog_")
+            || name.contains("_useractivitylog_"))
+    {
+        return Some((Format::RedshiftAudit, "AWSLogs/<account>/redshift/"));
+    }
+    if export_log_stream(key).is_some() {
+        return Some((
+            Format::CloudWatchLogs,
+            "<prefix>/<export task id>/<log stream>/000000.gz",
+        ));
+    }
+    None
+}
+
+/// Content signatures of the new sources (the first line of the decompressed object).
+pub(crate) fn new_sources_by_content(head: &[u8]) -> Option<(Format, &'static str)> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        // Still gzip after the daemon's decompression: Firehose compressed CloudWatch
+        // Logs' own gzip documents again.
+        return Some((
+            Format::CloudWatchLogs,
+            "gzip inside gzip (Firehose over CloudWatch Logs)",
+        ));
+    }
+    let text = String::from_utf8_lossy(head);
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())?
+        .trim_start_matches('\u{feff}')
+        .trim_start();
+    if first.starts_with('{') || first.starts_with('[') {
+        let has = |k: &str| first.contains(k);
+        if has("\"messageType\"") && (has("\"logEvents\"") || has("\"logGroup\"")) {
+            return Some((
+                Format::CloudWatchLogs,
+                "CloudWatch Logs subscription document",
+            ));
+        }
+        if has("\"detail-type\"") && has("\"source\"") && has("\"account\"") {
+            return Some((Format::EventBridge, "EventBridge event"));
+        }
+        if has("\"SchemaVersion\"") && has("\"ProductArn\"") {
+            return Some((Format::SecurityHub, "ASFF finding"));
+        }
+        if has("\"configurationItems\"") {
+            return Some((Format::AwsConfig, "{\"configurationItems\": [...]}"));
+        }
+        return None;
+    }
+    if first.starts_with('\'') && first.contains(" UTC [ db=") {
+        return Some((Format::RedshiftAudit, "Redshift user activity record"));
+    }
+    let event = first.split('|').next().unwrap_or("").trim_end();
+    if first.contains('|')
+        && matches!(
+            event,
+            "authenticated"
+                | "authentication failure"
+                | "initiating session"
+                | "disconnecting session"
+                | "set application_name"
+        )
+    {
+        return Some((Format::RedshiftAudit, "Redshift connection record"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Decision, Format, FormatDetector};
+
+    fn format(key: &str, head: &[u8]) -> Format {
+        match FormatDetector::default().decide("b", key, head) {
+            Decision::Parse { format, .. } => format,
+            Decision::Skip { reason } => panic!("skipped: {reason}"),
+        }
+    }
+
+    #[test]
+    fn key_layouts() {
+        for (key, want) in [
+            (
+                "AWSLogs/123456789012/Config/us-east-1/2024/5/1/ConfigHistory/123456789012_Config_us-east-1_ConfigHistory_AWS::S3::Bucket_20240501T120000Z_20240501T130000Z_1.json.gz",
+                Format::AwsConfig,
+            ),
+            (
+                "AWSLogs/123456789012/Config/us-east-1/2024/5/1/ConfigSnapshot/123456789012_Config_us-east-1_ConfigSnapshot_20240501T120000Z_0a1b2c3d.json.gz",
+                Format::AwsConfig,
+            ),
+            (
+                "AWSLogs/123456789012/Config/ConfigWritabilityCheckFile",
+                Format::AwsConfig,
+            ),
+            (
+                "AWSLogs/123456789012/redshift/us-east-1/2024/05/01/123456789012_redshift_us-east-1_analytics_connectionlog_2024-05-01T12:00.gz",
+                Format::RedshiftAudit,
+            ),
+            (
+                "exportedlogs/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/web-1/000000.gz",
+                Format::CloudWatchLogs,
+            ),
+        ] {
+            assert_eq!(format(key, b""), want, "{key}");
+        }
+    }
+
+    #[test]
+    fn content() {
+        for (head, want) in [
+            (&b"\x1f\x8b\x08\x00"[..], Format::CloudWatchLogs),
+            (
+                br#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","#,
+                Format::CloudWatchLogs,
+            ),
+            (
+                br#"{"version":"0","id":"x","detail-type":"GuardDuty Finding","source":"aws.guardduty","account":"1""#,
+                Format::EventBridge,
+            ),
+            (br#"{"SchemaVersion":"2018-10-08","ProductArn":"p"}"#, Format::SecurityHub),
+            (br#"{"fileVersion":"1.0","configurationItems":[{"#, Format::AwsConfig),
+            (
+                b"'2024-05-01T12:02:00Z UTC [ db=dev user=admin pid=1 userid=100 xid=2 ]' LOG: select 1;",
+                Format::RedshiftAudit,
+            ),
+            (b"authenticated |Wed, 1 May 2024 12:00:00:123|::ffff:10.0.0.5 |52345 |", Format::RedshiftAudit),
+        ] {
+            assert_eq!(format("unknown/key", head), want, "{}", String::from_utf8_lossy(head));
+        }
+    }
+}
