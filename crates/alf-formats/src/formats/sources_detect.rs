@@ -148,4 +148,66 @@ mod tests {
             assert_eq!(format("unknown/key", head), want, "{}", String::from_utf8_lossy(head));
         }
     }
+
+    fn parse_sample(format: Format, text: &str) -> (Vec<serde_json::Value>, crate::ParseStats) {
+        let mut out = Vec::new();
+        let stats = crate::parse_object(
+            format,
+            &mut text.as_bytes(),
+            &crate::ObjectInfo::default(),
+            &crate::ParseOptions::default(),
+            &crate::Enricher::new(),
+            &mut out,
+        )
+        .expect("in-memory input");
+        (out.iter().map(crate::Event::to_json).collect(), stats)
+    }
+
+    /// The sample logs the demo uploads: recognised by content, every record mapped.
+    #[test]
+    fn sample_logs_are_recognised_and_parse_cleanly() {
+        let samples = [
+            (
+                Format::CloudWatchLogs,
+                include_str!("../../../../tests/samples/cloudwatch-logs.log"),
+                22,
+            ),
+            (
+                Format::AwsConfig,
+                include_str!("../../../../tests/samples/aws-config.log"),
+                3,
+            ),
+            (
+                Format::RedshiftAudit,
+                include_str!("../../../../tests/samples/redshift-audit.log"),
+                4,
+            ),
+            (
+                Format::EventBridge,
+                include_str!("../../../../tests/samples/eventbridge.log"),
+                3,
+            ),
+            (
+                Format::SecurityHub,
+                include_str!("../../../../tests/samples/securityhub.log"),
+                2,
+            ),
+        ];
+        for (want, text, count) in samples {
+            let detected = format(
+                "firehose/2024/05/01/12/stream-1-2024-05-01-12-00-00-x",
+                text.as_bytes(),
+            );
+            if want != Format::SecurityHub {
+                // A Security Hub batch is an EventBridge event: either reader maps it.
+                assert_eq!(detected, want, "{want}");
+            }
+            let (events, stats) = parse_sample(want, text);
+            assert_eq!((stats.events, stats.malformed), (count, 0), "{want}");
+            for e in &events {
+                assert_eq!(e["event"]["dataset"], want.dataset(), "{want}: {e}");
+                assert!(e["@timestamp"].is_string(), "{want}: {e}");
+            }
+        }
+    }
 }

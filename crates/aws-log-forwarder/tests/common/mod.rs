@@ -286,6 +286,25 @@ pub fn aws_key(format: alf_formats::Format, unique: &str) -> String {
             "{unique}/AWSLogs/{acct}/network-firewall/alert/us-east-1/test-fw/2024/05/01/12/\
              {acct}_network-firewall_alert_us-east-1_test-fw_20240501T1200Z_1a2b3c4d.log.gz"
         ),
+        // Firehose writes `<prefix><yyyy>/<mm>/<dd>/<hh>/<stream>-<n>-<time>-<uuid>`:
+        // no marker of what it carries, so these are recognised by content.
+        Format::CloudWatchLogs => format!(
+            "{unique}/cloudwatch-logs/2024/05/01/12/cwl-to-s3-1-2024-05-01-12-00-00-5f1c2e3d-4a5b-6c7d-8e9f-0a1b2c3d4e5f"
+        ),
+        Format::EventBridge => format!(
+            "{unique}/eventbridge/2024/05/01/12/events-to-s3-1-2024-05-01-12-00-00-6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d"
+        ),
+        Format::SecurityHub => format!(
+            "{unique}/securityhub/2024/05/01/12/findings-to-s3-1-2024-05-01-12-00-00-7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e"
+        ),
+        Format::AwsConfig => format!(
+            "{unique}/AWSLogs/{acct}/Config/us-east-1/2024/5/1/ConfigHistory/\
+             {acct}_Config_us-east-1_ConfigHistory_AWS::EC2::SecurityGroup_20240501T120000Z_20240501T130000Z_1.json.gz"
+        ),
+        Format::RedshiftAudit => format!(
+            "{unique}/AWSLogs/{acct}/redshift/us-east-1/2024/05/01/\
+             {acct}_redshift_us-east-1_analytics_connectionlog_2024-05-01T12:00.gz"
+        ),
         Format::Ndjson => format!("{unique}/app/events-2024-05-01.ndjson.gz"),
         Format::Lines => format!("{unique}/app/syslog-2024-05-01.log.gz"),
     }
