@@ -9,13 +9,17 @@ use alf_formats::Format;
 use crate::clock::Clock;
 use crate::rng::Rng;
 
+mod aws_config;
 mod cloudfront;
 mod cloudtrail;
+mod cloudwatch;
 mod elb;
+mod eventbridge;
 mod generic;
 mod guardduty;
 mod json;
 mod network_firewall;
+mod redshift;
 mod route53_resolver;
 mod s3_access;
 mod vpc_flow;
@@ -49,12 +53,17 @@ pub enum Kind {
     GuardDuty,
     Route53Resolver,
     NetworkFirewall,
+    CloudWatchLogs,
+    AwsConfig,
+    RedshiftAudit,
+    EventBridge,
+    SecurityHub,
     Ndjson,
     Lines,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 17] = [
         Kind::CloudFront,
         Kind::S3Access,
         Kind::Elb,
@@ -65,6 +74,11 @@ impl Kind {
         Kind::GuardDuty,
         Kind::Route53Resolver,
         Kind::NetworkFirewall,
+        Kind::CloudWatchLogs,
+        Kind::AwsConfig,
+        Kind::RedshiftAudit,
+        Kind::EventBridge,
+        Kind::SecurityHub,
         Kind::Ndjson,
         Kind::Lines,
     ];
@@ -89,6 +103,11 @@ impl Kind {
             Kind::GuardDuty => Format::GuardDuty,
             Kind::Route53Resolver => Format::Route53Resolver,
             Kind::NetworkFirewall => Format::NetworkFirewall,
+            Kind::CloudWatchLogs => Format::CloudWatchLogs,
+            Kind::AwsConfig => Format::AwsConfig,
+            Kind::RedshiftAudit => Format::RedshiftAudit,
+            Kind::EventBridge => Format::EventBridge,
+            Kind::SecurityHub => Format::SecurityHub,
             Kind::Ndjson => Format::Ndjson,
             Kind::Lines => Format::Lines,
         }
@@ -121,6 +140,21 @@ impl Kind {
             Kind::NetworkFirewall => {
                 "AWSLogs/123456789012/network-firewall/alert/us-east-1/prod-inspection-firewall/2024/03/15/00/123456789012_network-firewall_alert_us-east-1_prod-inspection-firewall_202403150005_a1b2c3d4.log.gz"
             }
+            Kind::CloudWatchLogs => {
+                "firehose/cwl/2024/03/15/00/cwl-to-s3-1-2024-03-15-00-05-00-0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+            }
+            Kind::AwsConfig => {
+                "AWSLogs/123456789012/Config/us-east-1/2024/3/15/ConfigHistory/123456789012_Config_us-east-1_ConfigHistory_AWS::EC2::SecurityGroup_20240315T000000Z_20240315T010000Z_1.json.gz"
+            }
+            Kind::RedshiftAudit => {
+                "AWSLogs/123456789012/redshift/us-east-1/2024/03/15/123456789012_redshift_us-east-1_analytics_connectionlog_2024-03-15T00:05.gz"
+            }
+            Kind::EventBridge => {
+                "firehose/events/2024/03/15/00/events-to-s3-1-2024-03-15-00-05-00-1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"
+            }
+            Kind::SecurityHub => {
+                "firehose/securityhub/2024/03/15/00/findings-to-s3-1-2024-03-15-00-05-00-2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f"
+            }
             Kind::Ndjson => "apps/checkout/2024/03/15/part-0000.json.gz",
             Kind::Lines => "apps/legacy/2024/03/15/messages.log",
         }
@@ -138,6 +172,11 @@ impl Kind {
             Kind::GuardDuty => Box::new(guardduty::GuardDuty),
             Kind::Route53Resolver => Box::new(route53_resolver::Route53Resolver),
             Kind::NetworkFirewall => Box::new(network_firewall::NetworkFirewall),
+            Kind::CloudWatchLogs => Box::new(cloudwatch::CloudWatchFirehose::default()),
+            Kind::AwsConfig => Box::new(aws_config::ConfigHistory),
+            Kind::RedshiftAudit => Box::new(redshift::RedshiftConnection),
+            Kind::EventBridge => Box::new(eventbridge::EventBridge),
+            Kind::SecurityHub => Box::new(eventbridge::SecurityHub::default()),
             Kind::Ndjson => Box::new(generic::Ndjson),
             Kind::Lines => Box::new(generic::Lines),
         }
