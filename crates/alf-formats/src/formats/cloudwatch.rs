@@ -24,7 +24,9 @@
 //! exactly as it does from S3). A message that cannot be mapped is forwarded raw with the
 //! envelope fields and a `_parse_failure` tag, never dropped.
 
-use std::io::{BufRead, BufReader};
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 
 use serde_json::Value as J;
 
@@ -49,7 +51,7 @@ fn starts_with_gzip(reader: &mut dyn BufRead) -> Result<bool, ParseError> {
     loop {
         match reader.fill_buf() {
             Ok(head) => return Ok(head.starts_with(&[0x1f, 0x8b])),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -62,8 +64,33 @@ fn parse_layer(
     layer: u8,
 ) -> Result<(), ParseError> {
     if layer < MAX_GZIP_LAYERS && starts_with_gzip(reader)? {
-        let mut inflated = BufReader::new(flate2::bufread::MultiGzDecoder::new(reader));
-        return parse_layer(&mut inflated, cx, sink, layer + 1);
+        let below_failed = Rc::new(Cell::new(false));
+        let watched = Watched {
+            inner: reader,
+            failed: Rc::clone(&below_failed),
+        };
+        let mut inflated = BufReader::new(CorruptionStops {
+            decoder: flate2::bufread::MultiGzDecoder::new(watched),
+            below_failed,
+            corrupt: None,
+        });
+        parse_layer(&mut inflated, cx, sink, layer + 1)?;
+        if let Some(reason) = inflated.into_inner().corrupt {
+            // What was inflated before the damage has been forwarded; the rest cannot
+            // be recovered: say so with one raw event rather than failing the object
+            // (a retry would read the same bytes).
+            cx.stats.records += 1;
+            let index = cx.stats.records;
+            let offset = cx.stats.bytes;
+            cx.emit_malformed(
+                sink,
+                "",
+                index,
+                offset,
+                &format!("inner gzip stream is corrupt: {reason}"),
+            )?;
+        }
+        return Ok(());
     }
     let export_stream = export_log_stream(&cx.object.key).map(str::to_owned);
     let mut values = ValueReader::new(reader);
@@ -92,6 +119,53 @@ fn parse_layer(
         }
     }
     Ok(())
+}
+
+/// The reader under an inner gzip layer, noting whether it failed: an error from below
+/// (network, outer decompression) must fail the object so it is retried, while an
+/// error of the inner stream itself is corrupt data.
+struct Watched<'r> {
+    inner: &'r mut dyn BufRead,
+    failed: Rc<Cell<bool>>,
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+    }
+}
+
+impl BufRead for Watched<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let failed = &self.failed;
+        self.inner.fill_buf().inspect_err(|_| failed.set(true))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+    }
+}
+
+/// Ends the inner stream at corrupt data (kept in `corrupt`) instead of failing.
+struct CorruptionStops<R> {
+    decoder: R,
+    below_failed: Rc<Cell<bool>>,
+    corrupt: Option<String>,
+}
+
+impl<R: Read> Read for CorruptionStops<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.corrupt.is_some() {
+            return Ok(0);
+        }
+        match self.decoder.read(buf) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted && !self.below_failed.get() => {
+                self.corrupt = Some(e.to_string());
+                Ok(0)
+            }
+            other => other,
+        }
+    }
 }
 
 /// The log stream of an export task object
@@ -552,6 +626,29 @@ mod tests {
         assert_eq!(events[0]["dns"]["question"]["name"], "example.com");
         assert_eq!(events[0]["source"]["ip"], "192.168.1.1");
         assert_eq!(events[1]["@timestamp"], "2017-12-13T08:15:50.235Z");
+    }
+
+    #[test]
+    fn corrupt_inner_gzip_keeps_what_inflated_and_says_so() {
+        let doc = document("g", "s", &[("1", 1714564800000, "hello")]);
+        let mut members = gzip(doc.as_bytes());
+        let mut broken = gzip(doc.as_bytes());
+        let cut = broken.len() / 2;
+        broken.truncate(cut);
+        broken.extend_from_slice(&[0xff; 16]);
+        members.extend(broken);
+        let (events, stats) = run("k", &members);
+        // The half-inflated document is forwarded raw, then the corruption is reported.
+        assert_eq!((stats.events, stats.malformed), (3, 2));
+        assert_eq!(events[0]["message"], "hello");
+        let last = events.last().unwrap();
+        assert!(
+            last["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("inner gzip stream is corrupt"),
+            "{last}"
+        );
     }
 
     #[test]
