@@ -210,4 +210,73 @@ mod tests {
             }
         }
     }
+
+    /// Damaged copies of the samples (cut short, bytes flipped, lines swapped in from
+    /// another format) never fail the object: every record still becomes an event.
+    #[test]
+    fn damaged_samples_never_fail_the_object() {
+        let samples = [
+            (
+                Format::CloudWatchLogs,
+                include_str!("../../../../tests/samples/cloudwatch-logs.log"),
+            ),
+            (
+                Format::AwsConfig,
+                include_str!("../../../../tests/samples/aws-config.log"),
+            ),
+            (
+                Format::RedshiftAudit,
+                include_str!("../../../../tests/samples/redshift-audit.log"),
+            ),
+            (
+                Format::EventBridge,
+                include_str!("../../../../tests/samples/eventbridge.log"),
+            ),
+            (
+                Format::SecurityHub,
+                include_str!("../../../../tests/samples/securityhub.log"),
+            ),
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (format, text) in samples {
+            for round in 0..60 {
+                let mut bytes = text.as_bytes().to_vec();
+                let cut = (next() as usize) % (bytes.len() + 1);
+                match round % 3 {
+                    0 => bytes.truncate(cut),
+                    1 => {
+                        for _ in 0..4 {
+                            let i = (next() as usize) % bytes.len();
+                            bytes[i] = (next() & 0xff) as u8;
+                        }
+                    }
+                    _ => bytes
+                        .splice(cut..cut, samples[round % 5].1.bytes().take(300))
+                        .for_each(drop),
+                }
+                let mut out = Vec::new();
+                let stats = crate::parse_object(
+                    format,
+                    &mut &bytes[..],
+                    &crate::ObjectInfo::default(),
+                    &crate::ParseOptions::default(),
+                    &crate::Enricher::new(),
+                    &mut out,
+                )
+                .unwrap_or_else(|e| panic!("{format} round {round}: {e}"));
+                assert_eq!(stats.events, out.len() as u64, "{format} round {round}");
+                for e in &out {
+                    let json: serde_json::Value =
+                        serde_json::from_str(&e.to_json_string(None)).unwrap();
+                    assert!(json["event"]["dataset"].is_string());
+                }
+            }
+        }
+    }
 }
