@@ -51,7 +51,7 @@ pub(crate) fn map_message(
     };
 
     if let Some(function) = group.strip_prefix("/aws/lambda/") {
-        return Ok(lambda::map(cx, Some(function), trimmed, json));
+        return Ok(lambda::map(Some(function), trimmed, json));
     }
     if let Some(rest) = group.strip_prefix("API-Gateway-Execution-Logs_") {
         return Ok(apigateway::map_execution(rest, trimmed));
@@ -124,7 +124,7 @@ fn by_json_content(
         return Ok(apigateway::map_access(cx, m));
     }
     if lambda::is_lambda_json(&m) {
-        return Ok(lambda::map(cx, None, text, Some(J::Object(m))));
+        return Ok(lambda::map(None, text, Some(J::Object(m))));
     }
     Ok(generic_json(origin.group.unwrap_or(""), text, J::Object(m)))
 }
@@ -135,7 +135,7 @@ fn by_text_content(
     text: &str,
 ) -> Result<Event, RecordError> {
     if lambda::is_platform_line(text) || origin.stream.is_some_and(lambda::is_lambda_stream) {
-        return Ok(lambda::map(cx, None, text, None));
+        return Ok(lambda::map(None, text, None));
     }
     if is_vpc_flow_record(text) {
         return line_format(

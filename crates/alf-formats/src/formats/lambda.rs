@@ -16,7 +16,6 @@
 
 use serde_json::Value as J;
 
-use crate::driver::ObjectParse;
 use crate::event::Event;
 use crate::formats::cloudwatch_inner::level;
 use crate::util;
@@ -52,13 +51,7 @@ pub(crate) fn is_lambda_json(m: &serde_json::Map<String, J>) -> bool {
 }
 
 /// Maps one Lambda message; never fails (text that matches no layout is the message).
-pub(crate) fn map(
-    cx: &ObjectParse<'_>,
-    function: Option<&str>,
-    text: &str,
-    json: Option<J>,
-) -> Event {
-    let _ = cx;
+pub(crate) fn map(function: Option<&str>, text: &str, json: Option<J>) -> Event {
     let mut ev = Event::new();
     ev.set("cloud.service.name", "lambda");
     ev.set_opt("faas.name", function.map(str::to_owned));
@@ -272,17 +265,10 @@ fn map_json(ev: &mut Event, text: &str, mut m: serde_json::Map<String, J>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions};
 
     fn run(function: Option<&str>, text: &str) -> J {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
         let json = serde_json::from_str(text).ok();
-        map(&cx, function, text, json).to_json()
+        map(function, text, json).to_json()
     }
 
     #[test]
