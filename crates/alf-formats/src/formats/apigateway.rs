@@ -7,10 +7,14 @@
 //!   `requestTimeEpoch`, `userAgent`, `domainName`, `apiId`, `stage`...). They map to
 //!   `source.ip`, `http.request.method`, `url.path`, `http.response.status_code`,
 //!   `event.outcome`, `http.request.id`, `user_agent.*`; every variable is also kept
-//!   under `aws.apigateway.<snake_case name>`.
+//!   under `aws.apigateway.<snake_case name>`. The console's CLF format (ending with the
+//!   request id) maps the same way.
 //! * **Execution logs** (group `API-Gateway-Execution-Logs_<api id>/<stage>`) are text
 //!   lines `(<request id>) <message>`: the request id, API id and stage are extracted.
 
+use std::sync::OnceLock;
+
+use regex::Regex;
 use serde_json::Value as J;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -124,6 +128,48 @@ pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) ->
     ev
 }
 
+/// The CLF access log format the API Gateway console offers:
+/// `$context.identity.sourceIp $context.identity.caller $context.identity.user
+/// [$context.requestTime] "$context.httpMethod $context.resourcePath $context.protocol"
+/// $context.status $context.responseLength $context.requestId`. Recognised only with a
+/// request id in UUID form at the end, so web server logs in CLF are not taken for it.
+fn clf_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r#"^(\S+) (\S+) (\S+) \[([^\]]+)\] "(\S+) (\S+) (\S+)" (\d{3}) (\S+) ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"#,
+        )
+        .ok()
+    })
+    .as_ref()
+}
+
+/// A CLF access log line, mapped as its JSON equivalent; `None` when it is not one.
+pub(crate) fn map_clf_access(cx: &ObjectParse<'_>, text: &str) -> Option<Event> {
+    let c = clf_regex()?.captures(text)?;
+    let names = [
+        "ip",
+        "caller",
+        "user",
+        "requestTime",
+        "httpMethod",
+        "resourcePath",
+        "protocol",
+        "status",
+        "responseLength",
+        "requestId",
+    ];
+    let mut m = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(v) = c.get(i + 1) {
+            m.insert((*name).to_owned(), J::String(v.as_str().to_owned()));
+        }
+    }
+    let mut ev = map_access(cx, m);
+    ev.set("message", text.to_owned());
+    Some(ev)
+}
+
 /// Maps an execution log line; `group_rest` is `<api id>/<stage>`.
 pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
     let mut ev = Event::new();
@@ -184,6 +230,33 @@ mod tests {
         assert_eq!(e["user_agent"]["name"], "curl");
         assert!(e["user"].is_null(), "`-` is no user");
         assert_eq!(e["aws"]["apigateway"]["resource_path"], "/pets");
+    }
+
+    #[test]
+    fn clf_access_log_line() {
+        let (obj, opts, en) = (
+            ObjectInfo::default(),
+            ParseOptions::default(),
+            Enricher::new(),
+        );
+        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let e = map_clf_access(
+            &cx,
+            r#"198.51.100.7 - - [01/May/2024:12:00:00 +0000] "GET /pets HTTP/1.1" 200 312 c6af9ac6-7b61-11e6-9a41-93e8deadbeef"#,
+        )
+        .unwrap()
+        .to_json();
+        assert_eq!(e["source"]["ip"], "198.51.100.7");
+        assert_eq!(e["http"]["response"]["status_code"], 200);
+        assert_eq!(e["url"]["path"], "/pets");
+        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
+        assert!(
+            map_clf_access(
+                &cx,
+                r#"10.0.0.1 - - [01/May/2024:12:00:00 +0000] "GET / HTTP/1.1" 200 5 -"#
+            )
+            .is_none()
+        );
     }
 
     #[test]

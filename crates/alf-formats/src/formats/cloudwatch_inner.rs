@@ -148,6 +148,9 @@ fn by_text_content(
     if route53_public::looks_like(text) {
         return route53_public::map(cx, None, text);
     }
+    if let Some(ev) = apigateway::map_clf_access(cx, text) {
+        return Ok(ev);
+    }
     let mut ev = Event::new();
     ev.set("message", text.to_owned());
     Ok(ev)
