@@ -27,6 +27,7 @@
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::Value as J;
 
@@ -92,7 +93,10 @@ fn parse_layer(
         }
         return Ok(());
     }
-    let export_stream = export_log_stream(&cx.object.key).map(str::to_owned);
+    let export = Envelope {
+        stream: export_log_stream(&cx.object.key).map(Arc::from),
+        ..Envelope::default()
+    };
     let mut values = ValueReader::new(reader);
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut run = Run { index: 0 };
@@ -102,7 +106,7 @@ fn parse_layer(
             Item::Json => run.json(cx, sink, &buf, offset)?,
             Item::Text => {
                 let text = String::from_utf8_lossy(&buf);
-                run.text(cx, sink, &text, export_stream.as_deref(), offset)?;
+                run.text(cx, sink, &text, &export, offset)?;
             }
             Item::Oversized => {
                 let index = run.next(cx);
@@ -205,21 +209,33 @@ pub(crate) fn split_export_line(line: &str) -> Option<(String, &str)> {
     Some((util::iso_timestamp(ts)?, message))
 }
 
-/// The fields of a subscription document shared by its log events.
+/// The fields a log event takes from where it was logged: the subscription document
+/// (or, for an export, the log stream from the key). Shared strings: one document's
+/// fields are cloned into every one of its events as a reference-count bump.
+#[derive(Default)]
 struct Envelope {
-    owner: Option<String>,
-    group: Option<String>,
-    stream: Option<String>,
+    owner: Option<Arc<str>>,
+    group: Option<Arc<str>>,
+    stream: Option<Arc<str>>,
     filters: Vec<Value>,
 }
 
 impl Envelope {
-    fn apply(&self, ev: &mut Event) {
-        if !ev.contains("cloud.account.id") {
-            ev.set_opt("cloud.account.id", self.owner.clone());
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            group: self.group.as_deref(),
+            stream: self.stream.as_deref(),
         }
-        ev.set_opt("aws.cloudwatch.log_group", self.group.clone());
-        ev.set_opt("aws.cloudwatch.log_stream", self.stream.clone());
+    }
+
+    /// Adds the envelope fields; an inner record's own account id wins.
+    fn apply(&self, ev: &mut Event) {
+        let shared = |s: &Option<Arc<str>>| s.as_ref().map(|s| Value::Shared(Arc::clone(s)));
+        if !ev.contains("cloud.account.id") {
+            ev.set_opt("cloud.account.id", shared(&self.owner));
+        }
+        ev.set_opt("aws.cloudwatch.log_group", shared(&self.group));
+        ev.set_opt("aws.cloudwatch.log_stream", shared(&self.stream));
         if !self.filters.is_empty() {
             ev.set(
                 "aws.cloudwatch.subscription_filters",
@@ -227,6 +243,17 @@ impl Envelope {
             );
         }
     }
+}
+
+/// One message to map, with what the CloudWatch record gives when the inner message
+/// does not say.
+struct Message<'a> {
+    envelope: &'a Envelope,
+    text: &'a str,
+    index: u64,
+    offset: u64,
+    time: Option<String>,
+    id: Option<String>,
 }
 
 struct Run {
@@ -264,7 +291,7 @@ impl Run {
                     return Ok(());
                 }
                 let text = |m: &mut serde_json::Map<String, J>, k: &str| match m.remove(k) {
-                    Some(J::String(s)) if !s.is_empty() => Some(s),
+                    Some(J::String(s)) if !s.is_empty() => Some(Arc::from(s)),
                     _ => None,
                 };
                 let envelope = Envelope {
@@ -298,8 +325,15 @@ impl Run {
                 // "Decompress and extract message" output whose message is JSON.
                 let index = self.next(cx);
                 let text = String::from_utf8_lossy(bytes);
-                let origin = Origin::default();
-                emit_message(cx, sink, &origin, &text, index, offset, Event::new(), None)
+                let message = Message {
+                    envelope: &Envelope::default(),
+                    text: &text,
+                    index,
+                    offset,
+                    time: None,
+                    id: None,
+                };
+                emit_message(cx, sink, message)
             }
         }
     }
@@ -323,8 +357,6 @@ impl Run {
                 "log event is not an object",
             )?);
         };
-        let mut base = Event::new();
-        envelope.apply(&mut base);
         let time = match le.get("timestamp") {
             Some(J::Number(n)) => n.as_i64().and_then(util::epoch_millis),
             _ => None,
@@ -333,26 +365,20 @@ impl Run {
             Some(J::String(s)) if !s.is_empty() => Some(s),
             _ => None,
         };
-        let message = match le.remove("message") {
+        let text = match le.remove("message") {
             Some(J::String(s)) => s,
             Some(other) => other.to_string(),
             None => String::new(),
         };
-        let origin = Origin {
-            group: envelope.group.as_deref(),
-            stream: envelope.stream.as_deref(),
-        };
-        let fallback = Fallback { time, id };
-        emit_message(
-            cx,
-            sink,
-            &origin,
-            &message,
+        let message = Message {
+            envelope,
+            text: &text,
             index,
             offset,
-            base,
-            Some(fallback),
-        )
+            time,
+            id,
+        };
+        emit_message(cx, sink, message)
     }
 
     fn text(
@@ -360,78 +386,51 @@ impl Run {
         cx: &mut ObjectParse<'_>,
         sink: &mut dyn EventSink,
         line: &str,
-        export_stream: Option<&str>,
+        export: &Envelope,
         offset: u64,
     ) -> Result<(), ParseError> {
         let index = self.next(cx);
-        let mut base = Event::new();
-        let (origin, message, time) = match split_export_line(line) {
-            Some((time, message)) => {
-                base.set_opt(
-                    "aws.cloudwatch.log_stream",
-                    export_stream.map(str::to_owned),
-                );
-                let origin = Origin {
-                    group: None,
-                    stream: export_stream,
-                };
-                (origin, message, Some(time))
-            }
-            None => (Origin::default(), line, None),
+        let extracted = Envelope::default();
+        let (envelope, text, time) = match split_export_line(line) {
+            Some((time, text)) => (export, text, Some(time)),
+            None => (&extracted, line, None),
         };
-        let fallback = Fallback { time, id: None };
-        emit_message(
-            cx,
-            sink,
-            &origin,
-            message,
+        let message = Message {
+            envelope,
+            text,
             index,
             offset,
-            base,
-            Some(fallback),
-        )
+            time,
+            id: None,
+        };
+        emit_message(cx, sink, message)
     }
 }
 
-/// What the CloudWatch record gives when the inner message does not.
-struct Fallback {
-    time: Option<String>,
-    id: Option<String>,
-}
-
-/// Maps `message` and emits it with the fields of `base` (envelope) added; an unmapped
-/// message is forwarded raw with `base` and an error tag.
-#[allow(clippy::too_many_arguments)]
+/// Maps a message and emits it with the envelope fields; an unmapped message is
+/// forwarded raw with the envelope fields and an error tag.
 fn emit_message(
     cx: &mut ObjectParse<'_>,
     sink: &mut dyn EventSink,
-    origin: &Origin<'_>,
-    message: &str,
-    index: u64,
-    offset: u64,
-    base: Event,
-    fallback: Option<Fallback>,
+    m: Message<'_>,
 ) -> Result<(), ParseError> {
-    let fallback = fallback.unwrap_or(Fallback {
-        time: None,
-        id: None,
-    });
-    match cloudwatch_inner::map_message(cx, origin, message) {
+    match cloudwatch_inner::map_message(cx, &m.envelope.origin(), m.text) {
         Ok(mut ev) => {
-            merge(&mut ev, base);
+            m.envelope.apply(&mut ev);
             if !ev.contains("@timestamp") {
-                ev.set_opt("@timestamp", fallback.time);
+                ev.set_opt("@timestamp", m.time);
             }
             if !ev.contains("event.id") {
-                ev.set_opt("event.id", fallback.id);
+                ev.set_opt("event.id", m.id);
             }
-            cx.emit(sink, ev, index, 0, offset, Some(message))?;
+            cx.emit(sink, ev, m.index, 0, m.offset, Some(m.text))?;
         }
         Err(e) => {
-            let mut ev = base;
-            ev.set_opt("@timestamp", fallback.time);
-            ev.set_opt("event.id", fallback.id);
-            let kept = truncate_at_char(message, ORIGINAL_KEEP);
+            let mut ev = Event::new();
+            m.envelope.apply(&mut ev);
+            ev.set_opt("@timestamp", m.time);
+            ev.set_opt("event.id", m.id);
+            let kept = truncate_at_char(m.text, ORIGINAL_KEEP);
             ev.set("message", kept.to_owned());
             ev.set("event.original", kept.to_owned());
             ev.set("event.kind", "pipeline_error");
@@ -439,55 +438,15 @@ fn emit_message(
             let reason = e.to_string();
             ev.set(
                 "error.message",
-                format!("{} record {index}: {reason}", cx.format.name()),
+                format!("{} record {}: {reason}", cx.format.name(), m.index),
             );
             ev.set("tags", Value::Arr(vec![Value::Static("_parse_failure")]));
             cx.stats.malformed += 1;
-            cx.emit(sink, ev, index, 0, offset, None)?;
-            sink.malformed(index, &reason);
+            cx.emit(sink, ev, m.index, 0, m.offset, None)?;
+            sink.malformed(m.index, &reason);
         }
     }
     Ok(())
-}
-
-/// Copies the top-level fields of `from` into `into` where `into` has none; objects
-/// are merged one level down (`aws`, `cloud`), so the envelope's `aws.cloudwatch` sits
-/// next to an inner format's `aws.cloudtrail`.
-fn merge(into: &mut Event, from: Event) {
-    for (key, value) in from.root().iter() {
-        merge_value(into, key, value);
-    }
-}
-
-fn merge_value(into: &mut Event, top: &str, value: &Value) {
-    match (top, value) {
-        ("aws", Value::Obj(m)) => {
-            for (k, v) in m.iter() {
-                if into.get(&format!("aws.{k}")).is_none() {
-                    into.set_dyn("aws", k, v.clone());
-                }
-            }
-        }
-        ("cloud", Value::Obj(m)) => {
-            for (k, v) in m.iter() {
-                if into.get(&format!("cloud.{k}")).is_none() {
-                    into.set_dyn("cloud", k, v.clone());
-                }
-            }
-        }
-        ("event", Value::Obj(m)) => {
-            for (k, v) in m.iter() {
-                if into.get(&format!("event.{k}")).is_none() {
-                    into.set_dyn("event", k, v.clone());
-                }
-            }
-        }
-        (k, v) => {
-            if into.get(k).is_none() {
-                into.set_dyn("", k, v.clone());
-            }
-        }
-    }
 }
 
 pub(crate) fn truncate_at_char(s: &str, max: usize) -> &str {
