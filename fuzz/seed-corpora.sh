@@ -15,8 +15,6 @@ declare -A kinds=(
   [vpc_flow]="vpc-flow vpc-flow-custom" [cloudtrail]="cloudtrail" [waf]="waf"
   [guardduty]="guardduty" [route53_resolver]="route53-resolver"
   [network_firewall]="network-firewall" [ndjson]="ndjson" [lines]="lines"
-  [cloudwatch_logs]="cloudwatch-logs" [aws_config]="aws-config" [redshift_audit]="redshift-audit"
-  [eventbridge]="eventbridge" [securityhub]="securityhub"
 )
 for target in "${!kinds[@]}"; do
   mkdir -p "$corpus/$target"
@@ -52,11 +50,6 @@ keys = {
   "guardduty": "AWSLogs/123456789012/GuardDuty/us-east-1/2024/03/15/x.jsonl.gz",
   "route53-resolver": "AWSLogs/123456789012/vpcdnsquerylogs/vpc-1/2024/03/15/x.log.gz",
   "network-firewall": "AWSLogs/123456789012/network-firewall/alert/us-east-1/fw/2024/03/15/00/x.log.gz",
-  "cloudwatch-logs": "firehose/cwl/2024/03/15/00/cwl-to-s3-1-2024-03-15-00-05-00-x",
-  "aws-config": "AWSLogs/123456789012/Config/us-east-1/2024/3/15/ConfigHistory/x.json.gz",
-  "redshift-audit": "AWSLogs/123456789012/redshift/us-east-1/2024/03/15/123456789012_redshift_us-east-1_c_connectionlog_2024-03-15T00:05.gz",
-  "eventbridge": "firehose/events/2024/03/15/00/events-to-s3-1-2024-03-15-00-05-00-x",
-  "securityhub": "firehose/securityhub/2024/03/15/00/findings-to-s3-1-2024-03-15-00-05-00-x",
   "ndjson": "apps/checkout/part-0000.json",
   "lines": "apps/legacy/messages.log",
 }

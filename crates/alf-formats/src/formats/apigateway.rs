@@ -21,7 +21,7 @@ use time::macros::format_description;
 
 use crate::driver::ObjectParse;
 use crate::event::{Event, Value};
-use crate::formats::cloudtrail::json_records::{snake_case, snake_keys};
+use crate::readers::json_records::{snake_case, snake_keys};
 use crate::util;
 
 /// A JSON access log record: a request id plus a method or route and a client address.

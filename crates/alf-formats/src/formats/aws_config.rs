@@ -13,33 +13,48 @@
 //! `ConfigWritabilityCheckFile` (Config's test that it may write to the bucket) holds
 //! no items: it is skipped, with the reason in the object's stats.
 
-use std::io::BufRead;
-
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ObjectParse, ParseError, RecordError};
+use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
-use crate::formats::cloudtrail::json_records::{
-    self, JsonMap, snake_case, snake_keys, take_string,
-};
+use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule};
 use crate::util;
-
-const WRAPPERS: &[&str] = &["configurationItems"];
 
 /// Marker in the key of Config's bucket write test.
 pub(crate) const WRITABILITY_CHECK: &str = "ConfigWritabilityCheckFile";
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    if cx.object.key.contains(WRITABILITY_CHECK) {
-        cx.stats.skipped = Some("AWS Config writability check file: no configuration items".into());
-        return Ok(());
-    }
-    json_records::parse_records(reader, cx, sink, WRAPPERS, &mut map_item)
-}
+/// Configuration history and snapshot files.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "aws-config",
+    dataset: "aws.config",
+    example_key: "AWSLogs/123456789012/Config/us-east-1/2024/3/15/ConfigHistory/123456789012_Config_us-east-1_ConfigHistory_AWS::EC2::SecurityGroup_20240315T000000Z_20240315T010000Z_1.json.gz",
+    key_clues: &[KeyClue {
+        rank: 5,
+        layout: "AWSLogs/<account>/Config/",
+        matches: |k| {
+            k.key.contains("/Config/")
+                && (k.key.contains("/ConfigHistory/")
+                    || k.key.contains("/ConfigSnapshot/")
+                    || k.file_name.contains(WRITABILITY_CHECK))
+        },
+    }],
+    content_clues: &[ContentClue {
+        rank: 5,
+        what: "{\"configurationItems\": [...]}",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"configurationItems\""),
+    }],
+    skip: Some(SkipRule {
+        key_contains: WRITABILITY_CHECK,
+        reason: "AWS Config writability check file: no configuration items",
+    }),
+    options: &[],
+    reader: Reader::JsonRecords {
+        wrappers: &["configurationItems"],
+        map: map_item,
+    },
+};
 
 /// `event.type` of a configuration item status.
 fn event_type(status: &str) -> &'static str {
@@ -51,7 +66,7 @@ fn event_type(status: &str) -> &'static str {
     }
 }
 
-fn map_item(_cx: &ObjectParse<'_>, mut item: JsonMap) -> Result<Event, RecordError> {
+fn map_item(_cx: &LineContext<'_>, mut item: JsonMap) -> Result<Event, RecordError> {
     let mut ev = Event::new();
     ev.set("event.kind", "state");
     ev.set(

@@ -35,7 +35,42 @@ use crate::driver::{EventSink, ORIGINAL_KEEP, ObjectParse, ParseError, RecordErr
 use crate::event::{Event, Value};
 use crate::formats::cloudwatch_inner::{self, Origin};
 use crate::formats::json_stream::{Item, MAX_VALUE, ValueReader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
+
+/// CloudWatch Logs through Firehose (no key marker: recognised by content) and export
+/// tasks (recognised by key).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "cloudwatch-logs",
+    dataset: "aws.cloudwatch_logs",
+    example_key: "exportedlogs/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/2024/03/15/[$LATEST]0a1b2c3d4e5f60718293a4b5c6d7e8f9/000000.gz",
+    key_clues: &[KeyClue {
+        rank: 5,
+        layout: "<prefix>/<export task id>/<log stream>/000000.gz",
+        matches: |k| export_log_stream(k.key).is_some(),
+    }],
+    content_clues: &[
+        ContentClue {
+            rank: 5,
+            what: "CloudWatch Logs subscription document",
+            first_line: FirstLine::Json,
+            matches: |line| {
+                line.contains("\"messageType\"")
+                    && (line.contains("\"logEvents\"") || line.contains("\"logGroup\""))
+            },
+        },
+        ContentClue {
+            rank: 0,
+            what: "gzip inside gzip (Firehose over CloudWatch Logs)",
+            // The gzip magic 1f 8b, as the lossy text the detector sees.
+            first_line: FirstLine::Text,
+            matches: |line| line.starts_with("\u{1f}\u{fffd}"),
+        },
+    ],
+    skip: None,
+    options: &[],
+    reader: Reader::Object(parse),
+};
 
 /// Gzip layers inflated inside the reader (Firehose compression on top of CloudWatch's).
 const MAX_GZIP_LAYERS: u8 = 2;

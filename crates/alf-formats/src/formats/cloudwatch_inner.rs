@@ -17,12 +17,9 @@
 use serde_json::Value as J;
 
 use crate::Format;
-use crate::driver::{LineContext, LineParser, ObjectParse, RecordError};
+use crate::driver::{LineContext, ObjectParse, RecordError};
 use crate::event::{Event, Value};
-use crate::formats::{
-    apigateway, cloudtrail, eks_audit, lambda, network_firewall, rds, route53_public,
-    route53_resolver, vpc_flow, waf,
-};
+use crate::formats::{apigateway, eks_audit, lambda, rds, route53_public};
 use crate::util;
 
 /// Where a message was logged: from the subscription envelope or the export key.
@@ -96,26 +93,16 @@ fn by_json_content(
 ) -> Result<Event, RecordError> {
     let has = |k: &str| m.contains_key(k);
     if has("eventVersion") && has("eventSource") {
-        return as_format(Format::CloudTrail, cloudtrail::map_record(cx, m));
+        return known_format(cx, Format::CloudTrail, text);
     }
     if has("terminatingRuleId") || has("httpSourceName") {
-        return line_format(cx, Format::Waf, &mut waf::WafParser, text);
+        return known_format(cx, Format::Waf, text);
     }
     if has("firewall_name") && has("event") {
-        return line_format(
-            cx,
-            Format::NetworkFirewall,
-            &mut network_firewall::NetworkFirewallParser,
-            text,
-        );
+        return known_format(cx, Format::NetworkFirewall, text);
     }
     if has("query_name") && has("query_type") {
-        return line_format(
-            cx,
-            Format::Route53Resolver,
-            &mut route53_resolver::Route53ResolverParser,
-            text,
-        );
+        return known_format(cx, Format::Route53Resolver, text);
     }
     if eks_audit::is_audit_event(&m) {
         return eks_audit::map(cx, None, m);
@@ -138,12 +125,7 @@ fn by_text_content(
         return Ok(lambda::map(None, text, None));
     }
     if is_vpc_flow_record(text) {
-        return line_format(
-            cx,
-            Format::VpcFlow,
-            &mut vpc_flow::VpcFlowParser::new(None),
-            text,
-        );
+        return known_format(cx, Format::VpcFlow, text);
     }
     if route53_public::looks_like(text) {
         return route53_public::map(cx, None, text);
@@ -167,24 +149,9 @@ fn is_vpc_flow_record(text: &str) -> bool {
         && (fields[2].starts_with("eni-") || fields[2] == "-")
 }
 
-/// Labels a known format's event with that format's dataset.
-fn as_format(format: Format, mapped: Result<Event, RecordError>) -> Result<Event, RecordError> {
-    match mapped {
-        Ok(mut ev) => {
-            ev.set("event.dataset", format.dataset());
-            Ok(ev)
-        }
-        Err(e) => Err(RecordError::Other(format!("{} record: {e}", format.name()))),
-    }
-}
-
-/// Runs a line-oriented format's parser on one message.
-fn line_format(
-    cx: &ObjectParse<'_>,
-    format: Format,
-    parser: &mut dyn LineParser,
-    text: &str,
-) -> Result<Event, RecordError> {
+/// Parses one record of a format this crate reads from S3 with that format's own
+/// record parser, and labels it with that format's dataset.
+fn known_format(cx: &ObjectParse<'_>, format: Format, text: &str) -> Result<Event, RecordError> {
     let lcx = LineContext {
         enricher: cx.enricher,
         options: cx.options,
@@ -192,12 +159,21 @@ fn line_format(
         line: cx.stats.records,
     };
     let mut out = Vec::with_capacity(1);
-    let mapped = match parser.parse_line(text, &lcx, &mut out) {
+    let mapped = match format
+        .record_parser(cx.object, cx.options)
+        .parse(text, &lcx, &mut out)
+    {
         Ok(true) if !out.is_empty() => Ok(out.swap_remove(0)),
         Ok(_) => Err(RecordError::Other("header line, not a record".into())),
         Err(e) => Err(e),
     };
-    as_format(format, mapped)
+    match mapped {
+        Ok(mut ev) => {
+            ev.set("event.dataset", format.dataset());
+            Ok(ev)
+        }
+        Err(e) => Err(RecordError::Other(format!("{} record: {e}", format.name()))),
+    }
 }
 
 /// `aws.<service>` for `/aws/<service>/...` groups, `aws.application` otherwise.

@@ -13,7 +13,7 @@ use serde_json::Value as J;
 
 use crate::driver::{ObjectParse, RecordError};
 use crate::event::{Event, Value};
-use crate::formats::cloudtrail::json_records::snake_keys;
+use crate::readers::json_records::snake_keys;
 use crate::util;
 
 /// A Kubernetes audit event.

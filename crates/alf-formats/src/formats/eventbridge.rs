@@ -22,13 +22,37 @@ use std::io::BufRead;
 use serde_json::Value as J;
 
 use crate::Format;
-use crate::driver::{EventSink, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
+use crate::driver::{EventSink, LineContext, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
-use crate::formats::cloudtrail::json_records::{JsonMap, snake_keys, take_object, take_string};
+use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
 use crate::formats::cloudwatch::truncate_at_char;
 use crate::formats::json_stream::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
+
+/// EventBridge events delivered by Firehose (no key marker: recognised by content).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "eventbridge",
+    dataset: "aws.eventbridge",
+    example_key: "firehose/events/2024/03/15/00/events-to-s3-1-2024-03-15-00-05-00-1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+    key_clues: &[],
+    content_clues: &[ContentClue {
+        // Before CloudTrail's and GuardDuty's clues: a Firehose stream of EventBridge
+        // events mixes kinds, and only this reader takes them all.
+        rank: 5,
+        what: "EventBridge event",
+        first_line: FirstLine::Json,
+        matches: |line| {
+            line.contains("\"detail-type\"")
+                && line.contains("\"source\"")
+                && line.contains("\"account\"")
+        },
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::Object(parse),
+};
 
 pub fn parse(
     reader: &mut dyn BufRead,
@@ -135,7 +159,7 @@ fn route(cx: &ObjectParse<'_>, value: J) -> Routed {
         }
         Some("GuardDuty Finding") => {
             let raw = J::Object(m.clone());
-            let mapped = guardduty::map_finding(cx, m).map(|mut ev| {
+            let mapped = guardduty::map_finding(&line_context(cx), m).map(|mut ev| {
                 ev.set("event.dataset", Format::GuardDuty.dataset());
                 ev
             });
@@ -143,7 +167,7 @@ fn route(cx: &ObjectParse<'_>, value: J) -> Routed {
         }
         Some("AWS API Call via CloudTrail") | Some("AWS Console Sign In via CloudTrail") => {
             let raw = J::Object(m.clone());
-            let mapped = cloudtrail::map_record(cx, m).map(|mut ev| {
+            let mapped = cloudtrail::map_record(&line_context(cx), m).map(|mut ev| {
                 ev.set("event.dataset", Format::CloudTrail.dataset());
                 ev
             });
@@ -172,6 +196,16 @@ fn route(cx: &ObjectParse<'_>, value: J) -> Routed {
                 J::Object(m),
             )]
         }
+    }
+}
+
+/// What the record mappers of other formats may look at.
+fn line_context<'a>(cx: &'a ObjectParse<'_>) -> LineContext<'a> {
+    LineContext {
+        enricher: cx.enricher,
+        options: cx.options,
+        object: cx.object,
+        line: cx.stats.records,
     }
 }
 

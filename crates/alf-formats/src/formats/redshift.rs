@@ -25,7 +25,47 @@ use time::{Date, Month, PrimitiveDateTime, Time};
 
 use crate::driver::{EventSink, MAX_LINE, ObjectParse, ParseError, RecordError, read_line_bounded};
 use crate::event::{Event, Value};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
+
+/// Connection, user and user activity logs.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "redshift-audit",
+    dataset: "aws.redshift",
+    example_key: "AWSLogs/123456789012/redshift/us-east-1/2024/03/15/123456789012_redshift_us-east-1_analytics_connectionlog_2024-03-15T00:05.gz",
+    key_clues: &[KeyClue {
+        rank: 5,
+        layout: "AWSLogs/<account>/redshift/",
+        matches: |k| k.key.contains("/redshift/") && LogType::from_key(k.key).is_some(),
+    }],
+    content_clues: &[
+        ContentClue {
+            rank: 5,
+            what: "Redshift user activity record",
+            first_line: FirstLine::Text,
+            matches: |line| line.starts_with('\'') && line.contains(" UTC [ db="),
+        },
+        ContentClue {
+            rank: 5,
+            what: "Redshift connection record",
+            first_line: FirstLine::Text,
+            matches: |line| {
+                line.contains('|')
+                    && matches!(
+                        line.split('|').next().unwrap_or("").trim_end(),
+                        "authenticated"
+                            | "authentication failure"
+                            | "initiating session"
+                            | "disconnecting session"
+                            | "set application_name"
+                    )
+            },
+        },
+    ],
+    skip: None,
+    options: &[],
+    reader: Reader::Object(parse),
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LogType {

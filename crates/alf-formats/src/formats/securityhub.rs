@@ -19,8 +19,27 @@ use serde_json::Value as J;
 
 use crate::driver::{EventSink, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
-use crate::formats::cloudtrail::json_records::{JsonMap, snake_case, snake_keys, take_string};
+use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
+
+/// ASFF findings: Security Hub exports, or EventBridge batches (see
+/// [`eventbridge`](super::eventbridge), which reads both).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "securityhub",
+    dataset: "aws.securityhub_findings",
+    example_key: "firehose/securityhub/2024/03/15/00/findings-to-s3-1-2024-03-15-00-05-00-2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+    key_clues: &[],
+    content_clues: &[ContentClue {
+        rank: 5,
+        what: "ASFF finding",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"SchemaVersion\"") && line.contains("\"ProductArn\""),
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::Object(parse),
+};
 
 pub fn parse(
     reader: &mut dyn BufRead,
