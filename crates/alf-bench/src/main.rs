@@ -25,7 +25,8 @@ const USAGE: &str = "usage:
   alf-bench gen <kind> --records N [--gzip] [--seed S] -o FILE
   alf-bench run <kind> [--records N] [--gzip] [--repeat K] [--seed S]
   alf-bench formats
-kinds: cloudfront s3-access elb vpc-flow vpc-flow-custom cloudtrail waf guardduty route53-resolver network-firewall ndjson lines";
+kinds: cloudfront s3-access elb vpc-flow vpc-flow-custom cloudtrail waf guardduty route53-resolver network-firewall
+       cloudwatch-logs aws-config redshift-audit eventbridge securityhub ndjson lines";
 
 struct Args {
     command: String,
