@@ -1546,6 +1546,7 @@ linger_ms = 1000000
     /// The only test touching the process environment (tests run in parallel threads,
     /// so the variable names are unique to this test).
     #[test]
+    #[allow(unsafe_code)] // std::env::set_var: see the SAFETY notes.
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alf.toml");
