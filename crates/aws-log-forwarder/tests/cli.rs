@@ -311,7 +311,11 @@ fn check_config_reports_every_error_at_once() {
 fn unknown_keys_are_errors_with_a_suggestion() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alf.toml");
-    std::fs::write(&path, format!("{CONFIG}gzipp = false\n[batch]\nlinger = 5\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{CONFIG}gzipp = false\n[batch]\nlinger = 5\n"),
+    )
+    .unwrap();
     let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
