@@ -6,9 +6,12 @@
 //! * [`Serializer`]: the event sink the daemon's hot path amounts to (serialize each
 //!   event with redaction into a reused buffer), shared by the benchmarks.
 //! * [`gzip`]: compression helper for the decompression and pipeline benchmarks.
+//! * [`alloc`]: the counting global allocator of the `run` harness and the daemon's
+//!   memory tests.
 //!
 //! The benchmarks themselves live in `benches/` (criterion).
 
+pub mod alloc;
 pub mod clock;
 pub mod generate;
 pub mod pools;
