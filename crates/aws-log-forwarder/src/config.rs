@@ -442,7 +442,10 @@ pub enum DeadLetterTarget {
         max_file_bytes: u64,
     },
     /// One gzipped NDJSON object per rejected batch under `s3://bucket/prefix`.
-    S3 { s3_bucket: String, s3_prefix: String },
+    S3 {
+        s3_bucket: String,
+        s3_prefix: String,
+    },
 }
 
 impl DeadLetterSettings {

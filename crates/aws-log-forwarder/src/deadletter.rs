@@ -399,7 +399,7 @@ mod tests {
         assert!(second["intake_status"].is_null());
     }
 
-    fn config(extra: &str) -> Result<crate::Config, crate::config::ConfigError> {
+    fn config(extra: &str) -> Result<crate::Config, crate::config::ConfigErrors> {
         crate::Config::from_toml_str(&format!(
             "[sqs]\nqueue_url = \"http://127.0.0.1:1/000000000000/q\"\n[intake]\nurl = \"https://intake.sekoia.io\"\nkey = \"k\"\n{extra}"
         ))
@@ -436,7 +436,7 @@ mod tests {
             ),
             (
                 "max_event_bytes = 10",
-                "intake.max_event_bytes: 10 is out of range (expected between 1024 and 104857600)",
+                "intake.max_event_bytes: 10 is out of range (expected 0 for the protocol's limit, or between 1024 and 104857600)",
             ),
             (
                 "[intake.elasticsearch_indices]\n\"aws.waf\" = \"a\\\"b\"",
