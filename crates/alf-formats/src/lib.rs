@@ -12,6 +12,7 @@
 //!   dropped) and is reported to [`EventSink::malformed`].
 //! * [`Event::write_json`] serializes with [`Redactor`] applied to every string.
 
+pub mod columnar;
 pub mod detect;
 pub mod driver;
 pub mod enrich;
@@ -45,12 +46,14 @@ pub enum Format {
     GuardDuty,
     Route53Resolver,
     NetworkFirewall,
+    /// Amazon Security Lake: OCSF records (Parquet, or JSON lines).
+    SecurityLake,
     Ndjson,
     Lines,
 }
 
 impl Format {
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 12] = [
         Format::CloudFront,
         Format::S3Access,
         Format::Elb,
@@ -60,6 +63,7 @@ impl Format {
         Format::GuardDuty,
         Format::Route53Resolver,
         Format::NetworkFirewall,
+        Format::SecurityLake,
         Format::Ndjson,
         Format::Lines,
     ];
@@ -76,6 +80,7 @@ impl Format {
             Format::GuardDuty => "guardduty",
             Format::Route53Resolver => "route53-resolver",
             Format::NetworkFirewall => "network-firewall",
+            Format::SecurityLake => "security-lake",
             Format::Ndjson => "ndjson",
             Format::Lines => "lines",
         }
@@ -93,6 +98,7 @@ impl Format {
             Format::GuardDuty => "aws.guardduty",
             Format::Route53Resolver => "aws.route53_resolver_logs",
             Format::NetworkFirewall => "aws.firewall_logs",
+            Format::SecurityLake => "aws.security_lake",
             Format::Ndjson => "aws.ndjson",
             Format::Lines => "aws.lines",
         }
@@ -108,7 +114,7 @@ impl fmt::Display for Format {
 /// An unknown format name.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "unknown format `{0}` (expected one of: cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf, guardduty, route53-resolver, network-firewall, ndjson, lines)"
+    "unknown format `{0}` (expected one of: cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf, guardduty, route53-resolver, network-firewall, security-lake, ndjson, lines)"
 )]
 pub struct UnknownFormat(pub String);
 

@@ -16,6 +16,7 @@ pub mod ndjson;
 pub mod network_firewall;
 pub mod route53_resolver;
 pub mod s3_access;
+pub mod security_lake;
 pub mod vpc_flow;
 pub mod waf;
 
@@ -36,6 +37,7 @@ pub fn parse(
         Format::GuardDuty => guardduty::parse(reader, cx, sink),
         Format::Route53Resolver => route53_resolver::parse(reader, cx, sink),
         Format::NetworkFirewall => network_firewall::parse(reader, cx, sink),
+        Format::SecurityLake => security_lake::parse(reader, cx, sink),
         Format::Ndjson => ndjson::parse(reader, cx, sink),
         Format::Lines => lines::parse(reader, cx, sink),
     }

@@ -286,6 +286,10 @@ pub fn aws_key(format: alf_formats::Format, unique: &str) -> String {
             "{unique}/AWSLogs/{acct}/network-firewall/alert/us-east-1/test-fw/2024/05/01/12/\
              {acct}_network-firewall_alert_us-east-1_test-fw_20240501T1200Z_1a2b3c4d.log.gz"
         ),
+        Format::SecurityLake => format!(
+            "{unique}/ext/aws/VPC_FLOW/2.0/region=us-east-1/accountId={acct}/eventDay=20240501/\
+             part-0.ndjson.gz"
+        ),
         Format::Ndjson => format!("{unique}/app/events-2024-05-01.ndjson.gz"),
         Format::Lines => format!("{unique}/app/syslog-2024-05-01.log.gz"),
     }
