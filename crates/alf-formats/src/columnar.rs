@@ -196,6 +196,37 @@ pub fn parse_parquet<R: ChunkReader + 'static>(
     enricher: &Enricher,
     sink: &mut dyn EventSink,
 ) -> Result<ParquetParsed, ParquetError> {
+    // The Parquet decoder is third-party code fed untrusted bytes: should it panic on
+    // some damaged page, that is an unreadable object, not a crashed process. (The
+    // sink may have taken some events; the object fails as a whole either way.)
+    let run = std::panic::AssertUnwindSafe(|| {
+        read_rows(reader, forced, object, options, limits, enricher, sink)
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(ParquetError::new(
+                object,
+                ParquetErrorKind::Unreadable(format!("the Parquet decoder failed: {what}")),
+            ))
+        }
+    }
+}
+
+fn read_rows<R: ChunkReader + 'static>(
+    reader: R,
+    forced: Option<Format>,
+    object: &ObjectInfo,
+    options: &ParseOptions,
+    limits: &ParquetLimits,
+    enricher: &Enricher,
+    sink: &mut dyn EventSink,
+) -> Result<ParquetParsed, ParquetError> {
     let fail = |kind| ParquetError::new(object, kind);
     let unreadable =
         |e: parquet::errors::ParquetError| fail(ParquetErrorKind::Unreadable(e.to_string()));
