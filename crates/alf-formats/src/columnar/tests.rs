@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::{Value as J, json};
 
-use super::write::{Codec, vpc_flow_text_to_parquet, write_json_records};
+use super::write::{Codec, OCSF_SCHEMA, vpc_flow_text_to_parquet, write_json_records};
 use super::*;
 use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
 
@@ -212,53 +212,6 @@ fn cloudfront_parquet_maps_like_the_w3c_form() {
     assert!(events[0]["user_agent"]["original"].as_str().is_some());
     assert_eq!(positionless(events), positionless(text));
 }
-
-/// A schema covering the attributes of the Security Lake classes the mapping reads.
-const OCSF_SCHEMA: &str = "message ocsf {
-  optional int32 class_uid; optional binary class_name (UTF8);
-  optional int32 category_uid; optional int32 activity_id; optional binary activity_name (UTF8);
-  optional int64 type_uid; optional int32 severity_id; optional binary severity (UTF8);
-  optional int32 status_id; optional binary status (UTF8); optional binary status_detail (UTF8);
-  optional int64 time (TIMESTAMP_MILLIS); optional int64 start_time; optional int64 end_time;
-  optional binary message (UTF8); optional int32 action_id; optional binary action (UTF8);
-  optional group metadata {
-    optional binary version (UTF8); optional binary event_code (UTF8); optional binary uid (UTF8);
-    optional group product { optional binary name (UTF8); optional binary vendor_name (UTF8); optional binary version (UTF8); }
-    optional group profiles (LIST) { repeated group list { optional binary element (UTF8); } }
-  }
-  optional group cloud {
-    optional binary region (UTF8); optional binary provider (UTF8);
-    optional group account { optional binary uid (UTF8); }
-  }
-  optional group api {
-    optional binary operation (UTF8);
-    optional group service { optional binary name (UTF8); }
-    optional group response { optional binary error (UTF8); optional binary message (UTF8); }
-  }
-  optional group actor {
-    optional group user { optional binary name (UTF8); optional binary uid (UTF8); optional binary type (UTF8);
-      optional group account { optional binary uid (UTF8); } }
-  }
-  optional group src_endpoint { optional binary ip (UTF8); optional int32 port; optional binary hostname (UTF8);
-    optional binary instance_uid (UTF8); optional binary vpc_uid (UTF8); }
-  optional group dst_endpoint { optional binary ip (UTF8); optional int32 port; optional binary hostname (UTF8); }
-  optional group connection_info { optional int32 protocol_num; optional int32 direction_id; optional int32 tcp_flags; }
-  optional group traffic { optional int64 bytes; optional int64 packets; }
-  optional group http_request {
-    optional binary http_method (UTF8); optional binary user_agent (UTF8); optional binary version (UTF8);
-    optional group url { optional binary hostname (UTF8); optional binary path (UTF8); optional binary query_string (UTF8); optional binary url_string (UTF8); }
-  }
-  optional group http_response { optional int32 code; }
-  optional group query { optional binary hostname (UTF8); optional binary type (UTF8); optional binary class (UTF8); optional int64 packet_uid; }
-  optional binary rcode (UTF8);
-  optional group answers (LIST) { repeated group list { optional group element {
-    optional binary rdata (UTF8); optional binary type (UTF8); optional binary class (UTF8); optional int32 ttl; } } }
-  optional group finding_info { optional binary uid (UTF8); optional binary title (UTF8); optional binary desc (UTF8);
-    optional group types (LIST) { repeated group list { optional binary element (UTF8); } } }
-  optional group resources (LIST) { repeated group list { optional group element {
-    optional binary uid (UTF8); optional binary type (UTF8); optional binary region (UTF8); } } }
-  optional binary accountid (UTF8); optional binary region (UTF8); optional binary eventday (UTF8);
-}";
 
 fn common(class_uid: u32, source: &str) -> J {
     json!({

@@ -9,6 +9,7 @@
 //! int64, double, boolean), nested groups, and 3-level `LIST` groups whose JSON value is
 //! an array. JSON `null` or a missing key is a null.
 
+use std::borrow::Borrow;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -268,10 +269,10 @@ fn present(
 
 /// Writes `records` as a Parquet file of schema `message_type` to `out`, starting a new
 /// row group every `rows_per_group` records.
-pub fn write_json_records<'a, W: Write + Send>(
+pub fn write_json_records<W: Write + Send, R: Borrow<J>>(
     out: W,
     message_type: &str,
-    records: impl IntoIterator<Item = &'a J>,
+    records: impl IntoIterator<Item = R>,
     rows_per_group: usize,
     codec: Codec,
 ) -> Result<W, WriteError> {
@@ -297,6 +298,7 @@ pub fn write_json_records<'a, W: Write + Send>(
     let rows_per_group = rows_per_group.max(1);
     let mut pending = 0usize;
     for record in records {
+        let record = record.borrow();
         let mut start = 0;
         for field in schema.get_fields() {
             let n = leaf_count(field);
@@ -427,27 +429,7 @@ pub fn vpc_flow_text_to_parquet<W: Write + Send>(
         .next()
         .map(|h| h.split_whitespace().collect())
         .unwrap_or_default();
-    let records: Vec<J> = lines
-        .map(|line| {
-            let map: serde_json::Map<String, J> = header
-                .iter()
-                .zip(line.split_whitespace())
-                .map(|(name, value)| {
-                    let v = if value == "-" {
-                        J::Null
-                    } else if VPC_FLOW_INT32.contains(name) || VPC_FLOW_INT64.contains(name) {
-                        value
-                            .parse::<i64>()
-                            .map_or_else(|_| J::String(value.to_owned()), J::from)
-                    } else {
-                        J::String(value.to_owned())
-                    };
-                    (name.replace('-', "_"), v)
-                })
-                .collect();
-            J::Object(map)
-        })
-        .collect();
+    let records: Vec<J> = lines.map(|line| vpc_flow_record(&header, line)).collect();
     let out = write_json_records(
         out,
         &vpc_flow_message_type(&header),
@@ -457,3 +439,76 @@ pub fn vpc_flow_text_to_parquet<W: Write + Send>(
     )?;
     Ok((out, records.len()))
 }
+
+/// One flow log text record (fields named by `header`, as in the text header line) as
+/// the row AWS writes to Parquet: `-` is null, int/bigint fields are numbers.
+pub fn vpc_flow_record(header: &[&str], line: &str) -> J {
+    let map: serde_json::Map<String, J> = header
+        .iter()
+        .zip(line.split_whitespace())
+        .map(|(name, value)| {
+            let v = if value == "-" {
+                J::Null
+            } else if VPC_FLOW_INT32.contains(name) || VPC_FLOW_INT64.contains(name) {
+                value
+                    .parse::<i64>()
+                    .map_or_else(|_| J::String(value.to_owned()), J::from)
+            } else {
+                J::String(value.to_owned())
+            };
+            (name.replace('-', "_"), v)
+        })
+        .collect();
+    J::Object(map)
+}
+
+/// An OCSF schema covering the attributes of the Security Lake classes that
+/// [`crate::formats::security_lake`] maps (one union of API, Network, DNS, HTTP
+/// Activity and Detection Finding, with Security Lake's partition columns), for tests
+/// and generators. Real Security Lake files have one schema per source; the reader
+/// does not depend on any schema beyond `class_uid`.
+pub const OCSF_SCHEMA: &str = "message ocsf {
+  optional int32 class_uid; optional binary class_name (UTF8);
+  optional int32 category_uid; optional int32 activity_id; optional binary activity_name (UTF8);
+  optional int64 type_uid; optional int32 severity_id; optional binary severity (UTF8);
+  optional int32 status_id; optional binary status (UTF8); optional binary status_detail (UTF8);
+  optional int64 time (TIMESTAMP_MILLIS); optional int64 start_time; optional int64 end_time;
+  optional binary message (UTF8); optional int32 action_id; optional binary action (UTF8);
+  optional group metadata {
+    optional binary version (UTF8); optional binary event_code (UTF8); optional binary uid (UTF8);
+    optional group product { optional binary name (UTF8); optional binary vendor_name (UTF8); optional binary version (UTF8); }
+    optional group profiles (LIST) { repeated group list { optional binary element (UTF8); } }
+  }
+  optional group cloud {
+    optional binary region (UTF8); optional binary provider (UTF8);
+    optional group account { optional binary uid (UTF8); }
+  }
+  optional group api {
+    optional binary operation (UTF8);
+    optional group service { optional binary name (UTF8); }
+    optional group response { optional binary error (UTF8); optional binary message (UTF8); }
+  }
+  optional group actor {
+    optional group user { optional binary name (UTF8); optional binary uid (UTF8); optional binary type (UTF8);
+      optional group account { optional binary uid (UTF8); } }
+  }
+  optional group src_endpoint { optional binary ip (UTF8); optional int32 port; optional binary hostname (UTF8);
+    optional binary instance_uid (UTF8); optional binary vpc_uid (UTF8); }
+  optional group dst_endpoint { optional binary ip (UTF8); optional int32 port; optional binary hostname (UTF8); }
+  optional group connection_info { optional int32 protocol_num; optional int32 direction_id; optional int32 tcp_flags; }
+  optional group traffic { optional int64 bytes; optional int64 packets; }
+  optional group http_request {
+    optional binary http_method (UTF8); optional binary user_agent (UTF8); optional binary version (UTF8);
+    optional group url { optional binary hostname (UTF8); optional binary path (UTF8); optional binary query_string (UTF8); optional binary url_string (UTF8); }
+  }
+  optional group http_response { optional int32 code; }
+  optional group query { optional binary hostname (UTF8); optional binary type (UTF8); optional binary class (UTF8); optional int64 packet_uid; }
+  optional binary rcode (UTF8);
+  optional group answers (LIST) { repeated group list { optional group element {
+    optional binary rdata (UTF8); optional binary type (UTF8); optional binary class (UTF8); optional int32 ttl; } } }
+  optional group finding_info { optional binary uid (UTF8); optional binary title (UTF8); optional binary desc (UTF8);
+    optional group types (LIST) { repeated group list { optional binary element (UTF8); } } }
+  optional group resources (LIST) { repeated group list { optional group element {
+    optional binary uid (UTF8); optional binary type (UTF8); optional binary region (UTF8); } } }
+  optional binary accountid (UTF8); optional binary region (UTF8); optional binary eventday (UTF8);
+}";
