@@ -135,8 +135,19 @@ pub fn by_key(key: &str) -> Option<(Format, &'static str)> {
     if lower.contains("/elasticloadbalancing/") || name.contains("_elasticloadbalancing_") {
         return Some((Format::Elb, "AWSLogs/<account>/elasticloadbalancing/"));
     }
-    if lower.contains("/vpcflowlogs/") || name.contains("_vpcflowlogs_") {
+    if lower.contains("/vpcflowlogs/")
+        || name.contains("_vpcflowlogs_")
+        || lower.contains("aws-service=vpcflowlogs/")
+    {
         return Some((Format::VpcFlow, "AWSLogs/<account>/vpcflowlogs/"));
+    }
+    // Amazon Security Lake: `aws/<SOURCE>/<version>/region=.../accountId=.../eventDay=...`
+    // (also under `ext/` for custom sources).
+    if lower.contains("/region=") && lower.contains("/accountid=") && lower.contains("/eventday=") {
+        return Some((
+            Format::SecurityLake,
+            "Security Lake region=/accountId=/eventDay= partitions",
+        ));
     }
     if key.contains("/GuardDuty/") {
         return Some((Format::GuardDuty, "AWSLogs/<account>/GuardDuty/"));
@@ -229,6 +240,9 @@ fn json_kind(line: &str) -> (Format, &'static str) {
     if has("\"schemaVersion\"") && has("\"severity\"") && has("\"service\"") {
         return (Format::GuardDuty, "GuardDuty finding");
     }
+    if has("\"class_uid\"") && has("\"metadata\"") {
+        return (Format::SecurityLake, "OCSF record (class_uid, metadata)");
+    }
     // Standard logging (v2) with the JSON output format: the W3C column names as keys.
     if has("\"x-edge-location\"") || has("\"x-edge-request-id\"") {
         return (Format::CloudFront, "CloudFront JSON record");
@@ -286,6 +300,14 @@ mod tests {
             (
                 "AWSLogs/123/network-firewall/alert/2024/x.log.gz",
                 Format::NetworkFirewall,
+            ),
+            (
+                "aws/ROUTE53/2.0/region=eu-west-1/accountId=123456789012/eventDay=20240616/f.gz.parquet",
+                Format::SecurityLake,
+            ),
+            (
+                "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2024/month=06/day=16/x.log.gz",
+                Format::VpcFlow,
             ),
         ];
         for (key, want) in cases {
