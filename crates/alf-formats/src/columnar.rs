@@ -40,17 +40,19 @@ pub fn is_parquet(head: &[u8]) -> bool {
     head.starts_with(PARQUET_MAGIC)
 }
 
-/// Whether the key names a Parquet object: a `.parquet` name, or the Hive-style layouts
-/// of Parquet deliveries (`aws-account-id=.../aws-service=vpcflowlogs/...`) and of
-/// Amazon Security Lake (`aws/<SOURCE>/<version>/region=.../accountId=.../eventDay=...`).
+/// Whether the key names a Parquet object (`*.parquet`, maybe with a compression
+/// suffix), as AWS names them under every layout: `…/vpcflowlogs/…/x.log.parquet`,
+/// Hive-style `aws-account-id=…/aws-service=vpcflowlogs/…/x.log.parquet`, Security
+/// Lake's `…/eventDay=…/x.gz.parquet`. The partition prefixes alone say nothing: AWS
+/// writes text logs under the same layouts. For registries that route by key; the
+/// content (the `PAR1` magic, [`is_parquet`]) is what the daemon trusts.
 pub fn is_parquet_key(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    lower.ends_with(".parquet")
-        || lower.ends_with(".parquet.gz")
-        || lower.contains("aws-service=")
-        || (lower.contains("/region=")
-            && lower.contains("/accountid=")
-            && lower.contains("/eventday="))
+    let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    name.ends_with(".parquet")
 }
 
 /// Bounds on what one Parquet object may make the reader hold.
@@ -270,8 +272,11 @@ fn read_rows<R: ChunkReader + 'static>(
     // forward half an object and then fail on the same object on every redelivery.
     for index in 0..row_groups {
         let rg = metadata.row_group(index);
-        let declared =
-            u64::try_from(rg.total_byte_size().max(rg.compressed_size())).unwrap_or(u64::MAX);
+        let Ok(declared) = u64::try_from(rg.total_byte_size().max(rg.compressed_size())) else {
+            return Err(fail(ParquetErrorKind::Unreadable(format!(
+                "row group {index} declares a negative size"
+            ))));
+        };
         if declared > limits.max_row_group_bytes {
             return Err(fail(ParquetErrorKind::RowGroupTooLarge {
                 index,
@@ -298,8 +303,10 @@ fn read_rows<R: ChunkReader + 'static>(
             };
             match mapper.map(&row, &lcx) {
                 Ok(events) => {
+                    // `processing.keep_original`: the row's columns as JSON.
+                    let raw = options.keep_original.then(|| row_to_json(&row).to_string());
                     for (i, ev) in events.into_iter().enumerate() {
-                        cx.emit(sink, ev, row_no, i as u32, offset, None)
+                        cx.emit(sink, ev, row_no, i as u32, offset, raw.as_deref())
                             .map_err(|s| fail(ParquetErrorKind::Stopped(s)))?;
                     }
                 }

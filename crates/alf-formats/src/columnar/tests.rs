@@ -520,6 +520,10 @@ fn keys_of_parquet_deliveries_are_recognised() {
     assert!(!is_parquet_key(
         "AWSLogs/123/vpcflowlogs/eu-west-1/2024/06/16/x.log.gz"
     ));
+    // Text logs are written under the Hive-style layout too.
+    assert!(!is_parquet_key(
+        "AWSLogs/aws-account-id=123/aws-service=vpcflowlogs/aws-region=eu-west-1/x.log.gz"
+    ));
 }
 
 /// Deterministic byte flips all over valid files (footer, page headers, pages): every
