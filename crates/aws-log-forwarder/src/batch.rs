@@ -10,10 +10,21 @@
 //! Memory stays bounded: the channel holds a fixed number of chunks, the batcher one
 //! open batch, and at most `max_concurrent` batches are in flight; when all of that is
 //! full, the parsers block in `blocking_send` and stop reading their S3 streams.
+//!
+//! Nothing that carries events is dropped unnoticed: an [`EventChunk`] dropped before
+//! the batcher took its events, and a [`Batch`] dropped before it was settled (an
+//! aborted request task, a shutdown, a panic), fail their objects' acknowledgements,
+//! so the messages are released for redelivery at once instead of staying invisible
+//! (heartbeats keep them so) until the process restarts. A panic in a request task is
+//! caught and logged once.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -25,6 +36,9 @@ use crate::config::BatchSettings;
 use crate::metrics as m;
 
 /// Serialized events of one object, in order.
+///
+/// Dropped with events the batcher did not take ([`EventChunk::handed_over`] not
+/// called), it fails its object's acknowledgement: those events will never be sent.
 #[derive(Debug)]
 pub struct EventChunk {
     /// The events' JSON, concatenated.
@@ -32,6 +46,19 @@ pub struct EventChunk {
     /// End offset of each event in `data`.
     pub ends: Vec<usize>,
     pub ack: Arc<ObjectAck>,
+    /// The batcher copied the events into batches, which answer for them now.
+    handed_over: bool,
+}
+
+impl Drop for EventChunk {
+    fn drop(&mut self) {
+        if !self.handed_over && !self.ends.is_empty() {
+            self.ack.failed(
+                self.ends.len() as u64,
+                "events were dropped before reaching the intake (shutdown or a failed task)",
+            );
+        }
+    }
 }
 
 impl EventChunk {
@@ -40,7 +67,13 @@ impl EventChunk {
             data: Vec::with_capacity(capacity_bytes),
             ends: Vec::with_capacity(capacity_events),
             ack,
+            handed_over: false,
         }
+    }
+
+    /// Marks the events as taken over by batches (the batcher, once it copied them).
+    pub fn handed_over(&mut self) {
+        self.handed_over = true;
     }
 
     /// Appends one event written by `write`.
@@ -68,6 +101,11 @@ impl EventChunk {
 }
 
 /// A batch of serialized events and the objects they belong to.
+///
+/// It settles its events exactly once ([`Batch::acknowledge`] or
+/// [`Batch::settle_failure`]); dropped unsettled (its request task aborted or
+/// panicked, a shutdown), it fails them, so no object waits for events that will never
+/// be delivered.
 #[derive(Debug, Default)]
 pub struct Batch {
     data: Vec<u8>,
@@ -76,6 +114,21 @@ pub struct Batch {
     owners: Vec<(Arc<ObjectAck>, u64)>,
     /// Body bytes as the sender will encode them.
     body_bytes: usize,
+    /// The events were acknowledged or failed.
+    settled: AtomicBool,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if !self.settled.swap(true, Ordering::AcqRel) {
+            for (ack, n) in &self.owners {
+                ack.failed(
+                    *n,
+                    "a batch was dropped before the intake accepted it (shutdown or an aborted request)",
+                );
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -118,8 +171,19 @@ impl Batch {
         }
     }
 
-    /// Every event was accepted.
+    /// The objects with events in this batch (their labels, e.g. `s3://bucket/key`).
+    pub fn object_labels(&self) -> Vec<String> {
+        self.owners
+            .iter()
+            .map(|(ack, _)| ack.label().unwrap_or("(unnamed object)").to_owned())
+            .collect()
+    }
+
+    /// Every event was accepted. Only the first settlement counts.
     pub fn acknowledge(&self) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
         for (ack, n) in &self.owners {
             ack.delivered(*n);
         }
@@ -128,6 +192,9 @@ impl Batch {
     /// Delivery failed: `failed` lists the event indices that will never be delivered
     /// (`None`: all of them); the others were accepted.
     pub fn settle_failure(&self, failed: Option<&[usize]>, reason: &str) {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let Some(failed) = failed else {
             for (ack, n) in &self.owners {
                 ack.failed(*n, reason);
@@ -162,6 +229,17 @@ impl Batch {
     }
 }
 
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
 /// Why a batch was not (completely) delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryFailure {
@@ -174,6 +252,15 @@ pub struct DeliveryFailure {
 pub trait BatchSender: Send + Sync + 'static {
     /// How many request body bytes `event` adds (for `batch.max_bytes`).
     fn body_cost(&self, event: &[u8]) -> usize;
+    /// The largest request body the receiver takes; `batch.max_bytes` is capped to it.
+    fn max_body_bytes(&self) -> usize {
+        usize::MAX
+    }
+    /// A replacement for `event` when it is too large to be sent as is (truncated);
+    /// `None`: send it unchanged (the sender deals with events that still do not fit).
+    fn fit(&self, _event: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
     /// Delivers the batch, retrying as it sees fit; returns when done for good.
     fn send(&self, batch: Arc<Batch>) -> impl Future<Output = Result<(), DeliveryFailure>> + Send;
 }
@@ -207,6 +294,7 @@ pub async fn run_batcher<S: BatchSender>(
     sender: Arc<S>,
     abort: CancellationToken,
 ) {
+    let max_bytes = limits.max_bytes.min(sender.max_body_bytes()).max(1);
     let permits = Arc::new(Semaphore::new(limits.max_concurrent));
     let mut requests = JoinSet::new();
     let mut batch = Batch::default();
@@ -233,11 +321,13 @@ pub async fn run_batcher<S: BatchSender>(
                 }
             }
             chunk = rx.recv() => {
-                let Some(chunk) = chunk else { break };
+                let Some(mut chunk) = chunk else { break };
                 for event in chunk.events() {
+                    let fitted = sender.fit(event);
+                    let event = fitted.as_deref().unwrap_or(event);
                     let cost = sender.body_cost(event);
                     let full = batch.len() + 1 > limits.max_events
-                        || batch.body_bytes() + cost > limits.max_bytes;
+                        || batch.body_bytes() + cost > max_bytes;
                     if full && !batch.is_empty() {
                         deadline = None;
                         if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
@@ -252,7 +342,8 @@ pub async fn run_batcher<S: BatchSender>(
                         deadline = Some(Instant::now() + limits.linger);
                     }
                 }
-                if batch.len() >= limits.max_events || batch.body_bytes() >= limits.max_bytes {
+                chunk.handed_over();
+                if batch.len() >= limits.max_events || batch.body_bytes() >= max_bytes {
                     deadline = None;
                     if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
                         requests.abort_all();
@@ -308,17 +399,33 @@ async fn flush<S: BatchSender>(
     let sender = Arc::clone(sender);
     requests.spawn(async move {
         let _permit = permit;
-        match sender.send(Arc::clone(&batch)).await {
-            Ok(()) => {
+        // A panic in the sender must not leave the batch's objects waiting: catch it,
+        // log it once, and fail them so their messages are redelivered at once.
+        let sent = AssertUnwindSafe(sender.send(Arc::clone(&batch)))
+            .catch_unwind()
+            .await;
+        match sent {
+            Ok(Ok(())) => {
                 metrics::counter!(m::EVENTS_DELIVERED).increment(batch.len() as u64);
                 batch.acknowledge();
             }
-            Err(failure) => {
+            Ok(Err(failure)) => {
                 let failed = failure.failed.as_ref().map_or(batch.len(), Vec::len);
                 metrics::counter!(m::EVENTS_DELIVERED)
                     .increment((batch.len() - failed.min(batch.len())) as u64);
                 metrics::counter!(m::EVENTS_FAILED).increment(failed as u64);
                 batch.settle_failure(failure.failed.as_deref(), &failure.reason);
+            }
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                let objects: Vec<String> = batch.object_labels();
+                tracing::error!(
+                    events = batch.len(),
+                    objects = ?objects,
+                    "delivering a batch panicked: {message}; its objects are released for redelivery"
+                );
+                metrics::counter!(m::EVENTS_FAILED).increment(batch.len() as u64);
+                batch.settle_failure(None, &format!("delivering a batch panicked: {message}"));
             }
         }
     });
@@ -516,7 +623,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn abort_drops_pending_events_without_acknowledging() {
+    async fn abort_fails_the_events_it_drops_so_their_objects_are_released() {
         let (tx, rx) = mpsc::channel(4);
         let abort = CancellationToken::new();
         let sender = Arc::new(Recorder::default());
@@ -532,6 +639,119 @@ mod tests {
         abort.cancel();
         task.await.unwrap();
         assert!(sender.batches.lock().unwrap().is_empty());
-        assert_eq!(a.pending(), 1);
+        // Not left pending (the message would stay invisible until a restart): failed.
+        assert_eq!(a.pending(), 0);
+        assert!(
+            a.settled().await.unwrap_err().contains("dropped"),
+            "{:?}",
+            a.failure()
+        );
+    }
+
+    /// A sender that panics on every batch, as a bug in the delivery path would.
+    struct Panicking;
+
+    impl BatchSender for Panicking {
+        fn body_cost(&self, event: &[u8]) -> usize {
+            event.len()
+        }
+        async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
+            // The old Elasticsearch error path's bug: cutting a string inside a char.
+            let mut text = String::from_utf8_lossy(batch.event(0)).into_owned();
+            text.truncate(1);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_sender_fails_the_objects_at_once() {
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run_batcher(
+            rx,
+            limits(1, 1_000_000, 60_000),
+            Arc::new(Panicking),
+            CancellationToken::new(),
+        ));
+        let a = Arc::new(ObjectAck::for_object("s3://bucket/key.gz"));
+        tx.send(chunk(&a, &["\u{e9}t\u{e9}"])).await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), a.settled())
+            .await
+            .expect("the acknowledgement settles instead of hanging");
+        let reason = outcome.unwrap_err();
+        assert!(reason.contains("panicked"), "{reason}");
+        assert!(reason.contains("is_char_boundary"), "{reason}");
+        // The batcher survives the panic and delivers the next batch.
+        let b = Arc::new(ObjectAck::new());
+        tx.send(chunk(&b, &["x"])).await.unwrap();
+        assert_eq!(b.settled().await, Ok(()));
+        drop(tx);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropped_chunks_and_batches_fail_their_objects() {
+        let a = Arc::new(ObjectAck::new());
+        drop(chunk(&a, &["e1", "e2"]));
+        assert_eq!(a.pending(), 0);
+        assert!(a.settled().await.is_err());
+
+        let b = Arc::new(ObjectAck::new());
+        let mut handed = chunk(&b, &["e1"]);
+        handed.handed_over();
+        drop(handed);
+        assert_eq!(b.pending(), 1, "a handed-over chunk answers for nothing");
+
+        let mut batch = Batch::default();
+        batch.push(b"e1", 2, &b);
+        drop(batch);
+        assert!(b.settled().await.is_err());
+
+        let c = Arc::new(ObjectAck::new());
+        c.add_pending(1);
+        let mut batch = Batch::default();
+        batch.push(b"e1", 2, &c);
+        batch.acknowledge();
+        drop(batch);
+        assert_eq!(c.settled().await, Ok(()), "settled batches fail nothing");
+    }
+
+    /// Cuts `event` to its first 3 bytes when it is longer: stands for truncation.
+    struct Fitting;
+
+    impl BatchSender for Fitting {
+        fn body_cost(&self, event: &[u8]) -> usize {
+            event.len()
+        }
+        fn max_body_bytes(&self) -> usize {
+            6
+        }
+        fn fit(&self, event: &[u8]) -> Option<Vec<u8>> {
+            (event.len() > 3).then(|| event[..3].to_vec())
+        }
+        async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
+            let events: Vec<&[u8]> = batch.events().collect();
+            // Two 3-byte events at most: max_body_bytes caps batch.max_bytes.
+            assert!(events.len() <= 2, "{events:?}");
+            assert!(events.iter().all(|e| e.len() <= 3));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn fitted_events_and_the_body_limit_are_honoured() {
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run_batcher(
+            rx,
+            limits(100, 1_000_000, 60_000),
+            Arc::new(Fitting),
+            CancellationToken::new(),
+        ));
+        let a = Arc::new(ObjectAck::new());
+        tx.send(chunk(&a, &["abcdef", "ghijkl", "mno", "p"]))
+            .await
+            .unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(a.settled().await, Ok(()));
     }
 }

@@ -11,6 +11,13 @@
 //! queue's receive count, and a long enough outage would walk healthy messages into the
 //! dead-letter queue. An outage is a problem of the intake, not of the message.
 //!
+//! SQS caps a message's invisibility at 12 hours from its receipt: an outage longer
+//! than that lets SQS hand the message out again whatever the heartbeats ask. The
+//! batches in flight keep retrying; the new receipt (here or on another replica, once
+//! its circuit closes) counts one receive and its events arrive twice (duplicates,
+//! never losses: `event.id` is deterministic). So `maxReceiveCount` bounds outages of
+//! `maxReceiveCount` x 12 hours, not of minutes.
+//!
 //! State changes are logged once each (not per retry) and exported as a gauge.
 
 use std::sync::atomic::{AtomicU32, Ordering};

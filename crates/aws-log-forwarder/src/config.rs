@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use alf_formats::{DetectRule, Format};
+use alf_formats::{DetectRule, Format, FormatOptions};
 use serde::Serialize;
 
 /// Environment variables with this prefix override file settings
@@ -34,6 +34,7 @@ const SECTIONS: &[&str] = &[
     "batch",
     "log",
     "metrics",
+    "dead_letter",
 ];
 
 /// A configuration problem, phrased for the operator.
@@ -81,6 +82,34 @@ pub struct Config {
     pub batch: BatchSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub dead_letter: DeadLetterSettings,
+}
+
+/// Where events the intake rejects for good are kept (`[dead_letter]`): never dropped.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum DeadLetterSettings {
+    /// NDJSON files in a local directory (created if missing), a new file once the
+    /// current one reaches `max_file_bytes`.
+    Directory {
+        directory: PathBuf,
+        max_file_bytes: u64,
+    },
+    /// One gzipped NDJSON object per rejected batch under `s3://bucket/prefix`.
+    S3 {
+        s3_bucket: String,
+        s3_prefix: String,
+    },
+}
+
+/// What to do with an event larger than `intake.max_event_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizePolicy {
+    /// Cut its largest string fields (`event.original` first) and tag it `_truncated`.
+    Truncate,
+    /// Send it to the dead-letter sink untouched.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -127,8 +156,13 @@ pub struct FormatRule {
     pub key_regex: Option<String>,
     #[serde(serialize_with = "serialize_display")]
     pub format: Format,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vpc_flow_fields: Option<Vec<String>>,
+    /// The format's own options as written (e.g. `vpc_flow_fields`), shown by
+    /// `check-config`; what they mean is the format's business.
+    #[serde(flatten)]
+    pub options: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `options`, checked by the format.
+    #[serde(skip)]
+    pub format_options: FormatOptions,
 }
 
 fn serialize_display<T: fmt::Display, S: serde::Serializer>(
@@ -153,7 +187,7 @@ impl FormatsSettings {
                     .as_deref()
                     .and_then(|re| regex::Regex::new(re).ok()),
                 format: r.format,
-                vpc_flow_fields: r.vpc_flow_fields.clone(),
+                options: r.format_options.clone(),
             })
             .collect()
     }
@@ -252,9 +286,17 @@ pub struct IntakeSettings {
     pub max_retries: u32,
     pub retry_initial_backoff_ms: u64,
     pub retry_max_backoff_ms: u64,
+    /// Index or data stream template; `{dataset}` is replaced by the event's dataset
+    /// without its `aws.` prefix (`logs-aws.{dataset}-default` -> `logs-aws.cloudtrail-default`).
     pub elasticsearch_index: String,
+    /// Per-dataset overrides of `elasticsearch_index` (`"aws.cloudtrail" = "ct-stream"`).
+    pub elasticsearch_indices: std::collections::BTreeMap<String, String>,
     /// Batches sent at the same time (throughput over high-latency links).
     pub max_concurrent_requests: usize,
+    /// Largest event sent as is (serialized JSON bytes); Sekoia's intake refuses more
+    /// than 250,000 bytes per event.
+    pub max_event_bytes: usize,
+    pub oversize: OversizePolicy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -304,6 +346,8 @@ mod raw {
         pub log: Log,
         #[serde(default)]
         pub metrics: Metrics,
+        #[serde(default)]
+        pub dead_letter: DeadLetter,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -341,14 +385,16 @@ mod raw {
         pub rules: Vec<Rule>,
     }
 
+    /// Keys other than these four are the format's options, checked by the format
+    /// (an unknown one is an error there).
     #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
     pub struct Rule {
         pub bucket: Option<String>,
         pub key_prefix: Option<String>,
         pub key_regex: Option<String>,
         pub format: Option<String>,
-        pub vpc_flow_fields: Option<Vec<String>>,
+        #[serde(flatten)]
+        pub options: std::collections::BTreeMap<String, serde_json::Value>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -366,7 +412,19 @@ mod raw {
         pub retry_initial_backoff_ms: Option<i64>,
         pub retry_max_backoff_ms: Option<i64>,
         pub elasticsearch_index: Option<String>,
+        pub elasticsearch_indices: Option<std::collections::BTreeMap<String, String>>,
         pub max_concurrent_requests: Option<i64>,
+        pub max_event_bytes: Option<i64>,
+        pub oversize: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeadLetter {
+        pub directory: Option<String>,
+        pub max_file_bytes: Option<i64>,
+        pub s3_bucket: Option<String>,
+        pub s3_prefix: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -608,6 +666,8 @@ impl Config {
             },
         };
 
+        let dead_letter = validate_dead_letter(raw.dead_letter)?;
+
         Ok(Config {
             aws,
             sqs,
@@ -617,6 +677,7 @@ impl Config {
             batch,
             log,
             metrics,
+            dead_letter,
         })
     }
 
@@ -634,7 +695,10 @@ impl Config {
             "retry_initial_backoff_ms": i.retry_initial_backoff_ms,
             "retry_max_backoff_ms": i.retry_max_backoff_ms,
             "elasticsearch_index": i.elasticsearch_index,
+            "elasticsearch_indices": i.elasticsearch_indices,
             "max_concurrent_requests": i.max_concurrent_requests,
+            "max_event_bytes": i.max_event_bytes,
+            "oversize": i.oversize,
         });
         if let (Some(key), Some(obj)) = (&i.key, intake.as_object_mut()) {
             obj.insert("key".into(), "***".into());
@@ -658,6 +722,7 @@ impl Config {
             "batch": to_value(serde_json::to_value(&self.batch)),
             "log": to_value(serde_json::to_value(&self.log)),
             "metrics": to_value(serde_json::to_value(&self.metrics)),
+            "dead_letter": to_value(serde_json::to_value(&self.dead_letter)),
         });
         drop_nulls(&mut root);
         root
@@ -745,26 +810,20 @@ fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {
             "a rule needs at least one of bucket, key_prefix or key_regex (a rule matching everything would hide automatic detection)",
         ));
     }
-    if let Some(fields) = &rule.vpc_flow_fields {
-        if format != Format::VpcFlow {
-            return Err(ConfigError::invalid(
-                key("vpc_flow_fields"),
-                format!("only applies to format = \"vpc-flow\", not \"{format}\""),
-            ));
-        }
-        if fields.is_empty() {
-            return Err(ConfigError::invalid(
-                key("vpc_flow_fields"),
-                "empty list (list the flow log fields in order, e.g. [\"version\", \"account-id\", ...])",
-            ));
-        }
-    }
+    let format_options =
+        format
+            .options_from(rule.options.clone())
+            .map_err(|errors| match errors.into_iter().next() {
+                Some(e) => ConfigError::invalid(key(&e.option), e.message),
+                None => ConfigError::invalid(format!("formats.rules[{i}]"), "invalid options"),
+            })?;
     Ok(FormatRule {
         bucket: rule.bucket,
         key_prefix: rule.key_prefix,
         key_regex: rule.key_regex,
         format,
-        vpc_flow_fields: rule.vpc_flow_fields,
+        options: rule.options,
+        format_options,
     })
 }
 
@@ -827,14 +886,39 @@ fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, 
             ),
         ));
     }
-    let elasticsearch_index =
-        non_empty(raw.elasticsearch_index).unwrap_or_else(|| "logs-aws-default".to_owned());
+    let elasticsearch_index = non_empty(raw.elasticsearch_index)
+        .unwrap_or_else(|| "logs-aws.{dataset}-default".to_owned());
     if elasticsearch_index.contains(['"', '\\', '\n']) {
         return Err(ConfigError::invalid(
             "intake.elasticsearch_index",
             "must not contain quotes, backslashes or line breaks",
         ));
     }
+    let elasticsearch_indices = raw.elasticsearch_indices.unwrap_or_default();
+    for (dataset, index) in &elasticsearch_indices {
+        if index.trim().is_empty() || index.contains(['"', '\\', '\n']) {
+            return Err(ConfigError::invalid(
+                format!("intake.elasticsearch_indices.{dataset}"),
+                "must be a non-empty index name without quotes, backslashes or line breaks",
+            ));
+        }
+    }
+    // Sekoia's HTTP intake refuses events over 250,000 bytes; the others have no
+    // documented limit, 1 MiB keeps a runaway record from stalling a batch.
+    let default_max_event_bytes = match protocol {
+        IntakeProtocol::Sekoia => 250_000usize,
+        IntakeProtocol::Ndjson | IntakeProtocol::Elasticsearch => 1 << 20,
+    };
+    let oversize = match non_empty(raw.oversize).as_deref() {
+        None | Some("truncate") => OversizePolicy::Truncate,
+        Some("dead_letter") => OversizePolicy::DeadLetter,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "intake.oversize",
+                format!("unknown policy `{other}` (expected truncate or dead_letter)"),
+            ));
+        }
+    };
     Ok(IntakeSettings {
         url,
         protocol,
@@ -858,6 +942,7 @@ fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, 
         retry_initial_backoff_ms,
         retry_max_backoff_ms,
         elasticsearch_index,
+        elasticsearch_indices,
         max_concurrent_requests: number(
             "intake.max_concurrent_requests",
             raw.max_concurrent_requests,
@@ -865,7 +950,52 @@ fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, 
             1,
             256,
         )?,
+        max_event_bytes: number(
+            "intake.max_event_bytes",
+            raw.max_event_bytes,
+            default_max_event_bytes,
+            1_024,
+            100 << 20,
+        )?,
+        oversize,
     })
+}
+
+/// `[dead_letter]`: a directory (default `dead-letter` under the working directory) or
+/// an S3 bucket, not both. Whether it can be written is checked at start-up
+/// ([`crate::deadletter::DeadLetterSink::open`]).
+fn validate_dead_letter(raw: raw::DeadLetter) -> Result<DeadLetterSettings, ConfigError> {
+    let directory = non_empty(raw.directory);
+    let max_file_bytes = number(
+        "dead_letter.max_file_bytes",
+        raw.max_file_bytes,
+        64u64 << 20,
+        4_096,
+        1 << 40,
+    )?;
+    match non_empty(raw.s3_bucket) {
+        Some(bucket) => {
+            if directory.is_some() {
+                return Err(ConfigError::invalid(
+                    "dead_letter.s3_bucket",
+                    "set either dead_letter.directory or dead_letter.s3_bucket, not both",
+                ));
+            }
+            let mut prefix =
+                non_empty(raw.s3_prefix).unwrap_or_else(|| "aws-log-forwarder/dead-letter/".into());
+            if !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            Ok(DeadLetterSettings::S3 {
+                s3_bucket: bucket,
+                s3_prefix: prefix.trim_start_matches('/').to_owned(),
+            })
+        }
+        None => Ok(DeadLetterSettings::Directory {
+            directory: PathBuf::from(directory.unwrap_or_else(|| "dead-letter".into())),
+            max_file_bytes,
+        }),
+    }
 }
 
 /// Resolves the intake key from exactly one of its three sources, trimmed (files and
@@ -1115,6 +1245,13 @@ key = "  secret-intake-key-123\n"
             ))
             .starts_with("formats.rules[0].vpc_flow_fields:")
         );
+        // Keys a rule does not have are the format's to refuse, by name.
+        assert!(
+            error_of(&rule("bucket = \"b\"\nformat = \"waf\"\nbukcet = \"c\""))
+                .starts_with("formats.rules[0].bukcet: unknown key")
+        );
+        // The options are shown as written.
+        assert!(ok.masked_toml().contains("vpc_flow_fields = ["));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::DaemonError;
 use crate::batch::{BatcherLimits, run_batcher};
 use crate::config::Config;
+use crate::deadletter::DeadLetterSink;
 use crate::intake::IntakeClient;
 use crate::metrics as m;
 use crate::pipeline::{MessageOutcome, Pipeline};
@@ -98,7 +99,13 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         _ = shutdown.cancelled() => return Ok(()),
         r = poller.check_access() => r?,
     };
-    let intake = Arc::new(IntakeClient::new(&config.intake)?);
+    let dead_letter = DeadLetterSink::open(&config.dead_letter, Some(s3_client.clone())).await?;
+    tracing::info!(
+        dead_letter = dead_letter.location(),
+        "dead-letter sink ready"
+    );
+    let intake =
+        Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
     tracing::info!(
         queue = poller.queue_url(),
         backlog,
@@ -141,7 +148,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         FormatDetector::new(config.formats.detect_rules()),
         ParseOptions {
             keep_original: config.processing.keep_original,
-            vpc_flow_fields: None,
+            ..ParseOptions::default()
         },
         config.processing.redact,
         config.processing.object_concurrency,

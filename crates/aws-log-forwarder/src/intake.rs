@@ -1,21 +1,46 @@
 //! The HTTP intake client: encodes a batch for the configured protocol, compresses it,
-//! POSTs it and retries what is worth retrying.
+//! POSTs it, and does not give up on it.
 //!
-//! Retried: connection errors, timeouts, 408, 429 (after `Retry-After` when given) and
-//! 5xx, with exponential backoff and full jitter (a random delay between zero and the
-//! exponential ceiling, so many forwarders recovering from the same outage do not
-//! retry in lock-step). Anything else (400, 401, 403, 413, redirects...) will fail the
-//! same way on every attempt, so it fails the batch at once and is logged loudly with
-//! the status and the first 512 bytes of the answer, never the key.
+//! Three kinds of answers, three behaviours:
 //!
-//! Elasticsearch `_bulk` answers 200 even when items fail: the per-item statuses are
-//! read, items rejected with 429/5xx are sent again alone, and items rejected for good
-//! fail only their own objects.
+//! - **The intake is down or busy** (connection errors, timeouts, 408, 429, 5xx): the
+//!   same request is retried with capped exponential backoff and full jitter (a random
+//!   delay between zero and the ceiling, so forwarders recovering from one outage do not
+//!   retry in lock-step), after `Retry-After` when the intake gives one, for as long as
+//!   it takes. Failing the batch instead would hand its messages back to SQS, and every
+//!   hand-back counts toward the queue's `maxReceiveCount`: a long outage would walk
+//!   healthy messages into the dead-letter queue. Every attempt is recorded in the
+//!   [`IntakeCircuit`], which opens after `intake.max_retries` failures in a row (the
+//!   daemon then stops receiving) and logs the opening and closing once each. Only a
+//!   shutdown (the batcher aborting the task) stops the retries.
+//! - **The intake refuses the request itself** (401, 403, 404, 405, 407, 415,
+//!   redirects): a configuration problem (key, URL, proxy) that no event can cause and
+//!   that the operator will fix; it is treated like an outage (retried, circuit), and
+//!   logged as an error naming the status, so the events wait instead of being
+//!   dead-lettered for a wrong key.
+//! - **The intake refuses the events** (400, 413, 422 and other 4xx): the batch is
+//!   split in halves and each half sent again, until the refused events stand alone;
+//!   everything else is delivered. An event refused alone goes to the
+//!   [`DeadLetterSink`] with the status and an excerpt of the answer (key masked) and
+//!   then counts as delivered (a 413 on a lone event is recorded as `oversize`).
+//!
+//! Elasticsearch `_bulk` answers 200 even when items fail: actions are `create` with
+//! `_id` = the event's `event.id`, so a redelivered event is refused as a duplicate with
+//! 409, which counts as delivered; items refused with 429/5xx are sent again alone;
+//! other item 4xx go to the dead-letter sink. The index (or data stream) is chosen per
+//! event from its `event.dataset`.
+//!
+//! Events larger than `intake.max_event_bytes` never reach the intake as they are: the
+//! batcher asks [`BatchSender::fit`], which truncates them ([`crate::oversize`]), and
+//! those that still do not fit (or all of them with `intake.oversize = "dead_letter"`)
+//! are dead-lettered here without being sent.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use rand::RngExt;
@@ -24,15 +49,23 @@ use serde::Deserialize;
 
 use crate::batch::{Batch, BatchSender, DeliveryFailure};
 use crate::circuit::IntakeCircuit;
-use crate::config::{IntakeKey, IntakeProtocol, IntakeSettings};
+use crate::config::{IntakeKey, IntakeProtocol, IntakeSettings, OversizePolicy};
+use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 use crate::metrics as m;
 
-/// Longest excerpt of an error answer that is logged.
+/// Longest excerpt of an error answer that is logged or dead-lettered.
 pub const EXCERPT_BYTES: usize = 512;
 /// Upper bound on a server's `Retry-After`, so a bogus value cannot park a batch for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// gzip level: 3 compresses JSON logs about as well as 6 at a fraction of the CPU.
 const GZIP_LEVEL: u32 = 3;
+/// Sekoia.io's HTTP intake refuses request bodies over 10 MiB; the envelope
+/// (`{"intake_key":…,"jsons":[…]}`) is kept out of the batch budget.
+pub const SEKOIA_MAX_BODY_BYTES: usize = (10 << 20) - 4_096;
+/// Histogram of intake request durations (seconds), by `status_class`.
+pub const REQUEST_DURATION: &str = "alf_intake_request_duration_seconds";
+/// Counter of events cut to fit `intake.max_event_bytes`.
+pub const EVENTS_TRUNCATED: &str = "alf_events_truncated_total";
 
 /// The client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -58,28 +91,71 @@ pub fn endpoint(url: &url::Url, protocol: IntakeProtocol) -> url::Url {
     out
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary:
+/// `String::truncate` at any other byte panics.
+pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if max >= s.len() {
+        return s.len();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// Cuts `s` to at most `max` bytes, on a char boundary.
+pub fn truncate_on_char_boundary(s: &mut String, max: usize) {
+    let end = floor_char_boundary(s, max);
+    s.truncate(end);
+}
+
+/// The fields of an event the Elasticsearch encoder needs: `event.id` (the `_id`,
+/// so a redelivered event is a 409 duplicate) and `event.dataset` (the index).
+#[derive(Deserialize, Default)]
+struct EventHead<'a> {
+    #[serde(borrow, default)]
+    event: Option<EventIds<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct EventIds<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    dataset: Option<Cow<'a, str>>,
+}
+
 /// Builds request bodies. Separate from the HTTP client so it can run on a blocking
 /// thread (encoding and compressing megabytes is CPU work).
 #[derive(Clone)]
 pub struct BodyEncoder {
     protocol: IntakeProtocol,
     key: Option<IntakeKey>,
-    es_action: Vec<u8>,
+    /// Elasticsearch index template (`{dataset}` placeholder) and per-dataset overrides.
+    es_index: String,
+    es_indices: std::collections::BTreeMap<String, String>,
+    /// Upper bound of an Elasticsearch action line, for [`BodyEncoder::cost`].
+    es_action_bytes: usize,
     gzip: bool,
 }
 
 impl BodyEncoder {
     pub fn new(settings: &IntakeSettings) -> Self {
-        let mut es_action = Vec::new();
-        es_action.extend_from_slice(b"{\"create\":{\"_index\":");
-        // The index name was checked for quotes and backslashes; serde_json escapes
-        // anything else.
-        let _ = serde_json::to_writer(&mut es_action, &settings.elasticsearch_index);
-        es_action.extend_from_slice(b"}}\n");
+        let longest_index = settings
+            .elasticsearch_indices
+            .values()
+            .map(String::len)
+            .chain([settings.elasticsearch_index.len() + 48])
+            .max()
+            .unwrap_or(64);
         BodyEncoder {
             protocol: settings.protocol,
             key: settings.key.clone(),
-            es_action,
+            es_index: settings.elasticsearch_index.clone(),
+            es_indices: settings.elasticsearch_indices.clone(),
+            // {"create":{"_index":"…","_id":"…"}}\n with an id of up to 96 bytes.
+            es_action_bytes: 36 + longest_index + 96,
             gzip: settings.gzip,
         }
     }
@@ -92,8 +168,39 @@ impl BodyEncoder {
                 event.len() + 3 + memchr::memchr2_iter(b'"', b'\\', event).count()
             }
             IntakeProtocol::Ndjson => event.len() + 1,
-            IntakeProtocol::Elasticsearch => self.es_action.len() + event.len() + 1,
+            IntakeProtocol::Elasticsearch => self.es_action_bytes + event.len() + 1,
         }
+    }
+
+    /// The index (or data stream) for an event of `dataset`: the per-dataset override,
+    /// else the template with `{dataset}` replaced by the dataset without `aws.`.
+    pub fn es_index_for(&self, dataset: Option<&str>) -> String {
+        let dataset = dataset.filter(|d| !d.is_empty()).unwrap_or("aws.unknown");
+        if let Some(index) = self.es_indices.get(dataset) {
+            return index.clone();
+        }
+        let short = dataset.strip_prefix("aws.").unwrap_or(dataset);
+        self.es_index.replace("{dataset}", short)
+    }
+
+    /// The `_bulk` action line for `event`.
+    fn es_action(&self, event: &[u8], cache: &mut HashMap<String, Vec<u8>>, out: &mut Vec<u8>) {
+        // An event that is not an object (never produced by the parsers) still gets an
+        // action line, without `_id`.
+        let head: EventHead<'_> = serde_json::from_slice(event).unwrap_or_default();
+        let ids = head.event.unwrap_or_default();
+        let dataset = ids.dataset.as_deref().unwrap_or("");
+        let prefix = cache.entry(dataset.to_owned()).or_insert_with(|| {
+            let mut p = b"{\"create\":{\"_index\":".to_vec();
+            let _ = serde_json::to_writer(&mut p, &self.es_index_for(Some(dataset)));
+            p
+        });
+        out.extend_from_slice(prefix);
+        if let Some(id) = ids.id.as_deref().filter(|id| !id.is_empty()) {
+            out.extend_from_slice(b",\"_id\":");
+            let _ = serde_json::to_writer(&mut *out, id);
+        }
+        out.extend_from_slice(b"}}\n");
     }
 
     /// The uncompressed body for the events `only` (all when `None`).
@@ -126,11 +233,14 @@ impl BodyEncoder {
                 out.extend_from_slice(event);
                 out.push(b'\n');
             }),
-            IntakeProtocol::Elasticsearch => each(&mut |out, event| {
-                out.extend_from_slice(&self.es_action);
-                out.extend_from_slice(event);
-                out.push(b'\n');
-            }),
+            IntakeProtocol::Elasticsearch => {
+                let mut cache = HashMap::new();
+                each(&mut |out, event| {
+                    self.es_action(event, &mut cache, out);
+                    out.extend_from_slice(event);
+                    out.push(b'\n');
+                })
+            }
         }
         out
     }
@@ -180,25 +290,64 @@ fn write_json_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// One Elasticsearch item refused for good (index relative to the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ItemRejection {
+    index: usize,
+    status: u16,
+    answer: String,
+}
+
 /// The result of one HTTP attempt.
 #[derive(Debug)]
 enum Attempt {
     Accepted,
-    /// Elasticsearch: some items failed (indices relative to the request).
+    /// Elasticsearch: some items were not created (indices relative to the request).
     Partial {
         retry: Vec<usize>,
-        permanent: Vec<usize>,
-        cause: String,
+        rejected: Vec<ItemRejection>,
     },
+    /// The intake is down or busy: send the same request again.
     Retryable {
         cause: String,
         retry_after: Option<Duration>,
         status: Option<u16>,
     },
-    Permanent {
-        cause: String,
+    /// The intake refused this request for good.
+    Refused {
         status: u16,
+        /// "answered 400 Bad Request: <excerpt>", for logs.
+        cause: String,
+        /// The excerpt alone, key masked, for the dead-letter record.
+        answer: String,
     },
+}
+
+/// A status that refuses the request whatever events it carries: the key, the URL or a
+/// proxy is wrong. Splitting the batch would only dead-letter every event.
+fn refuses_every_request(status: u16) -> bool {
+    matches!(status, 300..=399 | 401 | 403 | 404 | 405 | 407 | 415)
+}
+
+/// What became of one group of a batch's events.
+enum GroupOutcome {
+    /// Accepted, except the Elasticsearch items refused for good (batch indices).
+    Delivered { rejected: Vec<(usize, u16, String)> },
+    /// The intake refused the whole request with a permanent status.
+    Refused {
+        group: Vec<usize>,
+        status: u16,
+        cause: String,
+        answer: String,
+    },
+}
+
+/// An event that goes to the dead-letter sink (batch index).
+struct Doomed {
+    index: usize,
+    reason: DeadLetterReason,
+    status: Option<u16>,
+    answer: String,
 }
 
 /// Posts batches to the intake. Cheap to share (`Arc`); the HTTP connection pool is
@@ -209,10 +358,14 @@ pub struct IntakeClient {
     protocol: IntakeProtocol,
     key: Option<IntakeKey>,
     encoder: Arc<BodyEncoder>,
-    max_retries: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
     timeout: Duration,
+    max_event_bytes: usize,
+    oversize: OversizePolicy,
+    /// Where events refused on their own go; `None`: they fail their object (which
+    /// is redelivered) instead.
+    dead_letter: Option<Arc<DeadLetterSink>>,
     /// Opens after `max_retries` consecutive retryable failures; the daemon pauses
     /// receiving while it is open.
     circuit: Arc<IntakeCircuit>,
@@ -275,12 +428,21 @@ impl IntakeClient {
             protocol: settings.protocol,
             key: settings.key.clone(),
             encoder: Arc::new(BodyEncoder::new(settings)),
-            max_retries: settings.max_retries,
             initial_backoff: Duration::from_millis(settings.retry_initial_backoff_ms),
             max_backoff: Duration::from_millis(settings.retry_max_backoff_ms),
             timeout,
+            max_event_bytes: settings.max_event_bytes,
+            oversize: settings.oversize,
+            dead_letter: None,
             circuit: Arc::new(IntakeCircuit::new(settings.max_retries.max(1))),
         })
+    }
+
+    /// Sends events the intake refuses on their own to `sink` (without one they fail
+    /// their object, which is redelivered).
+    pub fn with_dead_letter(mut self, sink: Arc<DeadLetterSink>) -> Self {
+        self.dead_letter = Some(sink);
+        self
     }
 
     /// The circuit this client reports every request's outcome to.
@@ -314,158 +476,306 @@ impl IntakeClient {
         Duration::from_millis(rand::rng().random_range(0..=ms))
     }
 
-    async fn encode(
-        &self,
-        batch: &Arc<Batch>,
-        only: Option<Vec<usize>>,
-    ) -> Result<(Bytes, bool), String> {
+    async fn encode(&self, batch: &Arc<Batch>, only: Vec<usize>) -> Result<(Bytes, bool), String> {
         let encoder = Arc::clone(&self.encoder);
         let batch = Arc::clone(batch);
-        tokio::task::spawn_blocking(move || encoder.encode_for_wire(&batch, only.as_deref()))
+        tokio::task::spawn_blocking(move || encoder.encode_for_wire(&batch, Some(&only)))
             .await
             .map_err(|e| format!("encoding the batch failed: {e}"))
     }
 
-    /// Delivers `batch`, retrying until it is accepted, fails for good or
-    /// `max_retries` retries were spent.
+    /// Delivers `batch`: retries while the intake is down (for as long as it takes),
+    /// isolates the events it refuses by splitting the batch, and writes those to the
+    /// dead-letter sink. `Err` only for events that could not be delivered nor
+    /// dead-lettered (no sink, sink unwritable, encoding failed): their objects are
+    /// redelivered.
     pub async fn deliver(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
         let url = self.endpoint.as_str();
-        let attempts = self.max_retries + 1;
-        // Events still to send (Elasticsearch partial retries); None: all.
-        let mut remaining: Option<Vec<usize>> = None;
-        let mut rejected: Vec<usize> = Vec::new();
-        let mut rejected_reason = String::new();
-        let fail_all = |remaining: Option<Vec<usize>>, rejected: Vec<usize>, reason: String| {
-            let failed = remaining.map(|mut r| {
-                r.extend(rejected);
-                r
-            });
-            DeliveryFailure { failed, reason }
-        };
-        let mut body = match self.encode(&batch, None).await {
-            Ok(b) => b,
-            Err(reason) => {
-                return Err(DeliveryFailure {
-                    failed: None,
-                    reason,
-                });
-            }
-        };
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let outcome = self
-                .attempt(
-                    body.0.clone(),
-                    body.1,
-                    remaining.as_ref().map_or(batch.len(), Vec::len),
-                )
-                .await;
-            match &outcome {
-                Attempt::Accepted | Attempt::Partial { .. } | Attempt::Permanent { .. } => {
-                    self.circuit.record_success()
-                }
-                Attempt::Retryable { cause, .. } => self.circuit.record_retryable_failure(cause),
-            }
-            let (cause, retry_after, status) = match outcome {
-                Attempt::Accepted => {
-                    if rejected.is_empty() {
-                        return Ok(());
-                    }
-                    return Err(DeliveryFailure {
-                        failed: Some(rejected),
-                        reason: rejected_reason,
-                    });
-                }
-                Attempt::Partial {
-                    retry,
-                    permanent,
-                    cause,
-                } => {
-                    let to_batch = |i: usize| remaining.as_ref().map_or(i, |r| r[i]);
-                    if !permanent.is_empty() {
-                        tracing::error!(
-                            intake = url,
-                            rejected = permanent.len(),
-                            events = batch.len(),
-                            "intake {url} rejected {} of {} events for good: {cause}; their objects will be redelivered",
-                            permanent.len(),
-                            remaining.as_ref().map_or(batch.len(), Vec::len),
-                        );
-                        metrics::counter!(m::INTAKE_FAILURES, "status_class" => "4xx").increment(1);
-                        if rejected_reason.is_empty() {
-                            rejected_reason = format!("intake rejected events: {cause}");
+        let mut doomed: Vec<Doomed> = Vec::new();
+        let mut sendable = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            let size = batch.event(i).len();
+            if size > self.max_event_bytes {
+                doomed.push(Doomed {
+                    index: i,
+                    reason: DeadLetterReason::Oversize,
+                    status: None,
+                    answer: format!(
+                        "not sent: the event has {size} bytes, over intake.max_event_bytes ({}){}",
+                        self.max_event_bytes,
+                        match self.oversize {
+                            OversizePolicy::DeadLetter => "",
+                            OversizePolicy::Truncate => " even after truncation",
                         }
-                        rejected.extend(permanent.iter().map(|&i| to_batch(i)));
-                    }
-                    if retry.is_empty() {
-                        return Err(DeliveryFailure {
-                            failed: Some(rejected),
-                            reason: rejected_reason,
-                        });
-                    }
-                    let next: Vec<usize> = retry.iter().map(|&i| to_batch(i)).collect();
-                    let n = next.len();
-                    remaining = Some(next);
-                    body = match self.encode(&batch, remaining.clone()).await {
-                        Ok(b) => b,
-                        Err(reason) => return Err(fail_all(remaining, rejected, reason)),
-                    };
-                    (
-                        format!("{n} events refused temporarily ({cause})"),
-                        None,
-                        Some(200),
-                    )
-                }
-                Attempt::Retryable {
-                    cause,
-                    retry_after,
-                    status,
-                } => (cause, retry_after, status),
-                Attempt::Permanent { cause, status } => {
-                    tracing::error!(
-                        intake = url,
-                        status,
-                        events = remaining.as_ref().map_or(batch.len(), Vec::len),
-                        "intake {url} rejected the batch: {cause}; not retried (the request itself is refused), the messages will be redelivered"
-                    );
-                    metrics::counter!(m::INTAKE_FAILURES, "status_class" => m::status_class(Some(status))).increment(1);
-                    return Err(fail_all(
-                        remaining,
-                        rejected,
-                        format!("intake rejected the batch: {cause}"),
-                    ));
+                    ),
+                });
+            } else {
+                sendable.push(i);
+            }
+        }
+        // Depth-first: the first half of a split batch is settled before the second.
+        let mut groups = vec![sendable];
+        let mut split_logged = false;
+        while let Some(group) = groups.pop() {
+            if group.is_empty() {
+                continue;
+            }
+            let outcome = match self.deliver_group(&batch, group).await {
+                Ok(o) => o,
+                Err(mut failure) => {
+                    // Encoding failed (a panic on the blocking thread). Everything not
+                    // yet delivered fails with this group: the events of the groups
+                    // still to send, and those waiting for the dead-letter sink.
+                    let failed = failure.failed.get_or_insert_with(Vec::new);
+                    failed.extend(groups.iter().flatten().copied());
+                    failed.extend(doomed.iter().map(|d| d.index));
+                    return Err(failure);
                 }
             };
-            if attempt >= attempts {
+            match outcome {
+                GroupOutcome::Delivered { rejected } => {
+                    doomed.extend(rejected.into_iter().map(|(index, status, answer)| Doomed {
+                        index,
+                        reason: if status == 413 {
+                            DeadLetterReason::Oversize
+                        } else {
+                            DeadLetterReason::Rejected
+                        },
+                        status: Some(status),
+                        answer,
+                    }))
+                }
+                GroupOutcome::Refused {
+                    group,
+                    status,
+                    cause,
+                    answer,
+                } => {
+                    metrics::counter!(m::INTAKE_FAILURES, "status_class" => m::status_class(Some(status)))
+                        .increment(1);
+                    if group.len() == 1 {
+                        doomed.push(Doomed {
+                            index: group[0],
+                            reason: if status == 413 {
+                                DeadLetterReason::Oversize
+                            } else {
+                                DeadLetterReason::Rejected
+                            },
+                            status: Some(status),
+                            answer,
+                        });
+                        continue;
+                    }
+                    if !split_logged {
+                        split_logged = true;
+                        tracing::warn!(
+                            intake = url,
+                            status,
+                            events = group.len(),
+                            "intake {url} refused a batch of {} events: {cause}; splitting it to isolate the refused events",
+                            group.len()
+                        );
+                    }
+                    let (first, second) = group.split_at(group.len() / 2);
+                    groups.push(second.to_vec());
+                    groups.push(first.to_vec());
+                }
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.dead_letter_events(&batch, doomed).await
+    }
+
+    /// Writes `doomed` to the dead-letter sink; they then count as delivered.
+    async fn dead_letter_events(
+        &self,
+        batch: &Batch,
+        doomed: Vec<Doomed>,
+    ) -> Result<(), DeliveryFailure> {
+        let url = self.endpoint.as_str();
+        let indices: Vec<usize> = doomed.iter().map(|d| d.index).collect();
+        let first = &doomed[0];
+        let summary = format!(
+            "{} event(s) refused for good ({}{})",
+            doomed.len(),
+            first
+                .status
+                .map(|s| format!("status {s}: "))
+                .unwrap_or_default(),
+            first.answer
+        );
+        let Some(sink) = &self.dead_letter else {
+            tracing::error!(
+                intake = url,
+                events = doomed.len(),
+                "intake {url}: {summary}; no dead-letter sink is set, so their objects will be redelivered"
+            );
+            return Err(DeliveryFailure {
+                failed: Some(indices),
+                reason: format!("intake: {summary}"),
+            });
+        };
+        let records: Vec<DeadLetter<'_>> = doomed
+            .iter()
+            .map(|d| DeadLetter {
+                event: batch.event(d.index),
+                reason: d.reason,
+                status: d.status,
+                answer: &d.answer,
+            })
+            .collect();
+        match sink.write(&records).await {
+            Ok(()) => {
                 tracing::error!(
                     intake = url,
-                    attempts,
-                    "intake {url}: giving up after {attempts} attempts: {cause}; the messages will be redelivered"
+                    events = doomed.len(),
+                    dead_letter = sink.location(),
+                    "intake {url}: {summary}; written to the dead-letter sink {}, the rest of the batch is delivered",
+                    sink.location()
                 );
-                metrics::counter!(m::INTAKE_FAILURES, "status_class" => m::status_class(status))
-                    .increment(1);
-                return Err(fail_all(
-                    remaining,
-                    rejected,
-                    format!("intake unavailable after {attempts} attempts: {cause}"),
-                ));
+                Ok(())
             }
-            let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
-            tracing::warn!(
-                intake = url,
-                attempt,
-                attempts,
-                delay_ms = delay.as_millis() as u64,
-                "intake {url} {cause}; retrying in {:.1}s (attempt {attempt}/{attempts})",
-                delay.as_secs_f64()
-            );
+            Err(e) => {
+                tracing::error!(
+                    intake = url,
+                    events = doomed.len(),
+                    "intake {url}: {summary}, and the dead-letter sink failed: {e}; their objects will be redelivered"
+                );
+                Err(DeliveryFailure {
+                    failed: Some(indices),
+                    reason: format!("intake: {summary}; dead-letter sink: {e}"),
+                })
+            }
+        }
+    }
+
+    /// Sends the events `group` of `batch` until the intake accepts them or refuses
+    /// the request for good. Retries while the intake is down, without limit.
+    async fn deliver_group(
+        &self,
+        batch: &Arc<Batch>,
+        mut group: Vec<usize>,
+    ) -> Result<GroupOutcome, DeliveryFailure> {
+        let url = self.endpoint.as_str();
+        let encode_failed = |group: &[usize], reason: String| DeliveryFailure {
+            failed: Some(group.to_vec()),
+            reason,
+        };
+        let mut body = match self.encode(batch, group.clone()).await {
+            Ok(b) => b,
+            Err(reason) => return Err(encode_failed(&group, reason)),
+        };
+        let mut rejected = Vec::new();
+        let mut retries = 0u32;
+        let mut refusal_logged = false;
+        loop {
+            let outcome = self.attempt(body.0.clone(), body.1, group.len()).await;
+            match &outcome {
+                Attempt::Accepted | Attempt::Partial { .. } => self.circuit.record_success(),
+                Attempt::Refused { status, .. } if !refuses_every_request(*status) => {
+                    self.circuit.record_success()
+                }
+                Attempt::Refused { cause, .. } | Attempt::Retryable { cause, .. } => {
+                    self.circuit.record_retryable_failure(cause)
+                }
+            }
+            let (cause, retry_after) = match outcome {
+                Attempt::Accepted => return Ok(GroupOutcome::Delivered { rejected }),
+                Attempt::Partial {
+                    retry,
+                    rejected: items,
+                } => {
+                    rejected.extend(
+                        items
+                            .into_iter()
+                            .map(|r| (group[r.index], r.status, r.answer)),
+                    );
+                    if retry.is_empty() {
+                        return Ok(GroupOutcome::Delivered { rejected });
+                    }
+                    group = retry.iter().map(|&i| group[i]).collect();
+                    body = match self.encode(batch, group.clone()).await {
+                        Ok(b) => b,
+                        Err(reason) => {
+                            // The items refused for good are not dead-lettered yet:
+                            // they fail too, not count as delivered.
+                            let mut failure = encode_failed(&group, reason);
+                            if let Some(failed) = failure.failed.as_mut() {
+                                failed.extend(rejected.iter().map(|r| r.0));
+                            }
+                            return Err(failure);
+                        }
+                    };
+                    (format!("{} items refused temporarily", group.len()), None)
+                }
+                Attempt::Retryable {
+                    cause, retry_after, ..
+                } => (cause, retry_after),
+                Attempt::Refused { status, cause, .. } if refuses_every_request(status) => {
+                    if !refusal_logged {
+                        refusal_logged = true;
+                        tracing::error!(
+                            intake = url,
+                            status,
+                            "intake {url} refuses our requests: {cause}; check intake.url and intake.key (the events wait, retried, until it accepts them)"
+                        );
+                    }
+                    (cause, None)
+                }
+                Attempt::Refused {
+                    status,
+                    cause,
+                    answer,
+                } => {
+                    return Ok(GroupOutcome::Refused {
+                        group,
+                        status,
+                        cause,
+                        answer,
+                    });
+                }
+            };
+            retries = retries.saturating_add(1);
+            let delay = retry_after.unwrap_or_else(|| self.backoff(retries));
+            // The circuit logs an outage once; per-batch retries stay quiet after the
+            // first one.
+            if retries == 1 && !self.circuit.is_open() {
+                tracing::warn!(
+                    intake = url,
+                    delay_ms = delay.as_millis() as u64,
+                    "intake {url} {cause}; retrying in {:.1}s",
+                    delay.as_secs_f64()
+                );
+            } else {
+                tracing::debug!(
+                    intake = url,
+                    retries,
+                    delay_ms = delay.as_millis() as u64,
+                    "intake {url} {cause}; retry {retries} in {:.1}s",
+                    delay.as_secs_f64()
+                );
+            }
             metrics::counter!(m::INTAKE_RETRIES).increment(1);
             tokio::time::sleep(delay).await;
         }
     }
 
     async fn attempt(&self, body: Bytes, gzip: bool, events: usize) -> Attempt {
+        let started = Instant::now();
+        let outcome = self.attempt_inner(body, gzip, events).await;
+        let class = match &outcome {
+            Attempt::Accepted | Attempt::Partial { .. } => "2xx",
+            Attempt::Retryable { status, .. } => m::status_class(*status),
+            Attempt::Refused { status, .. } => m::status_class(Some(*status)),
+        };
+        metrics::histogram!(REQUEST_DURATION, "status_class" => class)
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn attempt_inner(&self, body: Bytes, gzip: bool, events: usize) -> Attempt {
         let mut request = self.http.post(self.endpoint.clone()).body(body);
         if gzip {
             request = request.header(header::CONTENT_ENCODING, "gzip");
@@ -488,9 +798,9 @@ impl IntakeClient {
                 return Attempt::Accepted;
             }
             return match response.bytes().await {
-                Ok(body) => bulk_outcome(&body, events),
-                // Accepted but unreadable: sending again may duplicate (event ids let
-                // the intake drop them) but never loses.
+                Ok(body) => bulk_outcome(&body, events, self.key.as_ref()),
+                // Accepted but unreadable: sending again may duplicate (the `_id`
+                // makes Elasticsearch refuse the duplicates) but never loses.
                 Err(e) => Attempt::Retryable {
                     cause: format!(
                         "answered {status} but the response could not be read: {}",
@@ -524,9 +834,10 @@ impl IntakeClient {
                 status: Some(code),
             }
         } else {
-            Attempt::Permanent {
-                cause,
+            Attempt::Refused {
                 status: code,
+                cause,
+                answer: excerpt,
             }
         }
     }
@@ -541,19 +852,45 @@ impl IntakeClient {
             }
         }
         buf.truncate(EXCERPT_BYTES);
-        let mut text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some(key) = &self.key
-            && !key.expose().is_empty()
-        {
-            text = text.replace(key.expose(), "***");
-        }
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
+        mask_and_flatten(&String::from_utf8_lossy(&buf), self.key.as_ref())
     }
+}
+
+/// `text` on one line, with the intake key replaced by `***`.
+fn mask_and_flatten(text: &str, key: Option<&IntakeKey>) -> String {
+    let mut text = Cow::Borrowed(text);
+    if let Some(key) = key
+        && !key.expose().is_empty()
+    {
+        text = Cow::Owned(text.replace(key.expose(), "***"));
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl BatchSender for IntakeClient {
     fn body_cost(&self, event: &[u8]) -> usize {
         self.encoder.cost(event)
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        match self.protocol {
+            IntakeProtocol::Sekoia => SEKOIA_MAX_BODY_BYTES,
+            IntakeProtocol::Ndjson | IntakeProtocol::Elasticsearch => usize::MAX,
+        }
+    }
+
+    fn fit(&self, event: &[u8]) -> Option<Vec<u8>> {
+        if event.len() <= self.max_event_bytes || self.oversize != OversizePolicy::Truncate {
+            return None;
+        }
+        let cut = crate::oversize::truncate_event(event, self.max_event_bytes)?;
+        metrics::counter!(EVENTS_TRUNCATED).increment(1);
+        tracing::debug!(
+            bytes = event.len(),
+            max_event_bytes = self.max_event_bytes,
+            "event truncated to fit intake.max_event_bytes"
+        );
+        Some(cut)
     }
 
     async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
@@ -613,7 +950,7 @@ struct BulkResponse {
     #[serde(default)]
     errors: bool,
     #[serde(default)]
-    items: Vec<std::collections::HashMap<String, BulkItem>>,
+    items: Vec<HashMap<String, BulkItem>>,
 }
 
 #[derive(Deserialize)]
@@ -623,8 +960,10 @@ struct BulkItem {
     error: Option<serde_json::Value>,
 }
 
-/// Reads an Elasticsearch `_bulk` answer for a request of `events` items.
-fn bulk_outcome(body: &[u8], events: usize) -> Attempt {
+/// Reads an Elasticsearch `_bulk` answer for a request of `events` items: 2xx and 409
+/// (the `_id` exists: a redelivered duplicate) are delivered, 429/5xx and the statuses
+/// that refuse every request are retried, other 4xx are refused for good.
+fn bulk_outcome(body: &[u8], events: usize, key: Option<&IntakeKey>) -> Attempt {
     let response: BulkResponse = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -649,45 +988,39 @@ fn bulk_outcome(body: &[u8], events: usize) -> Attempt {
         };
     }
     let mut retry = Vec::new();
-    let mut permanent = Vec::new();
-    let mut cause = String::new();
+    let mut rejected = Vec::new();
     for (i, item) in response.items.iter().enumerate() {
         let Some(item) = item.values().next() else {
             continue;
         };
         match item.status {
-            200..=299 => {}
+            200..=299 | 409 => {}
             429 | 500..=599 => retry.push(i),
-            _ => {
-                permanent.push(i);
-                if cause.is_empty() {
-                    let error = item
-                        .error
-                        .as_ref()
-                        .map(|e| {
-                            let kind = e.get("type").and_then(|t| t.as_str()).unwrap_or("error");
-                            let reason = e.get("reason").and_then(|t| t.as_str()).unwrap_or("");
-                            format!("{kind}: {reason}")
-                        })
-                        .unwrap_or_default();
-                    let mut text = format!("status {} {error}", item.status);
-                    text.truncate(EXCERPT_BYTES);
-                    cause = text;
-                }
+            s if refuses_every_request(s) => retry.push(i),
+            status => {
+                let error = item
+                    .error
+                    .as_ref()
+                    .map(|e| {
+                        let kind = e.get("type").and_then(|t| t.as_str()).unwrap_or("error");
+                        let reason = e.get("reason").and_then(|t| t.as_str()).unwrap_or("");
+                        format!("{kind}: {reason}")
+                    })
+                    .unwrap_or_default();
+                let mut answer = mask_and_flatten(&error, key);
+                truncate_on_char_boundary(&mut answer, EXCERPT_BYTES);
+                rejected.push(ItemRejection {
+                    index: i,
+                    status,
+                    answer,
+                });
             }
         }
     }
-    if retry.is_empty() && permanent.is_empty() {
+    if retry.is_empty() && rejected.is_empty() {
         return Attempt::Accepted;
     }
-    if cause.is_empty() {
-        cause = "items refused with 429/5xx".to_owned();
-    }
-    Attempt::Partial {
-        retry,
-        permanent,
-        cause,
-    }
+    Attempt::Partial { retry, rejected }
 }
 
 #[cfg(test)]
@@ -695,6 +1028,7 @@ mod tests {
     use super::*;
     use crate::ack::ObjectAck;
     use crate::config::{Config, KeySource};
+    use crate::deadletter::DeadLetterSink;
     use std::io::Read;
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -731,6 +1065,13 @@ mod tests {
     /// A minimal HTTP/1.1 server answering canned responses in order (the last one
     /// repeats), one request per connection.
     async fn server(responses: Vec<String>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        server_fn(move |n, _| responses[n.min(responses.len() - 1)].clone()).await
+    }
+
+    /// Like [`server`], but `answer(n, request)` decides each response.
+    async fn server_fn(
+        answer: impl Fn(usize, &Seen) -> String + Send + 'static,
+    ) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -774,12 +1115,13 @@ mod tests {
                     }
                     body.extend_from_slice(&chunk[..r]);
                 }
-                log.lock().unwrap().push(Seen {
+                let request = Seen {
                     request_line,
                     headers,
                     body,
-                });
-                let response = responses[n.min(responses.len() - 1)].clone();
+                };
+                let response = answer(n, &request);
+                log.lock().unwrap().push(request);
                 n += 1;
                 let _ = stream.write_all(response.as_bytes()).await;
                 let _ = stream.shutdown().await;
@@ -932,24 +1274,115 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
+    /// The dead-letter records written under `dir`.
+    fn dead_letters(dir: &std::path::Path) -> Vec<serde_json::Value> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flat_map(|e| {
+                let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+                text.lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn client_with_sink(
+        url: &str,
+        protocol: &str,
+        extra: &str,
+    ) -> (IntakeClient, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = DeadLetterSink::directory(dir.path().join("dl"), 1 << 20);
+        let client = IntakeClient::new(&settings(url, protocol, extra))
+            .unwrap()
+            .with_dead_letter(Arc::new(sink));
+        (client, dir)
+    }
+
+    /// The Sekoia `jsons` of a request, as text.
+    fn sekoia_events(seen: &Seen) -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_slice(&seen.plain_body()).unwrap();
+        body["jsons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     #[tokio::test]
-    async fn bad_request_is_permanent_and_the_excerpt_masks_the_key() {
-        let long = format!("invalid intake key test-intake-key {}", "x".repeat(2000));
-        let (url, seen) = server(vec![
-            response("400 Bad Request", "", &long),
-            response("200 OK", "", ""),
-        ])
+    async fn a_refused_event_is_isolated_by_bisection_and_dead_lettered() {
+        // The intake refuses any request holding the poison event, echoing the key.
+        let (url, seen) = server_fn(|_, req| {
+            if sekoia_events(req).iter().any(|e| e.contains("poison")) {
+                response(
+                    "400 Bad Request",
+                    "",
+                    "{\"message\":\"invalid field\",\"key\":\"test-intake-key\"}",
+                )
+            } else {
+                response("200 OK", "", "{}")
+            }
+        })
         .await;
+        let (client, dir) = client_with_sink(&url, "sekoia", "");
+        let events: Vec<String> = (0..8)
+            .map(|i| {
+                if i == 5 {
+                    r#"{"message":"poison","event":{"id":"5"}}"#.to_owned()
+                } else {
+                    format!(r#"{{"message":"ok","event":{{"id":"{i}"}}}}"#)
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let (b, ack) = batch(&refs);
+        client.deliver(b.clone()).await.unwrap();
+        b.acknowledge();
+        assert_eq!(ack.settled().await, Ok(()), "the object completes");
+
+        // 8 -> [0..4) ok, [4..8) refused -> [4,5] refused -> [4] ok, [5] refused alone,
+        // [6,7] ok: every good event was accepted exactly once.
+        let seen = seen.lock().unwrap().clone();
+        let sizes: Vec<usize> = seen.iter().map(|r| sekoia_events(r).len()).collect();
+        assert_eq!(sizes, vec![8, 4, 4, 2, 1, 1, 2]);
+        let delivered: Vec<String> = seen
+            .iter()
+            .zip([false, true, false, false, true, false, true])
+            .filter(|(_, accepted)| *accepted)
+            .flat_map(|(r, _)| sekoia_events(r))
+            .collect();
+        let mut expected: Vec<String> = events.clone();
+        expected.remove(5);
+        assert_eq!(delivered, expected);
+
+        let dead = dead_letters(&dir.path().join("dl"));
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0]["event"]["event"]["id"], "5");
+        assert_eq!(dead[0]["reason"], "rejected");
+        assert_eq!(dead[0]["intake_status"], 400);
+        let answer = dead[0]["intake_answer"].as_str().unwrap();
+        assert!(answer.contains("invalid field"), "{answer}");
+        assert!(answer.contains("***") && !answer.contains("test-intake-key"));
+    }
+
+    #[tokio::test]
+    async fn without_a_sink_refused_events_fail_only_themselves_and_the_key_is_masked() {
+        let long = format!("invalid intake key test-intake-key {}", "é".repeat(2000));
+        let (url, seen) = server(vec![response("422 Unprocessable Entity", "", &long)]).await;
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
         let (b, ack) = batch(&EVENTS);
         let failure = client.deliver(b.clone()).await.unwrap_err();
-        assert_eq!(seen.lock().unwrap().len(), 1, "not retried");
-        assert_eq!(failure.failed, None);
-        assert!(
-            failure.reason.contains("400 Bad Request"),
-            "{}",
-            failure.reason
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            3,
+            "the batch, then each event alone"
         );
+        assert_eq!(failure.failed, Some(vec![0, 1]));
+        assert!(failure.reason.contains("status 422"), "{}", failure.reason);
         assert!(
             failure.reason.contains("invalid intake key ***"),
             "{}",
@@ -957,57 +1390,162 @@ mod tests {
         );
         assert!(!failure.reason.contains("test-intake-key"));
         assert!(failure.reason.len() < EXCERPT_BYTES + 100);
-        b.settle_failure(None, &failure.reason);
+        b.settle_failure(failure.failed.as_deref(), &failure.reason);
         assert!(ack.settled().await.is_err());
     }
 
     #[tokio::test]
-    async fn retries_are_bounded() {
-        let (url, seen) = server(vec![response("502 Bad Gateway", "", "")]).await;
-        let client = IntakeClient::new(&settings(&url, "ndjson", "")).unwrap();
-        let (b, _) = batch(&EVENTS);
-        let failure = client.deliver(b).await.unwrap_err();
-        assert_eq!(seen.lock().unwrap().len(), 4, "1 attempt + max_retries 3");
-        assert!(
-            failure.reason.contains("after 4 attempts"),
-            "{}",
-            failure.reason
-        );
+    async fn payload_too_large_only_splits_and_a_lone_413_is_oversize() {
+        let (url, seen) = server_fn(|_, req| {
+            let events = sekoia_events(req);
+            if events.len() > 1 || events.iter().any(|e| e.contains("huge")) {
+                response("413 Payload Too Large", "", "too big")
+            } else {
+                response("200 OK", "", "{}")
+            }
+        })
+        .await;
+        let (client, dir) = client_with_sink(&url, "sekoia", "");
+        let (b, _) = batch(&[r#"{"m":"a"}"#, r#"{"m":"huge"}"#, r#"{"m":"c"}"#]);
+        client.deliver(b).await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 5, "3, 1 ok, 2, then 1 and 1");
+        let dead = dead_letters(&dir.path().join("dl"));
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["event"]["m"], "huge");
+        assert_eq!(dead[0]["reason"], "oversize");
+        assert_eq!(dead[0]["intake_status"], 413);
     }
 
     #[tokio::test]
-    async fn unreachable_intake_names_the_cause() {
+    async fn a_refused_key_is_retried_like_an_outage_not_split() {
+        let (url, seen) = server(vec![
+            response("401 Unauthorized", "", "bad key"),
+            response("403 Forbidden", "", "bad key"),
+            response("200 OK", "", "{}"),
+        ])
+        .await;
+        let (client, dir) = client_with_sink(&url, "sekoia", "");
+        let (b, _) = batch(&EVENTS);
+        client.deliver(b).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen.iter().all(|r| sekoia_events(r).len() == 2),
+            "never split"
+        );
+        assert!(dead_letters(&dir.path().join("dl")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn retries_for_as_long_as_the_intake_is_down_and_the_circuit_follows() {
+        // Ten failures: more than max_retries (3), which only opens the circuit now.
+        let mut responses: Vec<String> = (0..10)
+            .map(|i| match i % 3 {
+                0 => response("502 Bad Gateway", "", ""),
+                1 => response("503 Service Unavailable", "", ""),
+                _ => response("429 Too Many Requests", "Retry-After: 0\r\n", ""),
+            })
+            .collect();
+        responses.push(response("200 OK", "", "{}"));
+        let (url, seen) = server(responses).await;
+        let client = Arc::new(IntakeClient::new(&settings(&url, "ndjson", "")).unwrap());
+        let circuit = Arc::clone(client.circuit());
+        let (b, ack) = batch(&EVENTS);
+        let delivery = tokio::spawn({
+            let client = Arc::clone(&client);
+            let b = b.clone();
+            async move { client.deliver(b).await }
+        });
+        let mut opened = false;
+        while !delivery.is_finished() {
+            opened |= circuit.is_open();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        delivery.await.unwrap().unwrap();
+        assert!(opened, "the circuit opened during the outage");
+        assert!(!circuit.is_open(), "and closed with the first success");
+        assert_eq!(seen.lock().unwrap().len(), 11);
+        b.acknowledge();
+        assert_eq!(ack.settled().await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn unreachable_intake_is_retryable_and_names_the_cause() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let client = IntakeClient::new(&settings(&format!("http://{addr}"), "ndjson", "")).unwrap();
-        let (b, _) = batch(&EVENTS);
-        let failure = client.deliver(b).await.unwrap_err();
-        assert!(
-            failure.reason.contains("unreachable: connection refused"),
-            "{}",
-            failure.reason
-        );
+        match client.attempt(Bytes::from_static(b"{}\n"), false, 1).await {
+            Attempt::Retryable { cause, status, .. } => {
+                assert_eq!(cause, "unreachable: connection refused");
+                assert_eq!(status, None);
+            }
+            other => panic!("expected a retryable failure, got {other:?}"),
+        }
     }
 
     #[tokio::test]
-    async fn elasticsearch_bulk_partial_failure() {
-        let first = r#"{"took":3,"errors":true,"items":[{"create":{"_index":"logs-aws-default","status":201}},{"create":{"_index":"logs-aws-default","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},{"create":{"_index":"logs-aws-default","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}}]}"#;
+    async fn oversized_events_go_to_the_dead_letter_sink_unsent_when_configured() {
+        let (url, seen) = server(vec![response("200 OK", "", "{}")]).await;
+        let (client, dir) = client_with_sink(
+            &url,
+            "ndjson",
+            "gzip = false\nmax_event_bytes = 1024\noversize = \"dead_letter\"",
+        );
+        let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(2000));
+        assert_eq!(client.fit(big.as_bytes()), None, "not truncated");
+        let (b, _) = batch(&[EVENTS[0], &big]);
+        client.deliver(b).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].body, format!("{}\n", EVENTS[0]).into_bytes());
+        let dead = dead_letters(&dir.path().join("dl"));
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["reason"], "oversize");
+        assert!(dead[0]["intake_status"].is_null());
+
+        // The default policy truncates instead, and tags the event.
+        let truncating =
+            IntakeClient::new(&settings(&url, "ndjson", "max_event_bytes = 1024")).unwrap();
+        let cut = truncating.fit(big.as_bytes()).expect("truncated");
+        assert!(cut.len() <= 1024);
+        let v: serde_json::Value = serde_json::from_slice(&cut).unwrap();
+        assert_eq!(v["tags"], serde_json::json!(["_truncated"]));
+    }
+
+    #[tokio::test]
+    async fn elasticsearch_uses_create_with_the_event_id_and_a_dataset_index() {
+        let events = [
+            r#"{"event":{"id":"id-0","dataset":"aws.cloudtrail"},"n":0}"#,
+            r#"{"event":{"id":"id-1","dataset":"aws.cloudtrail"},"n":1}"#,
+            r#"{"event":{"id":"id-2","dataset":"aws.vpcflow"},"n":2}"#,
+            r#"{"event":{"id":"id-3","dataset":"aws.waf"},"n":3}"#,
+            r#"{"n":4}"#,
+        ];
+        // 201, 409 (a duplicate of a redelivery: delivered), 429 (retried alone),
+        // 400 (dead-lettered), 201.
+        let first = r#"{"took":3,"errors":true,"items":[
+            {"create":{"status":201}},
+            {"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"[id-1]: version conflict, document already exists"}}},
+            {"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}},
+            {"create":{"status":201}}]}"#;
         let second = r#"{"took":1,"errors":false,"items":[{"create":{"status":201}}]}"#;
         let (url, seen) = server(vec![
             response("200 OK", "", first),
             response("200 OK", "", second),
         ])
         .await;
-        let client = IntakeClient::new(&settings(&url, "elasticsearch", "gzip = false")).unwrap();
-        let (b, ack) = batch(&[r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
-        let failure = client.deliver(b.clone()).await.unwrap_err();
-        assert_eq!(failure.failed, Some(vec![2]));
-        assert!(
-            failure.reason.contains("mapper_parsing_exception"),
-            "{}",
-            failure.reason
+        let (client, dir) = client_with_sink(
+            &url,
+            "elasticsearch",
+            "gzip = false\n[intake.elasticsearch_indices]\n\"aws.waf\" = \"waf-stream\"",
         );
+        let (b, ack) = batch(&events);
+        client.deliver(b.clone()).await.unwrap();
+        b.acknowledge();
+        assert_eq!(ack.settled().await, Ok(()));
+
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[0].request_line, "POST /_bulk HTTP/1.1");
@@ -1015,19 +1553,65 @@ mod tests {
             seen[0].header("authorization"),
             Some("ApiKey test-intake-key")
         );
-        let action = "{\"create\":{\"_index\":\"logs-aws-default\"}}";
+        let action = |index: &str, id: Option<&str>| match id {
+            Some(id) => format!("{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"{id}\"}}}}"),
+            None => format!("{{\"create\":{{\"_index\":\"{index}\"}}}}"),
+        };
+        let expected_first = [
+            action("logs-aws.cloudtrail-default", Some("id-0")),
+            action("logs-aws.cloudtrail-default", Some("id-1")),
+            action("logs-aws.vpcflow-default", Some("id-2")),
+            action("waf-stream", Some("id-3")),
+            action("logs-aws.unknown-default", None),
+        ]
+        .iter()
+        .zip(events)
+        .map(|(a, e)| format!("{a}\n{e}\n"))
+        .collect::<String>();
         assert_eq!(
             String::from_utf8(seen[0].body.clone()).unwrap(),
-            format!("{action}\n{{\"n\":0}}\n{action}\n{{\"n\":1}}\n{action}\n{{\"n\":2}}\n")
+            expected_first
         );
         // Only the item refused with 429 is sent again.
         assert_eq!(
             String::from_utf8(seen[1].body.clone()).unwrap(),
-            format!("{action}\n{{\"n\":1}}\n")
+            format!(
+                "{}\n{}\n",
+                action("logs-aws.vpcflow-default", Some("id-2")),
+                events[2]
+            )
         );
-        b.settle_failure(failure.failed.as_deref(), &failure.reason);
-        assert!(ack.settled().await.is_err());
-        assert_eq!(ack.pending(), 0);
+        let dead = dead_letters(&dir.path().join("dl"));
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0]["event"]["event"]["id"], "id-3");
+        assert_eq!(dead[0]["intake_status"], 400);
+        assert!(
+            dead[0]["intake_answer"]
+                .as_str()
+                .unwrap()
+                .contains("mapper_parsing_exception")
+        );
+    }
+
+    #[test]
+    fn bulk_item_errors_are_cut_on_a_char_boundary() {
+        // The reason is cut at EXCERPT_BYTES; multi-byte chars straddle that byte.
+        let reason = "é".repeat(EXCERPT_BYTES);
+        let body = format!(
+            r#"{{"errors":true,"items":[{{"create":{{"status":400,"error":{{"type":"x","reason":"{reason}"}}}}}}]}}"#
+        );
+        match bulk_outcome(body.as_bytes(), 1, None) {
+            Attempt::Partial { retry, rejected } => {
+                assert!(retry.is_empty());
+                assert_eq!(rejected.len(), 1);
+                assert!(rejected[0].answer.len() <= EXCERPT_BYTES);
+                assert!(rejected[0].answer.starts_with("x: é"));
+            }
+            other => panic!("expected a partial outcome, got {other:?}"),
+        }
+        let mut s = "aé".to_owned();
+        truncate_on_char_boundary(&mut s, 2);
+        assert_eq!(s, "a");
     }
 
     #[test]

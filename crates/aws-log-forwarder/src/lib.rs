@@ -18,11 +18,13 @@ pub mod circuit;
 pub mod columnar;
 pub mod config;
 mod daemon;
+pub mod deadletter;
 pub mod decode;
 mod errtext;
 pub mod intake;
 pub mod metrics;
 pub mod notification;
+pub mod oversize;
 pub mod pipeline;
 pub mod s3;
 pub mod sqs;
@@ -46,6 +48,8 @@ pub enum DaemonError {
     Intake(#[from] intake::IntakeError),
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    #[error(transparent)]
+    DeadLetter(#[from] deadletter::DeadLetterError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled; returns after in-flight work was

@@ -104,6 +104,19 @@ fn describe() {
     );
     describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per intake batch");
     describe_histogram!(
+        crate::intake::REQUEST_DURATION,
+        Unit::Seconds,
+        "Intake request durations, by status class"
+    );
+    describe_counter!(
+        crate::deadletter::DEAD_LETTER_EVENTS,
+        "Events the intake refused on their own, written to the dead-letter sink, by reason"
+    );
+    describe_counter!(
+        crate::intake::EVENTS_TRUNCATED,
+        "Events cut to fit intake.max_event_bytes"
+    );
+    describe_histogram!(
         BATCH_BYTES,
         Unit::Bytes,
         "Uncompressed body bytes per intake batch"
@@ -142,6 +155,12 @@ fn handle() -> Option<&'static PrometheusHandle> {
                     b.set_buckets_for_metric(
                         Matcher::Full(BATCH_BYTES.to_owned()),
                         &[1e3, 1e4, 1e5, 5e5, 1e6, 2e6, 4e6, 8e6, 16e6],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::intake::REQUEST_DURATION.to_owned()),
+                        &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
                     )
                 });
             let builder = match builder {

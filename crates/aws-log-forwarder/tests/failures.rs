@@ -48,8 +48,10 @@ fn assert_complete_and_deterministic(events: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_outage_keeps_the_message_until_the_intake_recovers() {
-    // A high receive count: the outage must not push the message to the DLQ here.
-    let stack = TestStack::deploy_with("intake-outage", &[("MaxReceiveCount", "100")]).await;
+    // A receive count of 2 and an outage longer than 2 x the 10 s visibility timeout:
+    // the message must stay in flight (heartbeats), never handed back to SQS because
+    // the intake is down, so it cannot reach the DLQ.
+    let stack = TestStack::deploy_with("intake-outage", &[("MaxReceiveCount", "2")]).await;
     let intake = TestIntake::start().await;
     intake.set_mode(Mode::Fail500);
     let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
@@ -73,6 +75,12 @@ async fn intake_outage_keeps_the_message_until_the_intake_recovers() {
         "the message must not be deleted while its events are not delivered: {counts:?}"
     );
 
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        stack.dlq_counts().await.total(),
+        0,
+        "an intake outage must not walk the message to the DLQ"
+    );
     intake.set_mode(Mode::Accept);
     let events = wait_for_records(&intake, KEY, RECORDS, PIPELINE_TIMEOUT).await;
     stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
@@ -83,36 +91,47 @@ async fn intake_outage_keeps_the_message_until_the_intake_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permanently_rejected_object_ends_in_the_dead_letter_queue() {
+async fn permanently_rejected_events_end_in_the_dead_letter_sink_not_the_queue() {
+    // The intake refuses every event (a 400 whatever the batch holds): the batches are
+    // split until each event stands alone, each goes to the dead-letter sink with the
+    // answer (the key it echoes masked), and the message is deleted, not retried.
     let stack = TestStack::deploy_with("intake-rejects", &[("MaxReceiveCount", "2")]).await;
     let intake = TestIntake::start().await;
     intake.set_mode(Mode::Reject400);
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let sink = tempfile::tempdir().expect("temporary dead-letter directory");
+    let daemon = RunningDaemon::start(stack.daemon_config(
+        &intake,
+        &format!("[dead_letter]\ndirectory = \"{}\"\n", sink.path().display()),
+    ));
 
     stack.put_gzip(KEY, cloudfront_log(0).as_bytes()).await;
-    stack.wait_dlq_messages(1, Duration::from_secs(60)).await;
     stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
     daemon.stop().await;
 
     assert!(intake.events().is_empty());
-    let rejected = intake
-        .requests()
-        .iter()
-        .filter(|r| r.status == Some(400))
-        .count();
+    let mut dead = Vec::new();
+    for entry in std::fs::read_dir(sink.path()).expect("the sink directory") {
+        let text =
+            std::fs::read_to_string(entry.expect("a sink file").path()).expect("read a sink file");
+        dead.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")),
+        );
+    }
+    assert_eq!(dead.len(), 3, "every record dead-lettered once: {dead:#?}");
+    for d in &dead {
+        assert_eq!(d["intake_status"], 400, "{d}");
+        let answer = d["intake_answer"].as_str().unwrap_or_default();
+        assert!(answer.contains("simulated permanent rejection"), "{d}");
+        assert!(
+            !answer.contains(common::localstack::INTAKE_KEY),
+            "the key the intake echoed is masked: {d}"
+        );
+    }
     assert_eq!(
-        rejected,
-        2,
-        "a 400 is permanent: one attempt per delivery, and two deliveries \
-         (MaxReceiveCount=2) before the dead-letter queue\n{}",
-        intake.describe()
-    );
-    let dead = stack.peek_dlq().await;
-    assert!(
-        dead.iter()
-            .filter_map(|m| m.body())
-            .any(|b| b.contains("ObjectCreated") && b.contains(KEY)),
-        "the dead-lettered message is the object's S3 notification: {dead:?}"
+        stack.dlq_counts().await.total(),
+        0,
+        "the message was deleted"
     );
 }
 

@@ -7,7 +7,9 @@ mod common;
 
 use common::intake::TestIntake;
 use common::localstack::{INTAKE_KEY, TestStack};
-use common::{PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, str_field, wait_for_records};
+use common::{
+    PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, event_id, str_field, wait_for_records,
+};
 
 const KEY: &str = "cloudfront/E2TESTDIST0001.2024-05-01-14.0badf00d.gz";
 
@@ -80,10 +82,11 @@ async fn elasticsearch_protocol_uses_bulk_create_with_the_index_and_api_key() {
     }
     let actions = intake.bulk_actions();
     assert_eq!(actions.len(), 10, "one action per event");
-    for action in actions {
+    // `_id` = event.id: a redelivered event is refused by Elasticsearch as a duplicate.
+    for (action, event) in actions.iter().zip(&intake.events()) {
         assert_eq!(
-            action,
-            serde_json::json!({"create": {"_index": "logs-aws.test-default"}}),
+            *action,
+            serde_json::json!({"create": {"_index": "logs-aws.test-default", "_id": event_id(event)}}),
             "data streams accept only `create`"
         );
     }

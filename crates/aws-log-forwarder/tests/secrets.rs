@@ -37,7 +37,8 @@ async fn the_binary_never_logs_keys_or_tokens() {
     let stack = TestStack::deploy("secrets").await;
     let intake = TestIntake::start().await;
     // Two transient failures (retried, logged with the status) and one permanent
-    // rejection (logged loudly with a body excerpt), then acceptance.
+    // rejection of the lone event (logged loudly with a body excerpt that echoes the
+    // key; the event goes to the dead-letter sink with that excerpt).
     intake.set_mode_for_next(2, Mode::Fail500);
     intake.set_mode_for_next(1, Mode::Reject400);
 
@@ -59,11 +60,20 @@ async fn the_binary_never_logs_keys_or_tokens() {
     stack
         .put_gzip(key, presigned_cloudfront_log().as_bytes())
         .await;
-    // The 400 fails the object; the message comes back and the redelivery is accepted.
+    // The 400 sends the event to the dead-letter sink and the message is deleted.
     // Waits without panicking, so a failure shows the daemon's output.
+    let dead_letter_text = || {
+        std::fs::read_dir(stack.dead_letter_dir())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    };
     let waiting = Instant::now();
     let drained = loop {
-        if !intake.events().is_empty() && stack.queue_counts().await.total() == 0 {
+        if !dead_letter_text().is_empty() && stack.queue_counts().await.total() == 0 {
             break true;
         }
         if waiting.elapsed() > PIPELINE_TIMEOUT {
@@ -89,7 +99,15 @@ async fn the_binary_never_logs_keys_or_tokens() {
         stack.queue_counts().await,
         intake.describe()
     );
-    let events = intake.events();
+    // The dead-lettered event, as it would have been sent.
+    let events: Vec<serde_json::Value> = dead_letter_text()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("a dead-letter line")["event"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{}", dead_letter_text());
 
     // The run was a real one: debug output, the failures logged, the object delivered.
     let requests = intake.requests();
@@ -113,6 +131,7 @@ async fn the_binary_never_logs_keys_or_tokens() {
         "no probe result:\n{logs}"
     );
 
+    let dead_letter = dead_letter_text();
     for (what, secret) in [
         ("intake key", INTAKE_KEY),
         ("AWS secret access key", SECRET_ACCESS_KEY),
@@ -120,6 +139,10 @@ async fn the_binary_never_logs_keys_or_tokens() {
         ("presigned-URL session token", URL_TOKEN),
         ("presigned-URL signature", URL_SIGNATURE),
     ] {
+        assert!(
+            !dead_letter.contains(secret),
+            "the {what} appears in the dead-letter sink:\n{dead_letter}"
+        );
         assert!(
             !logs.contains(secret),
             "the {what} appears in the daemon's output:\n{}",

@@ -1,7 +1,7 @@
 //! Amazon Security Lake: OCSF 1.x records (Security Lake writes them as Parquet, one
 //! event per row; [`crate::columnar`] turns each row into the JSON object mapped here).
 //! The same records as JSON lines (OCSF exports, Security Lake custom sources written
-//! as JSON) go through [`parse`].
+//! as JSON) are read by the registry's JSON-lines reader ([`SPEC`]).
 //!
 //! Classes mapped (OCSF 1.0.0-rc.2 of Security Lake source version 1 and OCSF 1.1 of
 //! source version 2 use the same attribute names for everything mapped here):
@@ -12,15 +12,11 @@
 //! outcome). The whole OCSF record is kept under `aws.security_lake` so nothing is lost:
 //! ECS fields are the searchable summary, the record is the evidence.
 
-use std::io::BufRead;
-
 use serde_json::Value as J;
 
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
-    json_object_line,
-};
+use crate::driver::RecordError;
 use crate::event::{Event, Value};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
 /// OCSF class uids this module maps beyond the common attributes.
@@ -403,27 +399,25 @@ fn map_finding(ev: &mut Event, record: &J) {
     }
 }
 
-/// OCSF records as JSON lines.
-struct OcsfLines;
-
-impl LineParser for OcsfLines {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
-        let record = json_object_line(line)?;
-        out.push(map_ocsf(J::Object(record))?);
-        Ok(true)
-    }
-}
-
-/// OCSF records as JSON lines (the Parquet form is read by [`crate::columnar`]).
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut OcsfLines, sink)
-}
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "security-lake",
+    dataset: "aws.security_lake",
+    example_key: "aws/VPC_FLOW/2.0/region=us-east-1/accountId=123456789012/eventDay=20240315/a1b2c3d4-5e6f-7a8b-9c0d-1e2f3a4b5c6d.gz.parquet",
+    key_clues: &[KeyClue {
+        rank: 35,
+        layout: "Security Lake aws/<SOURCE>/<version>/region=/accountId=/eventDay=",
+        matches: |k| {
+            k.lower.contains("region=") && k.lower.contains("/accountid=") && k.lower.contains("/eventday=")
+        },
+    }],
+    content_clues: &[ContentClue {
+        rank: 125,
+        what: "OCSF record (class_uid, metadata)",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"class_uid\"") && line.contains("\"metadata\""),
+    }],
+    skip: None,
+    options: &[],
+    // The JSON-lines form; the Parquet form is read by `crate::columnar`.
+    reader: Reader::JsonLines(|map, _| map_ocsf(J::Object(map.clone()))),
+};

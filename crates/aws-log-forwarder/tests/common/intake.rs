@@ -5,9 +5,15 @@
 //! gunzips bodies, and records every request and every accepted event, so tests can
 //! assert on what really went over the wire. It can be told to misbehave (5xx, 429,
 //! 400, slowness, dropped connections) to exercise the forwarder's retry and
-//! acknowledgement logic.
+//! acknowledgement logic: one mode at a time ([`Mode`]), a random mix of every failure
+//! ([`Mode::Chaos`]), a poison detector ([`Mode::RejectMarked`]) and a full outage that
+//! overrides any mode while it lasts ([`TestIntake::set_outage`]).
+//!
+//! Accepted events are counted by `event.id` (duplicates included) in a map, so a test
+//! with ~300k events can check "every id at least once" and the duplicate rate without
+//! keeping the events themselves ([`TestIntake::set_keep_events`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -47,6 +53,38 @@ pub enum Mode {
     /// [`RecordedRequest::events`]), not kept: for tests that measure the forwarder's
     /// memory in this process.
     AcceptDiscard,
+    /// 503: a transient failure (the intake's load balancer has no healthy backend).
+    Fail503,
+    /// Reads the whole body, then answers 500 and does not record the events as
+    /// accepted: the forwarder sent everything and must still send it again.
+    AcceptBodyThenFail500,
+    /// Waits `Duration` (meant to be longer than the forwarder's request timeout), then
+    /// answers 503: the forwarder must give up on its own and retry.
+    Hang(Duration),
+    /// A random mix, drawn per request from a seeded generator: with probability
+    /// `failure_per_mille / 1000` one of [`Mode::Fail500`], [`Mode::Fail503`],
+    /// [`Mode::TooManyRequests`] (`Retry-After: 1`), [`Mode::ResetConnection`],
+    /// [`Mode::AcceptBodyThenFail500`] or [`Mode::Hang`]`(hang)` (equally likely),
+    /// otherwise [`Mode::Accept`]. The recorded mode is the one drawn.
+    Chaos {
+        seed: u64,
+        failure_per_mille: u32,
+        hang: Duration,
+    },
+    /// 400 with a JSON error body (`{"message": ..., "marker": ...}`) to any request
+    /// holding an event whose JSON text contains `marker`; other requests are accepted.
+    RejectMarked { marker: String },
+}
+
+/// How the intake fails while an outage is on ([`TestIntake::set_outage`]); it overrides
+/// every mode, scripted or default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// Every request is answered 503.
+    ServiceUnavailable,
+    /// Every connection is closed as soon as it is accepted, before any byte is read:
+    /// to the client this is a connection error, like a refused connection.
+    Refuse,
 }
 
 /// One request as the intake saw it.
@@ -95,6 +133,35 @@ struct State {
     events: Vec<Value>,
     /// `_bulk` action lines of accepted requests, one per event.
     bulk_actions: Vec<Value>,
+    /// Whether accepted events are kept in `events`/`bulk_actions` (they are always
+    /// counted in `accepted_ids`).
+    keep_events: bool,
+    /// Times each `event.id` was accepted (events without one are under `""`).
+    accepted_ids: HashMap<String, u32>,
+    /// Total accepted events (duplicates included), kept or not.
+    accepted_total: usize,
+    /// The generator behind [`Mode::Chaos`], seeded on first use.
+    chaos_rng: Option<SplitMix64>,
+    outage: Option<Outage>,
+}
+
+/// A small deterministic generator (SplitMix64): a chaos run is replayable from its seed,
+/// and the test harness needs no random-number crate.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
 
 struct Shared {
@@ -157,6 +224,11 @@ impl TestIntake {
                 requests: Vec::new(),
                 events: Vec::new(),
                 bulk_actions: Vec::new(),
+                keep_events: true,
+                accepted_ids: HashMap::new(),
+                accepted_total: 0,
+                chaos_rng: None,
+                outage: None,
             }),
             accepted: watch::channel(0).0,
             seen: watch::channel(0).0,
@@ -169,6 +241,12 @@ impl TestIntake {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                if loop_shared.lock().outage == Some(Outage::Refuse) {
+                    // Dropping the stream closes it unread: a connection error for the
+                    // client, as close to "refused" as a bound port can get.
+                    drop(stream);
+                    continue;
+                }
                 let conn_shared = Arc::clone(&loop_shared);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(Arc::clone(&conn_shared), req));
@@ -202,6 +280,37 @@ impl TestIntake {
     pub fn set_mode_for_next(&self, n: usize, mode: Mode) {
         let mut st = self.shared.lock();
         st.scripted.extend(std::iter::repeat_n(mode, n));
+    }
+
+    /// Starts (`Some`) or ends (`None`) a full outage; while it lasts every request fails
+    /// as `outage` says, whatever the mode. Requests already being handled finish as
+    /// their mode says.
+    pub fn set_outage(&self, outage: Option<Outage>) {
+        self.shared.lock().outage = outage;
+    }
+
+    /// Whether accepted events are kept for [`TestIntake::events`] (default) or only
+    /// counted by `event.id` ([`TestIntake::accepted_ids`]): for runs with hundreds of
+    /// thousands of events.
+    pub fn set_keep_events(&self, keep: bool) {
+        self.shared.lock().keep_events = keep;
+    }
+
+    /// How many times each `event.id` was accepted (an event without `event.id` counts
+    /// under `""`).
+    pub fn accepted_ids(&self) -> HashMap<String, u32> {
+        self.shared.lock().accepted_ids.clone()
+    }
+
+    /// Accepted events, duplicates included (kept or not).
+    pub fn accepted_total(&self) -> usize {
+        self.shared.lock().accepted_total
+    }
+
+    /// Accepted events beyond the first of their `event.id` (the redelivery cost).
+    pub fn duplicates(&self) -> usize {
+        let st = self.shared.lock();
+        st.accepted_total - st.accepted_ids.len()
     }
 
     /// Every accepted event, in arrival order (duplicates from redeliveries included).
@@ -278,11 +387,25 @@ impl TestIntake {
             "test intake at {}: {} requests, {} accepted events\n",
             self.addr,
             st.requests.len(),
-            st.events.len()
+            st.accepted_total
         );
         let mut requests: Vec<&RecordedRequest> = st.requests.iter().collect();
         requests.sort_by_key(|r| r.received_at);
+        // A chaos run makes thousands of requests: show the first and last ones.
+        const SHOWN_AT_EACH_END: usize = 60;
+        let total = requests.len();
         for (i, r) in requests.into_iter().enumerate() {
+            if total > 2 * SHOWN_AT_EACH_END
+                && (SHOWN_AT_EACH_END..total - SHOWN_AT_EACH_END).contains(&i)
+            {
+                if i == SHOWN_AT_EACH_END {
+                    out.push_str(&format!(
+                        "  ... {} requests not shown ...\n",
+                        total - 2 * SHOWN_AT_EACH_END
+                    ));
+                }
+                continue;
+            }
             out.push_str(&format!(
                 "  #{i} {} {} -> {} ({} events, {} body bytes, mode {:?}){}\n",
                 r.method,
@@ -318,7 +441,35 @@ async fn handle(
     let mode = {
         let mut st = shared.lock();
         let default = st.default_mode.clone();
-        st.scripted.pop_front().unwrap_or(default)
+        let mode = st.scripted.pop_front().unwrap_or(default);
+        match (st.outage, mode) {
+            (Some(_), _) => Mode::Fail503,
+            (
+                None,
+                Mode::Chaos {
+                    seed,
+                    failure_per_mille,
+                    hang,
+                },
+            ) => {
+                let rng = st.chaos_rng.get_or_insert(SplitMix64(seed));
+                if rng.below(1000) >= u64::from(failure_per_mille) {
+                    Mode::Accept
+                } else {
+                    match rng.below(6) {
+                        0 => Mode::Fail500,
+                        1 => Mode::Fail503,
+                        2 => Mode::TooManyRequests {
+                            retry_after_secs: 1,
+                        },
+                        3 => Mode::ResetConnection,
+                        4 => Mode::AcceptBodyThenFail500,
+                        _ => Mode::Hang(hang),
+                    }
+                }
+            }
+            (None, mode) => mode,
+        }
     };
     let record = RecordedRequest {
         method: req.method().to_string(),
@@ -355,6 +506,14 @@ async fn handle(
     }
     if let Mode::Slow(delay) = mode {
         tokio::time::sleep(delay).await;
+    }
+    if let Mode::Hang(delay) = mode {
+        tokio::time::sleep(delay).await;
+        recorder.finish(Some(503), Vec::new(), Vec::new());
+        return Ok(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"message": "test intake: hung past the client's timeout"}),
+        ));
     }
 
     let gzip = req
@@ -394,8 +553,27 @@ async fn handle(
     };
     record.events = events.len();
 
+    let poisoned = match &mode {
+        Mode::RejectMarked { marker } => events
+            .iter()
+            .filter(|e| e.to_string().contains(marker.as_str()))
+            .count(),
+        _ => 0,
+    };
+    if poisoned > 0 {
+        let Mode::RejectMarked { marker } = &mode else {
+            unreachable!("only RejectMarked finds poison")
+        };
+        let body = json!({
+            "message": format!("test intake: {poisoned} event(s) hold the marker {marker}"),
+            "marker": marker,
+        });
+        recorder.finish(Some(400), Vec::new(), Vec::new());
+        return Ok(json_response(StatusCode::BAD_REQUEST, &body));
+    }
+
     let response = match mode {
-        Mode::Accept | Mode::Slow(_) => {
+        Mode::Accept | Mode::Slow(_) | Mode::RejectMarked { .. } => {
             let n = events.len();
             let body = if record.path.ends_with("/_bulk") {
                 let items: Vec<Value> = bulk_actions
@@ -426,6 +604,14 @@ async fn handle(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"message": "test intake: simulated outage"}),
         ),
+        Mode::Fail503 => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"message": "test intake: service unavailable"}),
+        ),
+        Mode::AcceptBodyThenFail500 => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"message": "test intake: read the body, then failed"}),
+        ),
         // Echoes the key it got, as some intakes do in their error answers: the
         // forwarder logs an excerpt of the answer and must mask the key in it.
         Mode::Reject400 => json_response(
@@ -444,7 +630,9 @@ async fn handle(
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             r
         }
-        Mode::ResetConnection => unreachable!("handled before reading the body"),
+        Mode::ResetConnection | Mode::Hang(_) | Mode::Chaos { .. } => {
+            unreachable!("handled before reading the body, or resolved to another mode")
+        }
     };
     recorder.finish(Some(response.status().as_u16()), Vec::new(), Vec::new());
     Ok(response)
@@ -487,9 +675,24 @@ fn store(shared: &Shared, record: RecordedRequest, accepted: Vec<Value>, bulk_ac
     let (requests, events) = {
         let mut st = shared.lock();
         st.requests.push(record);
-        st.events.extend(accepted);
-        st.bulk_actions.extend(bulk_actions);
-        (st.requests.len(), st.events.len())
+        st.accepted_total += accepted.len();
+        for event in &accepted {
+            let id = event
+                .pointer("/event/id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match st.accepted_ids.get_mut(id) {
+                Some(count) => *count += 1,
+                None => {
+                    st.accepted_ids.insert(id.to_owned(), 1);
+                }
+            }
+        }
+        if st.keep_events {
+            st.events.extend(accepted);
+            st.bulk_actions.extend(bulk_actions);
+        }
+        (st.requests.len(), st.accepted_total)
     };
     shared.seen.send_replace(requests);
     shared.accepted.send_replace(events);

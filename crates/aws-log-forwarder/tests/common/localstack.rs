@@ -366,6 +366,12 @@ impl TestStack {
 
     /// The daemon configuration for this stack and `intake`, as TOML: fast polling,
     /// short visibility and retry timings so failures show up within seconds.
+    /// Where the daemon's dead-letter sink writes in the base config: a directory per
+    /// stack under the system temp directory (never the working tree).
+    pub fn dead_letter_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("alf-test-dead-letter-{}", self.name))
+    }
+
     pub fn base_config_toml(&self, intake: &TestIntake) -> toml::Table {
         let text = format!(
             r#"
@@ -403,10 +409,14 @@ linger_ms = 100
 [log]
 level = "info"
 format = "text"
+
+[dead_letter]
+directory = "{dead_letter}"
 "#,
             endpoint = self.endpoint,
             queue = self.queue_url,
             intake = intake.url(),
+            dead_letter = self.dead_letter_dir().display(),
         );
         text.parse::<toml::Table>()
             .unwrap_or_else(|e| panic!("base test config is not TOML: {e}\n{text}"))
