@@ -195,7 +195,7 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
             let _ = writeln!(err, "{name}: reading the input failed: {e}");
             EXIT_FAILURE
         }
-        Err(e @ StreamError::Unsupported(_)) => {
+        Err(e @ (StreamError::Unsupported(_) | StreamError::Parquet(_))) => {
             let _ = writeln!(err, "{name}: {e}");
             EXIT_FAILURE
         }

@@ -15,6 +15,7 @@
 pub mod ack;
 pub mod batch;
 pub mod circuit;
+pub mod columnar;
 pub mod config;
 mod daemon;
 pub mod deadletter;
