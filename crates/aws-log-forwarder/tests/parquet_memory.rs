@@ -9,11 +9,11 @@
 //! The objects are written to temporary files first and read from there, so the test
 //! itself never holds one whole.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::fs::File;
 use std::io::{BufWriter, Seek};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use alf_bench::alloc::{self, CountingAlloc};
 use alf_formats::columnar::write::{
     Codec, vpc_flow_message_type, vpc_flow_record, write_json_records,
 };
@@ -22,31 +22,9 @@ use alf_formats::{
 };
 use aws_log_forwarder::pipeline::parse_stream;
 
-struct CountingAlloc;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
+/// The workspace's counting allocator (live and peak heap bytes) over the system one.
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+static ALLOC: CountingAlloc<System> = CountingAlloc::tracking_bytes(System);
 
 const FIELDS: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id flow-direction traffic-path";
 
@@ -117,8 +95,7 @@ fn parse_object_file(records: u64, enricher: &Enricher) -> (u64, usize, u64) {
         json: Vec::with_capacity(4096),
         events: 0,
     };
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = alloc::reset_peak();
     let parsed = parse_stream(
         file,
         &object,
@@ -129,7 +106,7 @@ fn parse_object_file(records: u64, enricher: &Enricher) -> (u64, usize, u64) {
         &mut sink,
     )
     .expect("a generated Parquet object parses");
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    let peak = alloc::peak_bytes().saturating_sub(before);
     assert_eq!(parsed.format, Some(Format::VpcFlow));
     assert_eq!(parsed.stats.malformed, 0, "{:?}", parsed.stats);
     (sink.events, peak, size)
