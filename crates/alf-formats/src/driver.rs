@@ -106,6 +106,10 @@ pub struct ObjectParse<'a> {
     log_path: Arc<str>,
     bucket: Arc<str>,
     key: Arc<str>,
+    /// Line number and byte offset just before the first line [`drive_lines`] reads:
+    /// zero for a whole object (see [`ObjectParse::resume_at`]).
+    resume_line: u64,
+    resume_offset: u64,
 }
 
 impl<'a> ObjectParse<'a> {
@@ -137,7 +141,18 @@ impl<'a> ObjectParse<'a> {
             log_path,
             bucket: object.bucket.as_str().into(),
             key: object.key.as_str().into(),
+            resume_line: 0,
+            resume_offset: 0,
         }
+    }
+
+    /// Continues the numbering of an object part of which was read elsewhere: the next
+    /// line [`drive_lines`] reads is line `line + 1` at byte `offset`. A block of
+    /// [`crate::parallel`] thereby gets the event ids, `log.offset` values and line
+    /// numbers the whole-object parse gives it.
+    pub fn resume_at(&mut self, line: u64, offset: u64) {
+        self.resume_line = line;
+        self.resume_offset = offset;
     }
 
     /// Deterministic id for the `index`-th event of record `record` (1-based line
@@ -356,8 +371,8 @@ pub fn drive_lines(
 ) -> Result<(), ParseError> {
     let mut buf = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(4);
-    let mut line_no = 0u64;
-    let mut offset = 0u64;
+    let mut line_no = cx.resume_line;
+    let mut offset = cx.resume_offset;
     loop {
         let (consumed, truncated) = read_line_bounded(reader, &mut buf, MAX_LINE)?;
         if consumed == 0 {

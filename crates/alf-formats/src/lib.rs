@@ -21,6 +21,7 @@ pub mod driver;
 pub mod enrich;
 pub mod event;
 pub mod formats;
+pub mod parallel;
 pub mod readers;
 pub mod redact;
 pub mod registry;

@@ -4,12 +4,13 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use alf_formats::parallel::{BlockOptions, DEFAULT_BLOCK_BYTES, parse_object_blocks};
 use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
 use aws_log_forwarder::Config;
 use aws_log_forwarder::config::ConfigErrors;
-use aws_log_forwarder::pipeline::{StreamError, parse_stream};
+use aws_log_forwarder::pipeline::{StreamError, parse_stream, parse_stream_with};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for a configuration the daemon cannot use.
@@ -75,6 +76,11 @@ pub struct ParseArgs {
     /// with `auto`, exactly as the daemon decides it (`ALF_*` variables apply too).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Worker threads for one large object: the decompressed stream is cut into blocks
+    /// at line boundaries and the blocks are parsed in parallel, output unchanged and in
+    /// order (CloudTrail, GuardDuty and VPC flow logs use one thread).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
     /// Input file, or `-` for standard input.
     #[arg(default_value = "-")]
     pub path: String,
@@ -169,15 +175,51 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
         name,
         write_error: None,
     };
-    let result = parse_stream(
-        input,
-        &object,
-        &detector,
-        forced,
-        &options,
-        &Enricher::new(),
-        &mut sink,
-    );
+    let enricher = Enricher::new();
+    let result = if args.threads > 1 {
+        parse_stream_with(
+            input,
+            &object,
+            &detector,
+            forced,
+            &options,
+            |format, reader, options| {
+                let how = BlockOptions {
+                    threads: usize::from(args.threads),
+                    block_bytes: DEFAULT_BLOCK_BYTES,
+                    redactor: sink.redactor.as_ref(),
+                };
+                let (out, err, write_error) = (&mut sink.out, &mut sink.err, &mut sink.write_error);
+                parse_object_blocks(
+                    format,
+                    reader,
+                    &object,
+                    options,
+                    &enricher,
+                    how,
+                    &mut |block| {
+                        for (line, reason) in &block.malformed {
+                            let _ = writeln!(err, "{name}: line {line}: {reason}");
+                        }
+                        out.write_all(&block.ndjson).map_err(|e| {
+                            *write_error = Some(e);
+                            Stop
+                        })
+                    },
+                )
+            },
+        )
+    } else {
+        parse_stream(
+            input,
+            &object,
+            &detector,
+            forced,
+            &options,
+            &enricher,
+            &mut sink,
+        )
+    };
     let flushed = sink.out.flush();
     let PrintSink {
         mut err,

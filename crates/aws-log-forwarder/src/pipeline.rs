@@ -95,6 +95,27 @@ pub fn parse_stream<R: Read + Send + 'static>(
     enricher: &Enricher,
     sink: &mut dyn EventSink,
 ) -> Result<Parsed, StreamError> {
+    parse_stream_with(
+        raw,
+        object,
+        detector,
+        forced,
+        options,
+        |format, reader, options| parse_object(format, reader, object, options, enricher, sink),
+    )
+}
+
+/// [`parse_stream`] with the parsing step given: decodes, detects and skips exactly as
+/// it does, then calls `parse` with the format, the decompressed stream and the options
+/// (`parse --threads` parses the object in blocks on several threads).
+pub fn parse_stream_with<R: Read + Send + 'static>(
+    raw: R,
+    object: &ObjectInfo,
+    detector: &FormatDetector,
+    forced: Option<Format>,
+    options: &ParseOptions,
+    parse: impl FnOnce(Format, &mut dyn io::BufRead, &ParseOptions) -> Result<ParseStats, ParseError>,
+) -> Result<Parsed, StreamError> {
     let (decoded, compression) = decode::decoder_with_kind(raw)?;
     let mut decoded = CountingBufReader::new(decoded);
     let mut head = vec![0u8; SNIFF_BYTES];
@@ -151,7 +172,7 @@ pub fn parse_stream<R: Read + Send + 'static>(
     };
     // The peeked head goes back in front of the rest of the stream.
     let mut reader = Cursor::new(head).chain(&mut decoded);
-    let stats = parse_object(format, &mut reader, object, &options, enricher, sink)?;
+    let stats = parse(format, &mut reader, &options)?;
     // Formats that stop early (one JSON document) may leave trailing bytes; they
     // still count as read for the byte metrics.
     Ok(Parsed {

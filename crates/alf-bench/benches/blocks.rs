@@ -1,0 +1,112 @@
+//! One CloudFront object, side by side in one run: the decompress-and-split floor, the
+//! full pipeline on one thread, and the same object cut into blocks parsed by a pool of
+//! workers (`alf_formats::parallel`), all delivering redacted NDJSON.
+//!
+//! * `floor-gunzip+lines`: flate2 (zlib-rs) and line splitting only, what no parser
+//!   can beat; issue 8 asks for the full pipeline within 5x of it.
+//! * `blocks-1-thread`: decompress, parse, ECS mapping, redaction, JSON on the calling
+//!   thread (the `parse` command's default).
+//! * `blocks-N-threads`: the same with N workers (`ALF_BENCH_THREADS`, default: the
+//!   number of cores); the wall-clock ratio to `blocks-1-thread` is the parallel
+//!   speed-up (issue 8: >= 1.8x on 2 cores).
+//!
+//! `ALF_BENCH_PIPELINE_RECORDS` sets the object size (default 100,000 records).
+//!
+//! ```sh
+//! cargo bench -p alf-bench --bench blocks
+//! ```
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use alf_bench::{Kind, generate, gzip};
+use alf_formats::parallel::{BlockOptions, DEFAULT_BLOCK_BYTES, parse_object_blocks};
+use alf_formats::{Enricher, Format, ObjectInfo, ParseOptions, Redactor};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// The daemon's allocator, so the figures are those production gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const READ_BUF: usize = 64 * 1024;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn blocks(c: &mut Criterion) {
+    let records = env_or("ALF_BENCH_PIPELINE_RECORDS", 100_000);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let threads = env_or("ALF_BENCH_THREADS", cores).max(2) as usize;
+    let plain = generate(Kind::CloudFront, records, 1);
+    let gz = gzip(&plain);
+    eprintln!(
+        "input: {records} CloudFront records, {:.1} MB plain, {:.1} MB gzip; {threads} threads",
+        plain.len() as f64 / 1e6,
+        gz.len() as f64 / 1e6
+    );
+    drop(plain);
+    let object = ObjectInfo {
+        bucket: "amzn-s3-demo-logs".into(),
+        key: Kind::CloudFront.sample_key().into(),
+        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
+    };
+    let options = ParseOptions::default();
+    let enricher = Enricher::new();
+    let redactor = Redactor::new();
+    let reader = || BufReader::with_capacity(READ_BUF, flate2::read::MultiGzDecoder::new(&gz[..]));
+    let run = |threads: usize| {
+        let mut bytes = 0usize;
+        let stats = parse_object_blocks(
+            Format::CloudFront,
+            &mut reader(),
+            &object,
+            &options,
+            &enricher,
+            BlockOptions {
+                threads,
+                block_bytes: DEFAULT_BLOCK_BYTES,
+                redactor: Some(&redactor),
+            },
+            &mut |block| {
+                bytes += block.ndjson.len();
+                black_box(&block);
+                Ok(())
+            },
+        );
+        black_box((stats.ok(), bytes))
+    };
+    // Compile the user-agent rules and fill the caches once, as a running daemon has.
+    run(1);
+
+    let mut group = c.benchmark_group("blocks-cloudfront");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(records));
+    group.bench_function("floor-gunzip+lines", |b| {
+        b.iter(|| {
+            let mut r = reader();
+            let mut line = Vec::with_capacity(1024);
+            let mut n = 0u64;
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                n += 1;
+                line.clear();
+            }
+            black_box(n)
+        })
+    });
+    group.bench_function("blocks-1-thread", |b| b.iter(|| run(1)));
+    group.bench_function(format!("blocks-{threads}-threads"), |b| {
+        b.iter(|| run(threads))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, blocks);
+criterion_main!(benches);

@@ -1,0 +1,615 @@
+//! One large object on every core: the decompressed stream is cut into blocks at line
+//! boundaries, a pool of workers parses and serializes the blocks, and the caller gets
+//! the serialized blocks back in object order.
+//!
+//! Why blocks and not records: handing each record to a thread costs more than parsing
+//! it. A block of about [`DEFAULT_BLOCK_BYTES`] holds a few thousand records, so the
+//! hand-off is amortised and each worker runs the ordinary sequential parser
+//! ([`crate::formats::parse`]) over its block.
+//!
+//! The output is byte-for-byte that of the sequential path: every block is parsed with
+//! an [`ObjectParse`] resumed at the block's first line number and byte offset, so event
+//! ids, `log.offset` and the line numbers of malformed records do not change. The only
+//! state a line format carries from one line to the next is its header (CloudFront's
+//! `#Fields:`); the last `#Fields:` line seen is replayed in front of every later block, and
+//! subtracted from the counts. Formats whose state is harder to replay (VPC flow logs
+//! infer their layout from a header that looks like data; CloudTrail and GuardDuty are
+//! JSON documents) are parsed by one thread, through the same interface.
+//!
+//! Memory stays bounded: at most `2 x threads` blocks are read ahead or waiting to be
+//! delivered, and a line longer than [`MAX_LINE`] is cut (as the sequential path cuts it)
+//! before it is queued.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use crate::driver::{EventSink, MAX_LINE, ObjectParse, ParseError, ParseStats, Stop};
+use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, Redactor};
+
+/// Decompressed bytes per block: large enough that the hand-off between threads is
+/// noise (a few thousand records), small enough that `2 x threads` of them in flight
+/// stay a few megabytes.
+pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+
+/// The serialized events of one block, in object order.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// One JSON event per line, each ending in `\n` (redacted when a redactor was given).
+    pub ndjson: Vec<u8>,
+    /// Events in `ndjson`.
+    pub events: u64,
+    /// The records of this block that could not be parsed: 1-based line number and
+    /// reason, as [`EventSink::malformed`] reports them.
+    pub malformed: Vec<(u64, String)>,
+}
+
+/// How a block-parallel parse runs.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockOptions<'a> {
+    /// Worker threads; 0 or 1 parses on the calling thread.
+    pub threads: usize,
+    /// Target decompressed bytes per block ([`DEFAULT_BLOCK_BYTES`]).
+    pub block_bytes: usize,
+    /// Applied to every string of every event, as [`Event::write_json`] does.
+    pub redactor: Option<&'a Redactor>,
+}
+
+/// Whether `format` can be cut into blocks at line boundaries with the output of the
+/// sequential parser. The others are parsed by one thread.
+pub fn splits_into_blocks(format: Format) -> bool {
+    match format {
+        Format::CloudFront
+        | Format::S3Access
+        | Format::Elb
+        | Format::Waf
+        | Format::Route53Resolver
+        | Format::NetworkFirewall
+        | Format::Ndjson
+        | Format::Lines => true,
+        Format::VpcFlow | Format::CloudTrail | Format::GuardDuty => false,
+    }
+}
+
+/// Whether a line is a header the format's parser keeps state from (replayed in front
+/// of every later block). Exactly the lines CloudFront's parser reads as headers: those
+/// starting with `#`, when not longer than [`MAX_LINE`] (an over-long line is a
+/// malformed record whatever it starts with).
+fn is_replayed_header(format: Format, line: &[u8]) -> bool {
+    format == Format::CloudFront && line.first() == Some(&b'#') && line.len() <= MAX_LINE
+}
+
+/// Parses one object of `format` from `reader` and hands its events to `deliver` as
+/// serialized blocks, in order. Returns the object's counts, equal to those of
+/// [`crate::parse_object`].
+///
+/// `deliver` runs on the calling thread; returning `Err(Stop)` ends the parse with
+/// [`ParseError::Stopped`] (the workers finish their current block and exit).
+pub fn parse_object_blocks(
+    format: Format,
+    reader: &mut dyn BufRead,
+    object: &ObjectInfo,
+    options: &ParseOptions,
+    enricher: &Enricher,
+    how: BlockOptions<'_>,
+    deliver: &mut dyn FnMut(Block) -> Result<(), Stop>,
+) -> Result<ParseStats, ParseError> {
+    let block_bytes = how.block_bytes.max(1);
+    if how.threads <= 1 || !splits_into_blocks(format) {
+        let mut sink = BlockSink::new(block_bytes, how.redactor, Some(deliver));
+        let stats = crate::parse_object(format, reader, object, options, enricher, &mut sink)?;
+        sink.flush()?;
+        return Ok(stats);
+    }
+    let (job_tx, job_rx) = mpsc::channel::<(u64, Job)>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::channel::<(u64, Done)>();
+    std::thread::scope(|scope| {
+        for _ in 0..how.threads {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                loop {
+                    // The lock is held only to take the next job.
+                    let next = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, job)) = next else { return };
+                    // A panic must not leave the collector waiting for this block
+                    // forever: it becomes the object's error.
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        parse_block(format, &job, object, options, enricher, how.redactor)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(ParseError::Io(io::Error::other(
+                            "parsing a block of the object panicked",
+                        )))
+                    });
+                    if done_tx.send((seq, done)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let result = split_and_collect(
+            format,
+            reader,
+            block_bytes,
+            how.threads,
+            &job_tx,
+            &done_rx,
+            deliver,
+        );
+        // Closing the job queue ends the workers once they finish their block.
+        drop(job_tx);
+        result
+    })
+}
+
+/// One block for a worker.
+struct Job {
+    /// Header lines replayed first (their events, if any, do not exist: they are
+    /// headers), then the block's lines.
+    replay: Arc<Vec<u8>>,
+    replay_lines: u64,
+    data: Vec<u8>,
+    /// 1-based line number of the block's first line, and its byte offset.
+    first_line: u64,
+    offset: u64,
+    /// Bytes of an over-long last line that were not queued (counted as read).
+    dropped: u64,
+}
+
+/// What a worker hands back.
+type Done = Result<(Block, ParseStats), ParseError>;
+
+fn parse_block(
+    format: Format,
+    job: &Job,
+    object: &ObjectInfo,
+    options: &ParseOptions,
+    enricher: &Enricher,
+    redactor: Option<&Redactor>,
+) -> Done {
+    let mut cx = ObjectParse::new(format, object, options, enricher);
+    let replay_bytes = job.replay.len() as u64;
+    cx.resume_at(
+        job.first_line.saturating_sub(1 + job.replay_lines),
+        job.offset.saturating_sub(replay_bytes),
+    );
+    let mut sink = BlockSink::new(usize::MAX, redactor, None);
+    sink.block.ndjson.reserve(job.data.len() * 2);
+    let mut input = io::Read::chain(&job.replay[..], &job.data[..]);
+    crate::formats::parse(format, &mut input, &mut cx, &mut sink)?;
+    let mut stats = cx.stats;
+    stats.headers = stats.headers.saturating_sub(job.replay_lines);
+    stats.bytes = stats.bytes.saturating_sub(replay_bytes) + job.dropped;
+    Ok((sink.block, stats))
+}
+
+/// Reads blocks, queues them, and delivers the workers' results in order, with at most
+/// `2 x threads` blocks queued or waiting.
+fn split_and_collect(
+    format: Format,
+    reader: &mut dyn BufRead,
+    block_bytes: usize,
+    threads: usize,
+    jobs: &mpsc::Sender<(u64, Job)>,
+    done: &mpsc::Receiver<(u64, Done)>,
+    deliver: &mut dyn FnMut(Block) -> Result<(), Stop>,
+) -> Result<ParseStats, ParseError> {
+    let max_in_flight = 2 * threads as u64;
+    let mut splitter = Splitter::new(format, block_bytes);
+    let mut total = ParseStats::default();
+    let mut waiting: BTreeMap<u64, (Block, ParseStats)> = BTreeMap::new();
+    let (mut queued, mut delivered) = (0u64, 0u64);
+    let mut finished = false;
+    loop {
+        // Deliver what is ready, in order.
+        while let Some((block, stats)) = waiting.remove(&delivered) {
+            add_stats(&mut total, &stats);
+            deliver(block)?;
+            delivered += 1;
+        }
+        if finished && delivered == queued {
+            return Ok(total);
+        }
+        if !finished && queued - delivered < max_in_flight {
+            match splitter.next_block(reader)? {
+                Some(job) => {
+                    jobs.send((queued, job)).map_err(|_| worker_gone())?;
+                    queued += 1;
+                }
+                None => finished = true,
+            }
+            // Take finished blocks without waiting, then read on.
+            while let Ok((seq, result)) = done.try_recv() {
+                waiting.insert(seq, result?);
+            }
+            continue;
+        }
+        let (seq, result) = done.recv().map_err(|_| worker_gone())?;
+        waiting.insert(seq, result?);
+    }
+}
+
+fn worker_gone() -> ParseError {
+    ParseError::Io(io::Error::other("a parsing worker stopped unexpectedly"))
+}
+
+fn add_stats(total: &mut ParseStats, block: &ParseStats) {
+    total.records += block.records;
+    total.events += block.events;
+    total.malformed += block.malformed;
+    total.headers += block.headers;
+    total.bytes += block.bytes;
+}
+
+/// Cuts the stream into blocks at line boundaries and remembers the header lines to
+/// replay.
+struct Splitter {
+    format: Format,
+    block_bytes: usize,
+    /// Bytes read that belong to the next block (they start at a line start).
+    pending: Vec<u8>,
+    eof: bool,
+    next_line: u64,
+    next_offset: u64,
+    replay: Arc<Vec<u8>>,
+    replay_lines: u64,
+}
+
+impl Splitter {
+    fn new(format: Format, block_bytes: usize) -> Self {
+        Splitter {
+            format,
+            block_bytes,
+            pending: Vec::new(),
+            eof: false,
+            next_line: 1,
+            next_offset: 0,
+            replay: Arc::new(Vec::new()),
+            replay_lines: 0,
+        }
+    }
+
+    /// Appends the reader's next buffer to `pending`; false at the end of input.
+    fn read_more(&mut self, reader: &mut dyn BufRead) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let n = loop {
+            match reader.fill_buf() {
+                Ok(buf) => {
+                    self.pending.extend_from_slice(buf);
+                    break buf.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        reader.consume(n);
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
+
+    fn next_block(&mut self, reader: &mut dyn BufRead) -> io::Result<Option<Job>> {
+        while self.pending.len() < self.block_bytes && self.read_more(reader)? {}
+        let mut dropped = 0u64;
+        let data = match memchr::memrchr(b'\n', &self.pending) {
+            Some(last) => {
+                let rest = self.pending.split_off(last + 1);
+                std::mem::replace(&mut self.pending, rest)
+            }
+            None if self.eof => std::mem::take(&mut self.pending),
+            None => {
+                // One line longer than a block: read to its end, keeping no more than
+                // the sequential reader looks at (it reports the line as too long and
+                // keeps its first MAX_LINE bytes), so memory stays bounded.
+                let keep = MAX_LINE + 1;
+                let mut line = std::mem::take(&mut self.pending);
+                let mut scanned = 0;
+                loop {
+                    if let Some(end) = memchr::memchr(b'\n', &line[scanned..]) {
+                        self.pending = line.split_off(scanned + end + 1);
+                        line.pop();
+                        if line.len() > keep {
+                            dropped += (line.len() - keep) as u64;
+                            line.truncate(keep);
+                        }
+                        line.push(b'\n');
+                        break;
+                    }
+                    if line.len() > keep {
+                        dropped += (line.len() - keep) as u64;
+                        line.truncate(keep);
+                    }
+                    scanned = line.len();
+                    if !self.read_more_into(reader, &mut line)? {
+                        break;
+                    }
+                }
+                line
+            }
+        };
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let lines = memchr::memchr_iter(b'\n', &data).count() as u64
+            + u64::from(data.last() != Some(&b'\n'));
+        let job = Job {
+            replay: Arc::clone(&self.replay),
+            replay_lines: self.replay_lines,
+            first_line: self.next_line,
+            offset: self.next_offset,
+            dropped,
+            data,
+        };
+        self.next_line += lines;
+        self.next_offset += job.data.len() as u64 + dropped;
+        self.note_headers(&job.data);
+        Ok(Some(job))
+    }
+
+    fn read_more_into(&mut self, reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+        std::mem::swap(&mut self.pending, line);
+        let more = self.read_more(reader);
+        std::mem::swap(&mut self.pending, line);
+        more
+    }
+
+    /// Remembers the last header line of `data` for the blocks after it. CloudFront's
+    /// parser keeps exactly one piece of state, the columns of the last `#Fields:` line
+    /// (other `#` lines are skipped), so replaying that one line restores it.
+    fn note_headers(&mut self, data: &[u8]) {
+        if self.format != Format::CloudFront || memchr::memchr(b'#', data).is_none() {
+            return;
+        }
+        let last_fields = data.split_inclusive(|&b| b == b'\n').rfind(|line| {
+            line.starts_with(b"#Fields:")
+                && is_replayed_header(self.format, line.strip_suffix(b"\n").unwrap_or(line))
+        });
+        if let Some(line) = last_fields {
+            let mut replay = line.to_vec();
+            if replay.last() != Some(&b'\n') {
+                replay.push(b'\n');
+            }
+            self.replay = Arc::new(replay);
+            self.replay_lines = 1;
+        }
+    }
+}
+
+/// Serializes events into a [`Block`]; with `deliver`, hands the block on every
+/// `flush_at` bytes (the one-thread path).
+struct BlockSink<'d, 'r> {
+    block: Block,
+    flush_at: usize,
+    redactor: Option<&'r Redactor>,
+    deliver: Option<&'d mut dyn FnMut(Block) -> Result<(), Stop>>,
+}
+
+impl<'d, 'r> BlockSink<'d, 'r> {
+    fn new(
+        flush_at: usize,
+        redactor: Option<&'r Redactor>,
+        deliver: Option<&'d mut dyn FnMut(Block) -> Result<(), Stop>>,
+    ) -> Self {
+        BlockSink {
+            block: Block::default(),
+            flush_at,
+            redactor,
+            deliver,
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), Stop> {
+        if let Some(deliver) = self.deliver.as_mut()
+            && (self.block.events > 0 || !self.block.malformed.is_empty())
+        {
+            deliver(std::mem::take(&mut self.block))?;
+        }
+        Ok(())
+    }
+}
+
+impl EventSink for BlockSink<'_, '_> {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        // Flushed before the next event rather than after this one, so the malformed
+        // note that follows a raw event stays in that event's block.
+        if self.block.ndjson.len() >= self.flush_at {
+            self.flush()?;
+        }
+        event.write_json(&mut self.block.ndjson, self.redactor);
+        self.block.ndjson.push(b'\n');
+        self.block.events += 1;
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, reason: &str) {
+        self.block.malformed.push((line, reason.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLOUDFRONT: &str = include_str!("../../../tests/samples/cloudfront.log");
+    const S3_ACCESS: &str = include_str!("../../../tests/samples/s3-access.log");
+    const ELB: &str = include_str!("../../../tests/samples/elb.log");
+    const WAF: &str = include_str!("../../../tests/samples/waf.log");
+
+    fn object() -> ObjectInfo {
+        ObjectInfo {
+            bucket: "logs".into(),
+            key: "AWSLogs/111122223333/cf/E2QWRUHAPOMQZL.2024-03-12-09.a1b2c3d4.gz".into(),
+            version: "etag-1".into(),
+        }
+    }
+
+    /// The sequential parser's output: NDJSON, counts and malformed notes.
+    fn sequential(format: Format, input: &[u8]) -> (Vec<u8>, ParseStats, Vec<(u64, String)>) {
+        struct Sink(Vec<u8>, Vec<(u64, String)>, Redactor);
+        impl EventSink for Sink {
+            fn emit(&mut self, event: Event) -> Result<(), Stop> {
+                event.write_json(&mut self.0, Some(&self.2));
+                self.0.push(b'\n');
+                Ok(())
+            }
+            fn malformed(&mut self, line: u64, reason: &str) {
+                self.1.push((line, reason.to_owned()));
+            }
+        }
+        let mut sink = Sink(Vec::new(), Vec::new(), Redactor::new());
+        let mut reader = input;
+        let stats = crate::parse_object(
+            format,
+            &mut reader,
+            &object(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            &mut sink,
+        )
+        .unwrap();
+        (sink.0, stats, sink.1)
+    }
+
+    fn in_blocks(
+        format: Format,
+        input: &[u8],
+        threads: usize,
+        block_bytes: usize,
+    ) -> (Vec<u8>, ParseStats, Vec<(u64, String)>, usize) {
+        let redactor = Redactor::new();
+        let (mut ndjson, mut malformed, mut blocks) = (Vec::new(), Vec::new(), 0);
+        // A small reader buffer, so that blocks end in the middle of reader buffers.
+        let mut reader = io::BufReader::with_capacity(7, input);
+        let stats = parse_object_blocks(
+            format,
+            &mut reader,
+            &object(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            BlockOptions {
+                threads,
+                block_bytes,
+                redactor: Some(&redactor),
+            },
+            &mut |block| {
+                let lines = block.ndjson.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(lines, block.events);
+                ndjson.extend_from_slice(&block.ndjson);
+                malformed.extend(block.malformed);
+                blocks += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        (ndjson, stats, malformed, blocks)
+    }
+
+    fn assert_same_as_sequential(format: Format, input: &[u8]) {
+        let (expected, expected_stats, expected_malformed) = sequential(format, input);
+        assert!(expected_stats.events > 0);
+        for threads in [1, 2, 3] {
+            for block_bytes in [1, 10, 300, 4096, DEFAULT_BLOCK_BYTES] {
+                let (ndjson, stats, malformed, blocks) =
+                    in_blocks(format, input, threads, block_bytes);
+                let what = format!("{format} threads={threads} block_bytes={block_bytes}");
+                assert_eq!(
+                    String::from_utf8_lossy(&ndjson),
+                    String::from_utf8_lossy(&expected),
+                    "{what}"
+                );
+                assert_eq!(stats, expected_stats, "{what}");
+                assert_eq!(malformed, expected_malformed, "{what}");
+                if threads > 1 && block_bytes == 1 && splits_into_blocks(format) {
+                    assert!(blocks > 1, "{what}: {blocks} blocks");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_give_the_sequential_output_on_the_samples() {
+        assert_same_as_sequential(Format::CloudFront, CLOUDFRONT.as_bytes());
+        assert_same_as_sequential(Format::S3Access, S3_ACCESS.as_bytes());
+        assert_same_as_sequential(Format::Elb, ELB.as_bytes());
+        assert_same_as_sequential(Format::Waf, WAF.as_bytes());
+    }
+
+    /// A `#Fields:` header in the middle changes the columns of every later block; CRLF
+    /// line ends, blank lines, a malformed record and a final line without a newline
+    /// keep their numbers and offsets.
+    #[test]
+    fn blocks_keep_headers_line_numbers_and_offsets() {
+        let mut lines: Vec<&str> = CLOUDFRONT.lines().collect();
+        let data: Vec<&str> = lines.split_off(2);
+        let header = lines.join("\r\n");
+        let short_fields = "#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status";
+        let mut text = format!("{header}\r\n\r\n");
+        for (i, line) in data.iter().enumerate() {
+            text.push_str(line);
+            text.push_str(if i % 2 == 0 { "\n" } else { "\r\n" });
+            if i == 3 {
+                text.push_str("this is not a record\n\n");
+            }
+            if i == 5 {
+                text.push_str("#Version: 1.0\n");
+                text.push_str(short_fields);
+                text.push('\n');
+                let short: Vec<&str> = line.split('\t').take(9).collect();
+                text.push_str(&short.join("\t"));
+                text.push('\n');
+            }
+        }
+        text.push_str(data[0]);
+        assert_same_as_sequential(Format::CloudFront, text.as_bytes());
+    }
+
+    /// A line longer than MAX_LINE is reported as the sequential reader reports it, and
+    /// the lines after it keep their offsets.
+    #[test]
+    fn over_long_lines_are_cut_as_in_the_sequential_path() {
+        let mut text = String::from("first line\n");
+        text.push_str(&"x".repeat(MAX_LINE + 10));
+        text.push_str("\r\nafter the long line\n");
+        text.push_str(&"y".repeat(MAX_LINE + 1));
+        text.push_str("\nlast");
+        let (expected, expected_stats, expected_malformed) =
+            sequential(Format::Lines, text.as_bytes());
+        let (ndjson, stats, malformed, _) = in_blocks(Format::Lines, text.as_bytes(), 2, 1000);
+        assert_eq!(ndjson, expected);
+        assert_eq!(stats, expected_stats);
+        assert_eq!(malformed, expected_malformed);
+        assert_eq!(stats.malformed, 2);
+    }
+
+    #[test]
+    fn a_stopping_consumer_stops_the_parse() {
+        let redactor = Redactor::new();
+        let mut delivered = 0;
+        let result = parse_object_blocks(
+            Format::S3Access,
+            &mut S3_ACCESS.as_bytes(),
+            &object(),
+            &ParseOptions::default(),
+            &Enricher::new(),
+            BlockOptions {
+                threads: 2,
+                block_bytes: 1,
+                redactor: Some(&redactor),
+            },
+            &mut |_| {
+                delivered += 1;
+                Err(Stop)
+            },
+        );
+        assert!(matches!(result, Err(ParseError::Stopped(Stop))));
+        assert_eq!(delivered, 1);
+    }
+}
