@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::driver::{EventSink, MAX_LINE, ObjectParse, ParseError, ParseStats, Stop};
+use crate::registry::Reader;
 use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, Redactor};
 
 /// Decompressed bytes per block: large enough that the hand-off between threads is
@@ -57,19 +58,15 @@ pub struct BlockOptions<'a> {
 }
 
 /// Whether `format` can be cut into blocks at line boundaries with the output of the
-/// sequential parser. The others are parsed by one thread.
+/// sequential parser: formats read line by line ([`Reader::Lines`] and
+/// [`Reader::JsonLines`] in the registry), except VPC flow logs, whose header
+/// detection is too involved to replay in front of a block. The others (JSON documents,
+/// whole-object readers) are parsed by one thread.
 pub fn splits_into_blocks(format: Format) -> bool {
-    match format {
-        Format::CloudFront
-        | Format::S3Access
-        | Format::Elb
-        | Format::Waf
-        | Format::Route53Resolver
-        | Format::NetworkFirewall
-        | Format::Ndjson
-        | Format::Lines => true,
-        Format::VpcFlow | Format::CloudTrail | Format::GuardDuty => false,
-    }
+    matches!(
+        format.spec().reader,
+        Reader::Lines(_) | Reader::JsonLines(_)
+    ) && format != Format::VpcFlow
 }
 
 /// Whether a line is a header the format's parser keeps state from (replayed in front
@@ -183,7 +180,7 @@ fn parse_block(
     let mut sink = BlockSink::new(usize::MAX, redactor, None);
     sink.block.ndjson.reserve(job.data.len() * 2);
     let mut input = io::Read::chain(&job.replay[..], &job.data[..]);
-    crate::formats::parse(format, &mut input, &mut cx, &mut sink)?;
+    crate::registry::parse(format, &mut input, &mut cx, &mut sink)?;
     let mut stats = cx.stats;
     stats.headers = stats.headers.saturating_sub(job.replay_lines);
     stats.bytes = stats.bytes.saturating_sub(replay_bytes) + job.dropped;

@@ -10,7 +10,7 @@ use alf_formats::{
 };
 use aws_log_forwarder::Config;
 use aws_log_forwarder::config::ConfigErrors;
-use aws_log_forwarder::pipeline::{StreamError, parse_stream, parse_stream_with};
+use aws_log_forwarder::pipeline::{ParseStep, StreamError, parse_stream, parse_stream_with};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for a configuration the daemon cannot use.
@@ -183,41 +183,38 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
             &detector,
             forced,
             &options,
-            |format, reader, options| {
-                let how = BlockOptions {
-                    threads: usize::from(args.threads),
-                    block_bytes: DEFAULT_BLOCK_BYTES,
-                    redactor: sink.redactor.as_ref(),
-                };
-                let (out, err, write_error) = (&mut sink.out, &mut sink.err, &mut sink.write_error);
-                parse_object_blocks(
-                    format,
-                    reader,
-                    &object,
-                    options,
-                    &enricher,
-                    how,
-                    &mut |block| {
-                        for (line, reason) in &block.malformed {
-                            let _ = writeln!(err, "{name}: line {line}: {reason}");
-                        }
-                        out.write_all(&block.ndjson).map_err(|e| {
-                            *write_error = Some(e);
-                            Stop
-                        })
-                    },
-                )
-            },
+            ParseStep::Custom(
+                |format: Format, reader: &mut dyn std::io::BufRead, options: &ParseOptions| {
+                    let how = BlockOptions {
+                        threads: usize::from(args.threads),
+                        block_bytes: DEFAULT_BLOCK_BYTES,
+                        redactor: sink.redactor.as_ref(),
+                    };
+                    let (out, err, write_error) =
+                        (&mut sink.out, &mut sink.err, &mut sink.write_error);
+                    parse_object_blocks(
+                        format,
+                        reader,
+                        &object,
+                        options,
+                        &enricher,
+                        how,
+                        &mut |block| {
+                            for (line, reason) in &block.malformed {
+                                let _ = writeln!(err, "{name}: line {line}: {reason}");
+                            }
+                            out.write_all(&block.ndjson).map_err(|e| {
+                                *write_error = Some(e);
+                                Stop
+                            })
+                        },
+                    )
+                },
+            ),
         )
     } else {
         parse_stream(
-            input,
-            &object,
-            &detector,
-            forced,
-            &options,
-            &enricher,
-            &mut sink,
+            input, &object, &detector, forced, &options, &enricher, &mut sink,
         )
     };
     let flushed = sink.out.flush();

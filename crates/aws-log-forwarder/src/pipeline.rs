@@ -101,27 +101,57 @@ pub fn parse_stream<R: Read + Send + 'static>(
         detector,
         forced,
         options,
-        |format, reader, options| parse_object(format, reader, object, options, enricher, sink),
+        ParseStep::sequential(enricher, sink),
     )
 }
 
+/// How [`parse_stream_with`] parses the records once the format is known.
+pub enum ParseStep<'a, F> {
+    /// One thread, events into `sink` (Parquet objects too).
+    Sequential {
+        enricher: &'a Enricher,
+        sink: &'a mut dyn EventSink,
+    },
+    /// The caller's own step (`parse --threads` parses the object in blocks); Parquet
+    /// objects, which need random access, are refused with a reason.
+    Custom(F),
+}
+
+type NoStep = fn(Format, &mut dyn io::BufRead, &ParseOptions) -> Result<ParseStats, ParseError>;
+
+impl<'a> ParseStep<'a, NoStep> {
+    /// [`ParseStep::Sequential`] with the type of the unused custom step filled in.
+    pub fn sequential(enricher: &'a Enricher, sink: &'a mut dyn EventSink) -> Self {
+        ParseStep::Sequential { enricher, sink }
+    }
+}
+
 /// [`parse_stream`] with the parsing step given: decodes, detects and skips exactly as
-/// it does, then calls `parse` with the format, the decompressed stream and the options
-/// (`parse --threads` parses the object in blocks on several threads).
-pub fn parse_stream_with<R: Read + Send + 'static>(
+/// it does, then parses with `step` (`parse --threads` parses the object in blocks on
+/// several threads).
+pub fn parse_stream_with<R, F>(
     raw: R,
     object: &ObjectInfo,
     detector: &FormatDetector,
     forced: Option<Format>,
     options: &ParseOptions,
-    parse: impl FnOnce(Format, &mut dyn io::BufRead, &ParseOptions) -> Result<ParseStats, ParseError>,
-) -> Result<Parsed, StreamError> {
+    step: ParseStep<'_, F>,
+) -> Result<Parsed, StreamError>
+where
+    R: Read + Send + 'static,
+    F: FnOnce(Format, &mut dyn io::BufRead, &ParseOptions) -> Result<ParseStats, ParseError>,
+{
     let (decoded, compression) = decode::decoder_with_kind(raw)?;
     let mut decoded = CountingBufReader::new(decoded);
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = decode::read_up_to(&mut decoded, &mut head)?;
     head.truncate(n);
     if alf_formats::columnar::is_parquet(&head) {
+        let ParseStep::Sequential { enricher, sink } = step else {
+            return Err(StreamError::Unsupported(
+                "Apache Parquet in blocks (read it with one thread)",
+            ));
+        };
         // Parquet needs random access: spooled to a temporary file (crate::columnar).
         let spooled =
             columnar::spool_and_parse(&head, &mut decoded, object, forced, options, enricher, sink)
@@ -172,7 +202,12 @@ pub fn parse_stream_with<R: Read + Send + 'static>(
     };
     // The peeked head goes back in front of the rest of the stream.
     let mut reader = Cursor::new(head).chain(&mut decoded);
-    let stats = parse(format, &mut reader, &options)?;
+    let stats = match step {
+        ParseStep::Sequential { enricher, sink } => {
+            parse_object(format, &mut reader, object, &options, enricher, sink)?
+        }
+        ParseStep::Custom(parse) => parse(format, &mut reader, &options)?,
+    };
     // Formats that stop early (one JSON document) may leave trailing bytes; they
     // still count as read for the byte metrics.
     Ok(Parsed {
