@@ -8,7 +8,9 @@
 #   1. cargo fmt --all -- --check
 #   2. cargo clippy --workspace --all-targets -- -D warnings
 #   2b. scripts/check-deploy.sh --install-tools: the deployment files without a container
-#      engine (docker compose config, cfn-lint, hadolint, shellcheck), strict: a missing
+#      engine (docker compose config, cfn-lint, hadolint, shellcheck, the rendered
+#      Kubernetes/KEDA manifests against their schemas, promtool on the alert rules and
+#      the dashboard's queries), strict: a missing
 #      linter fails instead of being skipped
 #   3. build the tests (before LocalStack starts, so it does not idle through a cold build)
 #   4. scripts/localstack.sh install (idempotent; needs python3.11), then start a private
