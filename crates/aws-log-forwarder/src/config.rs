@@ -477,6 +477,9 @@ fn source_error(e: config::ConfigError) -> ConfigError {
     ConfigError::Source(e.to_string())
 }
 
+/// Stands in for the queue `replay` does not need, so validation stays in one place.
+const REPLAY_PLACEHOLDER_QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/000000000000/replay";
+
 impl Config {
     /// Parses TOML text (no environment overrides) and validates it.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
@@ -492,6 +495,24 @@ impl Config {
     /// Loads a TOML file (optional) plus environment overrides (prefix `ALF_`, nested
     /// keys joined with `__`, e.g. `ALF_INTAKE__URL`) and validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_raw(path).and_then(|raw| Self::validate(raw, &EnvLookup::Process))
+    }
+
+    /// [`Config::load`] for `replay`, which reads S3 directly: `sqs.queue_url` may be
+    /// absent (it is then empty and unused).
+    pub fn load_without_queue(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut raw = Self::load_raw(path)?;
+        if non_empty(raw.sqs.queue_url.clone()).is_none() {
+            raw.sqs.queue_url = Some(REPLAY_PLACEHOLDER_QUEUE.to_owned());
+        }
+        let mut config = Self::validate(raw, &EnvLookup::Process)?;
+        if config.sqs.queue_url == REPLAY_PLACEHOLDER_QUEUE {
+            config.sqs.queue_url.clear();
+        }
+        Ok(config)
+    }
+
+    fn load_raw(path: Option<&Path>) -> Result<raw::Root, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             let text = std::fs::read_to_string(path)
@@ -500,11 +521,10 @@ impl Config {
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         builder = builder.add_source(env_source());
-        let raw: raw::Root = builder
+        builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(source_error)?;
-        Self::validate(raw, &EnvLookup::Process)
+            .map_err(source_error)
     }
 
     fn validate(raw: raw::Root, env: &EnvLookup) -> Result<Config, ConfigError> {

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notification;
 pub mod oversize;
 pub mod pipeline;
+pub mod replay;
 pub mod s3;
 pub mod sqs;
 

@@ -161,12 +161,38 @@ impl ObjectOutcome {
         !matches!(self, ObjectOutcome::Failed(_))
     }
 
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             ObjectOutcome::Delivered => "delivered",
             ObjectOutcome::Skipped => "skipped",
             ObjectOutcome::Gone => "gone",
             ObjectOutcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// How an object ended, with what it counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectReport {
+    pub outcome: ObjectOutcome,
+    /// The format parsed (`None` when skipped or failed before detection).
+    pub format: Option<Format>,
+    /// Events handed to the batcher.
+    pub events: u64,
+    /// Of those, records that did not parse (forwarded raw, tagged).
+    pub malformed: u64,
+    /// Bytes read from S3.
+    pub bytes_compressed: u64,
+}
+
+impl Default for ObjectReport {
+    fn default() -> Self {
+        ObjectReport {
+            outcome: ObjectOutcome::Skipped,
+            format: None,
+            events: 0,
+            malformed: 0,
+            bytes_compressed: 0,
         }
     }
 }
@@ -337,13 +363,27 @@ impl Pipeline {
 
     /// Fetches, parses and delivers one object; logs one line about it.
     pub async fn process_object(&self, object: &ObjectRef, message_id: &str) -> ObjectOutcome {
+        self.process_object_report(object, message_id).await.outcome
+    }
+
+    /// [`Pipeline::process_object`], also returning what was counted (for `replay`'s
+    /// progress and summary).
+    pub async fn process_object_report(
+        &self,
+        object: &ObjectRef,
+        message_id: &str,
+    ) -> ObjectReport {
+        let report = |outcome| ObjectReport {
+            outcome,
+            ..ObjectReport::default()
+        };
         let started = Instant::now();
         let permit = tokio::select! {
             biased;
-            _ = self.abort.cancelled() => return ObjectOutcome::Failed("shutting down".into()),
+            _ = self.abort.cancelled() => return report(ObjectOutcome::Failed("shutting down".into())),
             p = Arc::clone(&self.object_permits).acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return ObjectOutcome::Failed("shutting down".into()),
+                Err(_) => return report(ObjectOutcome::Failed("shutting down".into())),
             },
         };
         let opened = match self.fetcher.open(object).await {
@@ -360,13 +400,13 @@ impl Pipeline {
                     "{e}; nothing to forward, the notification is dropped"
                 );
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "gone").increment(1);
-                return ObjectOutcome::Gone;
+                return report(ObjectOutcome::Gone);
             }
             Err(e) => {
                 tracing::error!(message_id, bucket = %object.bucket, key = %object.key, outcome = "failed", "{e}");
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
                 metrics::counter!(m::OBJECTS_FAILED).increment(1);
-                return ObjectOutcome::Failed(e.to_string());
+                return report(ObjectOutcome::Failed(e.to_string()));
             }
         };
 
@@ -476,7 +516,13 @@ impl Pipeline {
         if let Some(p) = &parsed {
             metrics::counter!(m::BYTES_DECOMPRESSED).increment(p.decompressed_bytes);
         }
-        outcome
+        ObjectReport {
+            format: parsed.as_ref().and_then(|p| p.format),
+            outcome,
+            events,
+            malformed,
+            bytes_compressed: compressed,
+        }
     }
 }
 
