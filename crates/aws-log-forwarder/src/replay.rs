@@ -812,11 +812,11 @@ pub async fn run(
     let counts = match lister.await {
         Ok(Ok(counts)) => counts,
         Ok(Err(e)) => {
-            finish_progress(display);
+            finish_progress(display).await;
             return Err(e);
         }
         Err(e) => {
-            finish_progress(display);
+            finish_progress(display).await;
             return Err(ReplayError::List {
                 bucket,
                 prefix,
@@ -824,7 +824,7 @@ pub async fn run(
             });
         }
     };
-    finish_progress(display);
+    finish_progress(display).await;
     summary.listed = counts.listed;
     summary.filtered_out = counts.filtered_out;
     summary.already_done = counts.already_done;
@@ -929,26 +929,14 @@ fn spawn_progress(
             tokio::spawn(async move {
                 let started = Instant::now();
                 loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(interval) => {}
+                    let last = tokio::select! {
+                        _ = stop.cancelled() => true,
+                        _ = tokio::time::sleep(interval) => false,
+                    };
+                    eprintln!("{}", json_progress(&progress, started.elapsed()));
+                    if last {
+                        break;
                     }
-                    let elapsed = started.elapsed().as_secs_f64().max(0.001);
-                    let events = progress.events.load(Ordering::Relaxed);
-                    let line = serde_json::json!({
-                        "progress": {
-                            "listed": progress.listed.load(Ordering::Relaxed),
-                            "selected": progress.selected.load(Ordering::Relaxed),
-                            "listing_done": progress.listing_done.load(Ordering::Relaxed),
-                            "finished": progress.finished.load(Ordering::Relaxed),
-                            "failed": progress.failed.load(Ordering::Relaxed),
-                            "events": events,
-                            "events_per_second": (events as f64 / elapsed).round(),
-                            "bytes": progress.bytes.load(Ordering::Relaxed),
-                            "elapsed_seconds": elapsed.round(),
-                        }
-                    });
-                    eprintln!("{line}");
                 }
             })
         }
@@ -956,11 +944,30 @@ fn spawn_progress(
     Some(ProgressDisplay { stop, task })
 }
 
-fn finish_progress(display: Option<ProgressDisplay>) {
+/// One progress line: counters so far.
+fn json_progress(progress: &Progress, elapsed: Duration) -> serde_json::Value {
+    let elapsed = elapsed.as_secs_f64().max(0.001);
+    let events = progress.events.load(Ordering::Relaxed);
+    serde_json::json!({
+        "progress": {
+            "listed": progress.listed.load(Ordering::Relaxed),
+            "selected": progress.selected.load(Ordering::Relaxed),
+            "listing_done": progress.listing_done.load(Ordering::Relaxed),
+            "finished": progress.finished.load(Ordering::Relaxed),
+            "failed": progress.failed.load(Ordering::Relaxed),
+            "events": events,
+            "events_per_second": (events as f64 / elapsed).round(),
+            "bytes": progress.bytes.load(Ordering::Relaxed),
+            "elapsed_seconds": elapsed.round(),
+        }
+    })
+}
+
+/// Stops the display: the bar is cleared, JSON progress prints its final line.
+async fn finish_progress(display: Option<ProgressDisplay>) {
     if let Some(display) = display {
         display.stop.cancel();
-        // The bar clears itself on its next tick; nothing to wait for.
-        drop(display.task);
+        let _ = display.task.await;
     }
 }
 
