@@ -292,7 +292,82 @@ pub struct IntakeSettings {
     /// than 250,000 bytes per event.
     pub max_event_bytes: usize,
     pub oversize: OversizePolicy,
+    /// PEM file of the CA(s) that signed the intake's certificate (a private CA),
+    /// trusted in addition to the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and private key presented to an intake that requires
+    /// client certificates (mTLS); both or neither.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Proxy for intake requests (`http://proxy:3128`); `NO_PROXY` still applies.
+    /// Unset: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` from the environment.
+    pub proxy: Option<ProxyUrl>,
+    /// Extra headers on every intake request (tenant ids, gateway tokens); values are
+    /// treated as secrets: masked in `check-config` and never logged.
+    pub headers: Vec<(String, MaskedValue)>,
 }
+
+/// `intake.proxy`: may carry `user:password`, which Debug and `check-config` mask.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(url::Url);
+
+impl ProxyUrl {
+    /// The URL itself, password included; only the intake client should call this.
+    pub fn expose(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn shown(&self) -> String {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        shown.to_string()
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+/// A configured value that may be a credential: `***` in Debug and Display.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MaskedValue(String);
+
+impl MaskedValue {
+    pub fn new(value: String) -> Self {
+        MaskedValue(value)
+    }
+
+    /// The value itself; only the intake client should call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MaskedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for MaskedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Headers the forwarder sets itself; `intake.headers` may not replace them.
+const RESERVED_HEADERS: [&str; 5] = [
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+    "transfer-encoding",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchSettings {
@@ -409,6 +484,11 @@ mod raw {
         pub max_concurrent_requests: Option<i64>,
         pub max_event_bytes: Option<i64>,
         pub oversize: Option<String>,
+        pub ca_file: Option<String>,
+        pub client_cert: Option<String>,
+        pub client_key: Option<String>,
+        pub proxy: Option<String>,
+        pub headers: Option<std::collections::BTreeMap<String, String>>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -712,6 +792,17 @@ impl Config {
             "max_concurrent_requests": i.max_concurrent_requests,
             "max_event_bytes": i.max_event_bytes,
             "oversize": i.oversize,
+            "ca_file": i.ca_file.as_ref().map(|p| p.display().to_string()),
+            "client_cert": i.client_cert.as_ref().map(|p| p.display().to_string()),
+            "client_key": i.client_key.as_ref().map(|p| p.display().to_string()),
+            // A proxy URL may carry user:password.
+            "proxy": i.proxy.as_ref().map(ProxyUrl::shown),
+            "headers": (!i.headers.is_empty()).then(|| {
+                i.headers
+                    .iter()
+                    .map(|(name, _)| (name.clone(), serde_json::Value::from("***")))
+                    .collect::<serde_json::Map<_, _>>()
+            }),
         });
         if let (Some(key), Some(obj)) = (&i.key, intake.as_object_mut()) {
             obj.insert("key".into(), "***".into());
@@ -883,6 +974,19 @@ fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, 
         ));
     }
 
+    let client_cert = existing_file("intake.client_cert", raw.client_cert)?;
+    let client_key = existing_file("intake.client_key", raw.client_key)?;
+    if client_cert.is_some() != client_key.is_some() {
+        return Err(ConfigError::invalid(
+            if client_cert.is_some() {
+                "intake.client_key"
+            } else {
+                "intake.client_cert"
+            },
+            "intake.client_cert and intake.client_key go together (the certificate chain and its private key, PEM): set both or neither",
+        ));
+    }
+
     let retry_initial_backoff_ms = number(
         "intake.retry_initial_backoff_ms",
         raw.retry_initial_backoff_ms,
@@ -977,7 +1081,67 @@ fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, 
             100 << 20,
         )?,
         oversize,
+        ca_file: existing_file("intake.ca_file", raw.ca_file)?,
+        client_cert,
+        client_key,
+        proxy: match non_empty(raw.proxy) {
+            Some(p) => Some(ProxyUrl(http_url(
+                "intake.proxy",
+                &p,
+                "http://proxy.internal:3128",
+            )?)),
+            None => None,
+        },
+        headers: validate_headers(raw.headers.unwrap_or_default())?,
     })
+}
+
+/// A path that must name a readable file (certificates, keys): checked at start-up so
+/// a typo is a one-line configuration error.
+fn existing_file(key: &str, path: Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(path) = non_empty(path) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(Some(path)),
+        Ok(_) => Err(ConfigError::invalid(
+            key,
+            format!("{} is not a file", path.display()),
+        )),
+        Err(e) => Err(ConfigError::invalid(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// `intake.headers`: valid HTTP names and values, none the forwarder sets itself.
+fn validate_headers(
+    raw: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, MaskedValue)>, ConfigError> {
+    let mut headers = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        let key = format!("intake.headers.{name}");
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::invalid(&key, "not a valid HTTP header name"));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(ConfigError::invalid(
+                &key,
+                "set by the forwarder itself; remove it",
+            ));
+        }
+        if reqwest::header::HeaderValue::from_str(&value).is_err() {
+            // The value is not echoed: it may be a credential.
+            return Err(ConfigError::invalid(
+                &key,
+                "the value is not a valid HTTP header value (control characters or non-ASCII)",
+            ));
+        }
+        headers.push((name, MaskedValue::new(value)));
+    }
+    Ok(headers)
 }
 
 /// `[dead_letter]`: a directory (default `dead-letter` under the working directory) or
