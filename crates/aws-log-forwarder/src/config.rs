@@ -138,6 +138,9 @@ pub struct ProcessingSettings {
     pub object_concurrency: usize,
     pub keep_original: bool,
     pub redact: bool,
+    /// `[[processing.drop]]` rules, checked (see [`crate::filter`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<crate::filter::DropRuleSettings>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -446,6 +449,20 @@ mod raw {
         pub object_concurrency: Option<i64>,
         pub keep_original: Option<bool>,
         pub redact: Option<bool>,
+        pub drop: Option<Vec<Drop>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Drop {
+        pub name: Option<String>,
+        pub dataset: Option<String>,
+        pub field: Option<String>,
+        pub equals: Option<String>,
+        pub prefix: Option<String>,
+        pub regex: Option<String>,
+        pub gt: Option<f64>,
+        pub lt: Option<f64>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -696,6 +713,7 @@ impl Config {
             )?,
             keep_original: raw.processing.keep_original.unwrap_or(false),
             redact: raw.processing.redact.unwrap_or(true),
+            drop: validate_drop_rules(raw.processing.drop.unwrap_or_default())?,
         };
 
         let mut rules = Vec::with_capacity(raw.formats.rules.len());
@@ -896,6 +914,27 @@ fn http_url(key: &str, text: &str, example: &str) -> Result<url::Url, ConfigErro
         ));
     }
     Ok(url)
+}
+
+/// `[[processing.drop]]`: compiled once here so a bad rule stops the start.
+fn validate_drop_rules(
+    raw: Vec<raw::Drop>,
+) -> Result<Vec<crate::filter::DropRuleSettings>, ConfigError> {
+    let rules: Vec<crate::filter::DropRuleSettings> = raw
+        .into_iter()
+        .map(|r| crate::filter::DropRuleSettings {
+            name: r.name.unwrap_or_default(),
+            dataset: r.dataset.unwrap_or_default(),
+            field: r.field.unwrap_or_default(),
+            equals: r.equals,
+            prefix: r.prefix,
+            regex: r.regex,
+            gt: r.gt,
+            lt: r.lt,
+        })
+        .collect();
+    crate::filter::EventFilter::new(&rules).map_err(|e| ConfigError::Source(e.to_string()))?;
+    Ok(rules)
 }
 
 fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {

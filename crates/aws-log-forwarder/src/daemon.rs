@@ -143,18 +143,25 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         Arc::clone(&intake),
         abort.clone(),
     ));
-    let pipeline = Arc::new(Pipeline::new(
-        ObjectFetcher::new(s3_client),
-        FormatDetector::new(config.formats.detect_rules()),
-        ParseOptions {
-            keep_original: config.processing.keep_original,
-            vpc_flow_fields: None,
-        },
-        config.processing.redact,
-        config.processing.object_concurrency,
-        events_tx,
-        abort.clone(),
-    ));
+    let pipeline = Arc::new(
+        Pipeline::new(
+            ObjectFetcher::new(s3_client),
+            FormatDetector::new(config.formats.detect_rules()),
+            ParseOptions {
+                keep_original: config.processing.keep_original,
+                vpc_flow_fields: None,
+            },
+            config.processing.redact,
+            config.processing.object_concurrency,
+            events_tx,
+            abort.clone(),
+        )
+        .with_filter(
+            crate::filter::EventFilter::new(&config.processing.drop).map_err(|e| {
+                DaemonError::Config(crate::config::ConfigError::Source(e.to_string()))
+            })?,
+        ),
+    );
     let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight));
     let tracker = TaskTracker::new();
     let timing = Arc::new(MessageTiming {

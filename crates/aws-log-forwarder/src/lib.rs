@@ -20,6 +20,7 @@ mod daemon;
 pub mod deadletter;
 pub mod decode;
 mod errtext;
+pub mod filter;
 pub mod intake;
 pub mod metrics;
 pub mod notification;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::ObjectAck;
 use crate::batch::EventChunk;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
+use crate::filter::EventFilter;
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
 use crate::s3::ObjectFetcher;
@@ -181,6 +182,8 @@ pub struct ObjectReport {
     pub events: u64,
     /// Of those, records that did not parse (forwarded raw, tagged).
     pub malformed: u64,
+    /// Events dropped by `[[processing.drop]]` rules (not forwarded, not in `events`).
+    pub dropped: u64,
     /// Bytes read from S3.
     pub bytes_compressed: u64,
 }
@@ -192,6 +195,7 @@ impl Default for ObjectReport {
             format: None,
             events: 0,
             malformed: 0,
+            dropped: 0,
             bytes_compressed: 0,
         }
     }
@@ -218,6 +222,9 @@ struct ChunkSink<'a> {
     key: &'a str,
     events: u64,
     malformed: u64,
+    /// `[[processing.drop]]` rules, and how many events each dropped.
+    filter: &'a EventFilter,
+    dropped: Vec<u64>,
 }
 
 impl ChunkSink<'_> {
@@ -248,6 +255,12 @@ impl ChunkSink<'_> {
 
 impl EventSink for ChunkSink<'_> {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        if let Some(rule) = self.filter.matching(&event) {
+            if let Some(n) = self.dropped.get_mut(rule) {
+                *n += 1;
+            }
+            return Ok(());
+        }
         let redactor = self.redactor;
         self.chunk.push_with(|out| event.write_json(out, redactor));
         self.events += 1;
@@ -284,6 +297,7 @@ pub struct Pipeline {
     object_permits: Arc<Semaphore>,
     events: mpsc::Sender<EventChunk>,
     abort: CancellationToken,
+    filter: Arc<EventFilter>,
 }
 
 impl Pipeline {
@@ -306,7 +320,14 @@ impl Pipeline {
             object_permits: Arc::new(Semaphore::new(object_concurrency.max(1))),
             events,
             abort,
+            filter: Arc::new(EventFilter::default()),
         }
+    }
+
+    /// Drops the events `filter` matches (counted per rule) instead of forwarding them.
+    pub fn with_filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Arc::new(filter);
+        self
     }
 
     /// Processes every object a message announces; `Done` only when all are done.
@@ -429,6 +450,7 @@ impl Pipeline {
             let enricher = Arc::clone(&self.enricher);
             let redactor = self.redactor.clone();
             let abort = self.abort.clone();
+            let filter = Arc::clone(&self.filter);
             tokio::task::spawn_blocking(move || {
                 let mut sink = ChunkSink {
                     tx: &tx,
@@ -440,6 +462,8 @@ impl Pipeline {
                     key: &info.key,
                     events: 0,
                     malformed: 0,
+                    filter: &filter,
+                    dropped: vec![0; filter.names().len()],
                 };
                 let result =
                     parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink)
@@ -447,10 +471,10 @@ impl Pipeline {
                             sink.flush()?;
                             Ok(parsed)
                         });
-                (result, sink.events, sink.malformed)
+                (result, sink.events, sink.malformed, sink.dropped)
             })
         };
-        let (result, events, malformed) = match parse.await {
+        let (result, events, malformed, dropped) = match parse.await {
             Ok(r) => r,
             Err(e) => (
                 Err(StreamError::Read(io::Error::other(format!(
@@ -458,8 +482,11 @@ impl Pipeline {
                 )))),
                 0,
                 0,
+                Vec::new(),
             ),
         };
+        let dropped_total: u64 = dropped.iter().sum();
+        let dropped_by_rule = self.filter.record(&dropped);
         drop(permit);
         metrics::counter!(m::EVENTS_PARSED).increment(events);
         let compressed = compressed.load(Ordering::Relaxed);
@@ -501,9 +528,13 @@ impl Pipeline {
             message_id,
             &outcome,
             parsed.as_ref(),
-            events,
-            malformed,
-            compressed,
+            ObjectCounts {
+                events,
+                malformed,
+                dropped: dropped_total,
+                dropped_by_rule: dropped_by_rule.as_deref().unwrap_or("-"),
+                compressed,
+            },
             duration,
         );
         metrics::histogram!(m::OBJECT_DURATION).record(duration.as_secs_f64());
@@ -521,23 +552,38 @@ impl Pipeline {
             outcome,
             events,
             malformed,
+            dropped: dropped_total,
             bytes_compressed: compressed,
         }
     }
 }
 
+/// What an object counted, for its log line.
+struct ObjectCounts<'a> {
+    events: u64,
+    malformed: u64,
+    dropped: u64,
+    /// `rule=count,...`, or `-`.
+    dropped_by_rule: &'a str,
+    compressed: u64,
+}
+
 /// The one line per object.
-#[allow(clippy::too_many_arguments)]
 fn log_object(
     object: &ObjectRef,
     message_id: &str,
     outcome: &ObjectOutcome,
     parsed: Option<&Parsed>,
-    events: u64,
-    malformed: u64,
-    compressed: u64,
+    counts: ObjectCounts<'_>,
     duration: Duration,
 ) {
+    let ObjectCounts {
+        events,
+        malformed,
+        dropped,
+        dropped_by_rule,
+        compressed,
+    } = counts;
     let format = parsed.and_then(|p| p.format).map_or("-", Format::name);
     let reason = parsed.map_or("-", |p| p.reason.as_str());
     let compression = parsed.map_or("-", |p| p.compression.name());
@@ -553,6 +599,8 @@ fn log_object(
             compression,
             events,
             malformed,
+            dropped,
+            dropped_by_rule,
             bytes_compressed = compressed,
             bytes_decompressed = decompressed,
             duration_ms,
@@ -571,6 +619,8 @@ fn log_object(
             compression,
             events,
             malformed,
+            dropped,
+            dropped_by_rule,
             bytes_compressed = compressed,
             bytes_decompressed = decompressed,
             duration_ms,
@@ -691,6 +741,7 @@ mod tests {
         let abort2 = abort.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let redactor = Redactor::new();
+            let no_filter = EventFilter::default();
             let mut sink = ChunkSink {
                 tx: &tx,
                 ack: &ack2,
@@ -701,6 +752,8 @@ mod tests {
                 key: "k",
                 events: 0,
                 malformed: 0,
+                filter: &no_filter,
+                dropped: Vec::new(),
             };
             for i in 0..(CHUNK_EVENTS + 3) {
                 let mut e = Event::new();
@@ -738,6 +791,7 @@ mod tests {
             }
             let (ack2, abort2) = (Arc::clone(&ack), abort.clone());
             let emitted = tokio::task::spawn_blocking(move || {
+                let no_filter = EventFilter::default();
                 let mut sink = ChunkSink {
                     tx: &tx,
                     ack: &ack2,
@@ -748,6 +802,8 @@ mod tests {
                     key: "k",
                     events: 0,
                     malformed: 0,
+                    filter: &no_filter,
+                    dropped: Vec::new(),
                 };
                 (0..10 * CHUNK_EVENTS)
                     .take_while(|_| sink.emit(Event::new()).is_ok())

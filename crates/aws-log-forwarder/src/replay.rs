@@ -40,6 +40,7 @@ use crate::batch::{BatcherLimits, run_batcher};
 use crate::config::Config;
 use crate::deadletter::DeadLetterSink;
 use crate::decode;
+use crate::filter::EventFilter;
 use crate::intake::IntakeClient;
 use crate::notification::ObjectRef;
 use crate::pipeline::{ObjectOutcome, Pipeline};
@@ -124,6 +125,8 @@ pub enum ReplayError {
     Intake(#[from] crate::intake::IntakeError),
     #[error(transparent)]
     DeadLetter(#[from] crate::deadletter::DeadLetterError),
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterError),
 }
 
 /// A checkpoint file that cannot be used.
@@ -350,6 +353,8 @@ pub struct ReplaySummary {
     pub failed: u64,
     pub events: u64,
     pub malformed: u64,
+    /// Events dropped by `[[processing.drop]]` rules.
+    pub dropped: u64,
     /// Compressed bytes read (dry run: the listed sizes of the selected objects).
     pub bytes: u64,
     /// Stopped by a signal before every object was processed.
@@ -371,7 +376,7 @@ impl ReplaySummary {
     /// Human-readable summary lines.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "replay of s3://{}/{}{}: {} listed, {} filtered out, {} already done (checkpoint), {} delivered, {} skipped, {} gone, {} failed; {} events ({} malformed), {} bytes in {:.1}s{}\n",
+            "replay of s3://{}/{}{}: {} listed, {} filtered out, {} already done (checkpoint), {} delivered, {} skipped, {} gone, {} failed; {} events ({} malformed, {} dropped by rules), {} bytes in {:.1}s{}\n",
             self.bucket,
             self.prefix,
             if self.dry_run { " (dry run)" } else { "" },
@@ -384,6 +389,7 @@ impl ReplaySummary {
             self.failed,
             self.events,
             self.malformed,
+            self.dropped,
             self.bytes,
             self.duration_seconds,
             if self.interrupted {
@@ -712,18 +718,21 @@ pub async fn run(
             intake,
             abort.clone(),
         ));
-        let pipeline = Arc::new(Pipeline::new(
-            ObjectFetcher::new(client.clone()),
-            FormatDetector::new(config.formats.detect_rules()),
-            ParseOptions {
-                keep_original: config.processing.keep_original,
-                vpc_flow_fields: None,
-            },
-            config.processing.redact,
-            config.processing.object_concurrency,
-            events_tx,
-            abort.clone(),
-        ));
+        let pipeline = Arc::new(
+            Pipeline::new(
+                ObjectFetcher::new(client.clone()),
+                FormatDetector::new(config.formats.detect_rules()),
+                ParseOptions {
+                    keep_original: config.processing.keep_original,
+                    vpc_flow_fields: None,
+                },
+                config.processing.redact,
+                config.processing.object_concurrency,
+                events_tx,
+                abort.clone(),
+            )
+            .with_filter(EventFilter::new(&config.processing.drop)?),
+        );
         // The daemon holds at most max_messages_in_flight messages (one object each, as
         // AWS delivers them): the same number of objects are in flight here.
         let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight.max(1)));
@@ -855,6 +864,7 @@ fn tally(
     };
     summary.events += report.events;
     summary.malformed += report.malformed;
+    summary.dropped += report.dropped;
     summary.bytes += report.bytes_compressed;
     match outcome {
         ObjectOutcome::Delivered => summary.delivered += 1,

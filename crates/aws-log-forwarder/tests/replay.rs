@@ -366,3 +366,92 @@ async fn bad_urls_missing_buckets_and_corrupt_checkpoints_fail_with_one_clear_li
     );
     assert_eq!(intake.accepted_total(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_rules_remove_only_matching_events_and_count_them_per_rule() {
+    let stack = TestStack::deploy("replay-drop").await;
+    let intake = TestIntake::start().await;
+    let samples = samples();
+    let mut expected_kept = Vec::new();
+    let (mut read_only, mut accepted) = (0u64, 0u64);
+    for format in [Format::CloudTrail, Format::VpcFlow, Format::CloudFront] {
+        let (_, text) = samples
+            .iter()
+            .find(|(f, _)| *f == format)
+            .expect("sample present");
+        let key = format!("drop/{}", aws_key(format, "d"));
+        stack.put_gzip(&key, text).await;
+        let etag = stack.etag(&key).await;
+        for event in parse_locally_as(format, &stack.bucket, &key, &etag, text) {
+            let dataset = common::str_field(&event, "event.dataset");
+            if dataset == Some("aws.cloudtrail")
+                && common::field(&event, "aws.cloudtrail.read_only") == Some(&Value::Bool(true))
+            {
+                read_only += 1;
+            } else if dataset == Some("aws.vpcflow")
+                && common::str_field(&event, "event.action") == Some("ACCEPT")
+            {
+                accepted += 1;
+            } else {
+                expected_kept.push(event_id(&event));
+            }
+        }
+    }
+    assert!(
+        read_only > 0 && accepted > 0,
+        "the samples hold events to drop"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = stack.base_config_toml(&intake);
+    config
+        .get_mut("sqs")
+        .and_then(toml::Value::as_table_mut)
+        .expect("[sqs]")
+        .remove("queue_url");
+    let rules: toml::Table = r#"
+[[processing.drop]]
+name = "cloudtrail-read-only"
+dataset = "aws.cloudtrail"
+field = "aws.cloudtrail.read_only"
+equals = "true"
+
+[[processing.drop]]
+dataset = "aws.vpcflow"
+field = "event.action"
+equals = "ACCEPT"
+"#
+    .parse()
+    .expect("TOML");
+    config
+        .get_mut("processing")
+        .and_then(toml::Value::as_table_mut)
+        .expect("[processing]")
+        .insert("drop".into(), rules["processing"]["drop"].clone());
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml::to_string(&config).expect("serialize")).expect("write");
+
+    let output = replay(&path, &[&format!("s3://{}/drop/", stack.bucket)]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{output:?}");
+    let summary = summary(&output);
+    assert_eq!(summary["dropped"], read_only + accepted, "{summary}");
+    assert_eq!(summary["events"], expected_kept.len() as u64, "{summary}");
+
+    let accepted_ids = intake.accepted_ids();
+    assert_eq!(intake.accepted_total(), expected_kept.len());
+    for id in &expected_kept {
+        assert_eq!(accepted_ids.get(id), Some(&1), "kept event {id}");
+    }
+    // Never silent: each object's log line counts its drops per rule.
+    assert!(
+        stderr.contains(&format!(
+            "dropped_by_rule=\"cloudtrail-read-only={read_only}\""
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("dropped_by_rule=\"drop[1]={accepted}\"")),
+        "{stderr}"
+    );
+}
