@@ -1,9 +1,9 @@
 //! Format detection on an arbitrary key and object head: no panic, and a decision is
-//! always made (parse as some format, or skip with a reason).
+//! always made (parse as some format, skip with a reason, or refuse the container).
 #![no_main]
 
-use alf_formats::Format;
 use alf_formats::detect::{self, Decision, DetectRule, FormatDetector};
+use alf_formats::{Format, FormatOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     match plain.decide("amzn-s3-demo-logs", &key, head) {
         Decision::Parse { format, .. } => assert!(Format::ALL.contains(&format)),
         Decision::Skip { reason } => assert!(!reason.is_empty()),
+        Decision::Refuse { container } => assert!(!container.is_empty()),
     }
     let _ = detect::by_key(&key);
     let _ = detect::by_content(head);
@@ -29,10 +30,11 @@ fuzz_target!(|data: &[u8]| {
         key_prefix: Some("custom/".into()),
         key_regex: None,
         format: Format::Ndjson,
-        vpc_flow_fields: None,
+        options: FormatOptions::default(),
     }]);
     let decided = rules.decide("amzn-s3-demo-logs", &key, head);
-    if key.starts_with("custom/") && !key.contains("CloudTrail-Digest") {
+    let refused = matches!(plain.decide("b", "k", head), Decision::Refuse { .. });
+    if key.starts_with("custom/") && !key.contains("CloudTrail-Digest") && !refused {
         assert!(
             matches!(
                 decided,

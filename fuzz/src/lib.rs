@@ -1,6 +1,7 @@
 //! Shared checks for the fuzz targets.
 //!
-//! Every format target feeds arbitrary bytes to [`alf_formats::parse_object`] and
+//! The `formats` target feeds arbitrary bytes (the first byte picks the format from
+//! the registry) to [`alf_formats::parse_object`] and
 //! checks the project's contract for any input:
 //! * no panic (libFuzzer reports it), and parsing an in-memory object never fails
 //!   (a malformed record is forwarded raw, never turned into an object-level error
@@ -11,7 +12,9 @@
 //! * no string value in the output still carries an unredacted secret parameter
 //!   (`Signature=`, `Security-Token=`, `X-Amz-Credential=` followed by a value).
 
-use alf_formats::{Enricher, Event, Format, ObjectInfo, ParseOptions, Redactor, parse_object};
+use alf_formats::{
+    Enricher, Event, Format, FormatOptions, ObjectInfo, ParseOptions, Redactor, parse_object,
+};
 
 /// Secret parameter names (lower case, with the `=` separator) whose value must never
 /// reach the output: the redactor replaces it with `REDACTED`.
@@ -94,14 +97,19 @@ pub fn parse_and_check(format: Format, data: &[u8]) {
         key: "fuzz/object.log".into(),
         version: "v1".into(),
     };
+    let format_options = if format == Format::VpcFlow && data.len().is_multiple_of(3) {
+        let fields = "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status";
+        let fields = serde_json::Value::from(fields.split(' ').collect::<Vec<_>>());
+        match format.options_from([("vpc_flow_fields".to_owned(), fields)]) {
+            Ok(options) => options,
+            Err(e) => panic!("the fuzz target's VPC field list was refused: {e:?}"),
+        }
+    } else {
+        FormatOptions::default()
+    };
     let options = ParseOptions {
         keep_original: !data.len().is_multiple_of(2),
-        vpc_flow_fields: (format == Format::VpcFlow && data.len().is_multiple_of(3)).then(|| {
-            "version vpc-id subnet-id instance-id interface-id account-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status"
-                .split(' ')
-                .map(str::to_owned)
-                .collect()
-        }),
+        format_options,
     };
     let enricher = Enricher::new();
     let mut events: Vec<Event> = Vec::new();
@@ -125,6 +133,21 @@ pub fn parse_and_check(format: Format, data: &[u8]) {
     let redactor = Redactor::new();
     for event in &events {
         check_event(event, format, &redactor);
+    }
+}
+
+/// The format an input of the `formats` target is for: its first byte picks a format
+/// of the registry ([`Format::ALL`], modulo its length), so every registered format is
+/// fuzzed by one target, and a new format without touching the fuzzers.
+pub fn format_of(first: u8) -> Format {
+    Format::ALL[usize::from(first) % Format::ALL.len()]
+}
+
+/// The `formats` target: the first byte picks the format ([`format_of`]), the rest is
+/// one object of it, checked by [`parse_and_check`].
+pub fn parse_any(data: &[u8]) {
+    if let Some((&first, object)) = data.split_first() {
+        parse_and_check(format_of(first), object);
     }
 }
 

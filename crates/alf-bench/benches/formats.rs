@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use alf_bench::{Kind, Serializer, generate};
-use alf_formats::{Enricher, ObjectInfo, ParseOptions, parse_object};
+use alf_bench::{BenchObject, Kind, Serializer, generate};
+use alf_formats::Enricher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The daemon's allocator, so the figures are those production gets.
@@ -32,25 +32,13 @@ fn formats(c: &mut Criterion) {
     // One enricher for the whole run, as the daemon keeps one per process (its
     // user-agent cache is warm after the first object).
     let enricher = Enricher::new();
-    let options = ParseOptions::default();
     for kind in Kind::ALL {
         let data = generate(kind, records, 1);
-        let object = ObjectInfo {
-            bucket: "amzn-s3-demo-logs".into(),
-            key: kind.sample_key().into(),
-            version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
-        };
+        let bench = BenchObject::new(kind);
         // Count the events one pass yields: throughput is per event (CloudTrail and
         // the JSON formats have one event per record, as do the line formats).
         let mut probe = Serializer::new(1 << 20);
-        let stats = parse_object(
-            kind.format(),
-            &mut &data[..],
-            &object,
-            &options,
-            &enricher,
-            &mut probe,
-        );
+        let stats = bench.parse(&enricher, &mut &data[..], &mut probe);
         let events = match stats {
             Ok(s) => {
                 if s.malformed > 0 {
@@ -76,14 +64,7 @@ fn formats(c: &mut Criterion) {
         group.bench_function(kind.name(), |b| {
             b.iter(|| {
                 let mut reader = &data[..];
-                let stats = parse_object(
-                    kind.format(),
-                    &mut reader,
-                    &object,
-                    &options,
-                    &enricher,
-                    &mut sink,
-                );
+                let stats = bench.parse(&enricher, &mut reader, &mut sink);
                 black_box((stats.ok(), sink.buf.len()))
             })
         });

@@ -16,8 +16,8 @@ use std::hint::black_box;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use alf_bench::{Kind, Serializer, generate, gzip};
-use alf_formats::{Enricher, Event, EventSink, ObjectInfo, ParseOptions, Stop, parse_object};
+use alf_bench::{BenchObject, Discard, Kind, PlainJson, Serializer, generate, gzip};
+use alf_formats::Enricher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The daemon's allocator, so the figures are those production gets.
@@ -26,29 +26,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Reader buffer: large enough that the decompressor works in big chunks.
 const READ_BUF: usize = 64 * 1024;
-
-/// Counts events without serializing them.
-struct Count(u64);
-impl EventSink for Count {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        self.0 += 1;
-        black_box(&event);
-        Ok(())
-    }
-}
-
-/// Serializes without redaction: the difference to `parse+json` is redaction's cost.
-struct PlainJson(Vec<u8>);
-impl EventSink for PlainJson {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        event.write_json(&mut self.0, None);
-        self.0.push(b'\n');
-        if self.0.len() > 4 << 20 {
-            self.0.clear();
-        }
-        Ok(())
-    }
-}
 
 fn pipeline(c: &mut Criterion) {
     let records = std::env::var("ALF_BENCH_PIPELINE_RECORDS")
@@ -63,12 +40,7 @@ fn pipeline(c: &mut Criterion) {
         gz.len() as f64 / 1e6
     );
     drop(plain);
-    let object = ObjectInfo {
-        bucket: "amzn-s3-demo-logs".into(),
-        key: Kind::CloudFront.sample_key().into(),
-        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
-    };
-    let options = ParseOptions::default();
+    let bench = BenchObject::new(Kind::CloudFront);
     let enricher = Enricher::new();
     let reader = || BufReader::with_capacity(READ_BUF, flate2::read::MultiGzDecoder::new(&gz[..]));
 
@@ -93,43 +65,22 @@ fn pipeline(c: &mut Criterion) {
     });
     group.bench_function("parse", |b| {
         b.iter(|| {
-            let mut sink = Count(0);
-            let stats = parse_object(
-                alf_formats::Format::CloudFront,
-                &mut reader(),
-                &object,
-                &options,
-                &enricher,
-                &mut sink,
-            );
+            let mut sink = Discard(0);
+            let stats = bench.parse(&enricher, &mut reader(), &mut sink);
             black_box((stats.ok(), sink.0))
         })
     });
     let mut plain = PlainJson(Vec::with_capacity(5 << 20));
     group.bench_function("parse+json-unredacted", |b| {
         b.iter(|| {
-            let stats = parse_object(
-                alf_formats::Format::CloudFront,
-                &mut reader(),
-                &object,
-                &options,
-                &enricher,
-                &mut plain,
-            );
+            let stats = bench.parse(&enricher, &mut reader(), &mut plain);
             black_box((stats.ok(), plain.0.len()))
         })
     });
     let mut sink = Serializer::new(4 << 20);
     group.bench_function("parse+json", |b| {
         b.iter(|| {
-            let stats = parse_object(
-                alf_formats::Format::CloudFront,
-                &mut reader(),
-                &object,
-                &options,
-                &enricher,
-                &mut sink,
-            );
+            let stats = bench.parse(&enricher, &mut reader(), &mut sink);
             black_box((stats.ok(), sink.buf.len()))
         })
     });

@@ -16,7 +16,12 @@ pub mod rng;
 
 use std::io::Write;
 
-use alf_formats::{Event, EventSink, Redactor, Stop};
+use std::io::BufRead;
+
+use alf_formats::{
+    Enricher, Event, EventSink, Format, ObjectInfo, ParseError, ParseOptions, ParseStats, Redactor,
+    Stop, parse_object,
+};
 
 pub use generate::{Kind, generate, write_log};
 
@@ -57,6 +62,75 @@ impl EventSink for Serializer {
         self.events += 1;
         if self.buf.len() >= self.flush_at {
             self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// One generated object of a kind, parsed as the daemon parses it: the kind's sample key
+/// (the format's registry example), default options. Shared by `alf-bench run` and the
+/// benchmarks, so they all measure the same thing.
+#[derive(Debug)]
+pub struct BenchObject {
+    pub format: Format,
+    pub object: ObjectInfo,
+    pub options: ParseOptions,
+}
+
+impl BenchObject {
+    pub fn new(kind: Kind) -> Self {
+        BenchObject {
+            format: kind.format(),
+            object: ObjectInfo {
+                bucket: "amzn-s3-demo-logs".into(),
+                key: kind.sample_key().into(),
+                version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
+            },
+            options: ParseOptions::default(),
+        }
+    }
+
+    /// Parses `reader` into `sink` with `enricher` (one per run, as the daemon keeps
+    /// one per process: its caches stay warm between objects).
+    pub fn parse(
+        &self,
+        enricher: &Enricher,
+        reader: &mut dyn BufRead,
+        sink: &mut dyn EventSink,
+    ) -> Result<ParseStats, ParseError> {
+        parse_object(
+            self.format,
+            reader,
+            &self.object,
+            &self.options,
+            enricher,
+            sink,
+        )
+    }
+}
+
+/// Counts events and drops them: measures parsing and mapping alone.
+#[derive(Debug, Default)]
+pub struct Discard(pub u64);
+
+impl EventSink for Discard {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        self.0 += 1;
+        std::hint::black_box(&event);
+        Ok(())
+    }
+}
+
+/// Serializes without redaction: the difference to [`Serializer`] is redaction's cost.
+#[derive(Debug, Default)]
+pub struct PlainJson(pub Vec<u8>);
+
+impl EventSink for PlainJson {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        event.write_json(&mut self.0, None);
+        self.0.push(b'\n');
+        if self.0.len() > 4 << 20 {
+            self.0.clear();
         }
         Ok(())
     }

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use alf_bench::{Kind, Serializer, gzip, write_log};
-use alf_formats::{Enricher, Event, EventSink, ObjectInfo, ParseOptions, Stop, parse_object};
+use alf_bench::{BenchObject, Discard, Kind, PlainJson, Serializer, gzip, write_log};
+use alf_formats::Enricher;
 
 const USAGE: &str = "usage:
   alf-bench gen <kind> --records N [--gzip] [--seed S] -o FILE
@@ -131,40 +131,12 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-/// Drops events: measures parsing and mapping alone.
-struct Discard(u64);
-impl EventSink for Discard {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        self.0 += 1;
-        std::hint::black_box(&event);
-        Ok(())
-    }
-}
-
-/// Serializes without redaction: the difference to [`Serializer`] is redaction's cost.
-struct PlainJson(Vec<u8>);
-impl EventSink for PlainJson {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        event.write_json(&mut self.0, None);
-        self.0.push(b'\n');
-        if self.0.len() > 4 << 20 {
-            self.0.clear();
-        }
-        Ok(())
-    }
-}
-
 /// Times each stage of the pipeline separately (gunzip and line splitting, parsing,
 /// serialization, redaction) and counts allocations per event, `repeat` times.
 fn run(args: &Args) -> Result<(), String> {
     let plain = alf_bench::generate(args.kind, args.records, args.seed);
     let input = if args.gzip { gzip(&plain) } else { plain };
-    let object = ObjectInfo {
-        bucket: "amzn-s3-demo-logs".into(),
-        key: args.kind.sample_key().into(),
-        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
-    };
-    let options = ParseOptions::default();
+    let bench = BenchObject::new(args.kind);
     let enricher = Enricher::new();
     let reader = || -> Box<dyn BufRead + '_> {
         if args.gzip {
@@ -177,15 +149,9 @@ fn run(args: &Args) -> Result<(), String> {
         }
     };
     // Warm the user-agent cache and the regex set once, as a long-running daemon has.
-    parse_object(
-        args.kind.format(),
-        &mut reader(),
-        &object,
-        &options,
-        &enricher,
-        &mut Discard(0),
-    )
-    .map_err(|e| e.to_string())?;
+    bench
+        .parse(&enricher, &mut reader(), &mut Discard(0))
+        .map_err(|e| e.to_string())?;
     for round in 1..=args.repeat {
         let mut line = Vec::with_capacity(4096);
         let (lines, read_secs) = timed(|| {
@@ -198,41 +164,14 @@ fn run(args: &Args) -> Result<(), String> {
             n
         });
         let mut discard = Discard(0);
-        let (parsed, parse_secs) = timed(|| {
-            parse_object(
-                args.kind.format(),
-                &mut reader(),
-                &object,
-                &options,
-                &enricher,
-                &mut discard,
-            )
-        });
+        let (parsed, parse_secs) = timed(|| bench.parse(&enricher, &mut reader(), &mut discard));
         let parse_allocs = last_allocations();
         let stats = parsed.map_err(|e| e.to_string())?;
         let mut plain_json = PlainJson(Vec::with_capacity(5 << 20));
-        let (_, json_secs) = timed(|| {
-            parse_object(
-                args.kind.format(),
-                &mut reader(),
-                &object,
-                &options,
-                &enricher,
-                &mut plain_json,
-            )
-        });
+        let (_, json_secs) = timed(|| bench.parse(&enricher, &mut reader(), &mut plain_json));
         let json_allocs = last_allocations();
         let mut sink = Serializer::new(4 << 20);
-        let (_, full_secs) = timed(|| {
-            parse_object(
-                args.kind.format(),
-                &mut reader(),
-                &object,
-                &options,
-                &enricher,
-                &mut sink,
-            )
-        });
+        let (_, full_secs) = timed(|| bench.parse(&enricher, &mut reader(), &mut sink));
         let full_allocs = last_allocations();
         let events = stats.events.max(1) as f64;
         let per_event_us = |secs: f64| secs * 1e6 / events;

@@ -1,8 +1,13 @@
-//! The one place that decides which format an object is.
+//! The one place that decides what to do with an object, from the registry's clues.
 //!
-//! Order: explicit rules from configuration (bucket, key prefix, key regex), then the
-//! key layouts AWS uses when it delivers logs, then a look at the first bytes of the
-//! decompressed object. What nothing recognises is forwarded as `lines`: never dropped.
+//! Order: containers no reader understands are refused (Apache Parquet); objects that
+//! hold no events are skipped (CloudTrail digests); then explicit rules from
+//! configuration (bucket, key prefix, key regex), then the key layouts AWS uses when
+//! it delivers logs, then a look at the first bytes of the decompressed object. What
+//! nothing recognises is forwarded as `lines`: never dropped.
+//!
+//! The clues themselves belong to the formats ([`crate::registry::FormatSpec`]); this
+//! module only orders and applies them.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -10,6 +15,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::Format;
+use crate::registry::{
+    ContentClue, FirstLine, FormatOptions, KeyClue, KeyParts, refused_container,
+};
 
 /// A configured rule: when every given condition matches, the object has `format`.
 #[derive(Debug, Clone)]
@@ -18,8 +26,8 @@ pub struct DetectRule {
     pub key_prefix: Option<String>,
     pub key_regex: Option<Regex>,
     pub format: Format,
-    /// Column names for VPC flow logs written without a header line.
-    pub vpc_flow_fields: Option<Vec<String>>,
+    /// The format's options set by the rule (checked by [`Format::options_from`]).
+    pub options: FormatOptions,
 }
 
 impl DetectRule {
@@ -44,6 +52,8 @@ pub enum Reason {
     Content(&'static str),
     /// Nothing matched; forwarded as plain lines.
     Fallback,
+    /// The caller named the format (`parse --format NAME`).
+    Requested,
 }
 
 impl fmt::Display for Reason {
@@ -53,6 +63,7 @@ impl fmt::Display for Reason {
             Reason::KeyLayout(what) => write!(f, "key layout ({what})"),
             Reason::Content(what) => write!(f, "content ({what})"),
             Reason::Fallback => f.write_str("fallback: no rule, key layout or content matched"),
+            Reason::Requested => f.write_str("requested"),
         }
     }
 }
@@ -60,13 +71,16 @@ impl fmt::Display for Reason {
 /// What to do with an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// Parse it as `format`, with the options its rule set.
     Parse {
         format: Format,
         reason: Reason,
-        vpc_flow_fields: Option<Vec<String>>,
+        options: FormatOptions,
     },
     /// Produce no events (CloudTrail digest files), with why.
     Skip { reason: &'static str },
+    /// No reader understands the container (`Apache Parquet`): the object fails.
+    Refuse { container: &'static str },
 }
 
 /// Decides formats from rules, key layouts and content.
@@ -83,13 +97,16 @@ impl FormatDetector {
         FormatDetector { rules }
     }
 
-    /// Decides the format of `bucket`/`key` whose decompressed content starts with
+    /// Decides what to do with `bucket`/`key` whose decompressed content starts with
     /// `head` (up to [`SNIFF_BYTES`]; may be empty if not read yet).
     pub fn decide(&self, bucket: &str, key: &str, head: &[u8]) -> Decision {
-        if key.contains("CloudTrail-Digest") {
-            return Decision::Skip {
-                reason: "CloudTrail digest file (integrity hashes, not events)",
+        if let Some(container) = refused_container(head) {
+            return Decision::Refuse {
+                container: container.name,
             };
+        }
+        if let Some(reason) = Format::ALL.iter().find_map(|f| f.skip_reason(key)) {
+            return Decision::Skip { reason };
         }
         if let Some((i, rule)) = self
             .rules
@@ -100,13 +117,13 @@ impl FormatDetector {
             return Decision::Parse {
                 format: rule.format,
                 reason: Reason::Rule(i),
-                vpc_flow_fields: rule.vpc_flow_fields.clone(),
+                options: rule.options.clone(),
             };
         }
         let parse = |format, reason| Decision::Parse {
             format,
             reason,
-            vpc_flow_fields: None,
+            options: FormatOptions::default(),
         };
         if let Some((format, what)) = by_key(key) {
             return parse(format, Reason::KeyLayout(what));
@@ -116,124 +133,89 @@ impl FormatDetector {
         }
         parse(Format::Lines, Reason::Fallback)
     }
+
+    /// Decides for an object whose format the caller named: refused containers and
+    /// the format's own skip rule still apply.
+    pub fn decide_requested(format: Format, key: &str, head: &[u8]) -> Decision {
+        if let Some(container) = refused_container(head) {
+            return Decision::Refuse {
+                container: container.name,
+            };
+        }
+        if let Some(reason) = format.skip_reason(key) {
+            return Decision::Skip { reason };
+        }
+        Decision::Parse {
+            format,
+            reason: Reason::Requested,
+            options: FormatOptions::default(),
+        }
+    }
 }
 
-fn regex(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
-    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
+/// Whether `text` matches `pattern`, compiled once into `cell` (for clue functions).
+/// A pattern that does not compile matches nothing rather than crashing the daemon.
+pub(crate) fn regex_matches(
+    cell: &'static OnceLock<Option<Regex>>,
+    pattern: &str,
+    text: &str,
+) -> bool {
+    cell.get_or_init(|| Regex::new(pattern).ok())
+        .as_ref()
+        .is_some_and(|r| r.is_match(text))
+}
+
+/// Every format's clues of one kind, lowest rank first (ties keep registry order).
+fn ranked<C: Copy + 'static>(
+    cell: &'static OnceLock<Vec<(Format, C)>>,
+    clues: fn(Format) -> &'static [C],
+    rank: fn(&C) -> u16,
+) -> &'static [(Format, C)] {
+    cell.get_or_init(|| {
+        let mut all: Vec<(Format, C)> = Format::ALL
+            .iter()
+            .flat_map(|&f| clues(f).iter().map(move |c| (f, *c)))
+            .collect();
+        all.sort_by_key(|(_, c)| rank(c));
+        all
+    })
 }
 
 /// AWS delivery key layouts.
 pub fn by_key(key: &str) -> Option<(Format, &'static str)> {
-    let name = key.rsplit('/').next().unwrap_or(key);
+    static CLUES: OnceLock<Vec<(Format, KeyClue)>> = OnceLock::new();
+    let clues = ranked(&CLUES, |f| f.spec().key_clues, |c| c.rank);
     let lower = key.to_ascii_lowercase();
-    if key.contains("/CloudTrail/")
-        || key.contains("/CloudTrail-Insight/")
-        || name.contains("_CloudTrail_")
-    {
-        return Some((Format::CloudTrail, "AWSLogs/<account>/CloudTrail/"));
-    }
-    if lower.contains("/elasticloadbalancing/") || name.contains("_elasticloadbalancing_") {
-        return Some((Format::Elb, "AWSLogs/<account>/elasticloadbalancing/"));
-    }
-    if lower.contains("/vpcflowlogs/") || name.contains("_vpcflowlogs_") {
-        return Some((Format::VpcFlow, "AWSLogs/<account>/vpcflowlogs/"));
-    }
-    if key.contains("/GuardDuty/") {
-        return Some((Format::GuardDuty, "AWSLogs/<account>/GuardDuty/"));
-    }
-    if lower.contains("vpcdnsquerylogs") {
-        return Some((Format::Route53Resolver, "vpcdnsquerylogs"));
-    }
-    if key.contains("aws-waf-logs-") || lower.contains("/wafv2/") || lower.contains("/waflogs/") {
-        return Some((Format::Waf, "aws-waf-logs-"));
-    }
-    if lower.contains("/network-firewall/") || lower.contains("_network-firewall_") {
-        return Some((
-            Format::NetworkFirewall,
-            "AWSLogs/<account>/network-firewall/",
-        ));
-    }
-    static CLOUDFRONT: OnceLock<Option<Regex>> = OnceLock::new();
-    if regex(
-        &CLOUDFRONT,
-        r"^[A-Z0-9]{6,20}\.\d{4}-\d{2}-\d{2}-\d{2}\.[0-9a-zA-Z]{6,12}(\.gz)?$",
-    )
-    .is_some_and(|r| r.is_match(name))
-    {
-        return Some((Format::CloudFront, "<distribution>.YYYY-MM-DD-HH.<id>.gz"));
-    }
-    static S3_ACCESS: OnceLock<Option<Regex>> = OnceLock::new();
-    if regex(&S3_ACCESS, r"^(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9A-F]{16}|\d{12}_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9A-F]{16})$").is_some_and(|r| r.is_match(name)) {
-        return Some((Format::S3Access, "YYYY-MM-DD-HH-MM-SS-<16 hex>"));
-    }
-    None
+    let parts = KeyParts {
+        key,
+        file_name: key.rsplit('/').next().unwrap_or(key),
+        lower: &lower,
+    };
+    clues
+        .iter()
+        .find(|(_, c)| (c.matches)(&parts))
+        .map(|(f, c)| (*f, c.layout))
 }
 
 /// Recognises a format from the first bytes of the decompressed object.
 pub fn by_content(head: &[u8]) -> Option<(Format, &'static str)> {
+    static CLUES: OnceLock<Vec<(Format, ContentClue)>> = OnceLock::new();
+    let clues = ranked(&CLUES, |f| f.spec().content_clues, |c| c.rank);
     let text = String::from_utf8_lossy(&head[..head.len().min(SNIFF_BYTES)]);
     let first = text
         .lines()
         .find(|l| !l.trim().is_empty())?
         .trim_start_matches('\u{feff}');
-    if first.starts_with("#Version:") || first.starts_with("#Fields: date time x-edge-location") {
-        return Some((Format::CloudFront, "#Version/#Fields header"));
-    }
-    let t = first.trim_start();
-    if t.starts_with('{') || t.starts_with('[') {
-        return Some(json_kind(t));
-    }
-    static VPC_HEADER: OnceLock<Option<Regex>> = OnceLock::new();
-    if regex(&VPC_HEADER, r"^(version|account-id|interface-id|srcaddr|dstaddr|start|end|action|log-status|vpc-id)( [a-z0-9-]+){2,}$").is_some_and(|r| r.is_match(first)) {
-        return Some((Format::VpcFlow, "flow log header line"));
-    }
-    static VPC_V2: OnceLock<Option<Regex>> = OnceLock::new();
-    if regex(&VPC_V2, r"^\d \d{12}|- (eni-[0-9a-f]+|-) ").is_some_and(|r| r.is_match(first))
-        && first.split(' ').count() == 14
-    {
-        return Some((Format::VpcFlow, "default flow log record"));
-    }
-    static S3: OnceLock<Option<Regex>> = OnceLock::new();
-    if regex(&S3, r"^[0-9a-f]{64}|- \S+ \[\d{2}/[A-Za-z]{3}/\d{4}:")
-        .is_some_and(|r| r.is_match(first))
-    {
-        return Some((Format::S3Access, "canonical owner id and [time]"));
-    }
-    static ELB: OnceLock<Option<Regex>> = OnceLock::new();
-    if regex(&ELB, r"^((http|https|h2|grpcs|ws|wss|tls) \d{4}-\d{2}-\d{2}T\S+Z |\d{4}-\d{2}-\d{2}T\S+Z \S+ [0-9a-fA-F.:\[\]]+:\d+ )").is_some_and(|r| r.is_match(first)) {
-        return Some((Format::Elb, "load balancer record"));
-    }
-    None
-}
-
-fn json_kind(line: &str) -> (Format, &'static str) {
-    // Keys present early in each AWS JSON log type. The first line may be cut at
-    // SNIFF_BYTES, so look for keys rather than parsing.
-    let has = |k: &str| line.contains(k);
-    if has("\"Records\"") && (has("\"eventVersion\"") || has("\"eventSource\"") || line.len() < 40)
-    {
-        return (Format::CloudTrail, "{\"Records\": [...]}");
-    }
-    if has("\"eventVersion\"") && has("\"eventSource\"") {
-        return (Format::CloudTrail, "CloudTrail record");
-    }
-    if has("\"terminatingRuleId\"") || has("\"httpSourceName\"") {
-        return (Format::Waf, "WAF record");
-    }
-    if has("\"firewall_name\"") && has("\"event\"") {
-        return (Format::NetworkFirewall, "network firewall record");
-    }
-    if has("\"query_name\"") && has("\"query_type\"") {
-        return (Format::Route53Resolver, "resolver query record");
-    }
-    if has("\"schemaVersion\"") && has("\"severity\"") && has("\"service\"") {
-        return (Format::GuardDuty, "GuardDuty finding");
-    }
-    // Standard logging (v2) with the JSON output format: the W3C column names as keys.
-    if has("\"x-edge-location\"") || has("\"x-edge-request-id\"") {
-        return (Format::CloudFront, "CloudFront JSON record");
-    }
-    (Format::Ndjson, "JSON")
+    let trimmed = first.trim_start();
+    let (kind, line) = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        (FirstLine::Json, trimmed)
+    } else {
+        (FirstLine::Text, first)
+    };
+    clues
+        .iter()
+        .find(|(_, c)| c.first_line == kind && (c.matches)(line))
+        .map(|(f, c)| (*f, c.what))
 }
 
 #[cfg(test)]
@@ -243,7 +225,7 @@ mod tests {
     fn format(d: Decision) -> Format {
         match d {
             Decision::Parse { format, .. } => format,
-            Decision::Skip { .. } => panic!("skipped"),
+            other => panic!("not parsed: {other:?}"),
         }
     }
 
@@ -300,7 +282,7 @@ mod tests {
             key_prefix: Some("custom/".into()),
             key_regex: None,
             format: Format::VpcFlow,
-            vpc_flow_fields: None,
+            options: FormatOptions::default(),
         }];
         let d = FormatDetector::new(rules);
         assert!(matches!(
@@ -312,7 +294,7 @@ mod tests {
             Decision::Parse {
                 format: Format::VpcFlow,
                 reason: Reason::Rule(0),
-                vpc_flow_fields: None
+                options: FormatOptions::default()
             }
         );
         assert_eq!(
@@ -350,7 +332,7 @@ mod tests {
             Decision::Parse {
                 format: Format::Lines,
                 reason: Reason::Fallback,
-                vpc_flow_fields: None
+                options: FormatOptions::default()
             }
         );
     }

@@ -272,15 +272,10 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Parses a line that must hold one JSON object (the JSON-lines formats).
-pub fn json_object_line(
-    line: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, RecordError> {
-    match serde_json::from_str(line)? {
-        serde_json::Value::Object(map) => Ok(map),
-        _ => Err(RecordError::Other("record is not a JSON object".into())),
-    }
-}
+/// What [`LineParser::parse_line`] made of a line: `Ok(true)` a record (its events
+/// pushed), `Ok(false)` a header or comment line (no event), `Err` a record that cannot
+/// be parsed (the driver forwards it raw).
+pub type LineOutcome = Result<bool, RecordError>;
 
 /// A line-oriented format: one record per line, maybe with header lines.
 pub trait LineParser {
@@ -420,7 +415,7 @@ mod tests {
             line: &str,
             _: &LineContext<'_>,
             out: &mut Vec<Event>,
-        ) -> Result<bool, RecordError> {
+        ) -> LineOutcome {
             if line.starts_with('#') {
                 return Ok(false);
             }

@@ -5,11 +5,14 @@
 //! and benchmarked alone, and the daemon decides where bytes come from and where
 //! events go.
 //!
-//! * [`Format`] names every supported log type; [`detect`] is the one place that
-//!   decides which format an object is.
+//! * [`registry`]: every format declares its name, dataset, how it is recognised, how
+//!   its records are read and its options in one [`FormatSpec`]; [`Format`] names them.
+//! * [`detect`] is the one place that decides what to do with an object: parse it as
+//!   some format, skip it, or refuse it ([`Decision`]).
 //! * [`parse_object`] streams one object: every record becomes one event; a record
 //!   that cannot be parsed becomes a raw event tagged `_parse_failure` (nothing is
 //!   dropped) and is reported to [`EventSink::malformed`].
+//! * [`readers`]: the record readers shared by the formats, beside the line driver.
 //! * [`Event::write_json`] serializes with [`Redactor`] applied to every string.
 
 pub mod detect;
@@ -17,110 +20,22 @@ pub mod driver;
 pub mod enrich;
 pub mod event;
 pub mod formats;
+pub mod readers;
 pub mod redact;
+pub mod registry;
 pub mod util;
 
-use std::fmt;
 use std::io::BufRead;
-use std::str::FromStr;
 
 pub use detect::{Decision, DetectRule, FormatDetector};
 pub use driver::{EventSink, ParseError, ParseStats, RecordError, Stop};
 pub use enrich::Enricher;
 pub use event::{Event, Map, Value};
 pub use redact::Redactor;
+pub use registry::{Format, FormatOptions, FormatSpec, OptionError, RecordParser, UnknownFormat};
 
 /// ECS version the mappings follow.
 pub const ECS_VERSION: &str = "8.11.0";
-
-/// Every log format, by the name used in configuration and on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    CloudFront,
-    S3Access,
-    Elb,
-    VpcFlow,
-    CloudTrail,
-    Waf,
-    GuardDuty,
-    Route53Resolver,
-    NetworkFirewall,
-    Ndjson,
-    Lines,
-}
-
-impl Format {
-    pub const ALL: [Format; 11] = [
-        Format::CloudFront,
-        Format::S3Access,
-        Format::Elb,
-        Format::VpcFlow,
-        Format::CloudTrail,
-        Format::Waf,
-        Format::GuardDuty,
-        Format::Route53Resolver,
-        Format::NetworkFirewall,
-        Format::Ndjson,
-        Format::Lines,
-    ];
-
-    /// The configuration / command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::CloudFront => "cloudfront",
-            Format::S3Access => "s3-access",
-            Format::Elb => "elb",
-            Format::VpcFlow => "vpc-flow",
-            Format::CloudTrail => "cloudtrail",
-            Format::Waf => "waf",
-            Format::GuardDuty => "guardduty",
-            Format::Route53Resolver => "route53-resolver",
-            Format::NetworkFirewall => "network-firewall",
-            Format::Ndjson => "ndjson",
-            Format::Lines => "lines",
-        }
-    }
-
-    /// The `event.dataset` value of this format's events.
-    pub fn dataset(self) -> &'static str {
-        match self {
-            Format::CloudFront => "aws.cloudfront_logs",
-            Format::S3Access => "aws.s3access",
-            Format::Elb => "aws.elb_logs",
-            Format::VpcFlow => "aws.vpcflow",
-            Format::CloudTrail => "aws.cloudtrail",
-            Format::Waf => "aws.waf",
-            Format::GuardDuty => "aws.guardduty",
-            Format::Route53Resolver => "aws.route53_resolver_logs",
-            Format::NetworkFirewall => "aws.firewall_logs",
-            Format::Ndjson => "aws.ndjson",
-            Format::Lines => "aws.lines",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// An unknown format name.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "unknown format `{0}` (expected one of: cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf, guardduty, route53-resolver, network-firewall, ndjson, lines)"
-)]
-pub struct UnknownFormat(pub String);
-
-impl FromStr for Format {
-    type Err = UnknownFormat;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| UnknownFormat(s.to_owned()))
-    }
-}
 
 /// Where an object came from; feeds `event.id` and the `aws.s3.*` / `log.*` fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,11 +51,14 @@ pub struct ObjectInfo {
 pub struct ParseOptions {
     /// Copy each raw record to `event.original`.
     pub keep_original: bool,
-    /// Column names for VPC flow logs delivered without a header line (custom formats).
-    pub vpc_flow_fields: Option<Vec<String>>,
+    /// The options a configuration rule set for the object's format (from
+    /// [`Decision::Parse`]); only that format reads them.
+    pub format_options: FormatOptions,
 }
 
-/// Streams one object of a known format into `sink`. See [`driver`].
+/// Streams one object of a known format into `sink`. See [`driver`]. An object the
+/// format's skip rule names (a CloudTrail digest) yields no events and says so in
+/// [`ParseStats::skipped`].
 pub fn parse_object(
     format: Format,
     reader: &mut dyn BufRead,
@@ -150,8 +68,32 @@ pub fn parse_object(
     sink: &mut dyn EventSink,
 ) -> Result<ParseStats, ParseError> {
     let mut cx = driver::ObjectParse::new(format, object, options, enricher);
-    formats::parse(format, reader, &mut cx, sink)?;
+    if let Some(reason) = format.skip_reason(&object.key) {
+        cx.stats.skipped = Some(reason.to_owned());
+        return Ok(cx.stats);
+    }
+    registry::parse(format, reader, &mut cx, sink)?;
     Ok(cx.stats)
+}
+
+/// Parses `reader` as object `bucket`/`key` (version `v1`) of `format` (unit tests).
+#[cfg(test)]
+pub(crate) fn parse_object_for_test(
+    format: Format,
+    reader: &mut dyn BufRead,
+    bucket: &str,
+    key: &str,
+    options: &ParseOptions,
+) -> (Vec<Event>, ParseStats) {
+    let mut out = Vec::new();
+    let object = ObjectInfo {
+        bucket: bucket.into(),
+        key: key.into(),
+        version: "v1".into(),
+    };
+    let stats = parse_object(format, reader, &object, options, &Enricher::new(), &mut out)
+        .expect("in-memory input cannot fail to read");
+    (out, stats)
 }
 
 /// Parses `text` as one object of `format` with default options (unit tests).
@@ -168,4 +110,23 @@ pub(crate) fn parse_for_test(format: Format, text: &str) -> (Vec<Event>, ParseSt
     )
     .expect("in-memory input cannot fail to read");
     (out, stats)
+}
+
+/// [`parse_for_test`] with the events as JSON.
+#[cfg(test)]
+pub(crate) fn parse_json_for_test(
+    format: Format,
+    text: &str,
+) -> (Vec<serde_json::Value>, ParseStats) {
+    let (out, stats) = parse_for_test(format, text);
+    (out.iter().map(Event::to_json).collect(), stats)
+}
+
+/// The event of line `n` of a sample file, which must parse without error (unit tests).
+#[cfg(test)]
+pub(crate) fn sample_event(format: Format, sample: &str, n: usize) -> serde_json::Value {
+    let line = sample.lines().nth(n).expect("the sample has that line");
+    let (events, stats) = parse_json_for_test(format, line);
+    assert_eq!(stats.malformed, 0, "{line}");
+    events.into_iter().next().expect("one event")
 }

@@ -156,6 +156,27 @@ pub fn ip_version(ip: &str) -> Option<&'static str> {
     }
 }
 
+/// Sets `address` to `raw` and, when it is an IP address, `ip` and `related.ip` to
+/// its canonical form (which then replaces `raw` in `address` too).
+pub fn set_ip_address(
+    ev: &mut crate::event::Event,
+    raw: Option<&str>,
+    address: &'static str,
+    ip: &'static str,
+) {
+    let Some(raw) = raw else {
+        return;
+    };
+    match canonical_ip(raw) {
+        Some(canonical) => {
+            ev.set(address, canonical.clone());
+            ev.set(ip, canonical.clone());
+            ev.push_unique("related.ip", canonical);
+        }
+        None => ev.set(address, raw.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,9 @@
 //! Replays every input the fuzzers (`fuzz/`) found a bug with.
 //!
-//! Inputs live in `tests/fuzz-regressions/<target>/`, where `<target>` is a format
-//! name with `_` for `-` (`cloudfront`, `s3_access`, ...), `detect` or `redact`, as the
-//! fuzz targets are named. Each is checked like the fuzz target checks it: no panic,
+//! Inputs live in `tests/fuzz-regressions/<folder>/`, where `<folder>` is a fuzz
+//! target (`formats`: the first byte picks the format from the registry, `detect`,
+//! `redact`) or a format name with `_` for `-` (`cloudfront`, `s3_access`, ...: the
+//! whole file is one object of that format). Each is checked like the fuzz target checks it: no panic,
 //! parsing an in-memory object succeeds, every event went through the driver and
 //! serializes (with redaction) to a valid JSON object with no unredacted secret value.
 //! A new crash is added by copying the (minimised) artifact into the folder.
@@ -117,6 +118,11 @@ fn check(target: &str, data: &[u8]) {
                 &String::from_utf8_lossy(key),
                 head,
             );
+        }
+        "formats" => {
+            if let Some((&first, object)) = data.split_first() {
+                check_format(Format::ALL[usize::from(first) % Format::ALL.len()], object);
+            }
         }
         "redact" => {
             let text = String::from_utf8_lossy(data);

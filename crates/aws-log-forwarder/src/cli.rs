@@ -73,6 +73,10 @@ pub struct ParseArgs {
     /// Do not redact signatures and session tokens.
     #[arg(long)]
     pub no_redact: bool,
+    /// Daemon configuration whose format rules ([[formats.rules]]) decide the format
+    /// with `auto`, exactly as the daemon decides it (`ALF_*` variables apply too).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
     /// Input file, or `-` for standard input.
     #[arg(default_value = "-")]
     pub path: String,
@@ -155,6 +159,17 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
             }
         }
     };
+    // The daemon's detector: its configured rules, or none.
+    let detector = match &args.config {
+        Some(path) => match Config::load(Some(path)) {
+            Ok(config) => FormatDetector::new(config.formats.detect_rules()),
+            Err(e) => {
+                eprintln!("config: {e}");
+                return EXIT_CONFIG;
+            }
+        },
+        None => FormatDetector::default(),
+    };
     let (input, name): (Box<dyn Read + Send>, &str) = if args.path == "-" {
         (Box::new(io::stdin()), "<stdin>")
     } else {
@@ -178,7 +193,7 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
     };
     let options = ParseOptions {
         keep_original: args.keep_original,
-        vpc_flow_fields: None,
+        ..ParseOptions::default()
     };
     let stdout = io::stdout();
     let stderr = io::stderr();
@@ -193,7 +208,7 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
     let result = parse_stream(
         input,
         &object,
-        &FormatDetector::default(),
+        &detector,
         forced,
         &options,
         &Enricher::new(),

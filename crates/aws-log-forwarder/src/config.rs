@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use alf_formats::{DetectRule, Format};
+use alf_formats::{DetectRule, Format, FormatOptions};
 use serde::Serialize;
 
 /// Environment variables with this prefix override file settings
@@ -159,8 +159,13 @@ pub struct FormatRule {
     pub key_regex: Option<String>,
     #[serde(serialize_with = "serialize_display")]
     pub format: Format,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vpc_flow_fields: Option<Vec<String>>,
+    /// The format's own options as written (e.g. `vpc_flow_fields`), shown by
+    /// `check-config`; what they mean is the format's business.
+    #[serde(flatten)]
+    pub options: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `options`, checked by the format.
+    #[serde(skip)]
+    pub format_options: FormatOptions,
 }
 
 fn serialize_display<T: fmt::Display, S: serde::Serializer>(
@@ -185,7 +190,7 @@ impl FormatsSettings {
                     .as_deref()
                     .and_then(|re| regex::Regex::new(re).ok()),
                 format: r.format,
-                vpc_flow_fields: r.vpc_flow_fields.clone(),
+                options: r.format_options.clone(),
             })
             .collect()
     }
@@ -472,14 +477,16 @@ mod raw {
         pub rules: Vec<Rule>,
     }
 
+    /// Keys other than these four are the format's options, checked by the format
+    /// (an unknown one is an error there).
     #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
     pub struct Rule {
         pub bucket: Option<String>,
         pub key_prefix: Option<String>,
         pub key_regex: Option<String>,
         pub format: Option<String>,
-        pub vpc_flow_fields: Option<Vec<String>>,
+        #[serde(flatten)]
+        pub options: std::collections::BTreeMap<String, serde_json::Value>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -953,26 +960,20 @@ fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {
             "a rule needs at least one of bucket, key_prefix or key_regex (a rule matching everything would hide automatic detection)",
         ));
     }
-    if let Some(fields) = &rule.vpc_flow_fields {
-        if format != Format::VpcFlow {
-            return Err(ConfigError::invalid(
-                key("vpc_flow_fields"),
-                format!("only applies to format = \"vpc-flow\", not \"{format}\""),
-            ));
-        }
-        if fields.is_empty() {
-            return Err(ConfigError::invalid(
-                key("vpc_flow_fields"),
-                "empty list (list the flow log fields in order, e.g. [\"version\", \"account-id\", ...])",
-            ));
-        }
-    }
+    let format_options =
+        format
+            .options_from(rule.options.clone())
+            .map_err(|errors| match errors.into_iter().next() {
+                Some(e) => ConfigError::invalid(key(&e.option), e.message),
+                None => ConfigError::invalid(format!("formats.rules[{i}]"), "invalid options"),
+            })?;
     Ok(FormatRule {
         bucket: rule.bucket,
         key_prefix: rule.key_prefix,
         key_regex: rule.key_regex,
         format,
-        vpc_flow_fields: rule.vpc_flow_fields,
+        options: rule.options,
+        format_options,
     })
 }
 
@@ -1467,6 +1468,13 @@ key = "  secret-intake-key-123\n"
             ))
             .starts_with("formats.rules[0].vpc_flow_fields:")
         );
+        // Keys a rule does not have are the format's to refuse, by name.
+        assert!(
+            error_of(&rule("bucket = \"b\"\nformat = \"waf\"\nbukcet = \"c\""))
+                .starts_with("formats.rules[0].bukcet: unknown key")
+        );
+        // The options are shown as written.
+        assert!(ok.masked_toml().contains("vpc_flow_fields = ["));
     }
 
     #[test]

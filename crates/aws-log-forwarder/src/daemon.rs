@@ -149,7 +149,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             FormatDetector::new(config.formats.detect_rules()),
             ParseOptions {
                 keep_original: config.processing.keep_original,
-                vpc_flow_fields: None,
+                ..ParseOptions::default()
             },
             config.processing.redact,
             config.processing.object_concurrency,

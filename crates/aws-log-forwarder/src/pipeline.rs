@@ -96,37 +96,35 @@ pub fn parse_stream<R: Read + Send + 'static>(
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = decode::read_up_to(&mut decoded, &mut head)?;
     head.truncate(n);
-    if head.starts_with(b"PAR1") {
-        return Err(StreamError::Unsupported("Apache Parquet"));
-    }
-    let (format, reason, vpc_flow_fields) = match forced {
-        Some(f) => (f, "requested".to_owned(), None),
-        None => match detector.decide(&object.bucket, &object.key, &head) {
-            Decision::Skip { reason } => {
-                return Ok(Parsed {
-                    format: None,
-                    reason: reason.to_owned(),
-                    compression,
-                    stats: ParseStats {
-                        skipped: Some(reason.to_owned()),
-                        ..Default::default()
-                    },
-                    decompressed_bytes: decoded.count(),
-                });
-            }
-            Decision::Parse {
-                format,
-                reason,
-                vpc_flow_fields,
-            } => (format, reason.to_string(), vpc_flow_fields),
-        },
+    // What to do with the object is decided in alf-formats (refuse, skip, which
+    // format and with which options); this only acts on the decision.
+    let decision = match forced {
+        Some(format) => FormatDetector::decide_requested(format, &object.key, &head),
+        None => detector.decide(&object.bucket, &object.key, &head),
     };
-    let options = match vpc_flow_fields {
-        Some(fields) => ParseOptions {
-            vpc_flow_fields: Some(fields),
-            ..options.clone()
-        },
-        None => options.clone(),
+    let (format, reason, format_options) = match decision {
+        Decision::Refuse { container } => return Err(StreamError::Unsupported(container)),
+        Decision::Skip { reason } => {
+            return Ok(Parsed {
+                format: None,
+                reason: reason.to_owned(),
+                compression,
+                stats: ParseStats {
+                    skipped: Some(reason.to_owned()),
+                    ..Default::default()
+                },
+                decompressed_bytes: decoded.count(),
+            });
+        }
+        Decision::Parse {
+            format,
+            reason,
+            options,
+        } => (format, reason.to_string(), options),
+    };
+    let options = ParseOptions {
+        format_options,
+        ..options.clone()
     };
     // The peeked head goes back in front of the rest of the stream.
     let mut reader = Cursor::new(head).chain(&mut decoded);

@@ -420,7 +420,8 @@ impl ReplaySummary {
 /// A listed object that passed the filters.
 struct Listed {
     object: ObjectRef,
-    format: Option<Format>,
+    /// Set when the dry run or `--format` needed it.
+    detected: Option<Detected>,
 }
 
 /// Counters shared by the workers and the progress display.
@@ -513,26 +514,59 @@ fn object_day(key: &str, last_modified: Option<&aws_sdk_s3::primitives::DateTime
     })
 }
 
+/// What detection says of an object (dry run and `--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detected {
+    Parse(Format),
+    /// Deliberately not forwarded (CloudTrail digest).
+    Skip,
+    /// A container no reader understands (Apache Parquet): the object would fail.
+    Refuse(&'static str),
+}
+
+impl Detected {
+    fn from_decision(decision: Decision) -> Self {
+        match decision {
+            Decision::Parse { format, .. } => Detected::Parse(format),
+            Decision::Skip { .. } => Detected::Skip,
+            Decision::Refuse { container } => Detected::Refuse(container),
+        }
+    }
+
+    fn format(self) -> Option<Format> {
+        match self {
+            Detected::Parse(format) => Some(format),
+            _ => None,
+        }
+    }
+
+    /// The dry run's label.
+    fn label(self) -> String {
+        match self {
+            Detected::Parse(format) => format.name().to_owned(),
+            Detected::Skip => "skipped (CloudTrail digest)".to_owned(),
+            Detected::Refuse(container) => format!("unsupported ({container})"),
+        }
+    }
+}
+
 /// Detects an object's format as the pipeline will: rules and key layout, else the
-/// first decompressed bytes (a ranged GET). `None`: skipped (CloudTrail digest).
+/// first decompressed bytes (a ranged GET).
 async fn detect_format(
     client: &aws_sdk_s3::Client,
     detector: &FormatDetector,
     bucket: &str,
     key: &str,
-) -> Option<Format> {
+) -> Detected {
     match detector.decide(bucket, key, &[]) {
-        Decision::Skip { .. } => return None,
-        Decision::Parse { format, reason, .. } if reason != Reason::Fallback => {
-            return Some(format);
-        }
-        Decision::Parse { .. } => {}
+        Decision::Parse {
+            reason: Reason::Fallback,
+            ..
+        } => {}
+        decision => return Detected::from_decision(decision),
     }
     let head = sniff(client, bucket, key).await.unwrap_or_default();
-    match detector.decide(bucket, key, &head) {
-        Decision::Skip { .. } => None,
-        Decision::Parse { format, .. } => Some(format),
-    }
+    Detected::from_decision(detector.decide(bucket, key, &head))
 }
 
 /// The first decompressed bytes of an object.
@@ -653,13 +687,13 @@ pub async fn run(
                         counts.already_done += 1;
                         continue;
                     }
-                    let format = if options.format.is_some() || options.dry_run {
-                        let format = detect_format(&client, &detector, &bucket, key).await;
-                        if options.format.is_some() && format != options.format {
+                    let detected = if options.format.is_some() || options.dry_run {
+                        let detected = detect_format(&client, &detector, &bucket, key).await;
+                        if options.format.is_some() && detected.format() != options.format {
                             counts.filtered_out += 1;
                             continue;
                         }
-                        format
+                        Some(detected)
                     } else {
                         None
                     };
@@ -677,7 +711,7 @@ pub async fn run(
                             etag: Some(etag.to_owned()),
                             size: Some(size),
                         },
-                        format,
+                        detected,
                     };
                     if listed_tx.send(listed).await.is_err() {
                         break;
@@ -697,9 +731,9 @@ pub async fn run(
     if options.dry_run {
         while let Some(listed) = listed_rx.recv().await {
             let name = listed
-                .format
-                .map_or("skipped (CloudTrail digest)", Format::name);
-            let entry = summary.formats.entry(name.to_owned()).or_default();
+                .detected
+                .map_or_else(|| "unknown".to_owned(), Detected::label);
+            let entry = summary.formats.entry(name).or_default();
             entry.objects += 1;
             let size = listed.object.size.unwrap_or(0);
             entry.bytes += size;
@@ -724,7 +758,7 @@ pub async fn run(
                 FormatDetector::new(config.formats.detect_rules()),
                 ParseOptions {
                     keep_original: config.processing.keep_original,
-                    vpc_flow_fields: None,
+                    ..ParseOptions::default()
                 },
                 config.processing.redact,
                 config.processing.object_concurrency,

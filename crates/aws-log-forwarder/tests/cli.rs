@@ -280,3 +280,61 @@ fn bad_config_exits_2_with_one_readable_line() {
         );
     }
 }
+
+/// `parse --config` decides formats with the configuration's rules, as the daemon does:
+/// a headerless custom VPC flow log is read with the rule's field list, and the rule's
+/// options reach the format untouched; without the config the same file is plain lines.
+#[test]
+fn parse_with_config_applies_the_daemons_format_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{CONFIG}\n[[formats.rules]]\nkey_prefix = \"custom/\"\nformat = \"vpc-flow\"\nvpc_flow_fields = [\"srcaddr\", \"dstaddr\", \"action\"]\n"
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("flows.log");
+    std::fs::write(&input, "192.0.2.1 192.0.2.2 REJECT\n").unwrap();
+    let input = input.to_str().unwrap();
+
+    let out = run(
+        &[
+            "parse",
+            "--config",
+            config.to_str().unwrap(),
+            "--key",
+            "custom/flows.log",
+            input,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = parse_events(&out);
+    assert_eq!(events.len(), 1);
+    assert_eq!(at(&events[0], "event.dataset"), "aws.vpcflow");
+    assert_eq!(at(&events[0], "source.ip"), "192.0.2.1");
+    assert_eq!(at(&events[0], "destination.ip"), "192.0.2.2");
+    assert_eq!(at(&events[0], "event.action"), "REJECT");
+
+    let out = run(&["parse", "--key", "custom/flows.log", input], &[]);
+    assert_eq!(at(&parse_events(&out)[0], "event.dataset"), "aws.lines");
+
+    // A rule option the format does not have is a config error naming the key.
+    std::fs::write(
+        &config,
+        format!("{CONFIG}\n[[formats.rules]]\nkey_prefix = \"custom/\"\nformat = \"waf\"\nvpc_flow_fields = [\"srcaddr\"]\n"),
+    )
+    .unwrap();
+    let out = run(&["parse", "--config", config.to_str().unwrap(), input], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "config: formats.rules[0].vpc_flow_fields: only applies to format = \"vpc-flow\", not \"waf\"\n"
+    );
+}

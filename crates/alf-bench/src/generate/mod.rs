@@ -95,35 +95,9 @@ impl Kind {
     }
 
     /// An S3 key in the layout AWS delivers this log type with (for detection tests
-    /// and realistic `aws.s3.object.key` values).
+    /// and realistic `aws.s3.object.key` values): the format's registry example.
     pub fn sample_key(self) -> &'static str {
-        match self {
-            Kind::CloudFront => "cloudfront/E2QWRUHAPOMQZL.2024-03-15-00.a1b2c3d4.gz",
-            Kind::S3Access => "s3-access/2024-03-15-00-00-01-3E57427F3EXAMPLE",
-            Kind::Elb => {
-                "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/03/15/123456789012_elasticloadbalancing_us-east-2_app.my-loadbalancer.50dc6c495c0c9188_20240315T0005Z_198.51.100.7_2kb2s4yy.log.gz"
-            }
-            Kind::VpcFlow | Kind::VpcFlowCustom => {
-                "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/03/15/123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240315T0000Z_a1b2c3d4.log.gz"
-            }
-            Kind::CloudTrail => {
-                "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T0005Z_EXAMPLEa1b2c3d4.json.gz"
-            }
-            Kind::Waf => {
-                "AWSLogs/123456789012/WAFLogs/us-east-1/prod-web-acl/2024/03/15/00/05/123456789012_waflogs_us-east-1_prod-web-acl_20240315T0005Z_a1b2c3d4.log.gz"
-            }
-            Kind::GuardDuty => {
-                "AWSLogs/123456789012/GuardDuty/us-east-1/2024/03/15/0a1b2c3d-4e5f-6789-abcd-ef0123456789.jsonl.gz"
-            }
-            Kind::Route53Resolver => {
-                "AWSLogs/123456789012/vpcdnsquerylogs/vpc-0a1b2c3d4e5f67890/2024/03/15/vpc-0a1b2c3d4e5f67890_vpcdnsquerylogs_123456789012_20240315T0005Z_a1b2c3d4.log.gz"
-            }
-            Kind::NetworkFirewall => {
-                "AWSLogs/123456789012/network-firewall/alert/us-east-1/prod-inspection-firewall/2024/03/15/00/123456789012_network-firewall_alert_us-east-1_prod-inspection-firewall_202403150005_a1b2c3d4.log.gz"
-            }
-            Kind::Ndjson => "apps/checkout/2024/03/15/part-0000.json.gz",
-            Kind::Lines => "apps/legacy/2024/03/15/messages.log",
-        }
+        self.format().spec().example_key
     }
 
     fn writer(self) -> Box<dyn LogWriter> {
@@ -215,6 +189,15 @@ pub fn generate(kind: Kind, records: u64, seed: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every registered format has a generator, and its sample key is recognised as it.
+    #[test]
+    fn every_registered_format_has_a_generator() {
+        for format in Format::ALL {
+            let kind = Kind::ALL.into_iter().find(|k| k.format() == format);
+            assert!(kind.is_some(), "no generator for {format}: add a Kind");
+        }
+    }
 
     #[test]
     fn names_round_trip_and_generation_is_deterministic() {

@@ -9,27 +9,24 @@
 //! time may come from `timestamp(ms)` or `timestamp` instead of `date` + `time`.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::sync::OnceLock;
 
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+use regex::Regex;
+
+use crate::detect::regex_matches;
+
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::readers::columns::column_table;
+use crate::readers::json_lines::json_object_line;
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, KeyParts, Reader};
 use crate::util::{self, field};
 
-macro_rules! columns {
-    ($($variant:ident = $name:literal),* $(,)?) => {
-        /// The CloudFront columns this parser maps to ECS.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        #[repr(usize)]
-        enum Col { $($variant),* }
-        const KNOWN: &[(&str, Col)] = &[$(($name, Col::$variant)),*];
-        const NKNOWN: usize = KNOWN.len();
-    };
-}
-
-columns! {
+column_table! {
+    /// The CloudFront columns this parser maps to ECS.
     Date = "date", Time = "time", EdgeLocation = "x-edge-location", ScBytes = "sc-bytes",
     CIp = "c-ip", Method = "cs-method", CsHost = "cs(Host)", UriStem = "cs-uri-stem",
     Status = "sc-status", Referer = "cs(Referer)", UserAgent = "cs(User-Agent)",
@@ -119,12 +116,7 @@ fn tls_version(v: &str) -> Option<(&'static str, &str)> {
 }
 
 impl LineParser for CloudFrontParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         if let Some(rest) = line.strip_prefix('#') {
             if let Some(names) = rest.strip_prefix("Fields:") {
                 self.set_fields(names);
@@ -178,7 +170,7 @@ fn parse_json_record(
     cx: &LineContext<'_>,
     out: &mut Vec<Event>,
 ) -> Result<bool, RecordError> {
-    let record = crate::driver::json_object_line(line)?;
+    let record = json_object_line(line)?;
     let texts: Vec<(&str, Cow<'_, str>)> = record
         .iter()
         .filter_map(|(k, v)| {
@@ -389,37 +381,61 @@ fn map_record(
     Ok(true)
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut CloudFrontParser::default(), sink)
+/// CloudFront standard logs: W3C text with a `#Fields` header, or JSON records
+/// (standard logging v2).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "cloudfront",
+    dataset: "aws.cloudfront_logs",
+    example_key: "cloudfront/E2QWRUHAPOMQZL.2024-03-15-00.a1b2c3d4.gz",
+    key_clues: &[KeyClue {
+        rank: 80,
+        layout: "<distribution>.YYYY-MM-DD-HH.<id>.gz",
+        matches: is_log_file_name,
+    }],
+    content_clues: &[
+        ContentClue {
+            rank: 10,
+            what: "#Version/#Fields header",
+            first_line: FirstLine::Text,
+            matches: |line| {
+                line.starts_with("#Version:") || line.starts_with("#Fields: date time x-edge-location")
+            },
+        },
+        // Standard logging (v2) with the JSON output format: the W3C column names as keys.
+        ContentClue {
+            rank: 150,
+            what: "CloudFront JSON record",
+            first_line: FirstLine::Json,
+            matches: |line| {
+                line.contains("\"x-edge-location\"") || line.contains("\"x-edge-request-id\"")
+            },
+        },
+    ],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|_, _| Box::new(CloudFrontParser::default())),
+};
+
+/// `<distribution id>.YYYY-MM-DD-HH.<unique id>[.gz]`, the name CloudFront gives log files.
+fn is_log_file_name(key: &KeyParts<'_>) -> bool {
+    static NAME: OnceLock<Option<Regex>> = OnceLock::new();
+    regex_matches(
+        &NAME,
+        r"^[A-Z0-9]{6,20}\.\d{4}-\d{2}-\d{2}-\d{2}\.[0-9a-zA-Z]{6,12}(\.gz)?$",
+        key.file_name,
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Event, Format, ParseOptions, ParseStats};
 
     const HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n";
 
     fn run(text: &str) -> (Vec<Event>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "logs".into(),
-            key: "cf/E2QWRUHAPOMQZL.2023-12-05-16.a1b2c3d4.gz".into(),
-            version: "etag".into(),
-        };
-        let stats = parse_object(
-            Format::CloudFront,
-            &mut text.as_bytes(),
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out, stats)
+        let key = "cf/E2QWRUHAPOMQZL.2023-12-05-16.a1b2c3d4.gz";
+        let options = ParseOptions::default();
+        crate::parse_object_for_test(Format::CloudFront, &mut text.as_bytes(), "logs", key, &options)
     }
 
     fn line(fields: &[&str]) -> String {

@@ -2,49 +2,74 @@
 //!
 //! CloudTrail delivers one JSON document per file, `{"Records":[...]}`, on a single line
 //! that can be tens of megabytes. The document is never built in memory:
-//! [`json_records`] streams the `Records` array and hands over one element at a time
-//! (each bounded to [`json_records::MAX_RECORD`]), so memory stays flat whatever the file
+//! [`crate::readers::json_records`] streams the `Records` array and hands over one element at a time
+//! (each bounded to [`crate::readers::json_records::MAX_RECORD`]), so memory stays flat whatever the file
 //! size. The same reader accepts one record per line (CloudWatch Logs exports, Firehose,
 //! EventBridge archives) and a bare top-level array.
 //!
 //! Digest files (`CloudTrail-Digest` in the key) hold integrity hashes, not events; they
 //! are skipped as a whole and the skip is recorded in the object's stats.
 
-use std::io::BufRead;
-
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ObjectParse, ParseError, RecordError};
+use crate::driver::{LineContext, RecordError};
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::util;
 
-use self::json_records::{JsonMap, snake_case, take_object, take_string};
+use crate::readers::json_records::{JsonMap, snake_case, take_object, take_string};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule};
 
-/// Keys of the wrapper objects whose array elements are CloudTrail records.
-const WRAPPERS: &[&str] = &["Records"];
-
-/// Marker in the key of CloudTrail digest files.
-const DIGEST_MARKER: &str = "CloudTrail-Digest";
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    if cx.object.key.contains(DIGEST_MARKER) {
-        cx.stats.skipped =
-            Some("CloudTrail digest file: integrity hashes of log files, not events".into());
-        return Ok(());
-    }
-    json_records::parse_records(reader, cx, sink, WRAPPERS, &mut map_record)
-}
+/// CloudTrail records: `{"Records": [...]}` documents, bare arrays, or one per line.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "cloudtrail",
+    dataset: "aws.cloudtrail",
+    example_key: "AWSLogs/123456789012/CloudTrail/us-east-1/2024/03/15/123456789012_CloudTrail_us-east-1_20240315T0005Z_EXAMPLEa1b2c3d4.json.gz",
+    key_clues: &[KeyClue {
+        rank: 10,
+        layout: "AWSLogs/<account>/CloudTrail/",
+        matches: |k| {
+            k.key.contains("/CloudTrail/")
+                || k.key.contains("/CloudTrail-Insight/")
+                || k.file_name.contains("_CloudTrail_")
+        },
+    }],
+    content_clues: &[
+        ContentClue {
+            rank: 100,
+            what: "{\"Records\": [...]}",
+            first_line: FirstLine::Json,
+            matches: |line| {
+                line.contains("\"Records\"")
+                    && (line.contains("\"eventVersion\"")
+                        || line.contains("\"eventSource\"")
+                        || line.len() < 40)
+            },
+        },
+        ContentClue {
+            rank: 101,
+            what: "CloudTrail record",
+            first_line: FirstLine::Json,
+            matches: |line| line.contains("\"eventVersion\"") && line.contains("\"eventSource\""),
+        },
+    ],
+    // Digest files hold integrity hashes of log files, not events.
+    skip: Some(SkipRule {
+        key_contains: "CloudTrail-Digest",
+        reason: "CloudTrail digest file (integrity hashes, not events)",
+    }),
+    options: &[],
+    reader: Reader::JsonRecords {
+        wrappers: &["Records"],
+        map: map_record,
+    },
+};
 
 /// Maps one CloudTrail record (management, data, network activity, service or Insight
 /// event) to ECS. Every field of the record ends up somewhere: mapped to ECS, kept under
 /// `aws.cloudtrail.*`, or (for fields this parser does not know yet) copied under
 /// `aws.cloudtrail.<snake_case name>`.
-pub(crate) fn map_record(cx: &ObjectParse<'_>, mut rec: JsonMap) -> Result<Event, RecordError> {
+pub(crate) fn map_record(cx: &LineContext<'_>, mut rec: JsonMap) -> Result<Event, RecordError> {
     // Events routed through EventBridge (`"detail-type": "AWS API Call via CloudTrail"`)
     // carry the record under `detail`.
     if rec.get("detail-type").is_some_and(J::is_string)
@@ -189,26 +214,15 @@ pub(crate) fn map_record(cx: &ObjectParse<'_>, mut rec: JsonMap) -> Result<Event
     );
     ev.set_opt("aws.cloudtrail.event_type", event_type);
     ev.set_opt("aws.cloudtrail.event_category", event_category);
-    ev.set_opt(
-        "aws.cloudtrail.request_id",
-        take_string(&mut rec, "requestID"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.api_version",
-        take_string(&mut rec, "apiVersion"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.shared_event_id",
-        take_string(&mut rec, "sharedEventID"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.vpc_endpoint_id",
-        take_string(&mut rec, "vpcEndpointId"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.vpc_endpoint_account_id",
-        take_string(&mut rec, "vpcEndpointAccountId"),
-    );
+    for (path, key) in [
+        ("aws.cloudtrail.request_id", "requestID"),
+        ("aws.cloudtrail.api_version", "apiVersion"),
+        ("aws.cloudtrail.shared_event_id", "sharedEventID"),
+        ("aws.cloudtrail.vpc_endpoint_id", "vpcEndpointId"),
+        ("aws.cloudtrail.vpc_endpoint_account_id", "vpcEndpointAccountId"),
+    ] {
+        ev.set_opt(path, take_string(&mut rec, key));
+    }
     if let Some(v) = rec.remove("readOnly") {
         ev.set_opt("aws.cloudtrail.read_only", json_bool(&v));
     }
@@ -307,18 +321,13 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
                 "aws.cloudtrail.user_identity.session_context.session_issuer.user_name",
                 issuer_name.clone(),
             );
-            ev.set_opt(
-                "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
-                take_string(&mut issuer, "principalId"),
-            );
-            ev.set_opt(
-                "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
-                take_string(&mut issuer, "arn"),
-            );
-            ev.set_opt(
-                "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
-                take_string(&mut issuer, "accountId"),
-            );
+            for (path, key) in [
+                ("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id", "principalId"),
+                ("aws.cloudtrail.user_identity.session_context.session_issuer.arn", "arn"),
+                ("aws.cloudtrail.user_identity.session_context.session_issuer.account_id", "accountId"),
+            ] {
+                ev.set_opt(path, take_string(&mut issuer, key));
+            }
             copy_rest(
                 ev,
                 "aws.cloudtrail.user_identity.session_context.session_issuer",
@@ -393,29 +402,21 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
     ev.set_opt("user.id", principal);
     ev.set_opt("aws.cloudtrail.user_identity.type", kind);
     ev.set_opt("aws.cloudtrail.user_identity.arn", arn);
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.access_key_id",
-        take_string(&mut ui, "accessKeyId"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.invoked_by",
-        take_string(&mut ui, "invokedBy"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.identity_provider",
-        take_string(&mut ui, "identityProvider"),
-    );
-    ev.set_opt(
-        "aws.cloudtrail.user_identity.credential_id",
-        take_string(&mut ui, "credentialId"),
-    );
+    for (path, key) in [
+        ("aws.cloudtrail.user_identity.access_key_id", "accessKeyId"),
+        ("aws.cloudtrail.user_identity.invoked_by", "invokedBy"),
+        ("aws.cloudtrail.user_identity.identity_provider", "identityProvider"),
+        ("aws.cloudtrail.user_identity.credential_id", "credentialId"),
+    ] {
+        ev.set_opt(path, take_string(&mut ui, key));
+    }
     copy_rest(ev, "aws.cloudtrail.user_identity", ui);
     Identity { account_id }
 }
 
 /// `sourceIPAddress` is an address for callers outside AWS and a service name
 /// (`lambda.amazonaws.com`, `AWS Internal`) when a service acted on someone's behalf.
-fn map_source(cx: &ObjectParse<'_>, ev: &mut Event, addr: &str) {
+fn map_source(cx: &LineContext<'_>, ev: &mut Event, addr: &str) {
     ev.set("source.address", addr.to_owned());
     if let Some(ip) = util::canonical_ip(addr) {
         ev.set("source.ip", ip.clone());
@@ -749,573 +750,6 @@ fn verb_type(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Streams the records of a JSON log object: `{"<wrapper>": [ ... ]}` documents, bare
-/// top-level arrays, one record per line, or records simply concatenated. Shared by the
-/// JSON formats whose files can be far larger than one record (CloudTrail, GuardDuty).
-///
-/// Why a hand-written scanner: a CloudTrail file is a single line of up to tens of
-/// megabytes. Deserializing it whole would hold the document and its parsed tree in
-/// memory at once; instead the scanner tracks only string/escape state and nesting
-/// depth to find where each array element starts and ends, copies that one element
-/// (at most [`MAX_RECORD`] bytes), and hands it to `serde_json`.
-pub(crate) mod json_records {
-    use std::io::{self, BufRead};
-
-    use memchr::{memchr, memchr2};
-    use serde_json::Value as J;
-
-    use crate::driver::{
-        EventSink, MAX_LINE, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError, read_line_bounded,
-    };
-    use crate::event::Event;
-
-    pub(crate) type JsonMap = serde_json::Map<String, J>;
-
-    /// Largest record accepted; larger ones are forwarded raw (first bytes only) as
-    /// malformed, and the stream continues with the next record.
-    pub(crate) const MAX_RECORD: usize = 8 * 1024 * 1024;
-
-    /// Turns one parsed record into an event, or says why it cannot.
-    pub(crate) type MapRecord<'f> =
-        dyn FnMut(&ObjectParse<'_>, JsonMap) -> Result<Event, RecordError> + 'f;
-
-    /// Streams every record of the object into `sink` (see the module docs).
-    /// `wrappers` are the keys whose array value holds the records (`Records`).
-    pub(crate) fn parse_records(
-        reader: &mut dyn BufRead,
-        cx: &mut ObjectParse<'_>,
-        sink: &mut dyn EventSink,
-        wrappers: &[&str],
-        map: &mut MapRecord<'_>,
-    ) -> Result<(), ParseError> {
-        let mut run = Run {
-            cx,
-            sink,
-            map,
-            wrappers,
-            index: 0,
-            buf: Vec::new(),
-        };
-        let mut input = Input { r: reader, pos: 0 };
-        input.skip_bom()?;
-        let lines = run.values(&mut input, true)?;
-        run.cx.stats.bytes = input.pos;
-        if !lines {
-            return Ok(());
-        }
-        // One JSON value per line from here on: each line is scanned on its own, so a
-        // broken line cannot swallow the lines after it.
-        let mut line = Vec::new();
-        let mut offset = input.pos;
-        loop {
-            let (consumed, truncated) = read_line_bounded(input.r, &mut line, MAX_RECORD)?;
-            if consumed == 0 {
-                break;
-            }
-            let line_offset = offset;
-            offset += consumed as u64;
-            run.cx.stats.bytes = offset;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if truncated {
-                run.index += 1;
-                run.cx.stats.records += 1;
-                let raw = String::from_utf8_lossy(&line[..line.len().min(ORIGINAL_KEEP)]);
-                let reason = format!("record larger than {MAX_RECORD} bytes");
-                run.cx
-                    .emit_malformed(run.sink, &raw, run.index, line_offset, &reason)?;
-                continue;
-            }
-            let mut slice: &[u8] = &line;
-            let mut li = Input {
-                r: &mut slice,
-                pos: line_offset,
-            };
-            run.values(&mut li, false)?;
-        }
-        Ok(())
-    }
-
-    /// Byte source with the absolute offset of the next byte.
-    struct Input<'r> {
-        r: &'r mut dyn BufRead,
-        pos: u64,
-    }
-
-    impl Input<'_> {
-        fn fill(&mut self) -> io::Result<&[u8]> {
-            loop {
-                match self.r.fill_buf() {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            self.r.fill_buf()
-        }
-
-        fn consume(&mut self, n: usize) {
-            self.r.consume(n);
-            self.pos += n as u64;
-        }
-
-        /// Skips whitespace; returns the next byte without consuming it.
-        fn skip_ws(&mut self) -> io::Result<Option<u8>> {
-            loop {
-                let chunk = self.fill()?;
-                if chunk.is_empty() {
-                    return Ok(None);
-                }
-                let n = chunk.iter().take_while(|b| b.is_ascii_whitespace()).count();
-                if n < chunk.len() {
-                    let b = chunk[n];
-                    self.consume(n);
-                    return Ok(Some(b));
-                }
-                let len = chunk.len();
-                self.consume(len);
-            }
-        }
-
-        fn skip_bom(&mut self) -> io::Result<()> {
-            if self.fill()?.starts_with(b"\xEF\xBB\xBF") {
-                self.consume(3);
-            }
-            Ok(())
-        }
-
-        /// True when only blanks remain before the next line break (or the end).
-        fn rest_of_line_blank(&mut self) -> io::Result<bool> {
-            loop {
-                let chunk = self.fill()?;
-                if chunk.is_empty() {
-                    return Ok(true);
-                }
-                let n = chunk
-                    .iter()
-                    .take_while(|&&b| b == b' ' || b == b'\t' || b == b'\r')
-                    .count();
-                if n < chunk.len() {
-                    let newline = chunk[n] == b'\n';
-                    self.consume(n);
-                    return Ok(newline);
-                }
-                let len = chunk.len();
-                self.consume(len);
-            }
-        }
-
-        /// Consumes bytes up to (not including) the first byte `stop` accepts, keeping
-        /// at most `limit` of them in `buf`. Consumes at least one byte.
-        fn take_until(
-            &mut self,
-            buf: &mut Vec<u8>,
-            limit: usize,
-            stop: impl Fn(u8) -> bool,
-        ) -> io::Result<()> {
-            let mut first = true;
-            loop {
-                let chunk = self.fill()?;
-                if chunk.is_empty() {
-                    return Ok(());
-                }
-                let skip = usize::from(first);
-                first = false;
-                let end = chunk[skip..]
-                    .iter()
-                    .position(|&b| stop(b))
-                    .map(|i| i + skip);
-                let take = end.unwrap_or(chunk.len());
-                let room = limit.saturating_sub(buf.len());
-                buf.extend_from_slice(&chunk[..take.min(room)]);
-                self.consume(take);
-                if end.is_some() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// How a scanned value ended.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Scanned {
-        /// The value closed.
-        Complete,
-        /// The input ended inside the value.
-        Truncated,
-        /// A wrapper key's array opened (its `[` consumed); the elements follow.
-        WrapperArray,
-    }
-
-    /// JSON structure tracker: just enough state to find where a value ends.
-    #[derive(Debug, Default)]
-    struct Scanner {
-        depth: u32,
-        in_string: bool,
-        escaped: bool,
-        /// The value did not fit in the buffer limit.
-        overflow: bool,
-        /// Watch depth-1 keys for a wrapper whose value is an array.
-        watch: bool,
-        expect_key: bool,
-        in_key: bool,
-        key: Vec<u8>,
-        key_unusable: bool,
-    }
-
-    const KEY_MAX: usize = 64;
-
-    impl Scanner {
-        fn push_key(&mut self, bytes: &[u8]) {
-            if self.key.len() + bytes.len() > KEY_MAX {
-                self.key_unusable = true;
-            } else {
-                self.key.extend_from_slice(bytes);
-            }
-        }
-
-        fn key_is_wrapper(&self, wrappers: &[&str]) -> bool {
-            !self.key_unusable && wrappers.iter().any(|w| w.as_bytes() == self.key)
-        }
-
-        /// Consumes one value starting at the next byte (which must be `{`, `[` or
-        /// `"`), copying at most `limit` bytes of it into `buf`.
-        fn scan(
-            &mut self,
-            input: &mut Input<'_>,
-            buf: &mut Vec<u8>,
-            limit: usize,
-            wrappers: &[&str],
-        ) -> io::Result<Scanned> {
-            loop {
-                let chunk = input.fill()?;
-                if chunk.is_empty() {
-                    return Ok(Scanned::Truncated);
-                }
-                let mut i = 0;
-                let mut result = None;
-                while i < chunk.len() {
-                    if self.in_string {
-                        if self.escaped {
-                            self.escaped = false;
-                            self.key_unusable |= self.in_key;
-                            i += 1;
-                            continue;
-                        }
-                        match memchr2(b'"', b'\\', &chunk[i..]) {
-                            None => {
-                                if self.in_key {
-                                    self.push_key(&chunk[i..]);
-                                }
-                                i = chunk.len();
-                            }
-                            Some(k) => {
-                                if self.in_key {
-                                    self.push_key(&chunk[i..i + k]);
-                                }
-                                i += k + 1;
-                                if chunk[i - 1] == b'\\' {
-                                    self.escaped = true;
-                                } else {
-                                    self.in_string = false;
-                                    self.in_key = false;
-                                    if self.depth == 0 {
-                                        result = Some(Scanned::Complete);
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    let b = chunk[i];
-                    i += 1;
-                    match b {
-                        b'"' => {
-                            self.in_string = true;
-                            if self.watch && self.depth == 1 && self.expect_key {
-                                self.in_key = true;
-                                self.expect_key = false;
-                                self.key.clear();
-                                self.key_unusable = false;
-                            }
-                        }
-                        b'[' if self.watch
-                            && self.depth == 1
-                            && !self.expect_key
-                            && self.key_is_wrapper(wrappers) =>
-                        {
-                            result = Some(Scanned::WrapperArray);
-                            break;
-                        }
-                        b'{' | b'[' => {
-                            self.depth += 1;
-                            if self.depth == 1 {
-                                self.expect_key = b == b'{';
-                            }
-                        }
-                        b'}' | b']' => {
-                            self.depth = self.depth.saturating_sub(1);
-                            if self.depth == 0 {
-                                result = Some(Scanned::Complete);
-                                break;
-                            }
-                        }
-                        b',' if self.depth == 1 => self.expect_key = true,
-                        _ => {}
-                    }
-                }
-                let room = limit.saturating_sub(buf.len());
-                if i > room {
-                    self.overflow = true;
-                }
-                buf.extend_from_slice(&chunk[..i.min(room)]);
-                input.consume(i);
-                if let Some(r) = result {
-                    return Ok(r);
-                }
-            }
-        }
-    }
-
-    struct Run<'a, 'c, 'f> {
-        cx: &'a mut ObjectParse<'c>,
-        sink: &'a mut dyn EventSink,
-        map: &'a mut MapRecord<'f>,
-        wrappers: &'a [&'a str],
-        /// 1-based number of the current record in the object.
-        index: u64,
-        buf: Vec<u8>,
-    }
-
-    impl Run<'_, '_, '_> {
-        /// Reads top-level values until the input ends. With `detect_lines`, returns
-        /// `true` as soon as the first value turns out to be a one-line record
-        /// followed by a line break: the rest is then read line by line.
-        fn values(
-            &mut self,
-            input: &mut Input<'_>,
-            detect_lines: bool,
-        ) -> Result<bool, ParseError> {
-            let mut first = detect_lines;
-            loop {
-                let Some(b) = input.skip_ws()? else {
-                    return Ok(false);
-                };
-                let start = input.pos;
-                match b {
-                    b'[' => {
-                        input.consume(1);
-                        self.array(input)?;
-                    }
-                    b'{' => {
-                        let mut sc = Scanner {
-                            watch: true,
-                            ..Scanner::default()
-                        };
-                        self.buf.clear();
-                        match sc.scan(input, &mut self.buf, MAX_RECORD, self.wrappers)? {
-                            Scanned::WrapperArray => {
-                                self.array(input)?;
-                                // The rest of the wrapper object holds no records.
-                                let mut rest = Scanner {
-                                    depth: 1,
-                                    ..Scanner::default()
-                                };
-                                rest.scan(input, &mut Vec::new(), 0, &[])?;
-                            }
-                            Scanned::Complete => {
-                                let one_line = !sc.overflow && memchr(b'\n', &self.buf).is_none();
-                                self.record(start, sc.overflow)?;
-                                if first && one_line && input.rest_of_line_blank()? {
-                                    return Ok(true);
-                                }
-                            }
-                            Scanned::Truncated => self.truncated(start)?,
-                        }
-                    }
-                    _ => {
-                        // Not JSON: forward the rest of the line raw.
-                        self.buf.clear();
-                        input.take_until(&mut self.buf, MAX_LINE, |b| b == b'\n')?;
-                        self.malformed(start, "not a JSON object")?;
-                    }
-                }
-                first = false;
-            }
-        }
-
-        /// Streams the elements of an array whose `[` was consumed.
-        fn array(&mut self, input: &mut Input<'_>) -> Result<(), ParseError> {
-            loop {
-                let b = loop {
-                    match input.skip_ws()? {
-                        None => return Ok(()),
-                        Some(b',') => input.consume(1),
-                        Some(b) => break b,
-                    }
-                };
-                if b == b']' {
-                    input.consume(1);
-                    return Ok(());
-                }
-                let start = input.pos;
-                self.buf.clear();
-                if matches!(b, b'{' | b'[' | b'"') {
-                    let mut sc = Scanner::default();
-                    match sc.scan(input, &mut self.buf, MAX_RECORD, &[])? {
-                        Scanned::Truncated => self.truncated(start)?,
-                        Scanned::Complete | Scanned::WrapperArray => {
-                            self.record(start, sc.overflow)?
-                        }
-                    }
-                } else {
-                    input.take_until(&mut self.buf, ORIGINAL_KEEP, |b| {
-                        matches!(b, b',' | b']' | b'}') || b.is_ascii_whitespace()
-                    })?;
-                    self.malformed(start, "record is not a JSON object")?;
-                }
-            }
-        }
-
-        fn next_index(&mut self) -> u64 {
-            self.index += 1;
-            self.cx.stats.records += 1;
-            self.index
-        }
-
-        fn malformed(&mut self, offset: u64, reason: &str) -> Result<(), ParseError> {
-            let index = self.next_index();
-            let keep = self.buf.len().min(ORIGINAL_KEEP);
-            let raw = String::from_utf8_lossy(&self.buf[..keep]);
-            self.cx
-                .emit_malformed(self.sink, &raw, index, offset, reason)?;
-            Ok(())
-        }
-
-        fn truncated(&mut self, offset: u64) -> Result<(), ParseError> {
-            self.malformed(offset, "input ended inside a record (truncated object)")
-        }
-
-        /// Parses, maps and emits the record in `buf`.
-        fn record(&mut self, offset: u64, overflow: bool) -> Result<(), ParseError> {
-            if overflow {
-                return self.malformed(offset, &format!("record larger than {MAX_RECORD} bytes"));
-            }
-            let map = match serde_json::from_slice::<J>(&self.buf) {
-                Ok(J::Object(map)) => map,
-                Ok(_) => return self.malformed(offset, "record is not a JSON object"),
-                Err(e) => return self.malformed(offset, &RecordError::from(e).to_string()),
-            };
-            match (self.map)(self.cx, map) {
-                Ok(ev) => {
-                    let index = self.next_index();
-                    // serde_json accepted the bytes, so they are UTF-8.
-                    let raw = if self.cx.options.keep_original {
-                        std::str::from_utf8(&self.buf).ok()
-                    } else {
-                        None
-                    };
-                    self.cx.emit(self.sink, ev, index, 0, offset, raw)?;
-                    Ok(())
-                }
-                Err(e) => self.malformed(offset, &e.to_string()),
-            }
-        }
-    }
-
-    /// Removes `key` and returns it when it is a non-empty string.
-    pub(crate) fn take_string(m: &mut JsonMap, key: &str) -> Option<String> {
-        match m.remove(key)? {
-            J::String(s) if !s.is_empty() => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Removes `key` and returns it when it is an object.
-    pub(crate) fn take_object(m: &mut JsonMap, key: &str) -> Option<JsonMap> {
-        match m.remove(key)? {
-            J::Object(o) => Some(o),
-            _ => None,
-        }
-    }
-
-    /// `ipAddressV4` -> `ip_address_v4`, `sourceIPs` -> `source_ips`,
-    /// `ARN` -> `arn`: the field-name style of ECS and of the peers' `aws.*` fields.
-    pub(crate) fn snake_case(key: &str) -> String {
-        let chars: Vec<char> = key.chars().collect();
-        let mut out = String::with_capacity(key.len() + 4);
-        for (i, &c) in chars.iter().enumerate() {
-            if c.is_uppercase() {
-                let prev = i.checked_sub(1).map(|p| chars[p]);
-                let next = chars.get(i + 1).copied();
-                // An upper-case run followed by a lone plural `s` is an acronym
-                // (`IPs`), not the start of a word.
-                let plural_s = next == Some('s')
-                    && chars
-                        .get(i + 2)
-                        .is_none_or(|c| c.is_uppercase() || !c.is_alphanumeric());
-                let boundary = match prev {
-                    None => false,
-                    Some(p) if p == '_' || p == '-' || p == '.' => false,
-                    Some(p) if p.is_lowercase() || p.is_ascii_digit() => true,
-                    Some(p) => {
-                        p.is_uppercase() && next.is_some_and(|n| n.is_lowercase()) && !plural_s
-                    }
-                };
-                if boundary {
-                    out.push('_');
-                }
-                out.extend(c.to_lowercase());
-            } else if c == '-' || c == ' ' || c == '.' {
-                out.push('_');
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-
-    /// A JSON tree with every object key in snake_case.
-    pub(crate) fn snake_keys(v: J) -> J {
-        match v {
-            J::Object(m) => J::Object(
-                m.into_iter()
-                    .map(|(k, v)| (snake_case(&k), snake_keys(v)))
-                    .collect(),
-            ),
-            J::Array(a) => J::Array(a.into_iter().map(snake_keys).collect()),
-            other => other,
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn snake_case_handles_acronyms_and_digits() {
-            for (from, to) in [
-                ("ipAddressV4", "ip_address_v4"),
-                ("sourceIPs", "source_ips"),
-                ("ARN", "arn"),
-                ("accountId", "account_id"),
-                ("rdsDbInstanceDetails", "rds_db_instance_details"),
-                ("eventFirstSeen", "event_first_seen"),
-                ("s3BucketDetails", "s3_bucket_details"),
-                ("executableSha256", "executable_sha256"),
-                ("x-amz-id-2", "x_amz_id_2"),
-                ("MFAUsed", "mfa_used"),
-                ("already_snake", "already_snake"),
-                ("VPCEndpointId", "vpc_endpoint_id"),
-            ] {
-                assert_eq!(snake_case(from), to, "{from}");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{BufReader, Read};
@@ -1330,21 +764,8 @@ mod tests {
     }
 
     fn run_with(reader: &mut dyn std::io::BufRead, key: &str, opts: &ParseOptions) -> Run {
-        let mut events = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "trail-bucket".into(),
-            key: key.into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::CloudTrail,
-            reader,
-            &obj,
-            opts,
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap();
+        let (events, stats) =
+            crate::parse_object_for_test(Format::CloudTrail, reader, "trail-bucket", key, opts);
         Run { events, stats }
     }
 
@@ -1770,7 +1191,7 @@ mod tests {
 
     #[test]
     fn oversized_records_are_bounded_and_the_stream_continues() {
-        let big = format!("\"{}\"", "A".repeat(super::json_records::MAX_RECORD + 10));
+        let big = format!("\"{}\"", "A".repeat(crate::readers::json_records::MAX_RECORD + 10));
         let doc = format!("{{\"Records\":[{},{}]}}", record(1, &big), record(2, "2"));
         let mut r = BufReader::with_capacity(64 * 1024, doc.as_bytes());
         let r = run_with(&mut r, KEY, &ParseOptions::default());

@@ -14,17 +14,20 @@
 //! under `aws.elb.extra_fields`.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::sync::OnceLock;
 
+use regex::Regex;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::s3_access::access_log::{self, RequestLine};
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+use crate::detect::regex_matches;
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::readers::access_log::{self, RequestLine};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util::{self, field};
 
 /// ALB access log positions.
@@ -193,6 +196,22 @@ fn timestamp(v: &str) -> Option<OffsetDateTime> {
 /// Writes a time at millisecond precision, the resolution of an Elasticsearch `date`
 /// and of Elastic's own ELB mapping. Durations are computed before this, from the
 /// full microsecond precision of the log.
+/// The time of a record of a layout that needs `required` fields, read at `time`: the
+/// field-count error when the record is too short, else the time or its error.
+fn record_time(
+    f: &[Cow<'_, str>],
+    required: usize,
+    time: usize,
+) -> Result<OffsetDateTime, RecordError> {
+    if f.len() < required {
+        return Err(RecordError::FieldCount {
+            expected: required,
+            found: f.len(),
+        });
+    }
+    timestamp(&f[time]).ok_or_else(|| RecordError::invalid("time", &f[time]))
+}
+
 fn set_time(ev: &mut Event, path: &'static str, t: OffsetDateTime) {
     let millis = t.nanosecond() / 1_000_000 * 1_000_000;
     ev.set_opt(
@@ -443,14 +462,8 @@ impl ElbParser {
         cx: &LineContext<'_>,
     ) -> Result<(), RecordError> {
         use classic::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         // Classic logs stamp the time the request was received.
-        let start = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let start = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", start);
         set_time(ev, "event.start", start);
         let h = HttpFields { f, offset: 0 };
@@ -475,15 +488,9 @@ impl ElbParser {
         cx: &LineContext<'_>,
     ) -> Result<(), RecordError> {
         use alb::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // ALB logs stamp the time the response was sent (the close, for WebSockets).
-        let end = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let end = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", end);
         set_time(ev, "event.end", end);
         let kind = f[TYPE].as_ref();
@@ -561,15 +568,9 @@ impl ElbParser {
         cx: &LineContext<'_>,
     ) -> Result<(), RecordError> {
         use nlb::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the TLS connection ended.
-        let end = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let end = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", end);
         set_time(ev, "event.end", end);
         ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
@@ -639,15 +640,9 @@ impl ElbParser {
 
     fn map_connection(&self, ev: &mut Event, f: &[Cow<'_, str>]) -> Result<(), RecordError> {
         use conn::*;
-        if f.len() < REQUIRED {
-            return Err(RecordError::FieldCount {
-                expected: REQUIRED,
-                found: f.len(),
-            });
-        }
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the connection was established (or failed to be).
-        let t = timestamp(&f[TIME]).ok_or_else(|| RecordError::invalid("time", &f[TIME]))?;
+        let t = record_time(f, REQUIRED, TIME)?;
         set_time(ev, "@timestamp", t);
         set_time(ev, "event.end", t);
         ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
@@ -714,12 +709,7 @@ impl ElbParser {
 }
 
 impl LineParser for ElbParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let f = access_log::split_fields(line);
         let variant = Variant::detect(&f).ok_or_else(|| {
             RecordError::Other("not an ELB access or connection log record".into())
@@ -743,14 +733,35 @@ impl LineParser for ElbParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    let mut parser = ElbParser::for_key(&cx.object.key);
-    drive_lines(reader, cx, &mut parser, sink)
-}
+/// ALB, classic ELB and NLB access logs, and ALB connection logs.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "elb",
+    dataset: "aws.elb_logs",
+    example_key: "AWSLogs/123456789012/elasticloadbalancing/us-east-2/2024/03/15/123456789012_elasticloadbalancing_us-east-2_app.my-loadbalancer.50dc6c495c0c9188_20240315T0005Z_198.51.100.7_2kb2s4yy.log.gz",
+    key_clues: &[KeyClue {
+        rank: 20,
+        layout: "AWSLogs/<account>/elasticloadbalancing/",
+        matches: |k| {
+            k.lower.contains("/elasticloadbalancing/") || k.file_name.contains("_elasticloadbalancing_")
+        },
+    }],
+    content_clues: &[ContentClue {
+        rank: 50,
+        what: "load balancer record",
+        first_line: FirstLine::Text,
+        matches: |line| {
+            static RECORD: OnceLock<Option<Regex>> = OnceLock::new();
+            regex_matches(
+                &RECORD,
+                r"^((http|https|h2|grpcs|ws|wss|tls) \d{4}-\d{2}-\d{2}T\S+Z |\d{4}-\d{2}-\d{2}T\S+Z \S+ [0-9a-fA-F.:\[\]]+:\d+ )",
+                line,
+            )
+        },
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|object, _| Box::new(ElbParser::for_key(&object.key))),
+};
 
 #[cfg(test)]
 mod tests {

@@ -10,27 +10,41 @@
 //! opened the connection is `source`, as ECS defines it. The whole finding is also kept
 //! under `aws.guardduty.*` with snake_case keys.
 
-use std::io::BufRead;
-
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ObjectParse, ParseError, RecordError};
+use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
-use crate::formats::cloudtrail::json_records::{
-    self, JsonMap, snake_case, snake_keys, take_object, take_string,
-};
+use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_object, take_string,};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
-/// Keys of the wrapper objects whose array elements are findings.
-const WRAPPERS: &[&str] = &["findings", "Findings"];
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    json_records::parse_records(reader, cx, sink, WRAPPERS, &mut map_finding)
-}
+/// GuardDuty findings exported to S3: one per line, or inside `{"findings": [...]}`.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "guardduty",
+    dataset: "aws.guardduty",
+    example_key: "AWSLogs/123456789012/GuardDuty/us-east-1/2024/03/15/0a1b2c3d-4e5f-6789-abcd-ef0123456789.jsonl.gz",
+    key_clues: &[KeyClue {
+        rank: 40,
+        layout: "AWSLogs/<account>/GuardDuty/",
+        matches: |k| k.key.contains("/GuardDuty/"),
+    }],
+    content_clues: &[ContentClue {
+        rank: 140,
+        what: "GuardDuty finding",
+        first_line: FirstLine::Json,
+        matches: |line| {
+            line.contains("\"schemaVersion\"")
+                && line.contains("\"severity\"")
+                && line.contains("\"service\"")
+        },
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::JsonRecords {
+        wrappers: &["findings", "Findings"],
+        map: map_finding,
+    },
+};
 
 /// The parts of a finding type such as `Backdoor:EC2/C&CActivity.B!DNS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +90,7 @@ fn severity_label(severity: f64) -> &'static str {
     }
 }
 
-fn map_finding(cx: &ObjectParse<'_>, mut f: JsonMap) -> Result<Event, RecordError> {
+fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event, RecordError> {
     if f.get("detail-type").and_then(J::as_str) == Some("GuardDuty Finding")
         && let Some(detail) = take_object(&mut f, "detail")
     {
@@ -108,15 +122,16 @@ fn map_finding(cx: &ObjectParse<'_>, mut f: JsonMap) -> Result<Event, RecordErro
     ev.set_opt("aws.guardduty.created_at", created);
     ev.set_opt("aws.guardduty.updated_at", updated);
 
-    ev.set_opt("event.id", take_string(&mut f, "id"));
-    ev.set_opt("aws.guardduty.arn", take_string(&mut f, "arn"));
-    ev.set_opt("cloud.account.id", take_string(&mut f, "accountId"));
-    ev.set_opt("cloud.region", take_string(&mut f, "region"));
-    ev.set_opt("aws.guardduty.partition", take_string(&mut f, "partition"));
-    ev.set_opt(
-        "aws.guardduty.schema_version",
-        take_string(&mut f, "schemaVersion"),
-    );
+    for (path, key) in [
+        ("event.id", "id"),
+        ("aws.guardduty.arn", "arn"),
+        ("cloud.account.id", "accountId"),
+        ("cloud.region", "region"),
+        ("aws.guardduty.partition", "partition"),
+        ("aws.guardduty.schema_version", "schemaVersion"),
+    ] {
+        ev.set_opt(path, take_string(&mut f, key));
+    }
 
     if let Some(t) = take_string(&mut f, "type") {
         if let Some(parts) = split_type(&t) {
@@ -316,7 +331,7 @@ fn map_resource(ev: &mut Event, r: &JsonMap, users: &mut UserCandidates) {
 }
 
 /// Maps `service`; returns whether GuardDuty reports the activity as blocked.
-fn map_service(cx: &ObjectParse<'_>, ev: &mut Event, s: &JsonMap) -> bool {
+fn map_service(cx: &LineContext<'_>, ev: &mut Event, s: &JsonMap) -> bool {
     for (key, path) in [
         ("eventFirstSeen", "event.start"),
         ("eventLastSeen", "event.end"),
@@ -439,7 +454,7 @@ fn set_endpoint(ev: &mut Event, side: &Endpoint, ip: Option<&J>, port: Option<u6
 }
 
 /// Maps `service.action`; returns whether the activity was blocked.
-fn map_action(cx: &ObjectParse<'_>, ev: &mut Event, action: &JsonMap) -> bool {
+fn map_action(cx: &LineContext<'_>, ev: &mut Event, action: &JsonMap) -> bool {
     ev.set_str("event.action", str_at(action, &["actionType"]));
     let mut blocked = false;
     let is_true = |v: Option<&J>| v.and_then(J::as_bool) == Some(true);
@@ -545,27 +560,14 @@ mod tests {
     use std::io::BufReader;
 
     use super::{FindingType, severity_label, split_type};
-    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Event, Format, ParseOptions, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/guardduty.log");
 
     fn run_reader(r: &mut dyn std::io::BufRead) -> (Vec<Event>, ParseStats) {
-        let mut events = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "findings-bucket".into(),
-            key: "AWSLogs/111122223333/GuardDuty/us-east-1/2024/05/01/3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f.jsonl.gz".into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::GuardDuty,
-            r,
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap();
-        (events, stats)
+        let key = "AWSLogs/111122223333/GuardDuty/us-east-1/2024/05/01/3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f.jsonl.gz";
+        let options = ParseOptions::default();
+        crate::parse_object_for_test(Format::GuardDuty, r, "findings-bucket", key, &options)
     }
 
     fn run(text: &str) -> (Vec<Event>, ParseStats) {

@@ -1,24 +1,19 @@
 //! `lines`: the fallback for text nobody recognised. Each non-empty line becomes one
 //! event with the text in `message` (and `event.original`), so nothing is dropped.
 
-use std::io::BufRead;
 
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser,
 };
 use crate::event::Event;
+use crate::registry::{FormatSpec, Reader};
 
 /// One event per line, text kept as is.
 #[derive(Debug, Default)]
 pub struct LinesParser;
 
 impl LineParser for LinesParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let mut ev = Event::new();
         ev.set("message", line.to_owned());
         ev.set("event.original", line.to_owned());
@@ -27,31 +22,26 @@ impl LineParser for LinesParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut LinesParser, sink)
-}
+/// Plain lines: what nothing else recognises (detection falls back to it).
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "lines",
+    dataset: "aws.lines",
+    example_key: "apps/legacy/2024/03/15/messages.log",
+    key_clues: &[],
+    content_clues: &[],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|_, _| Box::new(LinesParser)),
+};
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
     #[test]
     fn every_line_is_kept_as_message() {
-        let mut out = Vec::new();
-        let mut r: &[u8] = b"hello world\n\nsecond X-Amz-Signature=abc\n";
-        let stats = parse_object(
-            Format::Lines,
-            &mut r,
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let (out, stats) =
+            crate::parse_for_test(Format::Lines, "hello world\n\nsecond X-Amz-Signature=abc\n");
         assert_eq!(stats.events, 2);
         assert_eq!(
             out[1].get_str("message"),

@@ -1,42 +1,48 @@
-//! One module per log format. Each exposes
-//! `pub fn parse(reader, cx, sink) -> Result<(), ParseError>`; line-oriented formats
-//! implement [`crate::driver::LineParser`] and call [`crate::driver::drive_lines`].
+//! One module per log format, each declaring its registry entry as `pub(crate) const
+//! SPEC: FormatSpec` (see [`crate::registry`]) beside its parser.
+//!
+//! The `declare_formats!` list below is the registry: one line per format declares
+//! its module, its [`Format`] variant and its place in [`Format::ALL`] (the order of
+//! format names in help and error texts).
 
-use std::io::BufRead;
+use crate::registry::FormatSpec;
 
-use crate::Format;
-use crate::driver::{EventSink, ObjectParse, ParseError};
+/// Declares the format modules, [`Format`], [`Format::ALL`] and the variant-to-spec map.
+macro_rules! declare_formats {
+    ($($variant:ident => $module:ident),+ $(,)?) => {
+        $(pub mod $module;)+
 
-pub mod cloudfront;
-pub mod cloudtrail;
-pub mod elb;
-pub mod guardduty;
-pub mod lines;
-pub mod ndjson;
-pub mod network_firewall;
-pub mod route53_resolver;
-pub mod s3_access;
-pub mod vpc_flow;
-pub mod waf;
+        /// Every log format, by the name used in configuration and on the command line
+        /// ([`Format::name`]). What a format is lives in its module's `SPEC`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Format {
+            $($variant),+
+        }
 
-/// Dispatches to the format's module.
-pub fn parse(
-    format: Format,
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    match format {
-        Format::CloudFront => cloudfront::parse(reader, cx, sink),
-        Format::S3Access => s3_access::parse(reader, cx, sink),
-        Format::Elb => elb::parse(reader, cx, sink),
-        Format::VpcFlow => vpc_flow::parse(reader, cx, sink),
-        Format::CloudTrail => cloudtrail::parse(reader, cx, sink),
-        Format::Waf => waf::parse(reader, cx, sink),
-        Format::GuardDuty => guardduty::parse(reader, cx, sink),
-        Format::Route53Resolver => route53_resolver::parse(reader, cx, sink),
-        Format::NetworkFirewall => network_firewall::parse(reader, cx, sink),
-        Format::Ndjson => ndjson::parse(reader, cx, sink),
-        Format::Lines => lines::parse(reader, cx, sink),
-    }
+        impl Format {
+            /// Every format, in registry order.
+            pub const ALL: [Format; [$(Format::$variant),+].len()] = [$(Format::$variant),+];
+        }
+
+        /// The registry entry of `format`.
+        pub(crate) fn spec_of(format: Format) -> &'static FormatSpec {
+            match format {
+                $(Format::$variant => &$module::SPEC),+
+            }
+        }
+    };
+}
+
+declare_formats! {
+    CloudFront => cloudfront,
+    S3Access => s3_access,
+    Elb => elb,
+    VpcFlow => vpc_flow,
+    CloudTrail => cloudtrail,
+    Waf => waf,
+    GuardDuty => guardduty,
+    Route53Resolver => route53_resolver,
+    NetworkFirewall => network_firewall,
+    Ndjson => ndjson,
+    Lines => lines,
 }

@@ -4,12 +4,12 @@
 //! object is kept under `aws.ndjson` for searching. Non-JSON lines are forwarded raw
 //! with a parse-failure tag.
 
-use std::io::BufRead;
 
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser,
 };
 use crate::event::Event;
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
 
 /// One event per JSON line.
@@ -19,12 +19,7 @@ pub struct NdjsonParser;
 const TIME_KEYS: [&str; 5] = ["@timestamp", "timestamp", "time", "eventTime", "Timestamp"];
 
 impl LineParser for NdjsonParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let value: serde_json::Value = serde_json::from_str(line)?;
         let mut ev = Event::new();
         if let serde_json::Value::Object(map) = &value {
@@ -50,31 +45,32 @@ impl LineParser for NdjsonParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut NdjsonParser, sink)
-}
+/// Any JSON, one value per line: kept whole under `aws.ndjson`.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "ndjson",
+    dataset: "aws.ndjson",
+    example_key: "apps/checkout/2024/03/15/part-0000.json.gz",
+    key_clues: &[],
+    // JSON that no AWS format's clue claims.
+    content_clues: &[ContentClue {
+        rank: u16::MAX,
+        what: "JSON",
+        first_line: FirstLine::Json,
+        matches: |_| true,
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::Lines(|_, _| Box::new(NdjsonParser)),
+};
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
     #[test]
     fn json_lines_and_a_broken_line() {
-        let mut out = Vec::new();
-        let mut r: &[u8] = b"{\"time\":\"2024-05-01T10:00:00+02:00\",\"a\":1}\n{not json\n{\"timestamp\":1714550400000}\n";
-        let stats = parse_object(
-            Format::Ndjson,
-            &mut r,
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let text = "{\"time\":\"2024-05-01T10:00:00+02:00\",\"a\":1}\n{not json\n{\"timestamp\":1714550400000}\n";
+        let (out, stats) = crate::parse_for_test(Format::Ndjson, text);
         assert_eq!((stats.events, stats.malformed), (3, 1));
         assert_eq!(out[0].get_str("@timestamp"), Some("2024-05-01T08:00:00Z"));
         assert_eq!(out[0].to_json()["aws"]["ndjson"]["a"], 1);

@@ -8,17 +8,17 @@
 //! Sections this module does not map are kept as they came under
 //! `aws.firewall.<section>`, so nothing Suricata adds is lost.
 
-use std::io::BufRead;
 
 use serde_json::{Map, Value as J};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
 /// Keys of `event` mapped here; any other is kept under `aws.firewall`.
@@ -49,9 +49,6 @@ const MAPPED: &[&str] = &[
 /// TCP flags Suricata reports as booleans in the `tcp` section.
 const TCP_FLAG_NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"];
 
-/// Parses Network Firewall log lines.
-#[derive(Debug, Default)]
-pub struct NetworkFirewallParser;
 
 /// A string member, with "no value" markers (`-`, empty) as `None`.
 fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
@@ -144,19 +141,6 @@ fn tls_version(v: &str) -> Option<(&'static str, &str)> {
     None
 }
 
-fn set_endpoint(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
-    let Some(raw) = raw else {
-        return;
-    };
-    match util::canonical_ip(raw) {
-        Some(canonical) => {
-            ev.set(address, canonical.clone());
-            ev.set(ip, canonical.clone());
-            ev.push_unique("related.ip", canonical);
-        }
-        None => ev.set(address, raw.to_owned()),
-    }
-}
 
 /// `alert`: the rule that matched and what the firewall did.
 fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
@@ -419,13 +403,13 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
         ev.set("aws.firewall.flow_id", id);
     }
 
-    set_endpoint(
+    util::set_ip_address(
         &mut ev,
         text(event, "src_ip"),
         "source.address",
         "source.ip",
     );
-    set_endpoint(
+    util::set_ip_address(
         &mut ev,
         text(event, "dest_ip"),
         "destination.address",
@@ -516,26 +500,26 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
     Ok(ev)
 }
 
-impl LineParser for NetworkFirewallParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
-        let map = crate::driver::json_object_line(line)?;
-        out.push(map_record(&map, cx)?);
-        Ok(true)
-    }
-}
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut NetworkFirewallParser, sink)
-}
+/// AWS Network Firewall alert, flow and TLS logs, one JSON record per line.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "network-firewall",
+    dataset: "aws.firewall_logs",
+    example_key: "AWSLogs/123456789012/network-firewall/alert/us-east-1/prod-inspection-firewall/2024/03/15/00/123456789012_network-firewall_alert_us-east-1_prod-inspection-firewall_202403150005_a1b2c3d4.log.gz",
+    key_clues: &[KeyClue {
+        rank: 70,
+        layout: "AWSLogs/<account>/network-firewall/",
+        matches: |k| k.lower.contains("/network-firewall/") || k.lower.contains("_network-firewall_"),
+    }],
+    content_clues: &[ContentClue {
+        rank: 120,
+        what: "network firewall record",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"firewall_name\"") && line.contains("\"event\""),
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::JsonLines(map_record),
+};
 
 #[cfg(test)]
 mod tests {
@@ -546,14 +530,11 @@ mod tests {
     const SAMPLE: &str = include_str!("../../../../tests/samples/network-firewall.log");
 
     fn run(text: &str) -> (Vec<J>, ParseStats) {
-        let (out, stats) = crate::parse_for_test(Format::NetworkFirewall, text);
-        (out.iter().map(crate::Event::to_json).collect(), stats)
+        crate::parse_json_for_test(Format::NetworkFirewall, text)
     }
 
     fn sample(n: usize) -> J {
-        let (events, stats) = run(SAMPLE.lines().nth(n).unwrap());
-        assert_eq!(stats.malformed, 0);
-        events.into_iter().next().unwrap()
+        crate::sample_event(Format::NetworkFirewall, SAMPLE, n)
     }
 
     #[test]

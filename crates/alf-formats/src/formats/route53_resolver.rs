@@ -5,16 +5,14 @@
 //! of `dns.type: answer`. Fields AWS adds later (the log format's minor version grows
 //! with new fields) are kept as they came under `aws.route53.<field>`.
 
-use std::io::BufRead;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value as J};
 
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
-};
+use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
 /// Top-level keys this module maps; any other key is kept under `aws.route53`.
@@ -38,9 +36,6 @@ const MAPPED: &[&str] = &[
     "firewall_domain_list_id",
 ];
 
-/// Parses Route 53 Resolver query log lines.
-#[derive(Debug, Default)]
-pub struct Route53ResolverParser;
 
 /// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
 fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
@@ -257,26 +252,26 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     Ok(ev)
 }
 
-impl LineParser for Route53ResolverParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
-        let map = crate::driver::json_object_line(line)?;
-        out.push(map_record(&map)?);
-        Ok(true)
-    }
-}
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut Route53ResolverParser, sink)
-}
+/// Route 53 Resolver query logs, one JSON record per line.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "route53-resolver",
+    dataset: "aws.route53_resolver_logs",
+    example_key: "AWSLogs/123456789012/vpcdnsquerylogs/vpc-0a1b2c3d4e5f67890/2024/03/15/vpc-0a1b2c3d4e5f67890_vpcdnsquerylogs_123456789012_20240315T0005Z_a1b2c3d4.log.gz",
+    key_clues: &[KeyClue {
+        rank: 50,
+        layout: "vpcdnsquerylogs",
+        matches: |k| k.lower.contains("vpcdnsquerylogs"),
+    }],
+    content_clues: &[ContentClue {
+        rank: 130,
+        what: "resolver query record",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"query_name\"") && line.contains("\"query_type\""),
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::JsonLines(|map, _| map_record(map)),
+};
 
 #[cfg(test)]
 mod tests {
@@ -287,8 +282,7 @@ mod tests {
     const SAMPLE: &str = include_str!("../../../../tests/samples/route53-resolver.log");
 
     fn run(text: &str) -> (Vec<J>, ParseStats) {
-        let (out, stats) = crate::parse_for_test(Format::Route53Resolver, text);
-        (out.iter().map(crate::Event::to_json).collect(), stats)
+        crate::parse_json_for_test(Format::Route53Resolver, text)
     }
 
     /// AWS's documented example record (DNS Firewall block of a reverse lookup).

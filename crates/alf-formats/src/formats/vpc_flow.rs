@@ -15,29 +15,25 @@
 //! exports) and "structured" objects whose keys are the field names with `_` for `-`.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::sync::OnceLock;
 
-use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+use regex::Regex;
+
+use crate::detect::regex_matches;
+
+use crate::driver::{LineOutcome, 
+    LineContext, LineParser, RecordError,
 };
 use crate::event::{Event, Value};
+use crate::readers::columns::column_table;
+use crate::registry::{
+    ContentClue, FirstLine, FormatSpec, KeyClue, OptionKind, OptionSpec, Reader,
+};
 use crate::util::{self, field};
 
-macro_rules! columns {
-    ($($variant:ident = $name:literal => $key:literal),* $(,)?) => {
-        /// Every documented flow log field (VPC versions 2-8 and Transit Gateway).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        #[repr(usize)]
-        enum Col { $($variant),* }
-        /// (AWS field name, path under `aws.vpcflow`, column). Static paths keep the
-        /// per-record cost of the kept fields to the value's allocation.
-        const KNOWN: &[(&str, &'static str, Col)] =
-            &[$(($name, concat!("aws.vpcflow.", $key), Col::$variant)),*];
-        const NKNOWN: usize = KNOWN.len();
-    };
-}
-
-columns! {
+column_table! {
+    /// Every documented flow log field (VPC versions 2-8 and Transit Gateway).
+    under "aws.vpcflow.";
     // version 2 (the default format)
     Version = "version" => "version", AccountId = "account-id" => "account_id",
     InterfaceId = "interface-id" => "interface_id", SrcAddr = "srcaddr" => "srcaddr",
@@ -190,7 +186,7 @@ pub struct VpcFlowParser {
 
 impl VpcFlowParser {
     /// A parser for one object; `configured` is the field list for headerless custom
-    /// formats (`ParseOptions::vpc_flow_fields`). Entries may also be whole format
+    /// formats (the rule option `vpc_flow_fields`). Entries may also be whole format
     /// strings as the EC2 API returns them (`${version} ${account-id} ...`).
     pub fn new(configured: Option<&[String]>) -> Self {
         let configured: Vec<Column> = configured
@@ -317,20 +313,6 @@ fn epoch(
     Ok(Some((secs, ts)))
 }
 
-/// Sets `<side>.address` and, when it is an IP, `<side>.ip` and `related.ip`.
-fn set_address(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
-    let Some(raw) = raw else {
-        return;
-    };
-    match util::canonical_ip(raw) {
-        Some(canonical) => {
-            ev.set(address, canonical.clone());
-            ev.set(ip, canonical.clone());
-            ev.push_unique("related.ip", canonical);
-        }
-        None => ev.set(address, raw.to_owned()),
-    }
-}
 
 /// Maps one record to ECS.
 fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
@@ -381,8 +363,8 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     ev.set_str("event.reason", get(Col::RejectReason));
     ev.set("cloud.provider", "aws");
 
-    set_address(&mut ev, get(Col::SrcAddr), "source.address", "source.ip");
-    set_address(
+    util::set_ip_address(&mut ev, get(Col::SrcAddr), "source.address", "source.ip");
+    util::set_ip_address(
         &mut ev,
         get(Col::DstAddr),
         "destination.address",
@@ -547,12 +529,7 @@ impl VpcFlowParser {
 }
 
 impl LineParser for VpcFlowParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        _cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
+    fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         match self.parse_text(line, 0)? {
             Some(ev) => {
                 out.push(ev);
@@ -563,39 +540,70 @@ impl LineParser for VpcFlowParser {
     }
 }
 
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    let mut parser = VpcFlowParser::new(cx.options.vpc_flow_fields.as_deref());
-    drive_lines(reader, cx, &mut parser, sink)
-}
+/// The rule option naming the columns of headerless custom flow logs.
+const FIELDS_OPTION: &str = "vpc_flow_fields";
+
+/// VPC (and Transit Gateway) flow logs: default, custom and header-driven layouts.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "vpc-flow",
+    dataset: "aws.vpcflow",
+    example_key: "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/03/15/123456789012_vpcflowlogs_us-east-1_fl-1234abcd_20240315T0000Z_a1b2c3d4.log.gz",
+    key_clues: &[KeyClue {
+        rank: 30,
+        layout: "AWSLogs/<account>/vpcflowlogs/",
+        matches: |k| k.lower.contains("/vpcflowlogs/") || k.file_name.contains("_vpcflowlogs_"),
+    }],
+    content_clues: &[
+        ContentClue {
+            rank: 20,
+            what: "flow log header line",
+            first_line: FirstLine::Text,
+            matches: |line| {
+                static HEADER: OnceLock<Option<Regex>> = OnceLock::new();
+                regex_matches(
+                    &HEADER,
+                    r"^(version|account-id|interface-id|srcaddr|dstaddr|start|end|action|log-status|vpc-id)( [a-z0-9-]+){2,}$",
+                    line,
+                )
+            },
+        },
+        ContentClue {
+            rank: 30,
+            what: "default flow log record",
+            first_line: FirstLine::Text,
+            matches: |line| {
+                static V2: OnceLock<Option<Regex>> = OnceLock::new();
+                regex_matches(&V2, r"^\d \d{12}|- (eni-[0-9a-f]+|-) ", line)
+                    && line.split(' ').count() == 14
+            },
+        },
+    ],
+    skip: None,
+    options: &[OptionSpec {
+        name: FIELDS_OPTION,
+        kind: OptionKind::StringList {
+            example: "list the flow log fields in order, e.g. [\"version\", \"account-id\", ...]",
+        },
+    }],
+    reader: Reader::Lines(|_, options| {
+        Box::new(VpcFlowParser::new(
+            options.format_options.strings(FIELDS_OPTION),
+        ))
+    }),
+};
 
 #[cfg(test)]
 mod tests {
     use serde_json::Value as J;
 
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{Format, ParseOptions, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/vpc-flow.log");
 
     fn run_with(text: &str, opts: &ParseOptions) -> (Vec<J>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "flow-logs".into(),
-            key: "AWSLogs/123456789012/vpcflowlogs/eu-west-1/2024/06/16/x.log.gz".into(),
-            version: "v1".into(),
-        };
-        let stats = parse_object(
-            Format::VpcFlow,
-            &mut text.as_bytes(),
-            &obj,
-            opts,
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
+        let key = "AWSLogs/123456789012/vpcflowlogs/eu-west-1/2024/06/16/x.log.gz";
+        let (out, stats) =
+            crate::parse_object_for_test(Format::VpcFlow, &mut text.as_bytes(), "flow-logs", key, opts);
         (out.iter().map(crate::Event::to_json).collect(), stats)
     }
 
@@ -734,16 +742,19 @@ mod tests {
         assert_eq!(e["aws"]["vpcflow"]["encryption_status"], "1");
     }
 
+    /// Parse options with `vpc_flow_fields` set as a configuration rule sets it.
+    fn fields_option(fields: serde_json::Value) -> ParseOptions {
+        ParseOptions {
+            format_options: Format::VpcFlow
+                .options_from([("vpc_flow_fields".to_owned(), fields)])
+                .unwrap(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn configured_fields_apply_to_headerless_records_and_a_header_wins() {
-        let opts = ParseOptions {
-            vpc_flow_fields: Some(
-                ["srcaddr", "dstaddr", "action", "end"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
-            ..Default::default()
-        };
+        let opts = fields_option(serde_json::json!(["srcaddr", "dstaddr", "action", "end"]));
         let (events, stats) = run_with("192.0.2.1 192.0.2.2 ACCEPT 1718524860\n", &opts);
         assert_eq!(stats.malformed, 0);
         assert_eq!(events[0]["source"]["ip"], "192.0.2.1");
@@ -765,10 +776,7 @@ mod tests {
 
     #[test]
     fn configured_fields_accept_the_ec2_log_format_syntax() {
-        let opts = ParseOptions {
-            vpc_flow_fields: Some(vec!["${srcaddr} ${dstaddr}".into(), " ${action} ".into()]),
-            ..Default::default()
-        };
+        let opts = fields_option(serde_json::json!(["${srcaddr} ${dstaddr}", " ${action} "]));
         let (events, stats) = run_with("192.0.2.1 192.0.2.2 REJECT\n", &opts);
         assert_eq!(stats.malformed, 0);
         assert_eq!(events[0]["destination"]["ip"], "192.0.2.2");

@@ -7,16 +7,16 @@
 //! the wrong place for live session tokens. Top-level fields this module does not map
 //! are kept as they came under `aws.waf.<snake_case name>`.
 
-use std::io::BufRead;
 
 use serde_json::{Map, Value as J};
 
 use crate::driver::{
-    EventSink, LineContext, LineParser, ObjectParse, ParseError, RecordError, drive_lines,
+    LineContext, RecordError,
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::redact::REDACTED;
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
 /// Top-level keys mapped here; any other key is kept under `aws.waf`.
@@ -51,9 +51,6 @@ const SECRET_HEADERS: &[&str] = &[
     "x-amz-security-token",
 ];
 
-/// Parses WAF log lines.
-#[derive(Debug, Default)]
-pub struct WafParser;
 
 /// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
 fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
@@ -432,26 +429,28 @@ fn map_record(map: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Recor
     Ok(ev)
 }
 
-impl LineParser for WafParser {
-    fn parse_line(
-        &mut self,
-        line: &str,
-        cx: &LineContext<'_>,
-        out: &mut Vec<Event>,
-    ) -> Result<bool, RecordError> {
-        let map = crate::driver::json_object_line(line)?;
-        out.push(map_record(&map, cx)?);
-        Ok(true)
-    }
-}
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    drive_lines(reader, cx, &mut WafParser, sink)
-}
+/// AWS WAF web ACL traffic logs, one JSON record per line.
+pub(crate) const SPEC: FormatSpec = FormatSpec {
+    name: "waf",
+    dataset: "aws.waf",
+    example_key: "AWSLogs/123456789012/WAFLogs/us-east-1/prod-web-acl/2024/03/15/00/05/123456789012_waflogs_us-east-1_prod-web-acl_20240315T0005Z_a1b2c3d4.log.gz",
+    key_clues: &[KeyClue {
+        rank: 60,
+        layout: "aws-waf-logs-",
+        matches: |k| {
+            k.key.contains("aws-waf-logs-") || k.lower.contains("/wafv2/") || k.lower.contains("/waflogs/")
+        },
+    }],
+    content_clues: &[ContentClue {
+        rank: 110,
+        what: "WAF record",
+        first_line: FirstLine::Json,
+        matches: |line| line.contains("\"terminatingRuleId\"") || line.contains("\"httpSourceName\""),
+    }],
+    skip: None,
+    options: &[],
+    reader: Reader::JsonLines(map_record),
+};
 
 #[cfg(test)]
 mod tests {
@@ -462,14 +461,11 @@ mod tests {
     const SAMPLE: &str = include_str!("../../../../tests/samples/waf.log");
 
     fn run(text: &str) -> (Vec<J>, ParseStats) {
-        let (out, stats) = crate::parse_for_test(Format::Waf, text);
-        (out.iter().map(crate::Event::to_json).collect(), stats)
+        crate::parse_json_for_test(Format::Waf, text)
     }
 
     fn sample(n: usize) -> J {
-        let (events, stats) = run(SAMPLE.lines().nth(n).unwrap());
-        assert_eq!(stats.malformed, 0);
-        events.into_iter().next().unwrap()
+        crate::sample_event(Format::Waf, SAMPLE, n)
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! One JSON object per line (WAF, Network Firewall, Route 53 resolver query logs, and
+//! one record of the JSON-records formats when another format carries it): the line
+//! is parsed as an object and handed to the format's mapping function. The line driver
+//! around it ([`crate::driver::drive_lines`]) bounds the line length and forwards
+//! lines that fail raw.
+
+use serde_json::Value as J;
+
+use crate::driver::{LineContext, LineOutcome, LineParser, RecordError};
+use crate::event::Event;
+use crate::readers::json_records::JsonMap;
+use crate::registry::{MapJsonLine, MapJsonRecord};
+
+/// Parses a line that must hold one JSON object.
+pub fn json_object_line(line: &str) -> Result<JsonMap, RecordError> {
+    match serde_json::from_str(line)? {
+        J::Object(map) => Ok(map),
+        _ => Err(RecordError::Other("record is not a JSON object".into())),
+    }
+}
+
+/// Parses each line as one JSON object and maps it with `F`: the JSON-lines reader of
+/// a format ([`json_lines`]), and single records of a JSON-records format
+/// ([`json_record`]).
+pub(crate) struct JsonObjects<F>(F);
+
+impl<F> LineParser for JsonObjects<F>
+where
+    F: FnMut(JsonMap, &LineContext<'_>) -> Result<Event, RecordError>,
+{
+    fn parse_line(
+        &mut self,
+        line: &str,
+        cx: &LineContext<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        out.push((self.0)(json_object_line(line)?, cx)?);
+        Ok(true)
+    }
+}
+
+/// The JSON-lines reader of a format: each line one object, mapped by the format.
+pub(crate) fn json_lines(map: MapJsonLine) -> impl LineParser {
+    JsonObjects(move |record: JsonMap, cx: &LineContext<'_>| map(&record, cx))
+}
+
+/// One record of a JSON-records format given on its own (see
+/// [`crate::Format::record_parser`]).
+pub(crate) fn json_record(map: MapJsonRecord) -> impl LineParser {
+    JsonObjects(move |record: JsonMap, cx: &LineContext<'_>| map(cx, record))
+}

@@ -1,8 +1,0 @@
-//! Arbitrary bytes as a network-firewall object: no panic, every event serializes to valid JSON.
-#![no_main]
-
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    alf_fuzz::parse_and_check(alf_formats::Format::NetworkFirewall, data);
-});
