@@ -119,6 +119,18 @@ pub struct AwsSettings {
     /// A custom endpoint (LocalStack); implies path-style S3 addressing.
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
+    /// A role to assume for every AWS call (S3, SQS): a log-archive account's reader
+    /// role. Credentials come from STS and are refreshed before they expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assume_role_arn: Option<String>,
+    /// The external id the role's trust policy requires (masked in `check-config`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "mask_option"
+    )]
+    pub external_id: Option<String>,
+    /// The role session name (CloudTrail shows it as who acted).
+    pub session_name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -434,6 +446,9 @@ mod raw {
         pub region: Option<String>,
         pub endpoint_url: Option<String>,
         pub force_path_style: Option<bool>,
+        pub assume_role_arn: Option<String>,
+        pub external_id: Option<String>,
+        pub session_name: Option<String>,
     }
 
     #[derive(Debug, Default, Deserialize)]
@@ -641,7 +656,22 @@ impl Config {
                 None => None,
             },
             force_path_style: raw.aws.force_path_style.unwrap_or(false),
+            assume_role_arn: match non_empty(raw.aws.assume_role_arn) {
+                Some(arn) => Some(role_arn("aws.assume_role_arn", arn)?),
+                None => None,
+            },
+            external_id: non_empty(raw.aws.external_id),
+            session_name: match non_empty(raw.aws.session_name) {
+                Some(name) => session_name(name)?,
+                None => DEFAULT_SESSION_NAME.to_owned(),
+            },
         };
+        if aws.assume_role_arn.is_none() && aws.external_id.is_some() {
+            return Err(ConfigError::invalid(
+                "aws.external_id",
+                "only used with aws.assume_role_arn: set the role to assume, or remove it",
+            ));
+        }
 
         let queue_url = non_empty(raw.sqs.queue_url).ok_or_else(|| {
             ConfigError::missing(
@@ -921,6 +951,53 @@ fn http_url(key: &str, text: &str, example: &str) -> Result<url::Url, ConfigErro
         ));
     }
     Ok(url)
+}
+
+/// The role session name when `aws.session_name` is not set.
+pub const DEFAULT_SESSION_NAME: &str = "aws-log-forwarder";
+
+/// `arn:<partition>:iam::<account>:role/<name>`.
+fn role_arn(key: &str, arn: String) -> Result<String, ConfigError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if !partition.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.starts_with("role/")
+            && resource.len() > 5);
+    if valid {
+        Ok(arn)
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!(
+                "{arn:?} is not an IAM role ARN (expected arn:aws:iam::123456789012:role/log-reader)"
+            ),
+        ))
+    }
+}
+
+/// STS's rule for role session names: 2-64 of `[A-Za-z0-9+=,.@_-]`.
+fn session_name(name: String) -> Result<String, ConfigError> {
+    let valid = (2..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if valid {
+        Ok(name)
+    } else {
+        Err(ConfigError::invalid(
+            "aws.session_name",
+            format!("{name:?}: 2 to 64 letters, digits or +=,.@_- (STS's rule)"),
+        ))
+    }
+}
+
+fn mask_option<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
 }
 
 /// `[[processing.drop]]`: compiled once here so a bad rule stops the start.

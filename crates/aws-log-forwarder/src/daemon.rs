@@ -55,6 +55,7 @@ async fn aws_clients(
             None => return Err(DaemonError::NoRegion(config.sqs.queue_url.clone())),
         }
     }
+    let sdk = crate::assume_role::assume_configured_role(sdk, aws).await?;
     // A custom endpoint (LocalStack, MinIO) rarely resolves `<bucket>.<host>` names:
     // use path-style addressing there.
     let custom_endpoint = aws.endpoint_url.is_some()

@@ -13,6 +13,7 @@
 //! * [`ack`] ties events back to their object and message.
 
 pub mod ack;
+pub mod assume_role;
 pub mod batch;
 pub mod circuit;
 pub mod config;
@@ -51,6 +52,8 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     DeadLetter(#[from] deadletter::DeadLetterError),
+    #[error(transparent)]
+    AssumeRole(#[from] assume_role::AssumeRoleError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled; returns after in-flight work was

@@ -127,6 +127,8 @@ pub enum ReplayError {
     DeadLetter(#[from] crate::deadletter::DeadLetterError),
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterError),
+    #[error(transparent)]
+    AssumeRole(#[from] crate::assume_role::AssumeRoleError),
 }
 
 /// A checkpoint file that cannot be used.
@@ -451,6 +453,7 @@ async fn s3_client(config: &Config) -> Result<aws_sdk_s3::Client, ReplayError> {
     if sdk.region().is_none() {
         return Err(ReplayError::NoRegion);
     }
+    let sdk = crate::assume_role::assume_configured_role(sdk, aws).await?;
     // As the daemon: a custom endpoint (LocalStack, MinIO) wants path-style addressing.
     let custom_endpoint = aws.endpoint_url.is_some()
         || sdk.endpoint_url().is_some()
