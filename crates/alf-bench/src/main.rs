@@ -3,7 +3,10 @@
 //! ```text
 //! alf-bench gen <kind> --records N [--gzip] [--seed S] -o FILE
 //! alf-bench run <kind> [--records N] [--gzip] [--repeat K] [--seed S]
+//! alf-bench formats
 //! ```
+//! `formats` lists the registry's formats as `index name` (the fuzz corpus seeds pick
+//! formats by index).
 //! `run` times each pipeline stage separately and counts allocations per event; it is
 //! also the program to profile (`perf record`, `valgrind --tool=callgrind`): it
 //! generates the input first, then runs only decompress -> parse -> serialize.
@@ -21,7 +24,9 @@ use alf_formats::Enricher;
 const USAGE: &str = "usage:
   alf-bench gen <kind> --records N [--gzip] [--seed S] -o FILE
   alf-bench run <kind> [--records N] [--gzip] [--repeat K] [--seed S]
-kinds: cloudfront s3-access elb vpc-flow vpc-flow-custom cloudtrail waf guardduty route53-resolver network-firewall ndjson lines";
+  alf-bench formats
+kinds: cloudfront s3-access elb vpc-flow vpc-flow-custom cloudtrail waf guardduty route53-resolver network-firewall
+       cloudwatch-logs aws-config redshift-audit eventbridge securityhub ndjson lines";
 
 struct Args {
     command: String,
@@ -221,6 +226,12 @@ fn last_allocations() -> u64 {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("formats") {
+        for (index, format) in alf_formats::Format::ALL.iter().enumerate() {
+            println!("{index} {format}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

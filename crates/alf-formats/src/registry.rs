@@ -133,7 +133,15 @@ pub enum Reader {
         wrappers: &'static [&'static str],
         map: MapJsonRecord,
     },
+    /// A reader of its own for layouts where one record holds several events or
+    /// several formats (CloudWatch Logs subscription documents, EventBridge batches,
+    /// multi-line Redshift queries): it streams the object itself.
+    Object(ParseWholeObject),
 }
+
+/// Streams one object into `sink` (a [`Reader::Object`] format's own reader).
+pub type ParseWholeObject =
+    fn(&mut dyn BufRead, &mut ObjectParse<'_>, &mut dyn EventSink) -> Result<(), ParseError>;
 
 /// Makes the line parser of one object.
 pub type NewLineParser = fn(&ObjectInfo, &ParseOptions) -> Box<dyn LineParser>;
@@ -332,8 +340,27 @@ impl Format {
             Reader::Lines(new) => new(object, options),
             Reader::JsonLines(map) => Box::new(json_lines(map)),
             Reader::JsonRecords { map, .. } => Box::new(json_record(map)),
+            Reader::Object(_) => Box::new(NotOneByOne(self)),
         };
         RecordParser { inner }
+    }
+}
+
+/// The record parser of a [`Reader::Object`] format: its records only make sense
+/// inside their object, so each is refused (and forwarded raw by the caller).
+struct NotOneByOne(Format);
+
+impl LineParser for NotOneByOne {
+    fn parse_line(
+        &mut self,
+        _line: &str,
+        _cx: &LineContext<'_>,
+        _out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        Err(RecordError::Other(format!(
+            "{} records are read with their object, not one by one",
+            self.0.name()
+        )))
     }
 }
 
@@ -398,6 +425,7 @@ pub(crate) fn parse(
         Reader::JsonRecords { wrappers, map } => {
             json_records::parse_records(reader, cx, sink, wrappers, map)
         }
+        Reader::Object(parse) => parse(reader, cx, sink),
     }
 }
 

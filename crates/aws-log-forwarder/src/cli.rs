@@ -58,7 +58,8 @@ pub enum OutputFormat {
 #[derive(Debug, clap::Args)]
 pub struct ParseArgs {
     /// Log format name (cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf,
-    /// guardduty, route53-resolver, network-firewall, ndjson, lines) or `auto`.
+    /// guardduty, route53-resolver, network-firewall, cloudwatch-logs, aws-config, redshift-audit,
+    /// eventbridge, securityhub, ndjson, lines) or `auto`.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// S3 key to detect the format from and to record in events (default: the file name).

@@ -8,7 +8,8 @@
 //! responder is enough and keeps an HTTP server framework out of the dependency tree.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -36,6 +37,14 @@ pub const OBJECT_DURATION: &str = "alf_object_duration_seconds";
 pub const BATCH_EVENTS: &str = "alf_batch_events";
 pub const BATCH_BYTES: &str = "alf_batch_bytes";
 pub const CIRCUIT_OPEN: &str = "alf_intake_circuit_open";
+pub const SQS_API_CALLS: &str = "alf_sqs_api_calls_total";
+pub const S3_RESUMES: &str = "alf_s3_stream_resumes_total";
+pub const SQS_BATCHED_ENTRIES: &str = "alf_sqs_batched_entries_total";
+pub const MESSAGES_IN_FLIGHT: &str = "alf_sqs_messages_in_flight";
+pub const OBJECTS_IN_FLIGHT: &str = "alf_objects_in_flight";
+pub const OLDEST_IN_FLIGHT_AGE: &str = "alf_sqs_oldest_in_flight_message_age_seconds";
+pub const QUEUE_VISIBLE_MESSAGES: &str = "alf_sqs_queue_visible_messages";
+pub const MESSAGES_DEAD_LETTERED: &str = "alf_sqs_messages_dead_lettered_total";
 
 /// `2xx`, `4xx`, `5xx`, or `error` for requests that got no response.
 pub fn status_class(status: Option<u16>) -> &'static str {
@@ -58,6 +67,30 @@ fn describe() {
         "SQS messages left for redelivery after a failure"
     );
     describe_counter!(RECEIVE_ERRORS, "Failed ReceiveMessage calls");
+    describe_counter!(SQS_API_CALLS, "SQS API calls made, by operation");
+    describe_counter!(
+        S3_RESUMES,
+        "Dropped S3 streams resumed with a ranged GET from the byte reached"
+    );
+    describe_counter!(
+        SQS_BATCHED_ENTRIES,
+        "Messages deleted or re-timed through batch calls, by operation (each would be one call without batching)"
+    );
+    describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        "Messages moved to the dead-letter queue at once because they can never succeed, by reason"
+    );
+    metrics::describe_gauge!(MESSAGES_IN_FLIGHT, "SQS messages being processed");
+    metrics::describe_gauge!(OBJECTS_IN_FLIGHT, "S3 objects being processed");
+    metrics::describe_gauge!(
+        OLDEST_IN_FLIGHT_AGE,
+        Unit::Seconds,
+        "Age of the oldest message being processed (since this process received it)"
+    );
+    metrics::describe_gauge!(
+        QUEUE_VISIBLE_MESSAGES,
+        "ApproximateNumberOfMessages of the queue, polled once a minute"
+    );
     metrics::describe_gauge!(
         CIRCUIT_OPEN,
         "1 while the intake circuit is open (intake down: receiving paused), else 0"
@@ -137,6 +170,40 @@ pub enum MetricsError {
     },
 }
 
+/// What `/readyz` answers: ready unless the intake circuit is open or SQS cannot be
+/// reached (consecutive ReceiveMessage failures). An orchestrator may then route
+/// nothing new here; `/healthz` (liveness) stays 200 as long as the process answers.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    sqs_unreachable: AtomicBool,
+    intake_down: AtomicBool,
+}
+
+impl Readiness {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn set_sqs_unreachable(&self, unreachable: bool) {
+        self.sqs_unreachable.store(unreachable, Ordering::Release);
+    }
+
+    pub fn set_intake_down(&self, down: bool) {
+        self.intake_down.store(down, Ordering::Release);
+    }
+
+    /// `None` when ready, else why not.
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        if self.intake_down.load(Ordering::Acquire) {
+            Some("intake circuit open: the intake is down, receiving paused\n")
+        } else if self.sqs_unreachable.load(Ordering::Acquire) {
+            Some("SQS unreachable: ReceiveMessage keeps failing\n")
+        } else {
+            None
+        }
+    }
+}
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The process-wide Prometheus recorder (installed on first use; `None` when another
@@ -188,13 +255,17 @@ fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Binds `addr` and serves `/metrics` and `/healthz` until `shutdown`.
-pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> Result<(), MetricsError> {
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> Result<(), MetricsError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })?;
     let handle = handle();
-    tracing::info!(listen = %listener.local_addr().unwrap_or(addr), "metrics listening (/metrics, /healthz)");
+    tracing::info!(listen = %listener.local_addr().unwrap_or(addr), "metrics listening (/metrics, /healthz, /readyz)");
     tokio::spawn(async move {
         let mut upkeep = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -207,7 +278,7 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> Result<(), 
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        tokio::spawn(answer(stream, handle));
+                        tokio::spawn(answer(stream, handle, Arc::clone(&readiness)));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "metrics listener accept failed");
@@ -221,7 +292,11 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> Result<(), 
 }
 
 /// Answers one request and closes the connection.
-async fn answer(mut stream: TcpStream, handle: Option<&'static PrometheusHandle>) {
+async fn answer(
+    mut stream: TcpStream,
+    handle: Option<&'static PrometheusHandle>,
+    readiness: Arc<Readiness>,
+) {
     let mut buf = vec![0u8; 2048];
     let mut len = 0;
     // Read the request head (bounded, with a timeout: a stuck client must not pin a task).
@@ -257,10 +332,14 @@ async fn answer(mut stream: TcpStream, handle: Option<&'static PrometheusHandle>
             ),
         },
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", "/readyz") => match readiness.not_ready_because() {
+            None => ("200 OK", "text/plain", "ready\n".to_owned()),
+            Some(why) => ("503 Service Unavailable", "text/plain", why.to_owned()),
+        },
         ("GET", _) => (
             "404 Not Found",
             "text/plain",
-            "try /metrics or /healthz\n".to_owned(),
+            "try /metrics, /healthz or /readyz\n".to_owned(),
         ),
         _ => (
             "405 Method Not Allowed",
@@ -297,7 +376,10 @@ mod tests {
         let addr = probe.local_addr().unwrap();
         drop(probe);
         let stop = CancellationToken::new();
-        serve(addr, stop.clone()).await.unwrap();
+        let readiness = Readiness::new();
+        serve(addr, Arc::clone(&readiness), stop.clone())
+            .await
+            .unwrap();
         metrics::counter!(EVENTS_PARSED).increment(3);
         let health = get(addr, "/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200 OK"), "{health}");
@@ -306,6 +388,16 @@ mod tests {
         assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
         assert!(metrics.contains("alf_events_parsed_total"), "{metrics}");
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        readiness.set_intake_down(true);
+        let not_ready = get(addr, "/readyz").await;
+        assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+        assert!(not_ready.contains("intake circuit open"), "{not_ready}");
+        readiness.set_intake_down(false);
+        readiness.set_sqs_unreachable(true);
+        assert!(get(addr, "/readyz").await.contains("SQS unreachable"));
+        readiness.set_sqs_unreachable(false);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         stop.cancel();
     }
 

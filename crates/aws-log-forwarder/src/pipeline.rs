@@ -29,7 +29,7 @@ use crate::decode::{self, Compression, CountingBufReader, CountingReader};
 use crate::filter::EventFilter;
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
-use crate::s3::ObjectFetcher;
+use crate::s3::{ObjectFetcher, ResumingReader};
 use crate::sqs::ReceivedMessage;
 
 /// Events per chunk sent to the batcher: amortizes channel operations while keeping
@@ -140,6 +140,42 @@ pub fn parse_stream<R: Read + Send + 'static>(
     })
 }
 
+/// Why an object (or a message) failed, which decides what happens to its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// May heal by itself (S3 unreachable, a dropped stream): hand the message back to
+    /// SQS for a later attempt (counts toward its receive count).
+    Transient,
+    /// The intake did not acknowledge every event. The message is not at fault: while
+    /// the intake is down the daemon keeps the message and tries again in place.
+    Delivery,
+    /// Can never succeed (a corrupt or truncated object, an unparseable notification,
+    /// a format no parser reads): move the message to the dead-letter queue at once.
+    /// The label names the reason in metrics and in the dead-letter attributes.
+    Permanent(&'static str),
+    /// An operator must fix something (missing bucket, access denied): never deleted,
+    /// left to the queue's redrive policy, logged as an error naming the bucket.
+    Configuration,
+    /// A parser or message task panicked: release the message at once (visibility 0)
+    /// instead of leaving it hidden behind heartbeats.
+    Panicked,
+}
+
+impl FailureKind {
+    /// When the objects of one message fail differently, the kind that decides: a
+    /// failure that a later attempt may cure wins over dead-lettering, so a message is
+    /// never dead-lettered while one of its objects merely had a network hiccup.
+    fn precedence(self) -> u8 {
+        match self {
+            FailureKind::Configuration => 5,
+            FailureKind::Panicked => 4,
+            FailureKind::Transient => 3,
+            FailureKind::Delivery => 2,
+            FailureKind::Permanent(_) => 1,
+        }
+    }
+}
+
 /// How an object ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectOutcome {
@@ -150,14 +186,21 @@ pub enum ObjectOutcome {
     /// The object no longer exists: it can never succeed, so it does not hold the
     /// message back (logged as an error).
     Gone,
-    /// Something failed; the message must be redelivered.
-    Failed(String),
+    /// Something failed; `kind` says what happens to the message.
+    Failed { reason: String, kind: FailureKind },
 }
 
 impl ObjectOutcome {
     /// Whether this object lets its message be deleted.
     pub fn is_done(&self) -> bool {
-        !matches!(self, ObjectOutcome::Failed(_))
+        !matches!(self, ObjectOutcome::Failed { .. })
+    }
+
+    pub(crate) fn failed(kind: FailureKind, reason: impl Into<String>) -> Self {
+        ObjectOutcome::Failed {
+            reason: reason.into(),
+            kind,
+        }
     }
 
     pub fn label(&self) -> &'static str {
@@ -165,7 +208,7 @@ impl ObjectOutcome {
             ObjectOutcome::Delivered => "delivered",
             ObjectOutcome::Skipped => "skipped",
             ObjectOutcome::Gone => "gone",
-            ObjectOutcome::Failed(_) => "failed",
+            ObjectOutcome::Failed { .. } => "failed",
         }
     }
 }
@@ -204,8 +247,144 @@ impl Default for ObjectReport {
 pub enum MessageOutcome {
     /// Delete it.
     Done,
-    /// Leave it for redelivery.
-    Failed(String),
+    /// Not done; `kind` says what to do with it.
+    Failed { reason: String, kind: FailureKind },
+}
+
+impl MessageOutcome {
+    /// Combines the outcomes of a message's objects.
+    pub fn of_objects(outcomes: impl IntoIterator<Item = ObjectOutcome>) -> MessageOutcome {
+        let mut reasons = Vec::new();
+        let mut worst: Option<FailureKind> = None;
+        for outcome in outcomes {
+            if let ObjectOutcome::Failed { reason, kind } = outcome {
+                reasons.push(reason);
+                if worst.is_none_or(|w| kind.precedence() > w.precedence()) {
+                    worst = Some(kind);
+                }
+            }
+        }
+        match worst {
+            None => MessageOutcome::Done,
+            Some(kind) => MessageOutcome::Failed {
+                reason: reasons.join("; "),
+                kind,
+            },
+        }
+    }
+}
+
+/// Set once the S3 body returned an error: a decompressor error after that is the
+/// network's fault, not the object's.
+#[derive(Clone, Default)]
+struct SourceHealth(Arc<std::sync::atomic::AtomicBool>);
+
+impl SourceHealth {
+    fn failed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The S3 body as the decompressor reads it, noting whether reading it failed.
+struct WatchedSource<R> {
+    inner: R,
+    health: SourceHealth,
+}
+
+impl<R: Read> Read for WatchedSource<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.health.0.store(true, Ordering::Release);
+            }
+        })
+    }
+}
+
+/// The one event that tells the SIEM an object broke and where: its readable records
+/// were forwarded, the rest is lost with the object's bytes.
+fn pipeline_error_event(
+    info: &ObjectInfo,
+    reason: &str,
+    records_forwarded: u64,
+    compressed_offset: u64,
+    compressed_size: Option<u64>,
+) -> Event {
+    let mut event = Event::new();
+    let size = compressed_size.map_or_else(|| "?".to_owned(), |n| n.to_string());
+    event.set(
+        "message",
+        format!(
+            "s3://{}/{} is corrupt or truncated: {reason}; {records_forwarded} records before that point were forwarded, the rest of the object is unreadable (broke near stored byte {compressed_offset} of {size})",
+            info.bucket, info.key
+        ),
+    );
+    event.set("event.kind", "pipeline_error");
+    event.set("event.type", "error");
+    event.set("event.outcome", "failure");
+    event.set("event.dataset", "aws_log_forwarder.pipeline");
+    event.set(
+        "event.id",
+        format!(
+            "pipeline-error:{}:{}:{}",
+            info.bucket, info.key, info.version
+        ),
+    );
+    event.set("error.type", "corrupt_object");
+    event.set("error.message", reason.to_owned());
+    event.set("aws.s3.bucket.name", info.bucket.clone());
+    event.set("aws.s3.object.key", info.key.clone());
+    event.set("aws_log_forwarder.records_forwarded", records_forwarded);
+    event.set("aws_log_forwarder.compressed_offset", compressed_offset);
+    event.set_opt("aws_log_forwarder.compressed_size", compressed_size);
+    event
+}
+
+/// Counts an object in `alf_objects_in_flight` for as long as it lives.
+struct InFlightObject;
+
+impl InFlightObject {
+    fn new() -> Self {
+        metrics::gauge!(m::OBJECTS_IN_FLIGHT).increment(1.0);
+        InFlightObject
+    }
+}
+
+impl Drop for InFlightObject {
+    fn drop(&mut self) {
+        metrics::gauge!(m::OBJECTS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// Test-only panic injection for the integration tests of the panic handling: in
+/// debug builds only, an object whose key contains `ALF_DEBUG_PANIC_ON_KEY` makes its
+/// parser panic the first time this process reads it. Release builds never look at
+/// the variable, so a production binary cannot be made to panic this way.
+fn inject_debug_panic(key: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    static PANICKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(marker) = std::env::var("ALF_DEBUG_PANIC_ON_KEY") else {
+        return;
+    };
+    if marker.is_empty() || !key.contains(&marker) {
+        return;
+    }
+    let first_time = PANICKED
+        .lock()
+        .map(|mut seen| {
+            if seen.iter().any(|k| k == key) {
+                false
+            } else {
+                seen.push(key.to_owned());
+                true
+            }
+        })
+        .unwrap_or(false);
+    if first_time {
+        panic!("injected panic (ALF_DEBUG_PANIC_ON_KEY) for {key}");
+    }
 }
 
 /// Serializes events into chunks and sends them to the batcher. Runs on a blocking
@@ -337,10 +516,13 @@ impl Pipeline {
                     message_id = %message.message_id,
                     receive_count = message.receive_count,
                     error = %e,
-                    "SQS message {} cannot be used: {e}; leaving it for redelivery (it will reach the dead-letter queue)",
+                    "SQS message {} cannot be used: {e}; moving it to the dead-letter queue",
                     message.message_id
                 );
-                return MessageOutcome::Failed(e.to_string());
+                return MessageOutcome::Failed {
+                    reason: e.to_string(),
+                    kind: FailureKind::Permanent("unparseable_notification"),
+                };
             }
         };
         for ignored in &notification.ignored {
@@ -366,18 +548,7 @@ impl Pipeline {
                 .map(|object| self.process_object(object, &message.message_id)),
         )
         .await;
-        let failures: Vec<String> = outcomes
-            .into_iter()
-            .filter_map(|o| match o {
-                ObjectOutcome::Failed(reason) => Some(reason),
-                _ => None,
-            })
-            .collect();
-        if failures.is_empty() {
-            MessageOutcome::Done
-        } else {
-            MessageOutcome::Failed(failures.join("; "))
-        }
+        MessageOutcome::of_objects(outcomes)
     }
 
     /// Fetches, parses and delivers one object; logs one line about it.
@@ -397,12 +568,14 @@ impl Pipeline {
             ..ObjectReport::default()
         };
         let started = Instant::now();
+        let _in_flight = InFlightObject::new();
+        let shutting_down = || ObjectOutcome::failed(FailureKind::Transient, "shutting down");
         let permit = tokio::select! {
             biased;
-            _ = self.abort.cancelled() => return report(ObjectOutcome::Failed("shutting down".into())),
+            _ = self.abort.cancelled() => return report(shutting_down()),
             p = Arc::clone(&self.object_permits).acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return report(ObjectOutcome::Failed("shutting down".into())),
+                Err(_) => return report(shutting_down()),
             },
         };
         let opened = match self.fetcher.open(object).await {
@@ -422,10 +595,15 @@ impl Pipeline {
                 return report(ObjectOutcome::Gone);
             }
             Err(e) => {
+                let kind = if e.is_configuration_problem() {
+                    FailureKind::Configuration
+                } else {
+                    FailureKind::Transient
+                };
                 tracing::error!(message_id, bucket = %object.bucket, key = %object.key, outcome = "failed", "{e}");
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
                 metrics::counter!(m::OBJECTS_FAILED).increment(1);
-                return report(ObjectOutcome::Failed(e.to_string()));
+                return report(ObjectOutcome::failed(kind, e.to_string()));
             }
         };
 
@@ -435,11 +613,34 @@ impl Pipeline {
             key: object.key.clone(),
             version: opened.version,
         };
+        let compressed_size = opened.content_length;
         let compressed = Arc::new(AtomicU64::new(0));
+        let source = SourceHealth::default();
         // SyncIoBridge must be created on the runtime; it is then used on the blocking
-        // thread, where it blocks on the async body.
-        let body = SyncIoBridge::new(opened.body.into_async_read());
-        let body = CountingReader::new(body, Arc::clone(&compressed));
+        // thread, where it blocks on the async body. A dropped stream is resumed from
+        // the byte reached (ranged GET pinned to the ETag) behind the decompressor's
+        // back, instead of reading the object again.
+        let runtime = tokio::runtime::Handle::current();
+        let first: Box<dyn Read + Send> =
+            Box::new(SyncIoBridge::new(opened.body.into_async_read()));
+        let reopen = {
+            let (fetcher, object, e_tag) =
+                (self.fetcher.clone(), object.clone(), opened.e_tag.clone());
+            move |offset: u64| -> io::Result<Box<dyn Read + Send>> {
+                let rest = runtime
+                    .block_on(fetcher.open_from(&object, offset, e_tag.as_deref()))
+                    .map_err(io::Error::other)?;
+                Ok(Box::new(SyncIoBridge::new_with_handle(
+                    rest.into_async_read(),
+                    runtime.clone(),
+                )))
+            }
+        };
+        let body = ResumingReader::new(first, reopen);
+        let body = WatchedSource {
+            inner: CountingReader::new(body, Arc::clone(&compressed)),
+            health: source.clone(),
+        };
         let parse = {
             let ack = Arc::clone(&ack);
             let tx = self.events.clone();
@@ -449,7 +650,10 @@ impl Pipeline {
             let redactor = self.redactor.clone();
             let abort = self.abort.clone();
             let filter = Arc::clone(&self.filter);
+            let compressed = Arc::clone(&compressed);
+            let source = source.clone();
             tokio::task::spawn_blocking(move || {
+                inject_debug_panic(&info.key);
                 let mut sink = ChunkSink {
                     tx: &tx,
                     ack: &ack,
@@ -463,23 +667,59 @@ impl Pipeline {
                     filter: &filter,
                     dropped: vec![0; filter.names().len()],
                 };
-                let result =
-                    parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink)
-                        .and_then(|parsed| {
-                            sink.flush()?;
-                            Ok(parsed)
-                        });
-                (result, sink.events, sink.malformed, sink.dropped)
+                let mut result =
+                    parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink);
+                // The object's bytes are broken (not the network, not delivery, not a
+                // shutdown): forward what was readable plus one event saying where it
+                // broke; retrying would only send the same readable part again.
+                let corrupt = matches!(&result, Err(StreamError::Read(_)))
+                    && !source.failed()
+                    && !ack.has_failed()
+                    && !abort.is_cancelled();
+                if corrupt && let Err(e) = &result {
+                    let records = sink.events;
+                    let error = pipeline_error_event(
+                        &info,
+                        &e.to_string(),
+                        records,
+                        compressed.load(Ordering::Relaxed),
+                        compressed_size,
+                    );
+                    let _ = sink.emit(error);
+                }
+                let flushed = sink.flush();
+                if let (Ok(_), Err(stop)) = (&result, flushed) {
+                    result = Err(StreamError::Stopped(stop));
+                }
+                (result, sink.events, sink.malformed, corrupt, sink.dropped)
             })
         };
-        let (result, events, malformed, dropped) = match parse.await {
+        let (result, events, malformed, corrupt, dropped) = match parse.await {
             Ok(r) => r,
+            Err(e) if e.is_panic() => {
+                let what = panic_text(e.into_panic());
+                tracing::error!(
+                    message_id,
+                    bucket = %object.bucket,
+                    key = %object.key,
+                    "the parser of s3://{}/{} panicked: {what}; releasing the message for redelivery at once",
+                    object.bucket,
+                    object.key
+                );
+                metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
+                metrics::counter!(m::OBJECTS_FAILED).increment(1);
+                return report(ObjectOutcome::failed(
+                    FailureKind::Panicked,
+                    format!("parser panicked: {what}"),
+                ));
+            }
             Err(e) => (
                 Err(StreamError::Read(io::Error::other(format!(
                     "parser task failed: {e}"
                 )))),
                 0,
                 0,
+                false,
                 Vec::new(),
             ),
         };
@@ -490,24 +730,48 @@ impl Pipeline {
         let compressed = compressed.load(Ordering::Relaxed);
         metrics::counter!(m::BYTES_COMPRESSED).increment(compressed);
 
+        let settle = async {
+            tokio::select! {
+                biased;
+                r = ack.settled() => r,
+                _ = self.abort.cancelled() => Err("shutting down before the intake acknowledged every event".to_owned()),
+            }
+        };
         let (outcome, parsed) = match result {
             Ok(parsed) if parsed.format.is_none() => (ObjectOutcome::Skipped, Some(parsed)),
-            Ok(parsed) => {
-                let settled = tokio::select! {
-                    biased;
-                    r = ack.settled() => r,
-                    _ = self.abort.cancelled() => Err("shutting down before the intake acknowledged every event".to_owned()),
-                };
-                match settled {
-                    Ok(()) => (ObjectOutcome::Delivered, Some(parsed)),
-                    Err(reason) => (ObjectOutcome::Failed(reason), Some(parsed)),
-                }
-            }
-            // A parser stopped because delivery already failed: report that cause.
-            Err(e) => (
-                ObjectOutcome::Failed(ack.failure().unwrap_or_else(|| e.to_string())),
+            Ok(parsed) => match settle.await {
+                Ok(()) => (ObjectOutcome::Delivered, Some(parsed)),
+                Err(reason) => (
+                    ObjectOutcome::failed(FailureKind::Delivery, reason),
+                    Some(parsed),
+                ),
+            },
+            Err(e) if corrupt => match settle.await {
+                // The readable part and the error event arrived: nothing more to gain.
+                Ok(()) => (
+                    ObjectOutcome::failed(
+                        FailureKind::Permanent("corrupt_object"),
+                        format!("corrupt or truncated object: {e}"),
+                    ),
+                    None,
+                ),
+                Err(reason) => (ObjectOutcome::failed(FailureKind::Delivery, reason), None),
+            },
+            Err(StreamError::Unsupported(what)) => (
+                ObjectOutcome::failed(
+                    FailureKind::Permanent("unsupported_format"),
+                    StreamError::Unsupported(what).to_string(),
+                ),
                 None,
             ),
+            // A parser stopped because delivery already failed: report that cause.
+            Err(e) => match ack.failure() {
+                Some(reason) => (ObjectOutcome::failed(FailureKind::Delivery, reason), None),
+                None => (
+                    ObjectOutcome::failed(FailureKind::Transient, e.to_string()),
+                    None,
+                ),
+            },
         };
         if malformed > MALFORMED_LOGGED {
             tracing::warn!(
@@ -538,7 +802,7 @@ impl Pipeline {
         metrics::histogram!(m::OBJECT_DURATION).record(duration.as_secs_f64());
         metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => outcome.label()).increment(1);
         match &outcome {
-            ObjectOutcome::Failed(_) => metrics::counter!(m::OBJECTS_FAILED).increment(1),
+            ObjectOutcome::Failed { .. } => metrics::counter!(m::OBJECTS_FAILED).increment(1),
             ObjectOutcome::Skipped => metrics::counter!(m::OBJECTS_SKIPPED).increment(1),
             _ => {}
         }
@@ -566,6 +830,17 @@ struct ObjectCounts<'a> {
     compressed: u64,
 }
 
+/// The message of a panic payload (`&str` or `String`), else a placeholder.
+pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "(non-text panic payload)".to_owned(),
+            |s| (*s).to_owned(),
+        ),
+    }
+}
+
 /// The one line per object.
 fn log_object(
     object: &ObjectRef,
@@ -588,7 +863,10 @@ fn log_object(
     let decompressed = parsed.map_or(0, |p| p.decompressed_bytes);
     let duration_ms = duration.as_millis() as u64;
     match outcome {
-        ObjectOutcome::Failed(error) => tracing::error!(
+        ObjectOutcome::Failed {
+            reason: error,
+            kind,
+        } => tracing::error!(
             message_id,
             bucket = %object.bucket,
             key = %object.key,
@@ -604,9 +882,15 @@ fn log_object(
             duration_ms,
             outcome = outcome.label(),
             error = %error,
-            "object s3://{}/{} failed: {error}; the message will be redelivered",
+            "object s3://{}/{} failed: {error}; {}",
             object.bucket,
-            object.key
+            object.key,
+            match kind {
+                FailureKind::Permanent(_) => "it can never succeed: the message goes to the dead-letter queue",
+                FailureKind::Configuration => "fix the configuration; the message is kept for the queue's redrive policy",
+                FailureKind::Delivery => "the message is kept and retried",
+                _ => "the message will be redelivered",
+            }
         ),
         _ => tracing::info!(
             message_id,
@@ -679,6 +963,65 @@ mod tests {
         assert!(parsed.reason.starts_with("content"), "{}", parsed.reason);
         assert_eq!(events.len(), 2);
         assert_eq!(parsed.decompressed_bytes, 44);
+    }
+
+    #[test]
+    fn a_curable_failure_wins_over_dead_lettering() {
+        let failed = |kind| ObjectOutcome::Failed {
+            reason: format!("{kind:?}"),
+            kind,
+        };
+        assert_eq!(
+            MessageOutcome::of_objects([ObjectOutcome::Delivered, ObjectOutcome::Gone]),
+            MessageOutcome::Done
+        );
+        let corrupt = FailureKind::Permanent("corrupt_object");
+        let outcome = MessageOutcome::of_objects([
+            failed(corrupt),
+            ObjectOutcome::Delivered,
+            failed(FailureKind::Transient),
+        ]);
+        assert!(
+            matches!(&outcome, MessageOutcome::Failed { kind: FailureKind::Transient, reason } if reason.contains("Permanent")),
+            "{outcome:?}"
+        );
+        assert!(matches!(
+            MessageOutcome::of_objects([failed(corrupt)]),
+            MessageOutcome::Failed {
+                kind: FailureKind::Permanent("corrupt_object"),
+                ..
+            }
+        ));
+        assert!(matches!(
+            MessageOutcome::of_objects([
+                failed(FailureKind::Delivery),
+                failed(FailureKind::Configuration)
+            ]),
+            MessageOutcome::Failed {
+                kind: FailureKind::Configuration,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_pipeline_error_event_says_where_the_object_broke() {
+        let event = pipeline_error_event(
+            &info("a/b.gz"),
+            "corrupt deflate stream",
+            42,
+            1000,
+            Some(4096),
+        );
+        let json = event.to_json();
+        assert_eq!(json["event"]["kind"], "pipeline_error");
+        assert_eq!(json["aws"]["s3"]["object"]["key"], "a/b.gz");
+        assert_eq!(json["aws_log_forwarder"]["records_forwarded"], 42);
+        let message = json["message"].as_str().unwrap();
+        assert!(
+            message.contains("corrupt deflate stream") && message.contains("byte 1000 of 4096"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::decode;
 use crate::filter::EventFilter;
 use crate::intake::IntakeClient;
 use crate::notification::ObjectRef;
-use crate::pipeline::{ObjectOutcome, Pipeline};
+use crate::pipeline::{FailureKind, ObjectOutcome, Pipeline};
 use crate::s3::ObjectFetcher;
 
 /// `message_id` in the per-object log lines of a replay (there is no SQS message).
@@ -808,8 +808,13 @@ pub async fn run(
                     .await;
                     match recorded {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => outcome = ObjectOutcome::Failed(e.to_string()),
-                        Err(e) => outcome = ObjectOutcome::Failed(e.to_string()),
+                        Ok(Err(e)) => {
+                            outcome =
+                                ObjectOutcome::failed(FailureKind::Configuration, e.to_string())
+                        }
+                        Err(e) => {
+                            outcome = ObjectOutcome::failed(FailureKind::Transient, e.to_string())
+                        }
                     }
                 }
                 progress.finished.fetch_add(1, Ordering::Relaxed);
@@ -817,7 +822,7 @@ pub async fn run(
                 progress
                     .bytes
                     .fetch_add(report.bytes_compressed, Ordering::Relaxed);
-                if matches!(outcome, ObjectOutcome::Failed(_)) {
+                if matches!(outcome, ObjectOutcome::Failed { .. }) {
                     progress.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 (listed.object.key, outcome, report)
@@ -895,7 +900,7 @@ fn tally(
         Ok(d) => d,
         Err(e) => (
             "?".to_owned(),
-            ObjectOutcome::Failed(format!("object task failed: {e}")),
+            ObjectOutcome::failed(FailureKind::Panicked, format!("object task failed: {e}")),
             Default::default(),
         ),
     };
@@ -907,7 +912,7 @@ fn tally(
         ObjectOutcome::Delivered => summary.delivered += 1,
         ObjectOutcome::Skipped => summary.skipped += 1,
         ObjectOutcome::Gone => summary.gone += 1,
-        ObjectOutcome::Failed(reason) => {
+        ObjectOutcome::Failed { reason, .. } => {
             summary.failed += 1;
             *failures_seen += 1;
             if summary.failures.len() < FAILURES_LISTED {

@@ -364,6 +364,35 @@ impl TestStack {
             .to_vec()
     }
 
+    /// Receives (and leaves in place) the dead-letter queue's messages with their
+    /// message attributes, as (body, attribute name -> string value).
+    pub async fn peek_dlq_with_attributes(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.sqs
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .visibility_timeout(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive from {}: {}", self.dlq_url, error_chain(&e)))
+            .messages()
+            .iter()
+            .map(|m| {
+                let attributes = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (m.body().unwrap_or_default().to_owned(), attributes)
+            })
+            .collect()
+    }
+
     /// The daemon configuration for this stack and `intake`, as TOML: fast polling,
     /// short visibility and retry timings so failures show up within seconds.
     /// Where the daemon's dead-letter sink writes in the base config: a directory per
