@@ -9,7 +9,7 @@ secs="${1:-120}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(formats detect redact)
+  targets=(formats detect redact parquet)
 fi
 [ -d corpus ] || ./seed-corpora.sh
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.

@@ -69,4 +69,12 @@ printf '%s' 'GET /b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSF
 printf '%s' '/f.pdf?AWSAccessKeyId=ASIAX&Expires=1385503597&Signature=hcxmv/mLM6UiE2aFPa1KQJM6Q2Q%3D' > "$corpus/redact/sigv2"
 printf '%s' '{"X-Amz-Security-Token":"tok","a":"b","signature" : "x"}' > "$corpus/redact/json"
 printf '%s' 'x-amz-security-token: tok; Signature%3Dabc, signatures=5' > "$corpus/redact/header"
+# parquet: small VPC flow and OCSF files in each codec.
+cargo build -q -p alf-bench --bin alf-gen-parquet
+mkdir -p "$corpus/parquet"
+for kind in vpc-flow ocsf; do
+  for codec in snappy gzip zstd none; do
+    "$root/target/debug/alf-gen-parquet" "$kind" --records 5 --codec "$codec" -o "$corpus/parquet/gen-$kind-$codec.parquet" 2>/dev/null
+  done
+done
 echo "seeded: $(find "$corpus" -type f | wc -l) files in $corpus"

@@ -160,11 +160,11 @@ pub struct RefusedContainer {
     pub magic: &'static [u8],
 }
 
-/// Columnar files AWS can deliver VPC flow logs and CloudFront v2 logs as.
-pub const REFUSED_CONTAINERS: &[RefusedContainer] = &[RefusedContainer {
-    name: "Apache Parquet",
-    magic: b"PAR1",
-}];
+/// None today. Apache Parquet (`PAR1`: VPC flow logs, CloudFront v2, Amazon Security
+/// Lake) used to be refused here; [`crate::columnar`] reads it now, and the daemon
+/// hands an object starting with [`crate::columnar::PARQUET_MAGIC`] to that reader
+/// before detection (the schema, not these clues, says which format a Parquet file is).
+pub const REFUSED_CONTAINERS: &[RefusedContainer] = &[];
 
 /// The container an object starting with `head` is in, if no reader understands it.
 pub fn refused_container(head: &[u8]) -> Option<&'static RefusedContainer> {
@@ -465,20 +465,17 @@ mod tests {
     }
 
     #[test]
-    fn parquet_is_refused_whatever_the_format() {
+    fn parquet_is_no_longer_refused() {
+        // The columnar reader takes Parquet objects before detection; the detector
+        // itself has no container left to refuse.
         let head = b"PAR1\x15\x04\x15\x00";
-        let refused = Decision::Refuse {
-            container: "Apache Parquet",
-        };
-        assert_eq!(
-            FormatDetector::default().decide("b", "x.log", head),
-            refused
-        );
+        assert!(crate::columnar::is_parquet(head));
+        assert!(refused_container(head).is_none());
         for format in Format::ALL {
-            assert_eq!(
+            assert!(!matches!(
                 FormatDetector::decide_requested(format, "x.log", head),
-                refused
-            );
+                Decision::Refuse { .. }
+            ));
         }
     }
 

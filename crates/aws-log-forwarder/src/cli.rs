@@ -8,6 +8,7 @@ use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
 use aws_log_forwarder::Config;
+use aws_log_forwarder::config::ConfigErrors;
 use aws_log_forwarder::pipeline::{StreamError, parse_stream};
 use aws_log_forwarder::replay::{Day, ProgressMode, ReplayOptions};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -232,7 +233,7 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
             let _ = writeln!(err, "{name}: reading the input failed: {e}");
             EXIT_FAILURE
         }
-        Err(e @ StreamError::Unsupported(_)) => {
+        Err(e @ (StreamError::Unsupported(_) | StreamError::Parquet(_))) => {
             let _ = writeln!(err, "{name}: {e}");
             EXIT_FAILURE
         }
@@ -257,14 +258,20 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
     code
 }
 
+/// Prints every configuration problem, one `config: section.key: ...` line each, and
+/// returns the configuration exit code (`run` and `check-config` alike).
+pub fn config_errors(errors: &ConfigErrors) -> i32 {
+    for e in errors.iter() {
+        eprintln!("config: {e}");
+    }
+    EXIT_CONFIG
+}
+
 /// `check-config`: returns the process exit code.
 pub fn check_config_command(path: Option<&Path>, output: OutputFormat) -> i32 {
     let config = match Config::load(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("config: {e}");
-            return EXIT_CONFIG;
-        }
+        Err(errors) => return config_errors(&errors),
     };
     let text = match output {
         OutputFormat::Toml => config.masked_toml(),

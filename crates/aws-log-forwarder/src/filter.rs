@@ -13,13 +13,14 @@
 use alf_formats::Event;
 use alf_formats::event::Value;
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Prometheus counter of dropped events, labelled by rule name.
 pub const EVENTS_DROPPED: &str = "alf_events_dropped_total";
 
 /// One rule as configured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DropRuleSettings {
     /// Label in metrics and logs; default `drop[<index>]`.
     pub name: String,

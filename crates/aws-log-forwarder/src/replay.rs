@@ -744,7 +744,8 @@ pub async fn run(
             progress.finished.fetch_add(1, Ordering::Relaxed);
         }
     } else {
-        let dead_letter = DeadLetterSink::open(&config.dead_letter, Some(client.clone())).await?;
+        let dead_letter =
+            DeadLetterSink::open(&config.dead_letter.target(), Some(client.clone())).await?;
         let intake =
             Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
         let abort = CancellationToken::new();

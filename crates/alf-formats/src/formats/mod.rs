@@ -48,6 +48,7 @@ declare_formats! {
     RedshiftAudit => redshift,
     EventBridge => eventbridge,
     SecurityHub => securityhub,
+    SecurityLake => security_lake,
     Ndjson => ndjson,
     Lines => lines,
 }
