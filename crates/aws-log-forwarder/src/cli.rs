@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `parse` and `check-config`.
+//! Command-line interface: `run`, `parse`, `replay` and `check-config`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -11,6 +11,7 @@ use alf_formats::{
 use aws_log_forwarder::Config;
 use aws_log_forwarder::config::ConfigErrors;
 use aws_log_forwarder::pipeline::{ParseStep, StreamError, parse_stream, parse_stream_with};
+use aws_log_forwarder::replay::{Day, ProgressMode, ReplayOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for a configuration the daemon cannot use.
@@ -37,6 +38,9 @@ pub enum Command {
     },
     /// Parse a local log file (gzip, zstd or plain) and print one ECS JSON event per line.
     Parse(ParseArgs),
+    /// Ingest objects that already exist in S3 (history never announced on SQS), through
+    /// the same pipeline, intake and acknowledgements as `run`.
+    Replay(ReplayArgs),
     /// Validate the configuration and print it with secrets masked.
     CheckConfig {
         #[arg(long, short)]
@@ -84,6 +88,40 @@ pub struct ParseArgs {
     /// Input file, or `-` for standard input.
     #[arg(default_value = "-")]
     pub path: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// What to replay: s3://BUCKET or s3://BUCKET/PREFIX.
+    pub url: String,
+    /// TOML configuration file (as for `run`; sqs.queue_url is not needed).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// First day to replay (YYYY-MM-DD, inclusive): the date in the AWS key layout
+    /// (.../YYYY/MM/DD/...), else the object's LastModified.
+    #[arg(long, value_parser = parse_day)]
+    pub since: Option<Day>,
+    /// Last day to replay (YYYY-MM-DD, inclusive).
+    #[arg(long, value_parser = parse_day)]
+    pub until: Option<Day>,
+    /// Only objects detected as this format (cloudtrail, vpc-flow, cloudfront, ...).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// File recording finished objects; a replay run again with it resumes where the
+    /// previous one stopped, without re-sending finished objects.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// List and count objects and bytes per detected format; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_day(s: &str) -> Result<Day, String> {
+    s.parse()
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse::<Format>().map_err(|e| e.to_string())
 }
 
 /// Output buffer for `parse`: large, so a benchmark measures parsing, not syscalls.
@@ -282,4 +320,18 @@ pub fn check_config_command(path: Option<&Path>, output: OutputFormat) -> i32 {
     };
     print!("{text}");
     0
+}
+
+impl ReplayArgs {
+    pub fn options(&self) -> ReplayOptions {
+        ReplayOptions {
+            url: self.url.clone(),
+            since: self.since,
+            until: self.until,
+            format: self.format,
+            checkpoint: self.checkpoint.clone(),
+            dry_run: self.dry_run,
+            progress: ProgressMode::for_stderr(),
+        }
+    }
 }

@@ -349,6 +349,16 @@ settings! {
             .parse(|text| http_url(&text).map(|u| Some(u.to_string())))
             .example("e.g. http://127.0.0.1:4566"),
         pub force_path_style: bool = default(false),
+        /// A role to assume for every AWS call (S3, SQS): a log-archive account's reader
+        /// role. Credentials come from STS and are refreshed before they expire.
+        pub assume_role_arn: Option<String> = default(None)
+            .parse(|text| role_arn(text).map(Some))
+            .example("e.g. arn:aws:iam::123456789012:role/log-reader"),
+        /// The external id the role's trust policy requires (masked in `check-config`).
+        #[serde(serialize_with = "mask_option")]
+        pub external_id: Option<String> = default(None),
+        /// The role session name (CloudTrail shows it as who acted).
+        pub session_name: String = default(DEFAULT_SESSION_NAME.to_owned()).parse(session_name),
     }
 }
 
@@ -374,6 +384,9 @@ settings! {
         pub object_concurrency: usize = default(4).range(1, 1_024),
         pub keep_original: bool = default(false),
         pub redact: bool = default(true),
+        /// `[[processing.drop]]` rules (see [`crate::filter`]), compiled in [`cross_checks`].
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub drop: Vec<crate::filter::DropRuleSettings> = default(Vec::new()),
     }
 }
 
@@ -413,6 +426,206 @@ settings! {
         pub max_event_bytes: usize = default(0).range(0, 100 << 20),
         /// What happens to a larger event: `truncate` or `dead_letter`.
         pub oversize: OversizePolicy = default(OversizePolicy::Truncate),
+        /// PEM file of the CA(s) that signed the intake's certificate (a private CA),
+        /// trusted in addition to the public roots. Checked in [`cross_checks`].
+        pub ca_file: Option<PathBuf> = default(None),
+        /// PEM certificate chain and private key presented to an intake that requires
+        /// client certificates (mTLS); both or neither.
+        pub client_cert: Option<PathBuf> = default(None),
+        pub client_key: Option<PathBuf> = default(None),
+        /// Proxy for intake requests (`http://proxy:3128`); `NO_PROXY` still applies.
+        /// Unset: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` from the environment.
+        pub proxy: Option<ProxyUrl> = default(None)
+            .parse(|text| http_url(&text).map(|u| Some(ProxyUrl(u))))
+            .example("e.g. http://proxy.internal:3128"),
+        /// Extra headers on every intake request (tenant ids, gateway tokens); values are
+        /// treated as secrets: masked in `check-config` and never logged.
+        pub headers: std::collections::BTreeMap<String, MaskedValue> =
+            default(std::collections::BTreeMap::new()),
+    }
+}
+
+/// `intake.proxy`: may carry `user:password`, which Debug and `check-config` mask.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProxyUrl(url::Url);
+
+impl TryFrom<String> for ProxyUrl {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        http_url(&text).map(ProxyUrl)
+    }
+}
+
+impl ProxyUrl {
+    /// The URL itself, password included; only the intake client should call this.
+    pub fn expose(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn shown(&self) -> String {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        shown.to_string()
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+impl Serialize for ProxyUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
+    }
+}
+
+/// A configured value that may be a credential: `***` in Debug, Display and Serialize.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct MaskedValue(String);
+
+impl MaskedValue {
+    pub fn new(value: String) -> Self {
+        MaskedValue(value)
+    }
+
+    /// The value itself; only the intake client should call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MaskedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for MaskedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for MaskedValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Headers the forwarder sets itself; `intake.headers` may not replace them.
+const RESERVED_HEADERS: [&str; 5] = [
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+    "transfer-encoding",
+];
+
+/// The role session name when `aws.session_name` is not set.
+pub const DEFAULT_SESSION_NAME: &str = "aws-log-forwarder";
+
+/// `arn:<partition>:iam::<account>:role/<name>`.
+fn role_arn(arn: String) -> Result<String, String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if !partition.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.starts_with("role/")
+            && resource.len() > 5);
+    if valid {
+        Ok(arn)
+    } else {
+        Err(format!("{arn:?} is not an IAM role ARN"))
+    }
+}
+
+/// STS's rule for role session names: 2-64 of `[A-Za-z0-9+=,.@_-]`.
+fn session_name(name: String) -> Result<String, String> {
+    let valid = (2..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!(
+            "{name:?}: 2 to 64 letters, digits or +=,.@_- (STS's rule)"
+        ))
+    }
+}
+
+fn mask_option<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
+}
+
+/// A path that must name a readable file (certificates, keys).
+fn check_file(key: &str, path: Option<&PathBuf>, errors: &mut Vec<ConfigError>) {
+    let Some(path) = path else { return };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => errors.push(ConfigError::invalid(
+            key,
+            format!("{} is not a file", path.display()),
+        )),
+        Err(e) => errors.push(ConfigError::invalid(
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// The cross-checks of the keys added for issue 10 (TLS, headers, drop rules, role).
+fn organisation_checks(config: &Config, errors: &mut Vec<ConfigError>) {
+    let intake = &config.intake;
+    check_file("intake.ca_file", intake.ca_file.as_ref(), errors);
+    check_file("intake.client_cert", intake.client_cert.as_ref(), errors);
+    check_file("intake.client_key", intake.client_key.as_ref(), errors);
+    if intake.client_cert.is_some() != intake.client_key.is_some() {
+        errors.push(ConfigError::invalid(
+            if intake.client_cert.is_some() {
+                "intake.client_key"
+            } else {
+                "intake.client_cert"
+            },
+            "intake.client_cert and intake.client_key go together (the certificate chain and its private key, PEM): set both or neither",
+        ));
+    }
+    for (name, value) in &intake.headers {
+        let key = format!("intake.headers.{name}");
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(ConfigError::invalid(key, "not a valid HTTP header name"));
+        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            errors.push(ConfigError::invalid(
+                key,
+                "set by the forwarder itself; remove it",
+            ));
+        } else if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+            // The value is not echoed: it may be a credential.
+            errors.push(ConfigError::invalid(
+                key,
+                "the value is not a valid HTTP header value (control characters or non-ASCII)",
+            ));
+        }
+    }
+    if let Err(e) = crate::filter::EventFilter::new(&config.processing.drop) {
+        errors.push(ConfigError::Source(e.to_string()));
+    }
+    if config.aws.assume_role_arn.is_none() && config.aws.external_id.is_some() {
+        errors.push(ConfigError::invalid(
+            "aws.external_id",
+            "only used with aws.assume_role_arn: set the role to assume, or remove it",
+        ));
     }
 }
 
@@ -774,12 +987,23 @@ impl Config {
             Some((text, "the configuration")),
             false,
             &EnvLookup::Process,
+            false,
         )
+    }
+
+    /// [`Config::load`] for `replay`, which reads S3 directly: `sqs.queue_url` may be
+    /// absent (it is then empty and unused).
+    pub fn load_without_queue(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Self::load_with(path, true)
     }
 
     /// Loads a TOML file (optional) plus environment overrides (prefix `ALF_`, nested
     /// keys joined with `__`, e.g. `ALF_INTAKE__URL`) and validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Self::load_with(path, false)
+    }
+
+    fn load_with(path: Option<&Path>, queue_optional: bool) -> Result<Config, ConfigErrors> {
         let text = match path {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::Source(format!("cannot read {}: {e}", path.display()))
@@ -791,6 +1015,7 @@ impl Config {
             text.as_deref().map(|t| (t, origin.as_str())),
             true,
             &EnvLookup::Process,
+            queue_optional,
         )
     }
 
@@ -800,6 +1025,7 @@ impl Config {
         file: Option<(&str, &str)>,
         with_env: bool,
         env: &EnvLookup,
+        queue_optional: bool,
     ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let mut builder = config::Config::builder();
@@ -814,7 +1040,22 @@ impl Config {
             .build()
             .and_then(|c| c.cache.into_table())
             .map_err(|e| ConfigError::Source(e.to_string()))?;
-        let config = Self::read(&mut root, env, &mut errors);
+        let placeholder = queue_optional && !has_queue_url(&root);
+        if placeholder {
+            let mut sqs = root
+                .remove("sqs")
+                .and_then(|v| v.into_table().ok())
+                .unwrap_or_default();
+            sqs.insert(
+                "queue_url".into(),
+                config::Value::from(REPLAY_PLACEHOLDER_QUEUE),
+            );
+            root.insert("sqs".into(), config::Value::from(sqs));
+        }
+        let mut config = Self::read(&mut root, env, &mut errors);
+        if placeholder && let Some(c) = config.as_mut() {
+            c.sqs.queue_url.clear();
+        }
         match config {
             Some(config) if errors.is_empty() => Ok(config),
             _ => Err(ConfigErrors(errors)),
@@ -933,9 +1174,22 @@ impl Config {
     }
 }
 
+/// Stands in for the queue `replay` does not need, so validation stays in one place.
+const REPLAY_PLACEHOLDER_QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/000000000000/replay";
+
+/// Whether `sqs.queue_url` is set (and not empty).
+fn has_queue_url(root: &Table) -> bool {
+    root.get("sqs")
+        .and_then(|v| v.clone().into_table().ok())
+        .and_then(|t| t.get("queue_url").cloned())
+        .and_then(|v| v.into_string().ok())
+        .is_some_and(|s| !s.trim().is_empty())
+}
+
 /// Rules between keys, checked once each key is valid on its own; also resolves the
 /// intake key from its source.
 fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigError>) {
+    organisation_checks(config, errors);
     let sqs = &config.sqs;
     if sqs.heartbeat_interval_seconds >= u64::from(sqs.visibility_timeout_seconds) {
         errors.push(ConfigError::invalid(
@@ -1297,7 +1551,7 @@ key = "  secret-intake-key-123\n"
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_sources(Some((text, "test")), false, &EnvLookup::Map(map))
+        Config::from_sources(Some((text, "test")), false, &EnvLookup::Map(map), false)
     }
 
     fn error_of(text: &str) -> String {

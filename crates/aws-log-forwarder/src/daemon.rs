@@ -106,6 +106,7 @@ async fn aws_clients(
             None => return Err(DaemonError::NoRegion(config.sqs.queue_url.clone())),
         }
     }
+    let sdk = crate::assume_role::assume_configured_role(sdk, aws).await?;
     // A custom endpoint (LocalStack, MinIO) rarely resolves `<bucket>.<host>` names:
     // use path-style addressing there.
     let custom_endpoint = aws.endpoint_url.is_some()
@@ -201,18 +202,25 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         Arc::clone(&intake),
         abort.clone(),
     ));
-    let pipeline = Arc::new(Pipeline::new(
-        ObjectFetcher::new(s3_client),
-        FormatDetector::new(config.formats.detect_rules()),
-        ParseOptions {
-            keep_original: config.processing.keep_original,
-            ..ParseOptions::default()
-        },
-        config.processing.redact,
-        config.processing.object_concurrency,
-        events_tx,
-        abort.clone(),
-    ));
+    let pipeline = Arc::new(
+        Pipeline::new(
+            ObjectFetcher::new(s3_client),
+            FormatDetector::new(config.formats.detect_rules()),
+            ParseOptions {
+                keep_original: config.processing.keep_original,
+                ..ParseOptions::default()
+            },
+            config.processing.redact,
+            config.processing.object_concurrency,
+            events_tx,
+            abort.clone(),
+        )
+        .with_filter(
+            crate::filter::EventFilter::new(&config.processing.drop).map_err(|e| {
+                DaemonError::Config(crate::config::ConfigError::Source(e.to_string()))
+            })?,
+        ),
+    );
     let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight));
     let tracker = TaskTracker::new();
     let circuit = Arc::clone(intake.circuit());

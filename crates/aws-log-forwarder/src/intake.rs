@@ -74,6 +74,55 @@ pub enum IntakeError {
     Client(String),
 }
 
+/// Applies `intake.ca_file`, `intake.client_cert`/`client_key` and `intake.proxy`.
+/// Without `intake.proxy`, reqwest reads `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and
+/// `NO_PROXY` itself; with it, `NO_PROXY` is still honoured.
+fn tls_and_proxy(
+    mut builder: reqwest::ClientBuilder,
+    settings: &IntakeSettings,
+) -> Result<reqwest::ClientBuilder, IntakeError> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| IntakeError::Client(format!("{key}: cannot read {}: {e}", path.display())))
+    };
+    if let Some(path) = &settings.ca_file {
+        let pem = read("intake.ca_file", path)?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                IntakeError::Client(format!(
+                    "intake.ca_file: {} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+                    path.display()
+                ))
+            })?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
+        let mut pem = read("intake.client_cert", cert)?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&read("intake.client_key", key)?);
+        // The error text never includes the key material.
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+            IntakeError::Client(format!(
+                "intake.client_cert/intake.client_key: {} and {} are not a PEM certificate chain and its PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+        builder = builder.identity(identity);
+    }
+    if let Some(url) = &settings.proxy {
+        let proxy = reqwest::Proxy::all(url.expose().as_str())
+            .map_err(|e| IntakeError::Client(format!("intake.proxy: {e}")))?
+            .no_proxy(reqwest::NoProxy::from_env());
+        builder = builder.proxy(proxy);
+    }
+    Ok(builder)
+}
+
 /// Where a protocol posts to: Sekoia's `/batch`, Elasticsearch's `/_bulk`, or the URL
 /// as configured for `ndjson`.
 pub fn endpoint(url: &url::Url, protocol: IntakeProtocol) -> url::Url {
@@ -409,8 +458,21 @@ impl IntakeClient {
                 }
             }
         }
+        for (name, value) in &settings.headers {
+            // Validated with the configuration; a value may be a credential.
+            let name = header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                IntakeError::Client(format!("intake.headers: {name:?} is not a header name"))
+            })?;
+            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                IntakeError::Client(format!(
+                    "intake.headers.{name}: the value is not a valid header value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
         let timeout = Duration::from_secs(settings.timeout_seconds);
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("aws-log-forwarder/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .timeout(timeout)
@@ -419,7 +481,8 @@ impl IntakeClient {
             .pool_max_idle_per_host(settings.max_concurrent_requests.max(1))
             // A POST answered with a redirect would be replayed as a GET: never follow,
             // report the redirect instead.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        let http = tls_and_proxy(builder, settings)?
             .build()
             .map_err(|e| IntakeError::Client(e.to_string()))?;
         Ok(IntakeClient {

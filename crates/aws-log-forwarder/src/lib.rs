@@ -13,6 +13,7 @@
 //! * [`ack`] ties events back to their object and message.
 
 pub mod ack;
+pub mod assume_role;
 pub mod batch;
 pub mod circuit;
 pub mod columnar;
@@ -21,11 +22,13 @@ mod daemon;
 pub mod deadletter;
 pub mod decode;
 mod errtext;
+pub mod filter;
 pub mod intake;
 pub mod metrics;
 pub mod notification;
 pub mod oversize;
 pub mod pipeline;
+pub mod replay;
 pub mod s3;
 pub mod sqs;
 
@@ -50,6 +53,8 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     DeadLetter(#[from] deadletter::DeadLetterError),
+    #[error(transparent)]
+    AssumeRole(#[from] assume_role::AssumeRoleError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled; returns after in-flight work was

@@ -27,6 +27,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { config, output } => {
             cli::check_config_command(config.as_deref(), output)
         }
+        Command::Replay(args) => match Config::load_without_queue(args.config.as_deref()) {
+            Err(errors) => cli::config_errors(&errors),
+            Ok(config) => {
+                init_logging(&config.log);
+                run_replay(config, &args)
+            }
+        },
         Command::Run { config } => match Config::load(config.as_deref()) {
             Err(errors) => cli::config_errors(&errors),
             Ok(config) => {
@@ -89,6 +96,44 @@ fn run_daemon(config: Config) -> anyhow::Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result?;
     Ok(())
+}
+
+/// `replay`: the summary on stdout (text on a terminal, else one JSON object);
+/// non-zero when an object failed or the replay was interrupted.
+fn run_replay(config: Config, args: &cli::ReplayArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(config.processing.object_concurrency + 32)
+        .thread_name("alf-worker")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let options = args.options();
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        aws_log_forwarder::replay::run(config, options, shutdown).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Err(e) => {
+            eprintln!("replay: {e}");
+            EXIT_FAILURE
+        }
+        Ok(summary) => {
+            if std::io::stdout().is_terminal() {
+                print!("{}", summary.to_text());
+            } else {
+                println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            }
+            if summary.succeeded() { 0 } else { EXIT_FAILURE }
+        }
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once.

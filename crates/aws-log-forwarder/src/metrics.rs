@@ -109,6 +109,10 @@ fn describe() {
         EVENTS_MALFORMED,
         "Records that could not be parsed (forwarded raw)"
     );
+    describe_counter!(
+        crate::filter::EVENTS_DROPPED,
+        "Events dropped by [[processing.drop]] rules, by rule"
+    );
     describe_counter!(EVENTS_DELIVERED, "Events accepted by the intake");
     describe_counter!(
         EVENTS_FAILED,

@@ -27,6 +27,7 @@ use crate::ack::ObjectAck;
 use crate::batch::EventChunk;
 use crate::columnar;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
+use crate::filter::EventFilter;
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
 use crate::s3::{ObjectFetcher, ResumingReader};
@@ -275,19 +276,48 @@ impl ObjectOutcome {
         !matches!(self, ObjectOutcome::Failed { .. })
     }
 
-    fn failed(kind: FailureKind, reason: impl Into<String>) -> Self {
+    pub(crate) fn failed(kind: FailureKind, reason: impl Into<String>) -> Self {
         ObjectOutcome::Failed {
             reason: reason.into(),
             kind,
         }
     }
 
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             ObjectOutcome::Delivered => "delivered",
             ObjectOutcome::Skipped => "skipped",
             ObjectOutcome::Gone => "gone",
             ObjectOutcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// How an object ended, with what it counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectReport {
+    pub outcome: ObjectOutcome,
+    /// The format parsed (`None` when skipped or failed before detection).
+    pub format: Option<Format>,
+    /// Events handed to the batcher.
+    pub events: u64,
+    /// Of those, records that did not parse (forwarded raw, tagged).
+    pub malformed: u64,
+    /// Events dropped by `[[processing.drop]]` rules (not forwarded, not in `events`).
+    pub dropped: u64,
+    /// Bytes read from S3.
+    pub bytes_compressed: u64,
+}
+
+impl Default for ObjectReport {
+    fn default() -> Self {
+        ObjectReport {
+            outcome: ObjectOutcome::Skipped,
+            format: None,
+            events: 0,
+            malformed: 0,
+            dropped: 0,
+            bytes_compressed: 0,
         }
     }
 }
@@ -449,6 +479,9 @@ struct ChunkSink<'a> {
     key: &'a str,
     events: u64,
     malformed: u64,
+    /// `[[processing.drop]]` rules, and how many events each dropped.
+    filter: &'a EventFilter,
+    dropped: Vec<u64>,
 }
 
 impl ChunkSink<'_> {
@@ -479,6 +512,12 @@ impl ChunkSink<'_> {
 
 impl EventSink for ChunkSink<'_> {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        if let Some(rule) = self.filter.matching(&event) {
+            if let Some(n) = self.dropped.get_mut(rule) {
+                *n += 1;
+            }
+            return Ok(());
+        }
         let redactor = self.redactor;
         self.chunk.push_with(|out| event.write_json(out, redactor));
         self.events += 1;
@@ -515,6 +554,7 @@ pub struct Pipeline {
     object_permits: Arc<Semaphore>,
     events: mpsc::Sender<EventChunk>,
     abort: CancellationToken,
+    filter: Arc<EventFilter>,
 }
 
 impl Pipeline {
@@ -537,7 +577,14 @@ impl Pipeline {
             object_permits: Arc::new(Semaphore::new(object_concurrency.max(1))),
             events,
             abort,
+            filter: Arc::new(EventFilter::default()),
         }
+    }
+
+    /// Drops the events `filter` matches (counted per rule) instead of forwarding them.
+    pub fn with_filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Arc::new(filter);
+        self
     }
 
     /// Processes every object a message announces; `Done` only when all are done.
@@ -586,15 +633,29 @@ impl Pipeline {
 
     /// Fetches, parses and delivers one object; logs one line about it.
     pub async fn process_object(&self, object: &ObjectRef, message_id: &str) -> ObjectOutcome {
+        self.process_object_report(object, message_id).await.outcome
+    }
+
+    /// [`Pipeline::process_object`], also returning what was counted (for `replay`'s
+    /// progress and summary).
+    pub async fn process_object_report(
+        &self,
+        object: &ObjectRef,
+        message_id: &str,
+    ) -> ObjectReport {
+        let report = |outcome| ObjectReport {
+            outcome,
+            ..ObjectReport::default()
+        };
         let started = Instant::now();
         let _in_flight = InFlightObject::new();
         let shutting_down = || ObjectOutcome::failed(FailureKind::Transient, "shutting down");
         let permit = tokio::select! {
             biased;
-            _ = self.abort.cancelled() => return shutting_down(),
+            _ = self.abort.cancelled() => return report(shutting_down()),
             p = Arc::clone(&self.object_permits).acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => return shutting_down(),
+                Err(_) => return report(shutting_down()),
             },
         };
         let opened = match self.fetcher.open(object).await {
@@ -611,7 +672,7 @@ impl Pipeline {
                     "{e}; nothing to forward, the notification is dropped"
                 );
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "gone").increment(1);
-                return ObjectOutcome::Gone;
+                return report(ObjectOutcome::Gone);
             }
             Err(e) => {
                 let kind = if e.is_configuration_problem() {
@@ -622,7 +683,7 @@ impl Pipeline {
                 tracing::error!(message_id, bucket = %object.bucket, key = %object.key, outcome = "failed", "{e}");
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
                 metrics::counter!(m::OBJECTS_FAILED).increment(1);
-                return ObjectOutcome::failed(kind, e.to_string());
+                return report(ObjectOutcome::failed(kind, e.to_string()));
             }
         };
 
@@ -668,6 +729,7 @@ impl Pipeline {
             let enricher = Arc::clone(&self.enricher);
             let redactor = self.redactor.clone();
             let abort = self.abort.clone();
+            let filter = Arc::clone(&self.filter);
             let compressed = Arc::clone(&compressed);
             let source = source.clone();
             tokio::task::spawn_blocking(move || {
@@ -682,6 +744,8 @@ impl Pipeline {
                     key: &info.key,
                     events: 0,
                     malformed: 0,
+                    filter: &filter,
+                    dropped: vec![0; filter.names().len()],
                 };
                 let mut result =
                     parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink);
@@ -707,10 +771,10 @@ impl Pipeline {
                 if let (Ok(_), Err(stop)) = (&result, flushed) {
                     result = Err(StreamError::Stopped(stop));
                 }
-                (result, sink.events, sink.malformed, corrupt)
+                (result, sink.events, sink.malformed, corrupt, sink.dropped)
             })
         };
-        let (result, events, malformed, corrupt) = match parse.await {
+        let (result, events, malformed, corrupt, dropped) = match parse.await {
             Ok(r) => r,
             Err(e) if e.is_panic() => {
                 let what = panic_text(e.into_panic());
@@ -724,10 +788,10 @@ impl Pipeline {
                 );
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
                 metrics::counter!(m::OBJECTS_FAILED).increment(1);
-                return ObjectOutcome::failed(
+                return report(ObjectOutcome::failed(
                     FailureKind::Panicked,
                     format!("parser panicked: {what}"),
-                );
+                ));
             }
             Err(e) => (
                 Err(StreamError::Read(io::Error::other(format!(
@@ -736,8 +800,11 @@ impl Pipeline {
                 0,
                 0,
                 false,
+                Vec::new(),
             ),
         };
+        let dropped_total: u64 = dropped.iter().sum();
+        let dropped_by_rule = self.filter.record(&dropped);
         drop(permit);
         metrics::counter!(m::EVENTS_PARSED).increment(events);
         let compressed = compressed.load(Ordering::Relaxed);
@@ -803,9 +870,13 @@ impl Pipeline {
             message_id,
             &outcome,
             parsed.as_ref(),
-            events,
-            malformed,
-            compressed,
+            ObjectCounts {
+                events,
+                malformed,
+                dropped: dropped_total,
+                dropped_by_rule: dropped_by_rule.as_deref().unwrap_or("-"),
+                compressed,
+            },
             duration,
         );
         metrics::histogram!(m::OBJECT_DURATION).record(duration.as_secs_f64());
@@ -818,8 +889,25 @@ impl Pipeline {
         if let Some(p) = &parsed {
             metrics::counter!(m::BYTES_DECOMPRESSED).increment(p.decompressed_bytes);
         }
-        outcome
+        ObjectReport {
+            format: parsed.as_ref().and_then(|p| p.format),
+            outcome,
+            events,
+            malformed,
+            dropped: dropped_total,
+            bytes_compressed: compressed,
+        }
     }
+}
+
+/// What an object counted, for its log line.
+struct ObjectCounts<'a> {
+    events: u64,
+    malformed: u64,
+    dropped: u64,
+    /// `rule=count,...`, or `-`.
+    dropped_by_rule: &'a str,
+    compressed: u64,
 }
 
 /// The message of a panic payload (`&str` or `String`), else a placeholder.
@@ -834,17 +922,21 @@ pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// The one line per object.
-#[allow(clippy::too_many_arguments)]
 fn log_object(
     object: &ObjectRef,
     message_id: &str,
     outcome: &ObjectOutcome,
     parsed: Option<&Parsed>,
-    events: u64,
-    malformed: u64,
-    compressed: u64,
+    counts: ObjectCounts<'_>,
     duration: Duration,
 ) {
+    let ObjectCounts {
+        events,
+        malformed,
+        dropped,
+        dropped_by_rule,
+        compressed,
+    } = counts;
     let format = parsed.and_then(|p| p.format).map_or("-", Format::name);
     let reason = parsed.map_or("-", |p| p.reason.as_str());
     let compression = parsed.map_or("-", |p| p.compression.name());
@@ -863,6 +955,8 @@ fn log_object(
             compression,
             events,
             malformed,
+            dropped,
+            dropped_by_rule,
             bytes_compressed = compressed,
             bytes_decompressed = decompressed,
             duration_ms,
@@ -887,6 +981,8 @@ fn log_object(
             compression,
             events,
             malformed,
+            dropped,
+            dropped_by_rule,
             bytes_compressed = compressed,
             bytes_decompressed = decompressed,
             duration_ms,
@@ -1100,6 +1196,7 @@ mod tests {
         let abort2 = abort.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let redactor = Redactor::new();
+            let no_filter = EventFilter::default();
             let mut sink = ChunkSink {
                 tx: &tx,
                 ack: &ack2,
@@ -1110,6 +1207,8 @@ mod tests {
                 key: "k",
                 events: 0,
                 malformed: 0,
+                filter: &no_filter,
+                dropped: Vec::new(),
             };
             for i in 0..(CHUNK_EVENTS + 3) {
                 let mut e = Event::new();
@@ -1147,6 +1246,7 @@ mod tests {
             }
             let (ack2, abort2) = (Arc::clone(&ack), abort.clone());
             let emitted = tokio::task::spawn_blocking(move || {
+                let no_filter = EventFilter::default();
                 let mut sink = ChunkSink {
                     tx: &tx,
                     ack: &ack2,
@@ -1157,6 +1257,8 @@ mod tests {
                     key: "k",
                     events: 0,
                     malformed: 0,
+                    filter: &no_filter,
+                    dropped: Vec::new(),
                 };
                 (0..10 * CHUNK_EVENTS)
                     .take_while(|_| sink.emit(Event::new()).is_ok())

@@ -7,6 +7,7 @@
 
 pub mod intake;
 pub mod localstack;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
