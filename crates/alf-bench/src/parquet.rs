@@ -56,7 +56,7 @@ pub fn write_vpc_flow_parquet<W: Write + Send>(
 }
 
 /// One OCSF Network Activity (4001) record as Security Lake writes VPC flow logs.
-fn network_activity(rng: &mut Rng, clock: &mut Clock) -> J {
+pub(crate) fn network_activity(rng: &mut Rng, clock: &mut Clock) -> J {
     clock.tick(rng, 2_000_000);
     let mut src = String::new();
     let mut dst = String::new();

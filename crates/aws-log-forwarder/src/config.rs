@@ -1466,20 +1466,6 @@ const RULE_KEYS: &[&str] = &["bucket", "key_prefix", "key_regex", "format"];
 
 fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {
     let key = |k: &str| format!("formats.rules[{i}].{k}");
-    let format_name = non_empty(rule.format)
-        .ok_or_else(|| ConfigError::missing(&key("format"), "e.g. format = \"vpc-flow\""))?;
-    let format = format_name
-        .parse::<Format>()
-        .map_err(|e| ConfigError::invalid(key("format"), e.to_string()))?;
-    if let Some(re) = &rule.key_regex {
-        regex::Regex::new(re).map_err(|e| ConfigError::invalid(key("key_regex"), e.to_string()))?;
-    }
-    if rule.bucket.is_none() && rule.key_prefix.is_none() && rule.key_regex.is_none() {
-        return Err(ConfigError::invalid(
-            format!("formats.rules[{i}]"),
-            "a rule needs at least one of bucket, key_prefix or key_regex (a rule matching everything would hide automatic detection)",
-        ));
-    }
     // A key no format has is a typo of a rule key or of an option: suggest the nearest.
     let options_of_any_format: Vec<&str> = Format::ALL
         .iter()
@@ -1498,6 +1484,20 @@ fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {
             name,
             "key",
             &known,
+        ));
+    }
+    let format_name = non_empty(rule.format)
+        .ok_or_else(|| ConfigError::missing(&key("format"), "e.g. format = \"vpc-flow\""))?;
+    let format = format_name
+        .parse::<Format>()
+        .map_err(|e| ConfigError::invalid(key("format"), e.to_string()))?;
+    if let Some(re) = &rule.key_regex {
+        regex::Regex::new(re).map_err(|e| ConfigError::invalid(key("key_regex"), e.to_string()))?;
+    }
+    if rule.bucket.is_none() && rule.key_prefix.is_none() && rule.key_regex.is_none() {
+        return Err(ConfigError::invalid(
+            format!("formats.rules[{i}]"),
+            "a rule needs at least one of bucket, key_prefix or key_regex (a rule matching everything would hide automatic detection)",
         ));
     }
     let format_options =

@@ -172,6 +172,7 @@ mod tests {
             Kind::RedshiftAudit,
             Kind::EventBridge,
             Kind::SecurityHub,
+            Kind::SecurityLake,
         ] {
             let data = generate(kind, 503, 3);
             let mut events = Vec::new();

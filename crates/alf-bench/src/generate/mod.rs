@@ -60,10 +60,12 @@ pub enum Kind {
     SecurityHub,
     Ndjson,
     Lines,
+    /// Last, so the kinds before it keep their seeds (`kind as u64`).
+    SecurityLake,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::CloudFront,
         Kind::S3Access,
         Kind::Elb,
@@ -79,6 +81,7 @@ impl Kind {
         Kind::RedshiftAudit,
         Kind::EventBridge,
         Kind::SecurityHub,
+        Kind::SecurityLake,
         Kind::Ndjson,
         Kind::Lines,
     ];
@@ -108,6 +111,7 @@ impl Kind {
             Kind::RedshiftAudit => Format::RedshiftAudit,
             Kind::EventBridge => Format::EventBridge,
             Kind::SecurityHub => Format::SecurityHub,
+            Kind::SecurityLake => Format::SecurityLake,
             Kind::Ndjson => Format::Ndjson,
             Kind::Lines => Format::Lines,
         }
@@ -136,6 +140,7 @@ impl Kind {
             Kind::RedshiftAudit => Box::new(redshift::RedshiftConnection),
             Kind::EventBridge => Box::new(eventbridge::EventBridge),
             Kind::SecurityHub => Box::new(eventbridge::SecurityHub::default()),
+            Kind::SecurityLake => Box::new(OcsfJsonLines),
             Kind::Ndjson => Box::new(generic::Ndjson),
             Kind::Lines => Box::new(generic::Lines),
         }
@@ -171,6 +176,17 @@ impl FromStr for Kind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+/// Amazon Security Lake's OCSF Network Activity records as JSON lines (the row form
+/// [`crate::parquet::write_ocsf_parquet`] writes to Parquet).
+struct OcsfJsonLines;
+
+impl LogWriter for OcsfJsonLines {
+    fn record(&mut self, _index: u64, rng: &mut Rng, clock: &mut Clock, out: &mut String) {
+        out.push_str(&crate::parquet::network_activity(rng, clock).to_string());
+        out.push('\n');
     }
 }
 
