@@ -14,6 +14,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod checkpoint;
 pub mod circuit;
 pub mod config;
 mod daemon;
