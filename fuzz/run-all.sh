@@ -9,8 +9,7 @@ secs="${1:-120}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(cloudfront lines ndjson detect redact s3_access elb vpc_flow cloudtrail waf
-           guardduty route53_resolver network_firewall)
+  targets=(formats detect redact parquet)
 fi
 [ -d corpus ] || ./seed-corpora.sh
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.

@@ -9,31 +9,29 @@ cargo build -q -p alf-bench --bin alf-bench
 gen="$root/target/debug/alf-bench"
 corpus="$here/corpus"
 
-# target name -> generator kinds and sample file name
-declare -A kinds=(
-  [cloudfront]="cloudfront" [s3_access]="s3-access" [elb]="elb"
-  [vpc_flow]="vpc-flow vpc-flow-custom" [cloudtrail]="cloudtrail" [waf]="waf"
-  [guardduty]="guardduty" [route53_resolver]="route53-resolver"
-  [network_firewall]="network-firewall" [ndjson]="ndjson" [lines]="lines"
-)
-for target in "${!kinds[@]}"; do
-  mkdir -p "$corpus/$target"
-  for kind in ${kinds[$target]}; do
+# formats: one byte picking the format (its index in the registry, as
+# `alf-bench formats` lists it), then the object: generated files and samples.
+mkdir -p "$corpus/formats"
+while read -r index name; do
+  # The escape, not the byte: a shell variable cannot hold the NUL of index 0.
+  byte="\\$(printf %03o "$index")"
+  kinds="$name"
+  [ "$name" = vpc-flow ] && kinds="vpc-flow vpc-flow-custom"
+  for kind in $kinds; do
     for records in 1 4 20; do
       for seed in 1 2; do
-        "$gen" gen "$kind" --records "$records" --seed "$seed" -o "$corpus/$target/gen-$kind-$records-$seed" 2>/dev/null
+        # Through a file: `-o /dev/stdout` would truncate the byte already written.
+        "$gen" gen "$kind" --records "$records" --seed "$seed" -o "$corpus/formats/.gen" 2>/dev/null
+        { printf "$byte"; cat "$corpus/formats/.gen"; } > "$corpus/formats/gen-$kind-$records-$seed"
       done
     done
-    sample="tests/samples/$kind.log"
-    [ -f "$sample" ] && cp "$sample" "$corpus/$target/sample-$kind.log"
   done
-done
-# Other formats' samples are useful seeds for every text parser (cross-format input).
-for sample in tests/samples/*.log; do
-  [ -f "$sample" ] || continue
-  cp "$sample" "$corpus/lines/sample-$(basename "$sample")"
-  cp "$sample" "$corpus/ndjson/sample-$(basename "$sample")"
-done
+  # Every sample as every format: cross-format input.
+  for sample in tests/samples/*.log; do
+    { printf "$byte"; cat "$sample"; } > "$corpus/formats/sample-$(basename "$sample" .log)-as-$name"
+  done
+done < <("$gen" formats)
+rm -f "$corpus/formats/.gen"
 
 # detect: one byte of key length, the key, then the object's first bytes.
 mkdir -p "$corpus/detect"
@@ -71,4 +69,12 @@ printf '%s' 'GET /b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSF
 printf '%s' '/f.pdf?AWSAccessKeyId=ASIAX&Expires=1385503597&Signature=hcxmv/mLM6UiE2aFPa1KQJM6Q2Q%3D' > "$corpus/redact/sigv2"
 printf '%s' '{"X-Amz-Security-Token":"tok","a":"b","signature" : "x"}' > "$corpus/redact/json"
 printf '%s' 'x-amz-security-token: tok; Signature%3Dabc, signatures=5' > "$corpus/redact/header"
+# parquet: small VPC flow and OCSF files in each codec.
+cargo build -q -p alf-bench --bin alf-gen-parquet
+mkdir -p "$corpus/parquet"
+for kind in vpc-flow ocsf; do
+  for codec in snappy gzip zstd none; do
+    "$root/target/debug/alf-gen-parquet" "$kind" --records 5 --codec "$codec" -o "$corpus/parquet/gen-$kind-$codec.parquet" 2>/dev/null
+  done
+done
 echo "seeded: $(find "$corpus" -type f | wc -l) files in $corpus"

@@ -168,6 +168,12 @@ key_for() {
     guardduty) echo "AWSLogs/$acct/GuardDuty/us-east-1/2024/05/01/3c1e8f2a-9b7d-4e5f-8a6b-1d2c3e4f5a6b.jsonl.gz" ;;
     route53-resolver) echo "AWSLogs/$acct/vpcdnsquerylogs/vpc-0a1b2c3d/2024/05/01/vpc-0a1b2c3d_vpcdnsquerylogs_${acct}_20240501T1200Z_7c9e2f1a.log.gz" ;;
     network-firewall) echo "AWSLogs/$acct/network-firewall/alert/us-east-1/demo-fw/2024/05/01/12/${acct}_network-firewall_alert_us-east-1_demo-fw_20240501T1200Z_1a2b3c4d.log.gz" ;;
+    aws-config) echo "AWSLogs/$acct/Config/us-east-1/2024/5/1/ConfigHistory/${acct}_Config_us-east-1_ConfigHistory_AWS::EC2::SecurityGroup_20240501T120000Z_20240501T130000Z_1.json.gz" ;;
+    redshift-audit) echo "AWSLogs/$acct/redshift/us-east-1/2024/05/01/${acct}_redshift_us-east-1_analytics_connectionlog_2024-05-01T12:00.gz" ;;
+    # Amazon Data Firehose keys carry no marker of their content: recognised by content.
+    cloudwatch-logs) echo "firehose/cloudwatch-logs/2024/05/01/12/cwl-to-s3-1-2024-05-01-12-00-00-5f1c2e3d-4a5b-6c7d-8e9f-0a1b2c3d4e5f" ;;
+    eventbridge) echo "firehose/eventbridge/2024/05/01/12/events-to-s3-1-2024-05-01-12-00-00-6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d" ;;
+    securityhub) echo "firehose/securityhub/2024/05/01/12/findings-to-s3-1-2024-05-01-12-00-00-7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e" ;;
     *) echo "misc/$1.log.gz" ;;  # ndjson, lines, anything new: recognised by content
   esac
 }

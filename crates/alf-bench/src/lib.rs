@@ -5,12 +5,17 @@
 //!   writes them to disk for end-to-end measurements of the daemon's `parse` command.
 //! * [`Serializer`]: the event sink the daemon's hot path amounts to (serialize each
 //!   event with redaction into a reused buffer), shared by the benchmarks.
+//! * [`parquet`]: VPC flow and OCSF (Security Lake) Parquet objects, streamed.
 //! * [`gzip`]: compression helper for the decompression and pipeline benchmarks.
+//! * [`alloc`]: the counting global allocator of the `run` harness and the daemon's
+//!   memory tests.
 //!
 //! The benchmarks themselves live in `benches/` (criterion).
 
+pub mod alloc;
 pub mod clock;
 pub mod generate;
+pub mod parquet;
 pub mod pools;
 pub mod rng;
 

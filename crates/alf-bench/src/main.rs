@@ -3,25 +3,30 @@
 //! ```text
 //! alf-bench gen <kind> --records N [--gzip] [--seed S] -o FILE
 //! alf-bench run <kind> [--records N] [--gzip] [--repeat K] [--seed S]
+//! alf-bench formats
 //! ```
+//! `formats` lists the registry's formats as `index name` (the fuzz corpus seeds pick
+//! formats by index).
 //! `run` times each pipeline stage separately and counts allocations per event; it is
 //! also the program to profile (`perf record`, `valgrind --tool=callgrind`): it
 //! generates the input first, then runs only decompress -> parse -> serialize.
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use alf_bench::alloc::{self, CountingAlloc};
 use alf_bench::{BenchObject, Discard, Kind, PlainJson, Serializer, gzip, write_log};
 use alf_formats::Enricher;
 
 const USAGE: &str = "usage:
   alf-bench gen <kind> --records N [--gzip] [--seed S] -o FILE
   alf-bench run <kind> [--records N] [--gzip] [--repeat K] [--seed S]
-kinds: cloudfront s3-access elb vpc-flow vpc-flow-custom cloudtrail waf guardduty route53-resolver network-firewall ndjson lines";
+  alf-bench formats
+kinds: cloudfront s3-access elb vpc-flow vpc-flow-custom cloudtrail waf guardduty route53-resolver network-firewall
+       cloudwatch-logs aws-config redshift-audit eventbridge securityhub ndjson lines";
 
 struct Args {
     command: String,
@@ -106,30 +111,9 @@ fn gen_file(args: &Args) -> Result<(), String> {
 /// main cost besides redaction). One relaxed atomic add per allocation: negligible.
 /// Allocates with mimalloc, the daemon's global allocator, so the figures are those
 /// of the allocator production runs (the system allocator is markedly slower here).
-struct CountingAlloc;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: delegates every call to mimalloc unchanged.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { mimalloc::MiMalloc.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: CountingAlloc<mimalloc::MiMalloc> =
+    CountingAlloc::counting_calls(mimalloc::MiMalloc);
 
 /// Times each stage of the pipeline separately (gunzip and line splitting, parsing,
 /// serialization, redaction) and counts allocations per event, `repeat` times.
@@ -204,12 +188,12 @@ static MARK: AtomicU64 = AtomicU64::new(0);
 /// Runs `f`, returning its result and wall-clock seconds; remembers the allocation
 /// count at the start for [`last_allocations`].
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    MARK.store(ALLOCATIONS.load(Ordering::Relaxed), Ordering::Relaxed);
+    MARK.store(alloc::allocations(), Ordering::Relaxed);
     let started = Instant::now();
     let out = f();
     let secs = started.elapsed().as_secs_f64();
     MARK.store(
-        ALLOCATIONS.load(Ordering::Relaxed) - MARK.load(Ordering::Relaxed),
+        alloc::allocations() - MARK.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
     (out, secs)
@@ -221,6 +205,12 @@ fn last_allocations() -> u64 {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("formats") {
+        for (index, format) in alf_formats::Format::ALL.iter().enumerate() {
+            println!("{index} {format}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

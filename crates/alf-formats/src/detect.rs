@@ -1,6 +1,7 @@
 //! The one place that decides what to do with an object, from the registry's clues.
 //!
-//! Order: containers no reader understands are refused (Apache Parquet); objects that
+//! Order: containers no reader understands are refused (none today: Apache Parquet is
+//! read by [`crate::columnar`], before detection); objects that
 //! hold no events are skipped (CloudTrail digests); then explicit rules from
 //! configuration (bucket, key prefix, key regex), then the key layouts AWS uses when
 //! it delivers logs, then a look at the first bytes of the decompressed object. What
@@ -79,7 +80,7 @@ pub enum Decision {
     },
     /// Produce no events (CloudTrail digest files), with why.
     Skip { reason: &'static str },
-    /// No reader understands the container (`Apache Parquet`): the object fails.
+    /// No reader understands the container: the object fails.
     Refuse { container: &'static str },
 }
 
@@ -268,6 +269,14 @@ mod tests {
             (
                 "AWSLogs/123/network-firewall/alert/2024/x.log.gz",
                 Format::NetworkFirewall,
+            ),
+            (
+                "aws/ROUTE53/2.0/region=eu-west-1/accountId=123456789012/eventDay=20240616/f.gz.parquet",
+                Format::SecurityLake,
+            ),
+            (
+                "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2024/month=06/day=16/x.log.gz",
+                Format::VpcFlow,
             ),
         ];
         for (key, want) in cases {

@@ -167,13 +167,17 @@ impl<'a> ObjectParse<'a> {
     ) -> Result<(), Stop> {
         // One look-up of `event` and `cloud` instead of a dotted-path walk per field;
         // same answers as `ev.contains("event.id")` and so on.
-        let (has_id, has_kind, has_original) = match ev.root().get("event") {
+        // `event.dataset` is kept when the parser set it: formats that carry other
+        // formats' records (CloudWatch Logs, EventBridge) label each record as its own
+        // format would.
+        let (has_id, has_kind, has_original, has_dataset) = match ev.root().get("event") {
             Some(Value::Obj(m)) => (
                 m.get("id").is_some(),
                 m.get("kind").is_some(),
                 m.get("original").is_some(),
+                m.get("dataset").is_some(),
             ),
-            _ => (false, false, false),
+            _ => (false, false, false, false),
         };
         let has_provider = matches!(
             ev.root().get("cloud"),
@@ -186,7 +190,9 @@ impl<'a> ObjectParse<'a> {
             ev.set("event.kind", "event");
         }
         ev.set("event.module", "aws");
-        ev.set("event.dataset", self.format.dataset());
+        if !has_dataset {
+            ev.set("event.dataset", self.format.dataset());
+        }
         if !has_provider {
             ev.set("cloud.provider", "aws");
         }

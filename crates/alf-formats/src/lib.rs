@@ -15,6 +15,7 @@
 //! * [`readers`]: the record readers shared by the formats, beside the line driver.
 //! * [`Event::write_json`] serializes with [`Redactor`] applied to every string.
 
+pub mod columnar;
 pub mod detect;
 pub mod driver;
 pub mod enrich;

@@ -133,7 +133,15 @@ pub enum Reader {
         wrappers: &'static [&'static str],
         map: MapJsonRecord,
     },
+    /// A reader of its own for layouts where one record holds several events or
+    /// several formats (CloudWatch Logs subscription documents, EventBridge batches,
+    /// multi-line Redshift queries): it streams the object itself.
+    Object(ParseWholeObject),
 }
+
+/// Streams one object into `sink` (a [`Reader::Object`] format's own reader).
+pub type ParseWholeObject =
+    fn(&mut dyn BufRead, &mut ObjectParse<'_>, &mut dyn EventSink) -> Result<(), ParseError>;
 
 /// Makes the line parser of one object.
 pub type NewLineParser = fn(&ObjectInfo, &ParseOptions) -> Box<dyn LineParser>;
@@ -152,11 +160,11 @@ pub struct RefusedContainer {
     pub magic: &'static [u8],
 }
 
-/// Columnar files AWS can deliver VPC flow logs and CloudFront v2 logs as.
-pub const REFUSED_CONTAINERS: &[RefusedContainer] = &[RefusedContainer {
-    name: "Apache Parquet",
-    magic: b"PAR1",
-}];
+/// None today. Apache Parquet (`PAR1`: VPC flow logs, CloudFront v2, Amazon Security
+/// Lake) used to be refused here; [`crate::columnar`] reads it now, and the daemon
+/// hands an object starting with [`crate::columnar::PARQUET_MAGIC`] to that reader
+/// before detection (the schema, not these clues, says which format a Parquet file is).
+pub const REFUSED_CONTAINERS: &[RefusedContainer] = &[];
 
 /// The container an object starting with `head` is in, if no reader understands it.
 pub fn refused_container(head: &[u8]) -> Option<&'static RefusedContainer> {
@@ -332,8 +340,27 @@ impl Format {
             Reader::Lines(new) => new(object, options),
             Reader::JsonLines(map) => Box::new(json_lines(map)),
             Reader::JsonRecords { map, .. } => Box::new(json_record(map)),
+            Reader::Object(_) => Box::new(NotOneByOne(self)),
         };
         RecordParser { inner }
+    }
+}
+
+/// The record parser of a [`Reader::Object`] format: its records only make sense
+/// inside their object, so each is refused (and forwarded raw by the caller).
+struct NotOneByOne(Format);
+
+impl LineParser for NotOneByOne {
+    fn parse_line(
+        &mut self,
+        _line: &str,
+        _cx: &LineContext<'_>,
+        _out: &mut Vec<Event>,
+    ) -> Result<bool, RecordError> {
+        Err(RecordError::Other(format!(
+            "{} records are read with their object, not one by one",
+            self.0.name()
+        )))
     }
 }
 
@@ -398,6 +425,7 @@ pub(crate) fn parse(
         Reader::JsonRecords { wrappers, map } => {
             json_records::parse_records(reader, cx, sink, wrappers, map)
         }
+        Reader::Object(parse) => parse(reader, cx, sink),
     }
 }
 
@@ -437,20 +465,17 @@ mod tests {
     }
 
     #[test]
-    fn parquet_is_refused_whatever_the_format() {
+    fn parquet_is_no_longer_refused() {
+        // The columnar reader takes Parquet objects before detection; the detector
+        // itself has no container left to refuse.
         let head = b"PAR1\x15\x04\x15\x00";
-        let refused = Decision::Refuse {
-            container: "Apache Parquet",
-        };
-        assert_eq!(
-            FormatDetector::default().decide("b", "x.log", head),
-            refused
-        );
+        assert!(crate::columnar::is_parquet(head));
+        assert!(refused_container(head).is_none());
         for format in Format::ALL {
-            assert_eq!(
+            assert!(!matches!(
                 FormatDetector::decide_requested(format, "x.log", head),
-                refused
-            );
+                Decision::Refuse { .. }
+            ));
         }
     }
 

@@ -8,6 +8,7 @@ use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
 use aws_log_forwarder::Config;
+use aws_log_forwarder::config::ConfigErrors;
 use aws_log_forwarder::pipeline::{StreamError, parse_stream};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -54,7 +55,8 @@ pub enum OutputFormat {
 #[derive(Debug, clap::Args)]
 pub struct ParseArgs {
     /// Log format name (cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf,
-    /// guardduty, route53-resolver, network-firewall, ndjson, lines) or `auto`.
+    /// guardduty, route53-resolver, network-firewall, cloudwatch-logs, aws-config, redshift-audit,
+    /// eventbridge, securityhub, ndjson, lines) or `auto`.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// S3 key to detect the format from and to record in events (default: the file name).
@@ -193,7 +195,7 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
             let _ = writeln!(err, "{name}: reading the input failed: {e}");
             EXIT_FAILURE
         }
-        Err(e @ StreamError::Unsupported(_)) => {
+        Err(e @ (StreamError::Unsupported(_) | StreamError::Parquet(_))) => {
             let _ = writeln!(err, "{name}: {e}");
             EXIT_FAILURE
         }
@@ -218,14 +220,20 @@ pub fn parse_command(args: &ParseArgs) -> i32 {
     code
 }
 
+/// Prints every configuration problem, one `config: section.key: ...` line each, and
+/// returns the configuration exit code (`run` and `check-config` alike).
+pub fn config_errors(errors: &ConfigErrors) -> i32 {
+    for e in errors.iter() {
+        eprintln!("config: {e}");
+    }
+    EXIT_CONFIG
+}
+
 /// `check-config`: returns the process exit code.
 pub fn check_config_command(path: Option<&Path>, output: OutputFormat) -> i32 {
     let config = match Config::load(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("config: {e}");
-            return EXIT_CONFIG;
-        }
+        Err(errors) => return config_errors(&errors),
     };
     let text = match output {
         OutputFormat::Toml => config.masked_toml(),

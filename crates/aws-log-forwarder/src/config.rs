@@ -1,14 +1,44 @@
 //! Daemon configuration: a TOML file plus `ALF_` environment overrides, validated once
 //! at start-up into typed settings.
 //!
-//! Why two layers? The file format is deserialized into [`raw`] structs where every
-//! key is optional, then [`Config::validate`] turns them into [`Config`] with defaults
-//! applied and every problem reported as `section.key: what is wrong`. An operator
-//! reading `config: intake.url: relative URL without a base` knows which line to fix;
-//! a serde error such as "missing field `url`" does not say where.
+//! # One place per key
 //!
-//! The intake key is resolved here (inline value, environment variable or file) and
-//! held in an [`IntakeKey`] whose `Debug` and serialized forms never show it.
+//! Every key is declared once, as a field of a `settings!` section below:
+//!
+//! ```text
+//! /// Messages processed at the same time (each may announce several objects).
+//! pub max_messages_in_flight: usize = default(10).range(1, 10_000),
+//! ```
+//!
+//! That one line gives the field the daemon reads (`config.sqs.max_messages_in_flight`),
+//! its default, its range check, its name in error messages (`sqs.max_messages_in_flight:
+//! 0 is out of range ...`), its place in the unknown-key check (with did-you-mean
+//! suggestions) and its line in the masked view `check-config` prints (derived with
+//! `Serialize`, so nothing lists the keys again). The spec after `=` is a [`Key`]:
+//!
+//! * `default(v)` or `required("e.g. ...")` (the hint is shown when it is missing or
+//!   invalid);
+//! * `.range(min, max)` for integers;
+//! * `.parse(f)` for a value read as text and checked or converted by `f`
+//!   (URLs, the log filter), when the type's own `Deserialize` is not enough;
+//! * `.example("e.g. ...")` to append an example to its error messages.
+//!
+//! **Adding a key** is therefore: one field line in its section, one commented entry in
+//! `config/aws-log-forwarder.example.toml` (a unit test checks every key is there), and
+//! reading it where it is used. A rule between keys (the heartbeat must be shorter than
+//! the visibility timeout) goes in [`cross_checks`]. Environment overrides need nothing:
+//! `ALF_SECTION__KEY` reaches every key (values are text, converted like file values).
+//!
+//! # Every error at once
+//!
+//! Each key is read on its own, so one bad value does not hide the next: validation
+//! returns [`ConfigErrors`], every problem as `section.key: what is wrong`, one per line.
+//! Unknown keys in a file are errors too (a typo would otherwise silently fall back to
+//! the default), with the nearest known key suggested.
+//!
+//! The intake key is resolved here (inline value, environment variable or file) and held
+//! in an [`IntakeKey`] (a [`secrecy::SecretString`]) whose `Debug`, `Display` and
+//! serialized forms never show it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,7 +46,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use alf_formats::{DetectRule, Format, FormatOptions};
-use serde::Serialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables with this prefix override file settings
 /// (`ALF_INTAKE__URL` sets `intake.url`).
@@ -46,6 +78,15 @@ pub enum ConfigError {
     /// A required key is absent.
     #[error("{key}: required but not set{hint}")]
     Missing { key: String, hint: String },
+    /// A key the daemon does not know (a typo would otherwise be silently ignored).
+    #[error("{key}: unknown {what}{suggestion}")]
+    Unknown {
+        key: String,
+        /// "key" or "section".
+        what: &'static str,
+        /// `; did you mean sqs.queue_url?`, or the list of known keys.
+        suggestion: String,
+    },
     /// The file or the environment could not be read or deserialized.
     #[error("{0}")]
     Source(String),
@@ -69,10 +110,221 @@ impl ConfigError {
             },
         }
     }
+
+    /// `name` is unknown among `known`; suggests the nearest known name when one is
+    /// close (a typo), lists them all otherwise.
+    fn unknown(prefix: &str, name: &str, what: &'static str, known: &[&str]) -> Self {
+        let key = dotted(prefix, name);
+        let nearest = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+            .min_by_key(|(distance, _)| *distance)
+            .filter(|(distance, k)| *distance <= (k.chars().count() / 3).max(1));
+        let suggestion = match nearest {
+            Some((_, k)) => format!("; did you mean {}?", dotted(prefix, k)),
+            None => format!(" (expected one of: {})", known.join(", ")),
+        };
+        ConfigError::Unknown {
+            key,
+            what,
+            suggestion,
+        }
+    }
+}
+
+fn dotted(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Every problem found in a configuration, in the order of the sections and keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The problems, at least one.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+}
+
+/// One problem per line.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// A section's keys as read from the file and the environment.
+type Table = config::Map<String, config::Value>;
+
+/// What a key falls back to when it is not set.
+enum Fallback<T> {
+    Value(T),
+    /// Required; the text is an example shown in the error.
+    Required(&'static str),
+}
+
+/// Reads a key's value as `T` (the value may be text from the environment).
+type Reader<T> = Box<dyn Fn(config::Value) -> Result<T, String>>;
+
+/// How one key is read: its fallback, its reader and checks. Built by [`default`] or
+/// [`required`], refined with [`Key::range`], [`Key::parse`] and [`Key::example`].
+pub(crate) struct Key<T> {
+    fallback: Fallback<T>,
+    reader: Reader<T>,
+    example: Option<&'static str>,
+}
+
+/// A key that takes `value` when not set.
+fn default<T: DeserializeOwned + 'static>(value: T) -> Key<T> {
+    Key {
+        fallback: Fallback::Value(value),
+        reader: Box::new(deserialize),
+        example: None,
+    }
+}
+
+/// A key that must be set; `example` ("e.g. ...") is shown when it is missing or wrong.
+fn required<T: DeserializeOwned + 'static>(example: &'static str) -> Key<T> {
+    Key {
+        fallback: Fallback::Required(example),
+        reader: Box::new(deserialize),
+        example: Some(example),
+    }
+}
+
+fn deserialize<T: DeserializeOwned>(value: config::Value) -> Result<T, String> {
+    value.try_deserialize().map_err(|e| e.to_string())
+}
+
+impl<T: TryFrom<i64> + 'static> Key<T> {
+    /// Accepts integers from `min` to `max` (inclusive; `i64::MAX` for no ceiling).
+    fn range(mut self, min: i64, max: i64) -> Self {
+        self.reader = Box::new(move |value| {
+            let v: i64 = deserialize(value)?;
+            if v < min || v > max {
+                let range = if max == i64::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("between {min} and {max}")
+                };
+                return Err(format!("{v} is out of range (expected {range})"));
+            }
+            T::try_from(v).map_err(|_| format!("{v} is out of range"))
+        });
+        self
+    }
+}
+
+impl<T: 'static> Key<T> {
+    /// Reads the value as text and converts or checks it with `parse`.
+    fn parse(mut self, parse: fn(String) -> Result<T, String>) -> Self {
+        self.reader = Box::new(move |value| parse(deserialize::<String>(value)?));
+        self
+    }
+
+    /// Appends `(expected e.g. ...)` to this key's error messages.
+    fn example(mut self, example: &'static str) -> Self {
+        self.example = Some(example);
+        self
+    }
+
+    /// Reads `section.name` from `value`; on a problem, records it and returns `None`.
+    fn read(
+        self,
+        section: &str,
+        name: &str,
+        value: Option<config::Value>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<T> {
+        let key = dotted(section, name);
+        // Empty text (`region = ""`, `ALF_AWS__REGION=`) means "not set".
+        let value = value
+            .filter(|v| !matches!(&v.kind, config::ValueKind::String(s) if s.trim().is_empty()));
+        match (value, self.fallback) {
+            (Some(value), _) => match (self.reader)(value) {
+                Ok(v) => Some(v),
+                Err(reason) => {
+                    let reason = match self.example {
+                        Some(example) => format!("{reason} (expected {example})"),
+                        None => reason,
+                    };
+                    errors.push(ConfigError::invalid(key, reason));
+                    None
+                }
+            },
+            (None, Fallback::Value(v)) => Some(v),
+            (None, Fallback::Required(example)) => {
+                errors.push(ConfigError::missing(&key, example));
+                None
+            }
+        }
+    }
+}
+
+/// Declares a section: its struct (with `Debug`, `Clone` and `Serialize` for the
+/// masked view), the list of its keys, and `read`, which reads every key on its own so
+/// each problem is reported. See the module documentation.
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$field_meta:meta])*
+                pub $field:ident : $ty:ty = $key:expr,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Serialize)]
+        pub struct $name {
+            $(
+                $(#[$field_meta])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl $name {
+            /// The section's keys, in declaration order.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// Reads every key of `table` (removing it); `None` when any was wrong.
+            fn read(section: &str, table: &mut Table, errors: &mut Vec<ConfigError>) -> Option<Self> {
+                $(
+                    let $field: Option<$ty> = Key::read(
+                        $key,
+                        section,
+                        stringify!($field),
+                        table.remove(stringify!($field)),
+                        errors,
+                    );
+                )*
+                Some($name { $($field: $field?,)* })
+            }
+        }
+    };
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub aws: AwsSettings,
     pub sqs: SqsSettings,
@@ -85,10 +337,104 @@ pub struct Config {
     pub dead_letter: DeadLetterSettings,
 }
 
-/// Where events the intake rejects for good are kept (`[dead_letter]`): never dropped.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum DeadLetterSettings {
+const QUEUE_URL_EXAMPLE: &str = "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs";
+
+settings! {
+    /// `[aws]`: where the AWS services are.
+    pub struct AwsSettings {
+        /// None: the SDK's default chain (`AWS_REGION`, profile...), then the queue URL.
+        pub region: Option<String> = default(None),
+        /// A custom endpoint (LocalStack); implies path-style S3 addressing.
+        pub endpoint_url: Option<String> = default(None)
+            .parse(|text| http_url(&text).map(|u| Some(u.to_string())))
+            .example("e.g. http://127.0.0.1:4566"),
+        pub force_path_style: bool = default(false),
+    }
+}
+
+settings! {
+    /// `[sqs]`: the queue and how its messages are held.
+    pub struct SqsSettings {
+        pub queue_url: String =
+            required(QUEUE_URL_EXAMPLE).parse(|text| http_url(&text).map(|_| text)),
+        pub max_messages_in_flight: usize = default(10).range(1, 10_000),
+        pub wait_time_seconds: u32 = default(20).range(0, 20),
+        pub visibility_timeout_seconds: u32 = default(300).range(1, 43_200),
+        /// Must be shorter than `visibility_timeout_seconds` (see [`cross_checks`]).
+        pub heartbeat_interval_seconds: u64 = default(60).range(1, 43_200),
+        pub failure_visibility_seconds: u32 = default(30).range(0, 43_200),
+        /// After a shutdown signal, how long in-flight messages may take to finish.
+        pub shutdown_grace_seconds: u64 = default(25).range(0, 3_600),
+    }
+}
+
+settings! {
+    /// `[processing]`: parsing.
+    pub struct ProcessingSettings {
+        pub object_concurrency: usize = default(4).range(1, 1_024),
+        pub keep_original: bool = default(false),
+        pub redact: bool = default(true),
+    }
+}
+
+settings! {
+    /// `[intake]`: where events go. The intake key is one of `key`, `key_env` and
+    /// `key_file`; after validation `key` holds it whatever its source (the other two
+    /// stay, so `check-config` shows where it came from).
+    pub struct IntakeSettings {
+        #[serde(serialize_with = "serialize_display")]
+        pub url: HttpUrl = required("e.g. https://intake.sekoia.io"),
+        pub protocol: IntakeProtocol = default(IntakeProtocol::Sekoia),
+        /// Serialized as `***`.
+        pub key: Option<IntakeKey> = default(None),
+        pub key_env: Option<String> = default(None),
+        pub key_file: Option<PathBuf> = default(None),
+        pub gzip: bool = default(true),
+        pub timeout_seconds: u64 = default(30).range(1, 3_600),
+        pub connect_timeout_seconds: u64 = default(10).range(1, 600),
+        pub max_retries: u32 = default(8).range(0, 1_000),
+        pub retry_initial_backoff_ms: u64 = default(200).range(1, 600_000),
+        /// At least `retry_initial_backoff_ms` (see [`cross_checks`]).
+        pub retry_max_backoff_ms: u64 = default(30_000).range(1, 3_600_000),
+        /// Index or data stream template; `{dataset}` is replaced by the event's
+        /// dataset without its `aws.` prefix (`logs-aws.{dataset}-default` ->
+        /// `logs-aws.cloudtrail-default`).
+        pub elasticsearch_index: String =
+            default("logs-aws.{dataset}-default".to_owned()).parse(elasticsearch_index),
+        /// Per-dataset overrides of `elasticsearch_index` (`"aws.cloudtrail" = "ct-stream"`),
+        /// checked in [`cross_checks`].
+        pub elasticsearch_indices: std::collections::BTreeMap<String, String> =
+            default(std::collections::BTreeMap::new()),
+        /// Batches sent at the same time (throughput over high-latency links).
+        pub max_concurrent_requests: usize = default(4).range(1, 256),
+        /// Largest event sent as is (serialized JSON bytes). 0 (the default): the
+        /// protocol's limit, 250,000 for Sekoia.io's intake and 1 MiB for the others
+        /// (resolved in [`cross_checks`]).
+        pub max_event_bytes: usize = default(0).range(0, 100 << 20),
+        /// What happens to a larger event: `truncate` or `dead_letter`.
+        pub oversize: OversizePolicy = default(OversizePolicy::Truncate),
+    }
+}
+
+settings! {
+    /// `[dead_letter]`: where events the intake refuses for good are kept, never
+    /// dropped: a local directory (default `dead-letter` under the working directory)
+    /// or an S3 bucket and prefix, not both. Whether it can be written is checked at
+    /// start-up ([`crate::deadletter::DeadLetterSink::open`]).
+    pub struct DeadLetterSettings {
+        pub directory: Option<PathBuf> = default(None),
+        /// A new file once the current one reaches this size.
+        pub max_file_bytes: u64 = default(64u64 << 20).range(4_096, 1 << 40),
+        pub s3_bucket: Option<String> = default(None),
+        /// Always ends in `/`.
+        pub s3_prefix: String =
+            default("aws-log-forwarder/dead-letter/".to_owned()).parse(s3_prefix),
+    }
+}
+
+/// Where the dead-letter sink writes, as [`DeadLetterSettings`] decide it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterTarget {
     /// NDJSON files in a local directory (created if missing), a new file once the
     /// current one reaches `max_file_bytes`.
     Directory {
@@ -102,9 +448,37 @@ pub enum DeadLetterSettings {
     },
 }
 
+impl DeadLetterSettings {
+    /// The sink these keys describe (both set is reported by [`cross_checks`]).
+    pub fn target(&self) -> DeadLetterTarget {
+        match &self.s3_bucket {
+            Some(bucket) => DeadLetterTarget::S3 {
+                s3_bucket: bucket.clone(),
+                s3_prefix: self.s3_prefix.clone(),
+            },
+            None => DeadLetterTarget::Directory {
+                directory: self
+                    .directory
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("dead-letter")),
+                max_file_bytes: self.max_file_bytes,
+            },
+        }
+    }
+}
+
+/// `dead_letter.s3_prefix`: relative to the bucket, ending in `/`.
+fn s3_prefix(text: String) -> Result<String, String> {
+    let mut prefix = text.trim().trim_start_matches('/').to_owned();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(prefix)
+}
+
 /// What to do with an event larger than `intake.max_event_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum OversizePolicy {
     /// Cut its largest string fields (`event.original` first) and tag it `_truncated`.
     Truncate,
@@ -112,32 +486,45 @@ pub enum OversizePolicy {
     DeadLetter,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AwsSettings {
-    /// None: the SDK's default chain (`AWS_REGION`, profile...), then the queue URL.
-    pub region: Option<String>,
-    /// A custom endpoint (LocalStack); implies path-style S3 addressing.
-    pub endpoint_url: Option<String>,
-    pub force_path_style: bool,
+impl TryFrom<String> for OversizePolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.trim() {
+            "truncate" => Ok(OversizePolicy::Truncate),
+            "dead_letter" => Ok(OversizePolicy::DeadLetter),
+            other => Err(format!(
+                "unknown policy `{other}` (expected truncate or dead_letter)"
+            )),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct SqsSettings {
-    pub queue_url: String,
-    pub max_messages_in_flight: usize,
-    pub wait_time_seconds: u32,
-    pub visibility_timeout_seconds: u32,
-    pub heartbeat_interval_seconds: u64,
-    pub failure_visibility_seconds: u32,
-    /// After a shutdown signal, how long in-flight messages may take to finish.
-    pub shutdown_grace_seconds: u64,
+settings! {
+    /// `[batch]`: when a batch is sent.
+    pub struct BatchSettings {
+        pub max_events: usize = default(5_000).range(1, 1_000_000),
+        pub max_bytes: usize = default(4_000_000).range(1_024, 1 << 30),
+        pub linger_ms: u64 = default(1_000).range(0, 600_000),
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcessingSettings {
-    pub object_concurrency: usize,
-    pub keep_original: bool,
-    pub redact: bool,
+settings! {
+    /// `[log]`: the daemon's own log.
+    pub struct LogSettings {
+        pub level: String = default("info".to_owned()).parse(log_filter),
+        pub format: LogFormat = default(LogFormat::Json),
+    }
+}
+
+settings! {
+    /// `[metrics]`: the Prometheus listener.
+    pub struct MetricsSettings {
+        pub listen: Option<SocketAddr> = default(None).parse(|text| {
+            text.trim().parse().map(Some).map_err(|e| {
+                format!("`{text}`: {e} (expected an address and port, e.g. 127.0.0.1:9898)")
+            })
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -194,8 +581,8 @@ impl FormatsSettings {
 }
 
 /// How batches are encoded for the intake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum IntakeProtocol {
     /// Sekoia.io: `POST {url}/batch` with `{"intake_key":..., "jsons":[...]}`.
     Sekoia,
@@ -219,6 +606,13 @@ impl FromStr for IntakeProtocol {
     }
 }
 
+impl TryFrom<String> for IntakeProtocol {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.trim().parse()
+    }
+}
+
 impl fmt::Display for IntakeProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -226,6 +620,51 @@ impl fmt::Display for IntakeProtocol {
             IntakeProtocol::Ndjson => "ndjson",
             IntakeProtocol::Elasticsearch => "elasticsearch",
         })
+    }
+}
+
+/// The daemon's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.trim() {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            other => Err(format!("unknown format `{other}` (expected json or text)")),
+        }
+    }
+}
+
+/// An absolute http(s) URL with a host: what the intake can be posted to. Derefs to
+/// [`url::Url`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HttpUrl(url::Url);
+
+impl TryFrom<String> for HttpUrl {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        http_url(&text).map(HttpUrl)
+    }
+}
+
+impl std::ops::Deref for HttpUrl {
+    type Target = url::Url;
+    fn deref(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -237,26 +676,44 @@ pub enum KeySource {
     File(PathBuf),
 }
 
-/// The intake key. `Debug` and `Display` print `***`: a key in a log line or a panic
-/// message would be a leaked credential.
-#[derive(Clone, PartialEq, Eq)]
+/// The intake key. `Debug`, `Display` and `Serialize` show `***`: a key in a log line,
+/// a panic message or `check-config` output would be a leaked credential.
+#[derive(Clone)]
 pub struct IntakeKey {
-    value: String,
+    value: SecretString,
     source: KeySource,
 }
 
 impl IntakeKey {
     pub fn new(value: String, source: KeySource) -> Self {
-        IntakeKey { value, source }
+        IntakeKey {
+            value: SecretString::from(value),
+            source,
+        }
     }
 
     /// The secret itself; only the intake client should call this.
     pub fn expose(&self) -> &str {
-        &self.value
+        self.value.expose_secret()
     }
 
     pub fn source(&self) -> &KeySource {
         &self.source
+    }
+}
+
+/// `key = "..."` in the file: trimmed (files and `echo`ed variables usually end with a
+/// newline).
+impl<'de> Deserialize<'de> for IntakeKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(IntakeKey::new(text.trim().to_owned(), KeySource::Inline))
+    }
+}
+
+impl Serialize for IntakeKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
     }
 }
 
@@ -275,203 +732,34 @@ impl fmt::Display for IntakeKey {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct IntakeSettings {
-    pub url: url::Url,
-    pub protocol: IntakeProtocol,
-    pub key: Option<IntakeKey>,
-    pub gzip: bool,
-    pub timeout_seconds: u64,
-    pub connect_timeout_seconds: u64,
-    pub max_retries: u32,
-    pub retry_initial_backoff_ms: u64,
-    pub retry_max_backoff_ms: u64,
-    /// Index or data stream template; `{dataset}` is replaced by the event's dataset
-    /// without its `aws.` prefix (`logs-aws.{dataset}-default` -> `logs-aws.cloudtrail-default`).
-    pub elasticsearch_index: String,
-    /// Per-dataset overrides of `elasticsearch_index` (`"aws.cloudtrail" = "ct-stream"`).
-    pub elasticsearch_indices: std::collections::BTreeMap<String, String>,
-    /// Batches sent at the same time (throughput over high-latency links).
-    pub max_concurrent_requests: usize,
-    /// Largest event sent as is (serialized JSON bytes); Sekoia's intake refuses more
-    /// than 250,000 bytes per event.
-    pub max_event_bytes: usize,
-    pub oversize: OversizePolicy,
+/// Parses an absolute http(s) URL with a host.
+fn http_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| e.to_string())?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("scheme `{}` is not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("no host".to_owned());
+    }
+    Ok(url)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct BatchSettings {
-    pub max_events: usize,
-    pub max_bytes: usize,
-    pub linger_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LogSettings {
-    pub level: String,
-    pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MetricsSettings {
-    pub listen: Option<SocketAddr>,
-}
-
-/// Deserialization targets: every key optional, so validation can name what is missing.
-mod raw {
-    use serde::Deserialize;
-
-    #[derive(Debug, Default, Deserialize)]
-    pub struct Root {
-        #[serde(default)]
-        pub aws: Aws,
-        #[serde(default)]
-        pub sqs: Sqs,
-        #[serde(default)]
-        pub processing: Processing,
-        #[serde(default)]
-        pub formats: Formats,
-        #[serde(default)]
-        pub intake: Intake,
-        #[serde(default)]
-        pub batch: Batch,
-        #[serde(default)]
-        pub log: Log,
-        #[serde(default)]
-        pub metrics: Metrics,
-        #[serde(default)]
-        pub dead_letter: DeadLetter,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Aws {
-        pub region: Option<String>,
-        pub endpoint_url: Option<String>,
-        pub force_path_style: Option<bool>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Sqs {
-        pub queue_url: Option<String>,
-        pub max_messages_in_flight: Option<i64>,
-        pub wait_time_seconds: Option<i64>,
-        pub visibility_timeout_seconds: Option<i64>,
-        pub heartbeat_interval_seconds: Option<i64>,
-        pub failure_visibility_seconds: Option<i64>,
-        pub shutdown_grace_seconds: Option<i64>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Processing {
-        pub object_concurrency: Option<i64>,
-        pub keep_original: Option<bool>,
-        pub redact: Option<bool>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Formats {
-        #[serde(default)]
-        pub rules: Vec<Rule>,
-    }
-
-    /// Keys other than these four are the format's options, checked by the format
-    /// (an unknown one is an error there).
-    #[derive(Debug, Default, Deserialize)]
-    pub struct Rule {
-        pub bucket: Option<String>,
-        pub key_prefix: Option<String>,
-        pub key_regex: Option<String>,
-        pub format: Option<String>,
-        #[serde(flatten)]
-        pub options: std::collections::BTreeMap<String, serde_json::Value>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Intake {
-        pub url: Option<String>,
-        pub protocol: Option<String>,
-        pub key: Option<String>,
-        pub key_env: Option<String>,
-        pub key_file: Option<String>,
-        pub gzip: Option<bool>,
-        pub timeout_seconds: Option<i64>,
-        pub connect_timeout_seconds: Option<i64>,
-        pub max_retries: Option<i64>,
-        pub retry_initial_backoff_ms: Option<i64>,
-        pub retry_max_backoff_ms: Option<i64>,
-        pub elasticsearch_index: Option<String>,
-        pub elasticsearch_indices: Option<std::collections::BTreeMap<String, String>>,
-        pub max_concurrent_requests: Option<i64>,
-        pub max_event_bytes: Option<i64>,
-        pub oversize: Option<String>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct DeadLetter {
-        pub directory: Option<String>,
-        pub max_file_bytes: Option<i64>,
-        pub s3_bucket: Option<String>,
-        pub s3_prefix: Option<String>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Batch {
-        pub max_events: Option<i64>,
-        pub max_bytes: Option<i64>,
-        pub linger_ms: Option<i64>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Log {
-        pub level: Option<String>,
-        pub format: Option<String>,
-    }
-
-    #[derive(Debug, Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Metrics {
-        pub listen: Option<String>,
+/// `log.level`: a level or a `RUST_LOG`-style filter.
+fn log_filter(level: String) -> Result<String, String> {
+    match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(_) => Ok(level),
+        Err(_) => Err(format!(
+            "`{level}` is not a level or filter (expected error, warn, info, debug, trace, or a RUST_LOG-style filter)"
+        )),
     }
 }
 
-/// Reads a number key and checks its range; `default` when absent.
-fn number<T: TryFrom<i64>>(
-    key: &str,
-    value: Option<i64>,
-    default: T,
-    min: i64,
-    max: i64,
-) -> Result<T, ConfigError> {
-    let Some(v) = value else {
-        return Ok(default);
-    };
-    if v < min || v > max {
-        let range = if max == i64::MAX {
-            format!("at least {min}")
-        } else {
-            format!("between {min} and {max}")
-        };
-        return Err(ConfigError::invalid(
-            key,
-            format!("{v} is out of range (expected {range})"),
-        ));
+/// `intake.elasticsearch_index`: written into every `_bulk` action line.
+fn elasticsearch_index(index: String) -> Result<String, String> {
+    if index.contains(['"', '\\', '\n']) {
+        return Err("must not contain quotes, backslashes or line breaks".to_owned());
     }
-    T::try_from(v).map_err(|_| ConfigError::invalid(key, format!("{v} is out of range")))
+    Ok(index)
 }
 
 /// Empty strings in the environment (`ALF_AWS__REGION=`) mean "not set".
@@ -479,251 +767,141 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|s| !s.trim().is_empty())
 }
 
-/// Turns the `config` crate's messages ("invalid type: ... for key `sqs.x`") into ours.
-fn source_error(e: config::ConfigError) -> ConfigError {
-    ConfigError::Source(e.to_string())
-}
-
 impl Config {
     /// Parses TOML text (no environment overrides) and validates it.
-    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        check_sections(text, "the configuration")?;
-        let raw: raw::Root = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(source_error)?;
-        Self::validate(raw, &EnvLookup::Process)
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        Self::from_sources(
+            Some((text, "the configuration")),
+            false,
+            &EnvLookup::Process,
+        )
     }
 
     /// Loads a TOML file (optional) plus environment overrides (prefix `ALF_`, nested
     /// keys joined with `__`, e.g. `ALF_INTAKE__URL`) and validates.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let text = match path {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Source(format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let origin = path.map(|p| p.display().to_string()).unwrap_or_default();
+        Self::from_sources(
+            text.as_deref().map(|t| (t, origin.as_str())),
+            true,
+            &EnvLookup::Process,
+        )
+    }
+
+    /// Merges the file (`text`, named `origin` in errors) and, with `with_env`, the
+    /// environment; then reads and checks every key.
+    fn from_sources(
+        file: Option<(&str, &str)>,
+        with_env: bool,
+        env: &EnvLookup,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
         let mut builder = config::Config::builder();
-        if let Some(path) = path {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::Source(format!("cannot read {}: {e}", path.display())))?;
-            check_sections(&text, &path.display().to_string())?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        if let Some((text, origin)) = file {
+            check_sections(text, origin, &mut errors)?;
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
         }
-        builder = builder.add_source(env_source());
-        let raw: raw::Root = builder
+        if with_env {
+            builder = builder.add_source(env_source());
+        }
+        let mut root = builder
             .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(source_error)?;
-        Self::validate(raw, &EnvLookup::Process)
+            .and_then(|c| c.cache.into_table())
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let config = Self::read(&mut root, env, &mut errors);
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(errors)),
+        }
     }
 
-    fn validate(raw: raw::Root, env: &EnvLookup) -> Result<Config, ConfigError> {
-        let aws = AwsSettings {
-            region: non_empty(raw.aws.region),
-            endpoint_url: match non_empty(raw.aws.endpoint_url) {
-                Some(u) => {
-                    Some(http_url("aws.endpoint_url", &u, "http://127.0.0.1:4566")?.to_string())
+    /// Reads every section of `root`, recording each problem in `errors`.
+    fn read(root: &mut Table, env: &EnvLookup, errors: &mut Vec<ConfigError>) -> Option<Config> {
+        fn section<T>(
+            name: &str,
+            keys: &[&str],
+            root: &mut Table,
+            errors: &mut Vec<ConfigError>,
+            read: fn(&str, &mut Table, &mut Vec<ConfigError>) -> Option<T>,
+        ) -> Option<T> {
+            let mut table = match root.remove(name).map(config::Value::into_table) {
+                None => Table::new(),
+                Some(Ok(table)) => table,
+                Some(Err(e)) => {
+                    errors.push(ConfigError::invalid(name, e.to_string()));
+                    return None;
                 }
-                None => None,
-            },
-            force_path_style: raw.aws.force_path_style.unwrap_or(false),
-        };
-
-        let queue_url = non_empty(raw.sqs.queue_url).ok_or_else(|| {
-            ConfigError::missing(
-                "sqs.queue_url",
-                "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs",
-            )
-        })?;
-        http_url(
-            "sqs.queue_url",
-            &queue_url,
-            "https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs",
-        )?;
-        let visibility_timeout_seconds = number(
-            "sqs.visibility_timeout_seconds",
-            raw.sqs.visibility_timeout_seconds,
-            300u32,
-            1,
-            43_200,
-        )?;
-        let heartbeat_interval_seconds = number(
-            "sqs.heartbeat_interval_seconds",
-            raw.sqs.heartbeat_interval_seconds,
-            60u64,
-            1,
-            43_200,
-        )?;
-        if heartbeat_interval_seconds >= u64::from(visibility_timeout_seconds) {
-            return Err(ConfigError::invalid(
-                "sqs.heartbeat_interval_seconds",
-                format!(
-                    "{heartbeat_interval_seconds} must be shorter than sqs.visibility_timeout_seconds ({visibility_timeout_seconds}), or messages become visible to other consumers while still being processed"
-                ),
-            ));
-        }
-        let sqs = SqsSettings {
-            queue_url,
-            max_messages_in_flight: number(
-                "sqs.max_messages_in_flight",
-                raw.sqs.max_messages_in_flight,
-                10usize,
-                1,
-                10_000,
-            )?,
-            wait_time_seconds: number(
-                "sqs.wait_time_seconds",
-                raw.sqs.wait_time_seconds,
-                20u32,
-                0,
-                20,
-            )?,
-            visibility_timeout_seconds,
-            heartbeat_interval_seconds,
-            failure_visibility_seconds: number(
-                "sqs.failure_visibility_seconds",
-                raw.sqs.failure_visibility_seconds,
-                30u32,
-                0,
-                43_200,
-            )?,
-            shutdown_grace_seconds: number(
-                "sqs.shutdown_grace_seconds",
-                raw.sqs.shutdown_grace_seconds,
-                25u64,
-                0,
-                3_600,
-            )?,
-        };
-
-        let processing = ProcessingSettings {
-            object_concurrency: number(
-                "processing.object_concurrency",
-                raw.processing.object_concurrency,
-                4usize,
-                1,
-                1_024,
-            )?,
-            keep_original: raw.processing.keep_original.unwrap_or(false),
-            redact: raw.processing.redact.unwrap_or(true),
-        };
-
-        let mut rules = Vec::with_capacity(raw.formats.rules.len());
-        for (i, rule) in raw.formats.rules.into_iter().enumerate() {
-            rules.push(validate_rule(i, rule)?);
-        }
-        let formats = FormatsSettings { rules };
-
-        let intake = validate_intake(raw.intake, env)?;
-
-        let batch = BatchSettings {
-            max_events: number(
-                "batch.max_events",
-                raw.batch.max_events,
-                5_000usize,
-                1,
-                1_000_000,
-            )?,
-            max_bytes: number(
-                "batch.max_bytes",
-                raw.batch.max_bytes,
-                4_000_000usize,
-                1_024,
-                1 << 30,
-            )?,
-            linger_ms: number("batch.linger_ms", raw.batch.linger_ms, 1_000u64, 0, 600_000)?,
-        };
-
-        let level = non_empty(raw.log.level).unwrap_or_else(|| "info".to_owned());
-        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            return Err(ConfigError::invalid(
-                "log.level",
-                format!(
-                    "`{level}` is not a level or filter (expected error, warn, info, debug, trace, or a RUST_LOG-style filter)"
-                ),
-            ));
-        }
-        let format = match non_empty(raw.log.format).as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "log.format",
-                    format!("unknown format `{other}` (expected json or text)"),
-                ));
+            };
+            let value = read(name, &mut table, errors);
+            for unknown in table.keys() {
+                errors.push(ConfigError::unknown(name, unknown, "key", keys));
             }
+            value
+        }
+        let aws = section("aws", AwsSettings::KEYS, root, errors, AwsSettings::read);
+        let sqs = section("sqs", SqsSettings::KEYS, root, errors, SqsSettings::read);
+        let processing = section(
+            "processing",
+            ProcessingSettings::KEYS,
+            root,
+            errors,
+            ProcessingSettings::read,
+        );
+        let formats = read_formats(root.remove("formats"), errors);
+        let intake = section(
+            "intake",
+            IntakeSettings::KEYS,
+            root,
+            errors,
+            IntakeSettings::read,
+        );
+        let batch = section(
+            "batch",
+            BatchSettings::KEYS,
+            root,
+            errors,
+            BatchSettings::read,
+        );
+        let log = section("log", LogSettings::KEYS, root, errors, LogSettings::read);
+        let metrics = section(
+            "metrics",
+            MetricsSettings::KEYS,
+            root,
+            errors,
+            MetricsSettings::read,
+        );
+        let dead_letter = section(
+            "dead_letter",
+            DeadLetterSettings::KEYS,
+            root,
+            errors,
+            DeadLetterSettings::read,
+        );
+        let mut config = Config {
+            aws: aws?,
+            sqs: sqs?,
+            processing: processing?,
+            formats: formats?,
+            intake: intake?,
+            batch: batch?,
+            log: log?,
+            metrics: metrics?,
+            dead_letter: dead_letter?,
         };
-        let log = LogSettings { level, format };
-
-        let metrics = MetricsSettings {
-            listen: match non_empty(raw.metrics.listen) {
-                None => None,
-                Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|e| {
-                    ConfigError::invalid(
-                        "metrics.listen",
-                        format!(
-                            "`{addr}`: {e} (expected an address and port, e.g. 127.0.0.1:9898)"
-                        ),
-                    )
-                })?),
-            },
-        };
-
-        let dead_letter = validate_dead_letter(raw.dead_letter)?;
-
-        Ok(Config {
-            aws,
-            sqs,
-            processing,
-            formats,
-            intake,
-            batch,
-            log,
-            metrics,
-            dead_letter,
-        })
+        cross_checks(&mut config, env, errors);
+        Some(config)
     }
 
-    /// The effective configuration as JSON, with the intake key replaced by `***` and
-    /// its source (`key_env`, `key_file` or inline) shown instead.
+    /// The effective configuration as JSON, with the intake key replaced by `***` (its
+    /// source, `key_env` or `key_file`, is shown). Derived from the settings' `Serialize`.
     pub fn masked(&self) -> serde_json::Value {
-        let i = &self.intake;
-        let mut intake = serde_json::json!({
-            "url": i.url.as_str(),
-            "protocol": i.protocol.to_string(),
-            "gzip": i.gzip,
-            "timeout_seconds": i.timeout_seconds,
-            "connect_timeout_seconds": i.connect_timeout_seconds,
-            "max_retries": i.max_retries,
-            "retry_initial_backoff_ms": i.retry_initial_backoff_ms,
-            "retry_max_backoff_ms": i.retry_max_backoff_ms,
-            "elasticsearch_index": i.elasticsearch_index,
-            "elasticsearch_indices": i.elasticsearch_indices,
-            "max_concurrent_requests": i.max_concurrent_requests,
-            "max_event_bytes": i.max_event_bytes,
-            "oversize": i.oversize,
-        });
-        if let (Some(key), Some(obj)) = (&i.key, intake.as_object_mut()) {
-            obj.insert("key".into(), "***".into());
-            match key.source() {
-                KeySource::Inline => {}
-                KeySource::Env(var) => {
-                    obj.insert("key_env".into(), var.clone().into());
-                }
-                KeySource::File(path) => {
-                    obj.insert("key_file".into(), path.display().to_string().into());
-                }
-            }
-        }
-        let to_value = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
-        let mut root = serde_json::json!({
-            "aws": to_value(serde_json::to_value(&self.aws)),
-            "sqs": to_value(serde_json::to_value(&self.sqs)),
-            "processing": to_value(serde_json::to_value(&self.processing)),
-            "formats": to_value(serde_json::to_value(&self.formats)),
-            "intake": intake,
-            "batch": to_value(serde_json::to_value(&self.batch)),
-            "log": to_value(serde_json::to_value(&self.log)),
-            "metrics": to_value(serde_json::to_value(&self.metrics)),
-            "dead_letter": to_value(serde_json::to_value(&self.dead_letter)),
-        });
+        let mut root = serde_json::to_value(self).unwrap_or_default();
         drop_nulls(&mut root);
         root
     }
@@ -732,6 +910,235 @@ impl Config {
     pub fn masked_toml(&self) -> String {
         toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+
+    /// Every key of every section, as `section.key` (`[[formats.rules]]` keys as
+    /// `formats.rules.key`).
+    pub fn keys() -> Vec<String> {
+        let sections: [(&str, &[&str]); 8] = [
+            ("aws", AwsSettings::KEYS),
+            ("sqs", SqsSettings::KEYS),
+            ("processing", ProcessingSettings::KEYS),
+            ("intake", IntakeSettings::KEYS),
+            ("batch", BatchSettings::KEYS),
+            ("log", LogSettings::KEYS),
+            ("metrics", MetricsSettings::KEYS),
+            ("dead_letter", DeadLetterSettings::KEYS),
+        ];
+        let mut keys: Vec<String> = sections
+            .iter()
+            .flat_map(|(s, keys)| keys.iter().map(move |k| format!("{s}.{k}")))
+            .collect();
+        keys.extend(RULE_KEYS.iter().map(|k| format!("formats.rules.{k}")));
+        keys
+    }
+}
+
+/// Rules between keys, checked once each key is valid on its own; also resolves the
+/// intake key from its source.
+fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigError>) {
+    let sqs = &config.sqs;
+    if sqs.heartbeat_interval_seconds >= u64::from(sqs.visibility_timeout_seconds) {
+        errors.push(ConfigError::invalid(
+            "sqs.heartbeat_interval_seconds",
+            format!(
+                "{} must be shorter than sqs.visibility_timeout_seconds ({}), or messages become visible to other consumers while still being processed",
+                sqs.heartbeat_interval_seconds, sqs.visibility_timeout_seconds
+            ),
+        ));
+    }
+    let intake = &mut config.intake;
+    if intake.retry_max_backoff_ms < intake.retry_initial_backoff_ms {
+        errors.push(ConfigError::invalid(
+            "intake.retry_max_backoff_ms",
+            format!(
+                "{} is below intake.retry_initial_backoff_ms ({})",
+                intake.retry_max_backoff_ms, intake.retry_initial_backoff_ms
+            ),
+        ));
+    }
+    for (dataset, index) in &intake.elasticsearch_indices {
+        if index.trim().is_empty() || index.contains(['"', '\\', '\n']) {
+            errors.push(ConfigError::invalid(
+                format!("intake.elasticsearch_indices.{dataset}"),
+                "must be a non-empty index name without quotes, backslashes or line breaks",
+            ));
+        }
+    }
+    // Sekoia's HTTP intake refuses events over 250,000 bytes; the others have no
+    // documented limit, 1 MiB keeps a runaway record from stalling a batch.
+    match intake.max_event_bytes {
+        0 => {
+            intake.max_event_bytes = match intake.protocol {
+                IntakeProtocol::Sekoia => 250_000,
+                IntakeProtocol::Ndjson | IntakeProtocol::Elasticsearch => 1 << 20,
+            }
+        }
+        1..1_024 => errors.push(ConfigError::invalid(
+            "intake.max_event_bytes",
+            format!(
+                "{} is out of range (expected 0 for the protocol's limit, or between 1024 and {})",
+                intake.max_event_bytes,
+                100 << 20
+            ),
+        )),
+        _ => {}
+    }
+    if config.dead_letter.s3_bucket.is_some() && config.dead_letter.directory.is_some() {
+        errors.push(ConfigError::invalid(
+            "dead_letter.s3_bucket",
+            "set either dead_letter.directory or dead_letter.s3_bucket, not both",
+        ));
+    }
+    let intake = &mut config.intake;
+    match resolve_key(intake, env) {
+        Ok(()) => {
+            if intake.protocol == IntakeProtocol::Sekoia && intake.key.is_none() {
+                errors.push(ConfigError::missing(
+                    "intake.key",
+                    "the sekoia protocol needs an intake key: set one of intake.key, intake.key_env or intake.key_file",
+                ));
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+}
+
+/// Resolves `intake.key` from exactly one of its three sources, trimmed (files and
+/// `echo`ed variables usually end with a newline).
+fn resolve_key(intake: &mut IntakeSettings, env: &EnvLookup) -> Result<(), ConfigError> {
+    let given = [
+        intake.key.is_some(),
+        intake.key_env.is_some(),
+        intake.key_file.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if given > 1 {
+        return Err(ConfigError::invalid(
+            "intake.key",
+            "set only one of intake.key, intake.key_env and intake.key_file",
+        ));
+    }
+    if let Some(var) = &intake.key_env {
+        let value = env.get(var).ok_or_else(|| {
+            ConfigError::invalid(
+                "intake.key_env",
+                format!("environment variable {var} is not set"),
+            )
+        })?;
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(ConfigError::invalid(
+                "intake.key_env",
+                format!("environment variable {var} is empty"),
+            ));
+        }
+        intake.key = Some(IntakeKey::new(value, KeySource::Env(var.clone())));
+    } else if let Some(path) = &intake.key_file {
+        let value = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::invalid(
+                "intake.key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(ConfigError::invalid(
+                "intake.key_file",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        intake.key = Some(IntakeKey::new(value, KeySource::File(path.clone())));
+    }
+    if intake
+        .key
+        .as_ref()
+        .is_some_and(|k| k.expose().contains(['\r', '\n']))
+    {
+        // A multi-line key cannot go in a header and is certainly a wrong file.
+        return Err(ConfigError::invalid(
+            "intake.key",
+            "the key contains a line break",
+        ));
+    }
+    Ok(())
+}
+
+/// `[formats]` and its `[[formats.rules]]`: unknown keys get suggestions, then each
+/// rule is validated on its own.
+fn read_formats(
+    value: Option<config::Value>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<FormatsSettings> {
+    let Some(value) = value else {
+        return Some(FormatsSettings::default());
+    };
+    let before = errors.len();
+    // Unknown keys first, with suggestions (serde's own message lists every field).
+    if let config::ValueKind::Table(table) = &value.kind {
+        let known = struct_fields::<raw::Formats>();
+        for key in table.keys().filter(|k| !known.contains(&k.as_str())) {
+            errors.push(ConfigError::unknown("formats", key, "key", known));
+        }
+        // A rule's keys other than RULE_KEYS are its format's options: the format
+        // checks them and names an unknown one (validate_rule).
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let raw: raw::Formats = match value.try_deserialize() {
+        Ok(raw) => raw,
+        Err(e) => {
+            errors.push(ConfigError::invalid("formats", e.to_string()));
+            return None;
+        }
+    };
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (i, rule) in raw.rules.into_iter().enumerate() {
+        match validate_rule(i, rule) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => errors.push(e),
+        }
+    }
+    (errors.len() == before).then_some(FormatsSettings { rules })
+}
+
+/// The field names a `#[derive(Deserialize)]` struct expects, asked from the derive
+/// itself (it passes them to `deserialize_struct`), so no list repeats them.
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    struct FieldsOf<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for FieldsOf<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields captured"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // The error is the point: deserialization stops once the fields are seen.
+    let _ = T::deserialize(FieldsOf(&mut fields));
+    fields
 }
 
 /// TOML has no null: unset optional keys are left out.
@@ -747,8 +1154,8 @@ fn drop_nulls(v: &mut serde_json::Value) {
 }
 
 /// The environment source: `ALF_SQS__QUEUE_URL` -> `sqs.queue_url`. Values stay
-/// strings (no `try_parsing`): numbers and booleans are converted when deserialized
-/// into a numeric key, while a key such as `ALF_INTAKE__KEY=00123` keeps its zeros.
+/// strings (no `try_parsing`): numbers and booleans are converted when read into a
+/// numeric key, while a key such as `ALF_INTAKE__KEY=00123` keeps its zeros.
 fn env_source() -> config::Environment {
     config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
@@ -758,41 +1165,50 @@ fn env_source() -> config::Environment {
 
 /// Reports unknown top-level sections of a file (`[intak]`), which would otherwise be
 /// ignored: environment variables may carry unrelated `ALF_*` names, files may not.
-fn check_sections(text: &str, origin: &str) -> Result<(), ConfigError> {
+/// A file that is not TOML is the one error returned at once.
+fn check_sections(
+    text: &str,
+    origin: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Result<(), ConfigError> {
     let table: toml::Table = toml::from_str(text)
         .map_err(|e| ConfigError::Source(format!("{origin} is not valid TOML: {e}")))?;
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
-            return Err(ConfigError::invalid(
-                key.clone(),
-                format!("unknown section (expected one of: {})", SECTIONS.join(", ")),
-            ));
+            errors.push(ConfigError::unknown("", key, "section", SECTIONS));
         }
     }
     Ok(())
 }
 
-/// Parses an absolute http(s) URL.
-fn http_url(key: &str, text: &str, example: &str) -> Result<url::Url, ConfigError> {
-    let url = url::Url::parse(text.trim())
-        .map_err(|e| ConfigError::invalid(key, format!("{e} (expected e.g. {example})")))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "scheme `{}` is not http or https (expected e.g. {example})",
-                url.scheme()
-            ),
-        ));
+/// Deserialization targets of `[formats]`: every key optional, so validation can name
+/// what is missing.
+mod raw {
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Formats {
+        #[serde(default)]
+        pub rules: Vec<Rule>,
     }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::invalid(
-            key,
-            format!("no host (expected e.g. {example})"),
-        ));
+
+    /// Keys other than these four ([`super::RULE_KEYS`]) are the format's options,
+    /// checked by the format (an unknown one is an error there).
+    #[derive(Debug, Default, Deserialize)]
+    pub struct Rule {
+        pub bucket: Option<String>,
+        pub key_prefix: Option<String>,
+        pub key_regex: Option<String>,
+        pub format: Option<String>,
+        #[serde(flatten)]
+        pub options: std::collections::BTreeMap<String, serde_json::Value>,
     }
-    Ok(url)
 }
+
+/// The keys of a `[[formats.rules]]` entry itself; any other key is an option of its
+/// format.
+const RULE_KEYS: &[&str] = &["bucket", "key_prefix", "key_regex", "format"];
 
 fn validate_rule(i: usize, rule: raw::Rule) -> Result<FormatRule, ConfigError> {
     let key = |k: &str| format!("formats.rules[{i}].{k}");
@@ -844,227 +1260,6 @@ impl EnvLookup {
     }
 }
 
-fn validate_intake(raw: raw::Intake, env: &EnvLookup) -> Result<IntakeSettings, ConfigError> {
-    let example = "https://intake.sekoia.io";
-    let url_text = non_empty(raw.url)
-        .ok_or_else(|| ConfigError::missing("intake.url", &format!("e.g. {example}")))?;
-    let url = http_url("intake.url", &url_text, example)?;
-    let protocol = match non_empty(raw.protocol) {
-        None => IntakeProtocol::Sekoia,
-        Some(p) => p
-            .parse::<IntakeProtocol>()
-            .map_err(|e| ConfigError::invalid("intake.protocol", e))?,
-    };
-
-    let key = resolve_key(raw.key, raw.key_env, raw.key_file, env)?;
-    if protocol == IntakeProtocol::Sekoia && key.is_none() {
-        return Err(ConfigError::missing(
-            "intake.key",
-            "the sekoia protocol needs an intake key: set one of intake.key, intake.key_env or intake.key_file",
-        ));
-    }
-
-    let retry_initial_backoff_ms = number(
-        "intake.retry_initial_backoff_ms",
-        raw.retry_initial_backoff_ms,
-        200u64,
-        1,
-        600_000,
-    )?;
-    let retry_max_backoff_ms = number(
-        "intake.retry_max_backoff_ms",
-        raw.retry_max_backoff_ms,
-        30_000u64,
-        1,
-        3_600_000,
-    )?;
-    if retry_max_backoff_ms < retry_initial_backoff_ms {
-        return Err(ConfigError::invalid(
-            "intake.retry_max_backoff_ms",
-            format!(
-                "{retry_max_backoff_ms} is below intake.retry_initial_backoff_ms ({retry_initial_backoff_ms})"
-            ),
-        ));
-    }
-    let elasticsearch_index = non_empty(raw.elasticsearch_index)
-        .unwrap_or_else(|| "logs-aws.{dataset}-default".to_owned());
-    if elasticsearch_index.contains(['"', '\\', '\n']) {
-        return Err(ConfigError::invalid(
-            "intake.elasticsearch_index",
-            "must not contain quotes, backslashes or line breaks",
-        ));
-    }
-    let elasticsearch_indices = raw.elasticsearch_indices.unwrap_or_default();
-    for (dataset, index) in &elasticsearch_indices {
-        if index.trim().is_empty() || index.contains(['"', '\\', '\n']) {
-            return Err(ConfigError::invalid(
-                format!("intake.elasticsearch_indices.{dataset}"),
-                "must be a non-empty index name without quotes, backslashes or line breaks",
-            ));
-        }
-    }
-    // Sekoia's HTTP intake refuses events over 250,000 bytes; the others have no
-    // documented limit, 1 MiB keeps a runaway record from stalling a batch.
-    let default_max_event_bytes = match protocol {
-        IntakeProtocol::Sekoia => 250_000usize,
-        IntakeProtocol::Ndjson | IntakeProtocol::Elasticsearch => 1 << 20,
-    };
-    let oversize = match non_empty(raw.oversize).as_deref() {
-        None | Some("truncate") => OversizePolicy::Truncate,
-        Some("dead_letter") => OversizePolicy::DeadLetter,
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                "intake.oversize",
-                format!("unknown policy `{other}` (expected truncate or dead_letter)"),
-            ));
-        }
-    };
-    Ok(IntakeSettings {
-        url,
-        protocol,
-        key,
-        gzip: raw.gzip.unwrap_or(true),
-        timeout_seconds: number(
-            "intake.timeout_seconds",
-            raw.timeout_seconds,
-            30u64,
-            1,
-            3_600,
-        )?,
-        connect_timeout_seconds: number(
-            "intake.connect_timeout_seconds",
-            raw.connect_timeout_seconds,
-            10u64,
-            1,
-            600,
-        )?,
-        max_retries: number("intake.max_retries", raw.max_retries, 8u32, 0, 1_000)?,
-        retry_initial_backoff_ms,
-        retry_max_backoff_ms,
-        elasticsearch_index,
-        elasticsearch_indices,
-        max_concurrent_requests: number(
-            "intake.max_concurrent_requests",
-            raw.max_concurrent_requests,
-            4usize,
-            1,
-            256,
-        )?,
-        max_event_bytes: number(
-            "intake.max_event_bytes",
-            raw.max_event_bytes,
-            default_max_event_bytes,
-            1_024,
-            100 << 20,
-        )?,
-        oversize,
-    })
-}
-
-/// `[dead_letter]`: a directory (default `dead-letter` under the working directory) or
-/// an S3 bucket, not both. Whether it can be written is checked at start-up
-/// ([`crate::deadletter::DeadLetterSink::open`]).
-fn validate_dead_letter(raw: raw::DeadLetter) -> Result<DeadLetterSettings, ConfigError> {
-    let directory = non_empty(raw.directory);
-    let max_file_bytes = number(
-        "dead_letter.max_file_bytes",
-        raw.max_file_bytes,
-        64u64 << 20,
-        4_096,
-        1 << 40,
-    )?;
-    match non_empty(raw.s3_bucket) {
-        Some(bucket) => {
-            if directory.is_some() {
-                return Err(ConfigError::invalid(
-                    "dead_letter.s3_bucket",
-                    "set either dead_letter.directory or dead_letter.s3_bucket, not both",
-                ));
-            }
-            let mut prefix =
-                non_empty(raw.s3_prefix).unwrap_or_else(|| "aws-log-forwarder/dead-letter/".into());
-            if !prefix.ends_with('/') {
-                prefix.push('/');
-            }
-            Ok(DeadLetterSettings::S3 {
-                s3_bucket: bucket,
-                s3_prefix: prefix.trim_start_matches('/').to_owned(),
-            })
-        }
-        None => Ok(DeadLetterSettings::Directory {
-            directory: PathBuf::from(directory.unwrap_or_else(|| "dead-letter".into())),
-            max_file_bytes,
-        }),
-    }
-}
-
-/// Resolves the intake key from exactly one of its three sources, trimmed (files and
-/// `echo`ed variables usually end with a newline).
-fn resolve_key(
-    inline: Option<String>,
-    key_env: Option<String>,
-    key_file: Option<String>,
-    env: &EnvLookup,
-) -> Result<Option<IntakeKey>, ConfigError> {
-    let inline = non_empty(inline);
-    let key_env = non_empty(key_env);
-    let key_file = non_empty(key_file);
-    let given = [inline.is_some(), key_env.is_some(), key_file.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    if given > 1 {
-        return Err(ConfigError::invalid(
-            "intake.key",
-            "set only one of intake.key, intake.key_env and intake.key_file",
-        ));
-    }
-    let key = if let Some(value) = inline {
-        IntakeKey::new(value.trim().to_owned(), KeySource::Inline)
-    } else if let Some(var) = key_env {
-        let value = env.get(&var).ok_or_else(|| {
-            ConfigError::invalid(
-                "intake.key_env",
-                format!("environment variable {var} is not set"),
-            )
-        })?;
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err(ConfigError::invalid(
-                "intake.key_env",
-                format!("environment variable {var} is empty"),
-            ));
-        }
-        IntakeKey::new(value, KeySource::Env(var))
-    } else if let Some(path) = key_file {
-        let path = PathBuf::from(path);
-        let value = std::fs::read_to_string(&path).map_err(|e| {
-            ConfigError::invalid(
-                "intake.key_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err(ConfigError::invalid(
-                "intake.key_file",
-                format!("{} is empty", path.display()),
-            ));
-        }
-        IntakeKey::new(value, KeySource::File(path))
-    } else {
-        return Ok(None);
-    };
-    if key.expose().contains(['\r', '\n']) {
-        // A multi-line key cannot go in a header and is certainly a wrong file.
-        return Err(ConfigError::invalid(
-            "intake.key",
-            "the key contains a line break",
-        ));
-    }
-    Ok(Some(key))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1077,18 +1272,12 @@ url = "https://intake.sekoia.io"
 key = "  secret-intake-key-123\n"
 "#;
 
-    fn parse_with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        check_sections(text, "test")?;
-        let raw: raw::Root = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(source_error)?;
+    fn parse_with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::validate(raw, &EnvLookup::Map(map))
+        Config::from_sources(Some((text, "test")), false, &EnvLookup::Map(map))
     }
 
     fn error_of(text: &str) -> String {
@@ -1111,12 +1300,35 @@ key = "  secret-intake-key-123\n"
         assert_eq!(c.intake.protocol, IntakeProtocol::Sekoia);
         assert!(c.intake.gzip);
         assert_eq!(c.intake.max_retries, 8);
+        assert_eq!(c.intake.elasticsearch_index, "logs-aws-default");
         assert_eq!(c.batch.max_events, 5000);
         assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.metrics.listen, None);
+        assert_eq!(c.aws.endpoint_url, None);
         assert_eq!(
             c.intake.key.as_ref().map(IntakeKey::expose),
             Some("secret-intake-key-123")
         );
+    }
+
+    #[test]
+    fn values_are_read_and_converted() {
+        let text = format!(
+            "{MINIMAL}protocol = \"ndjson\"\nmax_retries = 0\n[aws]\nendpoint_url = \"http://127.0.0.1:4566\"\nregion = \"\"\n[log]\nformat = \"text\"\nlevel = \"info,aws_log_forwarder=debug\"\n[metrics]\nlisten = \"127.0.0.1:9898\"\n"
+        );
+        let c = Config::from_toml_str(&text).unwrap();
+        assert_eq!(c.intake.protocol, IntakeProtocol::Ndjson);
+        assert_eq!(c.intake.max_retries, 0);
+        // Normalised as before: the SDK trims the slash again.
+        assert_eq!(
+            c.aws.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566/")
+        );
+        assert_eq!(c.aws.region, None, "empty text means not set");
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.log.level, "info,aws_log_forwarder=debug");
+        assert_eq!(c.metrics.listen.map(|a| a.port()), Some(9898));
     }
 
     #[test]
@@ -1162,9 +1374,19 @@ key = "  secret-intake-key-123\n"
                 "intake.retry_max_backoff_ms:",
             ),
             (
+                "elasticsearch_index = 'a\"b'",
+                "[intake]\n",
+                "intake.elasticsearch_index: must not contain quotes",
+            ),
+            (
                 "object_concurrency = 0",
                 "[processing]\n",
                 "processing.object_concurrency:",
+            ),
+            (
+                "keep_original = \"perhaps\"",
+                "[processing]\n",
+                "processing.keep_original:",
             ),
             (
                 "format = \"xml\"",
@@ -1172,11 +1394,26 @@ key = "  secret-intake-key-123\n"
                 "log.format: unknown format `xml`",
             ),
             (
+                "level = \"[[\"",
+                "[log]\n",
+                "log.level: `[[` is not a level or filter",
+            ),
+            (
                 "listen = \"localhost\"",
                 "[metrics]\n",
                 "metrics.listen: `localhost`",
             ),
+            (
+                "endpoint_url = \"localhost:4566\"",
+                "[aws]\n",
+                "aws.endpoint_url: scheme `localhost` is not http or https (expected e.g. http://127.0.0.1:4566)",
+            ),
             ("max_bytes = 10", "[batch]\n", "batch.max_bytes:"),
+            (
+                "max_events = -1",
+                "[batch]\n",
+                "batch.max_events: -1 is out of range (expected between 1 and 1000000)",
+            ),
         ];
         for (line, section, want) in cases {
             // Later duplicate keys are a TOML error, so put the line in its own copy of
@@ -1197,14 +1434,53 @@ key = "  secret-intake-key-123\n"
                 err.starts_with(want),
                 "{line}: got `{err}`, want `{want}...`"
             );
+            assert_eq!(err.lines().count(), 1, "{line}: one error: {err}");
         }
+    }
+
+    /// The issue's example: three problems in one file, three lines, each naming its key.
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let text = r#"
+[sqs]
+queue_url = "sqs.eu-west-1.amazonaws.com/123456789012/logs"
+max_messages_in_flight = 0
+[intake]
+url = "ftp://intake.example.com"
+key = "k"
+[batch]
+linger_ms = 1000000
+"#;
+        let errors = Config::from_toml_str(text).unwrap_err();
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "sqs.queue_url: relative URL without a base (expected e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs)",
+                "sqs.max_messages_in_flight: 0 is out of range (expected between 1 and 10000)",
+                "intake.url: scheme `ftp` is not http or https (expected e.g. https://intake.sekoia.io)",
+                "batch.linger_ms: 1000000 is out of range (expected between 0 and 600000)",
+            ]
+        );
+        assert_eq!(errors.to_string(), lines.join("\n"));
     }
 
     #[test]
     fn missing_required_keys_are_named() {
+        let errors = error_of("[intake]\nurl = \"https://x\"\nkey = \"k\"\n");
+        assert_eq!(
+            errors,
+            "sqs.queue_url: required but not set (e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs)"
+        );
+        // Nothing at all: both required keys, and no cross-check noise.
+        let errors = error_of("");
+        assert_eq!(errors.lines().count(), 2, "{errors}");
         assert!(
-            error_of("[intake]\nurl = \"https://x\"\nkey = \"k\"\n")
-                .starts_with("sqs.queue_url: required")
+            errors
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("intake.url: required")
         );
         let no_key = MINIMAL.replace("key = \"  secret-intake-key-123\\n\"", "");
         assert!(error_of(&no_key).starts_with("intake.key: required"));
@@ -1213,11 +1489,58 @@ key = "  secret-intake-key-123\n"
     }
 
     #[test]
-    fn unknown_keys_and_sections_are_rejected() {
-        let err = error_of(&format!("{MINIMAL}gzipp = true\n"));
-        assert!(err.contains("gzipp"), "{err}");
-        let err = error_of(&format!("{MINIMAL}[intak]\nurl = \"x\"\n"));
-        assert!(err.starts_with("intak: unknown section"), "{err}");
+    fn unknown_keys_and_sections_are_rejected_with_suggestions() {
+        assert_eq!(
+            error_of(&format!("{MINIMAL}gzipp = true\n")),
+            "intake.gzipp: unknown key; did you mean intake.gzip?"
+        );
+        let text = MINIMAL.replace("queue_url", "queue_ulr");
+        let err = error_of(&text);
+        assert!(
+            err.lines()
+                .any(|l| l == "sqs.queue_ulr: unknown key; did you mean sqs.queue_url?"),
+            "{err}"
+        );
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("sqs.queue_url: required")),
+            "{err}"
+        );
+        assert_eq!(
+            error_of(&format!("{MINIMAL}[intak]\nurl = \"x\"\n")),
+            "intak: unknown section; did you mean intake?"
+        );
+        // Nothing close: the known keys are listed.
+        assert_eq!(
+            error_of(&format!("{MINIMAL}[metrics]\nport = 9\n")),
+            "metrics.port: unknown key (expected one of: listen)"
+        );
+        let err = error_of(&format!(
+            "{MINIMAL}[[formats.rules]]\nbuckett = \"b\"\nformat = \"waf\"\n"
+        ));
+        assert_eq!(
+            err,
+            "formats.rules[0].buckett: unknown key; did you mean formats.rules[0].bucket?"
+        );
+        assert_eq!(
+            error_of(&format!("{MINIMAL}[formats]\nrule = []\n")),
+            "formats.rule: unknown key; did you mean formats.rules?"
+        );
+    }
+
+    #[test]
+    fn struct_fields_come_from_the_derive() {
+        assert_eq!(
+            struct_fields::<raw::Rule>(),
+            [
+                "bucket",
+                "key_prefix",
+                "key_regex",
+                "format",
+                "vpc_flow_fields"
+            ]
+        );
+        assert_eq!(struct_fields::<raw::Formats>(), ["rules"]);
     }
 
     #[test]
@@ -1252,6 +1575,11 @@ key = "  secret-intake-key-123\n"
         );
         // The options are shown as written.
         assert!(ok.masked_toml().contains("vpc_flow_fields = ["));
+        // Two bad rules, two errors.
+        let two = format!(
+            "{MINIMAL}[[formats.rules]]\nformat = \"waf\"\n[[formats.rules]]\nbucket = \"b\"\nformat = \"nope\"\n"
+        );
+        assert_eq!(error_of(&two).lines().count(), 2, "{}", error_of(&two));
     }
 
     #[test]
@@ -1278,10 +1606,18 @@ key = "  secret-intake-key-123\n"
             &format!("key_file = {:?}", path.display().to_string()),
         );
         let c = Config::from_toml_str(&text).unwrap();
-        assert_eq!(c.intake.key.unwrap().expose(), "from-file");
+        let key = c.intake.key.unwrap();
+        assert_eq!(key.expose(), "from-file");
+        assert_eq!(key.source(), &KeySource::File(path.clone()));
 
         let both = format!("{MINIMAL}key_env = \"X\"\n");
         assert!(error_of(&both).starts_with("intake.key: set only one"));
+
+        let broken = MINIMAL.replace("  secret-intake-key-123\\n", "a\\nb");
+        assert_eq!(
+            error_of(&broken),
+            "intake.key: the key contains a line break"
+        );
     }
 
     #[test]
@@ -1301,6 +1637,16 @@ key = "  secret-intake-key-123\n"
         // The TOML rendering is itself a valid configuration (minus the masked key).
         let back: toml::Table = toml::from_str(&toml).unwrap();
         assert_eq!(back["intake"]["key"].as_str(), Some("***"));
+        assert_eq!(
+            back["intake"]["url"].as_str(),
+            Some("https://intake.sekoia.io/")
+        );
+        let again = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(
+            again.masked(),
+            c.masked(),
+            "the masked view reads back the same"
+        );
 
         let text = MINIMAL.replace(
             "key = \"  secret-intake-key-123\\n\"",
@@ -1309,6 +1655,7 @@ key = "  secret-intake-key-123\n"
         let c = parse_with_env(&text, &[("MY_KEY", "secret-intake-key-123")]).unwrap();
         let toml = c.masked_toml();
         assert!(toml.contains("key_env = \"MY_KEY\""), "{toml}");
+        assert!(toml.contains("key = \"***\""), "{toml}");
         assert!(!toml.contains("secret-intake-key-123"));
     }
 
@@ -1321,39 +1668,21 @@ key = "  secret-intake-key-123\n"
             c.intake.key.as_ref().unwrap().source(),
             &KeySource::Env("ALF_INTAKE_KEY".into())
         );
-        // Keys shown commented out in the example.
-        for key in [
-            "endpoint_url",
-            "force_path_style",
-            "key =",
-            "key_file",
-            "[[formats.rules]]",
-            "bucket",
-            "key_prefix",
-            "key_regex",
-            "format =",
-            "vpc_flow_fields",
-        ] {
-            assert!(text.contains(key), "{key} is not documented");
-        }
-        // Every key the daemon reads appears in the example.
-        let masked = c.masked();
-        for (section, keys) in masked.as_object().unwrap() {
-            if section == "formats" {
-                continue; // [[formats.rules]], checked above
-            }
-            for key in keys.as_object().unwrap().keys() {
-                assert!(
-                    text.contains(&format!("{key} =")) || text.contains(&format!("# {key} =")),
-                    "{section}.{key} is not documented"
-                );
-            }
+        assert!(text.contains("[[formats.rules]]"));
+        // Every key the daemon declares appears in the example, set or commented out.
+        for key in Config::keys() {
+            let name = key.rsplit('.').next().unwrap_or_default();
+            assert!(
+                text.contains(&format!("\n{name} =")) || text.contains(&format!("# {name} =")),
+                "{key} is not documented"
+            );
         }
     }
 
     /// The only test touching the process environment (tests run in parallel threads,
     /// so the variable names are unique to this test).
     #[test]
+    #[allow(unsafe_code)] // std::env::set_var: see the SAFETY notes.
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("alf.toml");

@@ -156,7 +156,8 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         _ = shutdown.cancelled() => return Ok(()),
         url = dead_letter_queue(&poller) => url,
     };
-    let dead_letter = DeadLetterSink::open(&config.dead_letter, Some(s3_client.clone())).await?;
+    let dead_letter =
+        DeadLetterSink::open(&config.dead_letter.target(), Some(s3_client.clone())).await?;
     tracing::info!(
         dead_letter = dead_letter.location(),
         "dead-letter sink ready"

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::DeadLetterSettings;
+use crate::config::DeadLetterTarget;
 
 /// Counter of dead-lettered events, by `reason` (`rejected`, `oversize`).
 pub const DEAD_LETTER_EVENTS: &str = "alf_dead_letter_events_total";
@@ -95,11 +95,11 @@ impl DeadLetterSink {
     /// bucket is a start-up error naming the key, not a surprise at the first poison
     /// event.
     pub async fn open(
-        settings: &DeadLetterSettings,
+        settings: &DeadLetterTarget,
         s3: Option<aws_sdk_s3::Client>,
     ) -> Result<Self, DeadLetterError> {
         match settings {
-            DeadLetterSettings::Directory {
+            DeadLetterTarget::Directory {
                 directory,
                 max_file_bytes,
             } => {
@@ -110,7 +110,7 @@ impl DeadLetterSink {
                     .map_err(|e| DeadLetterError::Task(e.to_string()))??;
                 Ok(DeadLetterSink::Directory(sink))
             }
-            DeadLetterSettings::S3 {
+            DeadLetterTarget::S3 {
                 s3_bucket,
                 s3_prefix,
             } => {
@@ -359,7 +359,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("dl");
         let sink = DeadLetterSink::open(
-            &DeadLetterSettings::Directory {
+            &DeadLetterTarget::Directory {
                 directory: dir.clone(),
                 max_file_bytes: 10,
             },
@@ -399,7 +399,7 @@ mod tests {
         assert!(second["intake_status"].is_null());
     }
 
-    fn config(extra: &str) -> Result<crate::Config, crate::config::ConfigError> {
+    fn config(extra: &str) -> Result<crate::Config, crate::config::ConfigErrors> {
         crate::Config::from_toml_str(&format!(
             "[sqs]\nqueue_url = \"http://127.0.0.1:1/000000000000/q\"\n[intake]\nurl = \"https://intake.sekoia.io\"\nkey = \"k\"\n{extra}"
         ))
@@ -409,8 +409,8 @@ mod tests {
     fn configuration_keys_and_their_errors() {
         let c = config("").unwrap();
         assert!(matches!(
-            &c.dead_letter,
-            DeadLetterSettings::Directory { directory, max_file_bytes: 67_108_864 }
+            &c.dead_letter.target(),
+            DeadLetterTarget::Directory { directory, max_file_bytes: 67_108_864 }
                 if directory == Path::new("dead-letter")
         ));
         assert_eq!(c.intake.max_event_bytes, 250_000, "Sekoia's limit");
@@ -421,8 +421,8 @@ mod tests {
         assert_eq!(c.intake.max_event_bytes, 1 << 20);
         assert_eq!(c.intake.oversize, crate::config::OversizePolicy::DeadLetter);
         assert!(matches!(
-            &c.dead_letter,
-            DeadLetterSettings::S3 { s3_bucket, s3_prefix } if s3_bucket == "b" && s3_prefix == "dl/"
+            &c.dead_letter.target(),
+            DeadLetterTarget::S3 { s3_bucket, s3_prefix } if s3_bucket == "b" && s3_prefix == "dl/"
         ));
 
         for (extra, expected) in [
@@ -436,7 +436,7 @@ mod tests {
             ),
             (
                 "max_event_bytes = 10",
-                "intake.max_event_bytes: 10 is out of range (expected between 1024 and 104857600)",
+                "intake.max_event_bytes: 10 is out of range (expected 0 for the protocol's limit, or between 1024 and 104857600)",
             ),
             (
                 "[intake.elasticsearch_indices]\n\"aws.waf\" = \"a\\\"b\"",
@@ -453,7 +453,7 @@ mod tests {
         let file = tmp.path().join("a-file");
         std::fs::write(&file, b"").unwrap();
         let err = DeadLetterSink::open(
-            &DeadLetterSettings::Directory {
+            &DeadLetterTarget::Directory {
                 directory: file.join("below-a-file"),
                 max_file_bytes: 1 << 20,
             },

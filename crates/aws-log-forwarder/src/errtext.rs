@@ -11,7 +11,7 @@ use std::io;
 /// The messages of `e` and its sources joined with `: `, skipping repeats, on one line
 /// (multi-line messages, such as the credential chain's one line per provider, are
 /// joined with `; ` so a log line stays one line).
-pub fn chain(e: &(dyn Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn Error + 'static)) -> String {
     let mut out = one_line(&e.to_string());
     let mut source = e.source();
     while let Some(s) = source {
@@ -34,7 +34,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The first `io::Error` kind in the chain, if any.
-pub fn io_kind(e: &(dyn Error + 'static)) -> Option<io::ErrorKind> {
+pub(crate) fn io_kind(e: &(dyn Error + 'static)) -> Option<io::ErrorKind> {
     let mut current: Option<&(dyn Error + 'static)> = Some(e);
     while let Some(err) = current {
         if let Some(io) = err.downcast_ref::<io::Error>() {
@@ -48,7 +48,7 @@ pub fn io_kind(e: &(dyn Error + 'static)) -> Option<io::ErrorKind> {
 /// Whether the chain says the SDK could not load credentials (no provider in the
 /// default chain had any). The SDK has no public error type for this at the dispatch
 /// level, so its wording is matched.
-pub fn is_credentials_error(e: &(dyn Error + 'static)) -> bool {
+pub(crate) fn is_credentials_error(e: &(dyn Error + 'static)) -> bool {
     let text = chain(e).to_ascii_lowercase();
     text.contains("loading credentials")
         || text.contains("no credentials")
@@ -57,7 +57,7 @@ pub fn is_credentials_error(e: &(dyn Error + 'static)) -> bool {
 }
 
 /// "connection refused", "timed out"... for network failures; the chain otherwise.
-pub fn network_cause(e: &(dyn Error + 'static)) -> String {
+pub(crate) fn network_cause(e: &(dyn Error + 'static)) -> String {
     match io_kind(e) {
         Some(io::ErrorKind::ConnectionRefused) => "connection refused".to_owned(),
         Some(io::ErrorKind::ConnectionReset) => "connection reset".to_owned(),

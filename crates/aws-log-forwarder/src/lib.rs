@@ -16,6 +16,7 @@ pub mod ack;
 pub mod batch;
 pub mod checkpoint;
 pub mod circuit;
+pub mod columnar;
 pub mod config;
 mod daemon;
 pub mod deadletter;

@@ -12,7 +12,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE};
+use cli::{Cli, Command, EXIT_FAILURE};
 
 /// Parsing allocates many small, short-lived strings per event; mimalloc handles that
 /// pattern markedly faster than the system allocator (measured with `parse` on a
@@ -28,10 +28,7 @@ fn main() -> ExitCode {
             cli::check_config_command(config.as_deref(), output)
         }
         Command::Run { config } => match Config::load(config.as_deref()) {
-            Err(e) => {
-                eprintln!("config: {e}");
-                EXIT_CONFIG
-            }
+            Err(errors) => cli::config_errors(&errors),
             Ok(config) => {
                 init_logging(&config.log);
                 match run_daemon(config) {

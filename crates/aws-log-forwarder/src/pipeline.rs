@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::ObjectAck;
 use crate::batch::EventChunk;
 use crate::checkpoint::{CheckpointKey, Checkpoints, ObjectCheckpoint};
+use crate::columnar;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
@@ -68,6 +69,10 @@ pub enum StreamError {
         "{0} objects are not supported: have AWS deliver this log type as text (plain/W3C or JSON)"
     )]
     Unsupported(&'static str),
+    /// A Parquet object that cannot be read (truncated, damaged, unknown schema, row
+    /// group over the limit): the message is left for redelivery and the DLQ.
+    #[error(transparent)]
+    Parquet(#[from] alf_formats::columnar::ParquetError),
 }
 
 impl From<ParseError> for StreamError {
@@ -96,6 +101,25 @@ pub fn parse_stream<R: Read + Send + 'static>(
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = decode::read_up_to(&mut decoded, &mut head)?;
     head.truncate(n);
+    if alf_formats::columnar::is_parquet(&head) {
+        // Parquet needs random access: spooled to a temporary file (crate::columnar).
+        let spooled =
+            columnar::spool_and_parse(&head, &mut decoded, object, forced, options, enricher, sink)
+                .map_err(|e| match e {
+                    columnar::SpoolError::Io(e) => StreamError::Read(e),
+                    columnar::SpoolError::Parquet(e) if e.is_stopped() => {
+                        StreamError::Stopped(Stop)
+                    }
+                    columnar::SpoolError::Parquet(e) => StreamError::Parquet(e),
+                })?;
+        return Ok(Parsed {
+            format: Some(spooled.format),
+            reason: spooled.reason,
+            compression,
+            stats: spooled.stats,
+            decompressed_bytes: decoded.count(),
+        });
+    }
     // What to do with the object is decided in alf-formats (refuse, skip, which
     // format and with which options); this only acts on the decision.
     let decision = match forced {
@@ -1053,7 +1077,7 @@ mod tests {
     }
 
     #[test]
-    fn parquet_objects_are_refused_not_forwarded_as_lines() {
+    fn damaged_parquet_objects_fail_naming_the_object_not_forwarded_as_lines() {
         // A Parquet file starts (and ends) with the magic PAR1; gzip around it or not.
         let mut data = b"PAR1\x15\x04\x15\x00\x15\x00".to_vec();
         data.extend_from_slice(&[0u8; 64]);
@@ -1065,12 +1089,46 @@ mod tests {
                 None,
             );
             let err = result.unwrap_err();
-            assert!(matches!(err, StreamError::Unsupported(_)), "{err:?}");
+            assert!(matches!(err, StreamError::Parquet(_)), "{err:?}");
             assert!(
-                err.to_string()
-                    .contains("Apache Parquet objects are not supported")
+                err.to_string().starts_with(
+                    "Parquet object s3://logs/AWSLogs/1/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet: not a readable Parquet file"
+                ),
+                "{err}"
             );
             assert!(events.is_empty());
+        }
+    }
+
+    #[test]
+    fn parquet_objects_are_parsed_gzip_wrapped_or_not() {
+        let sample = include_str!("../../../tests/samples/vpc-flow.log");
+        let (data, rows) = alf_formats::columnar::write::vpc_flow_text_to_parquet(
+            sample,
+            Vec::new(),
+            3,
+            alf_formats::columnar::write::Codec::Snappy,
+        )
+        .unwrap();
+        for (body, compression) in [
+            (data.clone(), Compression::Plain),
+            (gzip(&data), Compression::Gzip),
+        ] {
+            let (parsed, events) = parse_bytes(
+                body,
+                "AWSLogs/1/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet",
+                None,
+            );
+            let parsed = parsed.unwrap();
+            assert_eq!(parsed.format, Some(Format::VpcFlow));
+            assert_eq!(parsed.compression, compression);
+            assert!(
+                parsed.reason.starts_with("Parquet schema"),
+                "{}",
+                parsed.reason
+            );
+            assert_eq!(parsed.decompressed_bytes, data.len() as u64);
+            assert_eq!(events.len(), rows);
         }
     }
 

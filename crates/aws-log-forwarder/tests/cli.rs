@@ -338,3 +338,58 @@ fn parse_with_config_applies_the_daemons_format_rules() {
         "config: formats.rules[0].vpc_flow_fields: only applies to format = \"vpc-flow\", not \"waf\"\n"
     );
 }
+
+#[test]
+fn check_config_reports_every_error_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alf.toml");
+    // A bad queue URL, a zero and an ftp intake: three keys to fix, three lines.
+    let text = CONFIG
+        .replace(
+            "queue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs\"",
+            "queue_url = \"sqs.eu-west-1.amazonaws.com/123456789012/aws-logs\"\nmax_messages_in_flight = 0",
+        )
+        .replace("https://intake.sekoia.io", "ftp://intake.sekoia.io");
+    std::fs::write(&path, text).unwrap();
+    for command in ["check-config", "run"] {
+        let out = run(&[command, "--config", path.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(out.stdout.is_empty(), "{command}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "config: sqs.queue_url: relative URL without a base (expected e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs)\n\
+             config: sqs.max_messages_in_flight: 0 is out of range (expected between 1 and 10000)\n\
+             config: intake.url: scheme `ftp` is not http or https (expected e.g. https://intake.sekoia.io)\n",
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alf.toml");
+    std::fs::write(
+        &path,
+        format!("{CONFIG}gzipp = false\n[batch]\nlinger = 5\n"),
+    )
+    .unwrap();
+    let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "config: intake.gzipp: unknown key; did you mean intake.gzip?\n\
+         config: batch.linger: unknown key; did you mean batch.linger_ms?\n"
+    );
+    // The same typo from the environment is caught too.
+    std::fs::write(&path, CONFIG).unwrap();
+    let out = run(
+        &["check-config", "--config", path.to_str().unwrap()],
+        &[("ALF_SQS__WAIT_TIME_SECOND", "5")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "config: sqs.wait_time_second: unknown key; did you mean sqs.wait_time_seconds?\n"
+    );
+}

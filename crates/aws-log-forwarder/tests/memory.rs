@@ -13,12 +13,13 @@
 //! S3 bodies. The second runs the whole daemon in this process against LocalStack (S3
 //! body, decompression, parsing, batching, intake requests, acknowledgements).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 mod common;
 
+use alf_bench::alloc::{self, CountingAlloc};
 use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
@@ -26,32 +27,9 @@ use aws_log_forwarder::pipeline::parse_stream;
 use flate2::Compression;
 use flate2::read::GzEncoder;
 
-/// Counts live heap bytes and remembers the highest count since the last reset.
-struct CountingAlloc;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
+/// The workspace's counting allocator (live and peak heap bytes) over the system one.
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+static ALLOC: CountingAlloc<System> = CountingAlloc::tracking_bytes(System);
 
 /// Produces `records` log records on demand, never more than one record ahead.
 struct Generated {
@@ -177,8 +155,7 @@ fn parse_generated(
         json: Vec::with_capacity(4096),
         events: 0,
     };
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = alloc::reset_peak();
     let parsed = parse_stream(
         gz,
         &object,
@@ -189,7 +166,7 @@ fn parse_generated(
         &mut sink,
     )
     .expect("a generated object parses");
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    let peak = alloc::peak_bytes().saturating_sub(before);
     assert_eq!(parsed.format, Some(format), "{key}: detected format");
     assert_eq!(parsed.stats.malformed, 0, "{key}: {:?}", parsed.stats);
     (sink.events, peak)
@@ -276,38 +253,171 @@ fn cloudfront_object(records: u64) -> (Vec<u8>, u64) {
     (common::gzip(&text), size)
 }
 
+/// A TCP relay in front of the test intake that holds every connection until
+/// [`IntakeGate::open`]: the daemon's first batch stays in flight, so its pipeline
+/// fills to its caps (chunks in the channel, the open batch, the request in flight)
+/// and the parser blocks. Both measured runs then pass through the same full state,
+/// whatever the timing of the machine, instead of filling it only when the intake
+/// happens to be slow for a moment (which made the peak vary between runs).
+struct IntakeGate {
+    url: String,
+    open: tokio::sync::watch::Sender<bool>,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl IntakeGate {
+    async fn start(intake: &common::intake::TestIntake) -> IntakeGate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the gate");
+        let url = format!("http://{}", listener.local_addr().expect("gate address"));
+        let upstream = intake
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let (open, opened) = tokio::sync::watch::channel(false);
+        let relay = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut opened = opened.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if opened.wait_for(|open| *open).await.is_err() {
+                        return;
+                    }
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        IntakeGate { url, open, relay }
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for IntakeGate {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+/// Allocation calls per second below which the daemon counts as idle: parsing makes
+/// dozens per event (thousands per second even in a slow debug build), while a daemon
+/// whose parser is blocked, with no SQS poll or heartbeat due (see [`daemon_peak`]'s
+/// configuration), makes next to none.
+const IDLE_ALLOCATIONS_PER_SECOND: u64 = 200;
+
+/// Waits until the process has been idle for two consecutive seconds: the pipeline
+/// behind the held intake request is full and the parser waits for room.
+async fn wait_until_blocked(key: &str) {
+    let started = Instant::now();
+    let mut idle_seconds = 0;
+    let mut last = alloc::allocations();
+    while idle_seconds < 2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = alloc::allocations();
+        idle_seconds = if now - last < IDLE_ALLOCATIONS_PER_SECOND {
+            idle_seconds + 1
+        } else {
+            0
+        };
+        last = now;
+        assert!(
+            started.elapsed() < common::PIPELINE_TIMEOUT,
+            "{key}: the daemon's pipeline never filled up behind the held intake request"
+        );
+    }
+}
+
+/// The test intake, on a thread of its own whose allocations are not counted: it
+/// decodes every request body into JSON values (several times the body's size), which
+/// is the test's memory, not the daemon's, and used to overlap the daemon's peak or not
+/// depending on timing.
+fn uncounted_intake() -> common::intake::TestIntake {
+    let (started, intake) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("uncounted-intake".into())
+        .spawn(move || {
+            alloc::exclude_this_thread();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the intake's runtime");
+            runtime.block_on(async {
+                let _ = started.send(common::intake::TestIntake::start().await);
+                // Serves until the test process ends.
+                std::future::pending::<()>().await;
+            });
+        })
+        .expect("the intake's thread");
+    intake.recv().expect("the intake started")
+}
+
 /// Uploads an object, then runs the daemon until its message is gone, and returns the
-/// peak heap while the daemon worked, with the records the intake accepted.
+/// peak heap while the daemon worked, with the records the intake accepted. The intake
+/// is held (see [`IntakeGate`]) until the pipeline is full, then released.
 async fn daemon_peak(
     stack: &common::localstack::TestStack,
     intake: &common::intake::TestIntake,
     key: &str,
     records: u64,
-) -> (usize, u64) {
+) -> DaemonPeaks {
     let (body, _) = cloudfront_object(records);
     stack.put_object(key, body).await;
     // S3 notifies asynchronously: the message must be queued before the daemon starts.
-    let queued = std::time::Instant::now();
+    let queued = Instant::now();
     while stack.queue_counts().await.visible == 0 {
         assert!(
             queued.elapsed() < common::PIPELINE_TIMEOUT,
             "no notification for {key}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before: usize = accepted(intake);
+    let gate = IntakeGate::start(intake).await;
     let config = stack.daemon_config(
         intake,
-        // Uncompressed requests: gzip in an unoptimised build would dominate the run time.
-        "[batch]\nmax_events = 250\n[intake]\nmax_concurrent_requests = 1\ngzip = false\n[processing]\nobject_concurrency = 1",
+        &format!(
+            // Uncompressed requests: gzip in an unoptimised build would dominate the run
+            // time. One message at a time and no heartbeat while the gate is closed, so
+            // a blocked daemon is an idle one; a timeout longer than the hold.
+            "[batch]\nmax_events = 250\n\
+             [intake]\nurl = \"{}\"\nmax_concurrent_requests = 1\ngzip = false\ntimeout_seconds = 600\n\
+             [processing]\nobject_concurrency = 1\n\
+             [sqs]\nmax_messages_in_flight = 1\nvisibility_timeout_seconds = 600\nheartbeat_interval_seconds = 300",
+            gate.url
+        ),
     );
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    let base = LIVE.load(Ordering::Relaxed);
+    let base = alloc::reset_peak();
     let daemon = common::RunningDaemon::start(config);
-    stack.wait_queue_empty(common::PIPELINE_TIMEOUT).await;
+    wait_until_blocked(key).await;
+    let held_peak = alloc::peak_bytes().saturating_sub(base);
+    gate.open();
+    // A debug build parses a few hundred records a second: give the large object time.
+    stack.wait_queue_empty(4 * common::PIPELINE_TIMEOUT).await;
     daemon.stop().await;
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
-    (peak, (accepted(intake) - before) as u64)
+    let peak = alloc::peak_bytes().saturating_sub(base);
+    eprintln!("{key}: peak heap {held_peak} B with the pipeline full, {peak} B over the run");
+    DaemonPeaks {
+        held: held_peak,
+        run: peak,
+        events: (accepted(intake) - before) as u64,
+    }
+}
+
+/// What [`daemon_peak`] measured.
+struct DaemonPeaks {
+    /// Peak heap until the pipeline was full behind the held intake request: the same
+    /// state in every run, so it varies by a few hundred kilobytes at most.
+    held: usize,
+    /// Peak heap over the whole run.
+    run: usize,
+    /// Events the intake accepted.
+    events: u64,
 }
 
 fn accepted(intake: &common::intake::TestIntake) -> usize {
@@ -322,13 +432,16 @@ fn accepted(intake: &common::intake::TestIntake) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemons_peak_heap_does_not_grow_with_object_size() {
     let _serial = MEASURING.lock().await;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,aws_log_forwarder=info")
+        .try_init();
     // Both objects are large enough to fill the pipeline's bounded buffers (chunks in
     // the channel, the open batch, the request in flight); only then is the comparison
     // about the object's size rather than about a pipeline that never filled up.
     const SMALL: u64 = 3_000;
     const LARGE: u64 = 12_000;
     let stack = common::localstack::TestStack::deploy("memory").await;
-    let intake = common::intake::TestIntake::start().await;
+    let intake = uncounted_intake();
     intake.set_mode(common::intake::Mode::AcceptDiscard);
     // Process-wide one-time costs (the user-agent rules) out of the measurement.
     alf_formats::enrich::parse_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0");
@@ -337,35 +450,45 @@ async fn the_daemons_peak_heap_does_not_grow_with_object_size() {
     stack.wait_queue_empty(common::PIPELINE_TIMEOUT).await;
     warm.stop().await;
 
-    let (small_peak, small_events) = daemon_peak(
+    let small = daemon_peak(
         &stack,
         &intake,
         "cf/E2MEMORYSMALL.2024-05-01-12.aaaa0001.gz",
         SMALL,
     )
     .await;
-    let (large_peak, large_events) = daemon_peak(
+    let large = daemon_peak(
         &stack,
         &intake,
         "cf/E2MEMORYLARGE.2024-05-01-12.aaaa0002.gz",
         LARGE,
     )
     .await;
-    assert_eq!(small_events, SMALL, "every record delivered");
-    assert_eq!(large_events, LARGE, "every record delivered");
+    assert_eq!(small.events, SMALL, "every record delivered");
+    assert_eq!(large.events, LARGE, "every record delivered");
+    let (small_peak, large_peak) = (small.run, large.run);
     let (gz, decompressed) = cloudfront_object(LARGE);
     eprintln!(
         "daemon: peak heap {small_peak} B for {SMALL} records, {large_peak} B for {LARGE} records ({} B gzip, {decompressed} B decompressed)",
         gz.len()
     );
-    // Buffers that do not depend on the object (batches, chunks in the channel, HTTP
-    // and SDK buffers) vary by a megabyte or so between runs; reading the objects whole
-    // would add the difference of their gzip sizes (over 5 MB) or more.
+    // Both runs filled the pipeline to its caps (chunks in the channel, the open batch,
+    // the request in flight), so what remains between them is HTTP and SDK buffers;
+    // reading the objects whole would add the difference of their gzip sizes (over
+    // 5 MB) or more.
     let margin = 5 * 1024 * 1024 / 2;
     assert!(
         large_peak < small_peak + margin,
         "the daemon's peak heap grew with the object: {small_peak} B for {SMALL} records, {large_peak} B for {LARGE} ({} B gzip)",
         gz.len()
+    );
+    // With the pipeline full, the state is the same whatever the object's size: an
+    // object (or its gzip body) read before parsing would show here at once.
+    assert!(
+        large.held < small.held + 1024 * 1024,
+        "the daemon's heap with its pipeline full grew with the object: {} B for {SMALL} records, {} B for {LARGE}",
+        small.held,
+        large.held
     );
     let (small_gz, _) = cloudfront_object(SMALL);
     assert!(

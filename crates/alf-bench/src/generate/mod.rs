@@ -9,13 +9,17 @@ use alf_formats::Format;
 use crate::clock::Clock;
 use crate::rng::Rng;
 
+mod aws_config;
 mod cloudfront;
 mod cloudtrail;
+mod cloudwatch;
 mod elb;
+mod eventbridge;
 mod generic;
 mod guardduty;
 mod json;
 mod network_firewall;
+mod redshift;
 mod route53_resolver;
 mod s3_access;
 mod vpc_flow;
@@ -49,12 +53,17 @@ pub enum Kind {
     GuardDuty,
     Route53Resolver,
     NetworkFirewall,
+    CloudWatchLogs,
+    AwsConfig,
+    RedshiftAudit,
+    EventBridge,
+    SecurityHub,
     Ndjson,
     Lines,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 17] = [
         Kind::CloudFront,
         Kind::S3Access,
         Kind::Elb,
@@ -65,6 +74,11 @@ impl Kind {
         Kind::GuardDuty,
         Kind::Route53Resolver,
         Kind::NetworkFirewall,
+        Kind::CloudWatchLogs,
+        Kind::AwsConfig,
+        Kind::RedshiftAudit,
+        Kind::EventBridge,
+        Kind::SecurityHub,
         Kind::Ndjson,
         Kind::Lines,
     ];
@@ -89,6 +103,11 @@ impl Kind {
             Kind::GuardDuty => Format::GuardDuty,
             Kind::Route53Resolver => Format::Route53Resolver,
             Kind::NetworkFirewall => Format::NetworkFirewall,
+            Kind::CloudWatchLogs => Format::CloudWatchLogs,
+            Kind::AwsConfig => Format::AwsConfig,
+            Kind::RedshiftAudit => Format::RedshiftAudit,
+            Kind::EventBridge => Format::EventBridge,
+            Kind::SecurityHub => Format::SecurityHub,
             Kind::Ndjson => Format::Ndjson,
             Kind::Lines => Format::Lines,
         }
@@ -112,6 +131,11 @@ impl Kind {
             Kind::GuardDuty => Box::new(guardduty::GuardDuty),
             Kind::Route53Resolver => Box::new(route53_resolver::Route53Resolver),
             Kind::NetworkFirewall => Box::new(network_firewall::NetworkFirewall),
+            Kind::CloudWatchLogs => Box::new(cloudwatch::CloudWatchFirehose::default()),
+            Kind::AwsConfig => Box::new(aws_config::ConfigHistory),
+            Kind::RedshiftAudit => Box::new(redshift::RedshiftConnection),
+            Kind::EventBridge => Box::new(eventbridge::EventBridge),
+            Kind::SecurityHub => Box::new(eventbridge::SecurityHub::default()),
             Kind::Ndjson => Box::new(generic::Ndjson),
             Kind::Lines => Box::new(generic::Lines),
         }

@@ -61,6 +61,26 @@ impl Column {
             None => Column::Other(other_name(name)),
         }
     }
+
+    /// The column a Parquet column name stands for: Parquet writers spell `cs(Host)`
+    /// as `cs_host` and `x-edge-location` as `x_edge_location`, so names are compared
+    /// on their lower-case letters and digits when they do not match exactly.
+    fn of_loose(name: &str) -> Column {
+        if let Column::Known(c) = Column::of(name) {
+            return Column::Known(c);
+        }
+        let squash = |s: &str| -> String {
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        };
+        let wanted = squash(name);
+        match KNOWN.iter().find(|(k, _)| squash(k) == wanted) {
+            Some((_, c)) => Column::Known(*c),
+            None => Column::Other(other_name(name)),
+        }
+    }
 }
 
 /// Parses CloudFront standard log lines; remembers the `#Fields` layout of the file.
@@ -183,16 +203,33 @@ fn parse_json_record(
             Some((k.as_str(), text))
         })
         .collect();
+    let texts: Vec<(&str, &str)> = texts.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+    map_named_columns(&texts, cx, out)
+}
+
+/// Maps one record given as (column name, value text) pairs: the JSON form of v2 and
+/// the Parquet reader ([`crate::columnar`]) share it. A name that is not a column is
+/// also tried with `-` for `_` (Parquet column names cannot always carry dashes).
+pub(crate) fn map_named_columns(
+    texts: &[(&str, &str)],
+    cx: &LineContext<'_>,
+    out: &mut Vec<Event>,
+) -> Result<bool, RecordError> {
     let mut known: [&str; NKNOWN] = [""; NKNOWN];
     let mut other_names: Vec<(String, &str)> = Vec::new();
-    for (name, value) in &texts {
-        match Column::of(name) {
+    for (name, value) in texts {
+        match Column::of_loose(name) {
             Column::Known(c) => known[c as usize] = value,
             Column::Other(name) => other_names.push((name, value)),
         }
     }
     let others: Vec<(&str, &str)> = other_names.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     map_record(&known, &others, cx, out)
+}
+
+/// Whether `name` (a Parquet column) is a CloudFront column this parser maps.
+pub(crate) fn is_cloudfront_column(name: &str) -> bool {
+    matches!(Column::of_loose(name), Column::Known(_))
 }
 
 /// `@timestamp` from the time columns present: `date` + `time` (legacy and most v2

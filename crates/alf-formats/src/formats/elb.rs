@@ -196,12 +196,15 @@ fn timestamp(v: &str) -> Option<OffsetDateTime> {
 /// Writes a time at millisecond precision, the resolution of an Elasticsearch `date`
 /// and of Elastic's own ELB mapping. Durations are computed before this, from the
 /// full microsecond precision of the log.
-/// The time of a record of a layout that needs `required` fields, read at `time`: the
-/// field-count error when the record is too short, else the time or its error.
-fn record_time(
+/// Stamps a record of a layout that needs `required` fields with its time (at `time`):
+/// `@timestamp` and `also` (`event.start` or `event.end`, whichever the layout's time
+/// is). The field-count error when the record is too short, else the time or its error.
+fn stamp(
+    ev: &mut Event,
     f: &[Cow<'_, str>],
     required: usize,
     time: usize,
+    also: &'static str,
 ) -> Result<OffsetDateTime, RecordError> {
     if f.len() < required {
         return Err(RecordError::FieldCount {
@@ -209,7 +212,10 @@ fn record_time(
             found: f.len(),
         });
     }
-    timestamp(&f[time]).ok_or_else(|| RecordError::invalid("time", &f[time]))
+    let t = timestamp(&f[time]).ok_or_else(|| RecordError::invalid("time", &f[time]))?;
+    set_time(ev, "@timestamp", t);
+    set_time(ev, also, t);
+    Ok(t)
 }
 
 fn set_time(ev: &mut Event, path: &'static str, t: OffsetDateTime) {
@@ -463,9 +469,7 @@ impl ElbParser {
     ) -> Result<(), RecordError> {
         use classic::*;
         // Classic logs stamp the time the request was received.
-        let start = record_time(f, REQUIRED, TIME)?;
-        set_time(ev, "@timestamp", start);
-        set_time(ev, "event.start", start);
+        let start = stamp(ev, f, REQUIRED, TIME, "event.start")?;
         let h = HttpFields { f, offset: 0 };
         self.map_shared(ev, &h, cx, false);
         if let Some(nanos) = processing_nanos(&h) {
@@ -490,9 +494,7 @@ impl ElbParser {
         use alb::*;
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // ALB logs stamp the time the response was sent (the close, for WebSockets).
-        let end = record_time(f, REQUIRED, TIME)?;
-        set_time(ev, "@timestamp", end);
-        set_time(ev, "event.end", end);
+        let end = stamp(ev, f, REQUIRED, TIME, "event.end")?;
         let kind = f[TYPE].as_ref();
         ev.set("aws.elb.type", kind.to_owned());
         ev.set(
@@ -570,9 +572,7 @@ impl ElbParser {
         use nlb::*;
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the TLS connection ended.
-        let end = record_time(f, REQUIRED, TIME)?;
-        set_time(ev, "@timestamp", end);
-        set_time(ev, "event.end", end);
+        let end = stamp(ev, f, REQUIRED, TIME, "event.end")?;
         ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
         ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
         ev.set("aws.elb.type", "tls");
@@ -642,9 +642,7 @@ impl ElbParser {
         use conn::*;
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the connection was established (or failed to be).
-        let t = record_time(f, REQUIRED, TIME)?;
-        set_time(ev, "@timestamp", t);
-        set_time(ev, "event.end", t);
+        stamp(ev, f, REQUIRED, TIME, "event.end")?;
         ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
         ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
         ev.set("aws.elb.protocol", "tcp");

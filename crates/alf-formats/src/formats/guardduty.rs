@@ -90,7 +90,7 @@ fn severity_label(severity: f64) -> &'static str {
     }
 }
 
-fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event, RecordError> {
+pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event, RecordError> {
     if f.get("detail-type").and_then(J::as_str) == Some("GuardDuty Finding")
         && let Some(detail) = take_object(&mut f, "detail")
     {

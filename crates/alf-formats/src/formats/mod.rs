@@ -43,6 +43,22 @@ declare_formats! {
     GuardDuty => guardduty,
     Route53Resolver => route53_resolver,
     NetworkFirewall => network_firewall,
+    CloudWatchLogs => cloudwatch,
+    AwsConfig => aws_config,
+    RedshiftAudit => redshift,
+    EventBridge => eventbridge,
+    SecurityHub => securityhub,
+    SecurityLake => security_lake,
     Ndjson => ndjson,
     Lines => lines,
 }
+
+// Mappings of the messages CloudWatch Logs carries, and the bounded JSON value reader
+// the CloudWatch Logs and EventBridge readers share: modules, not formats.
+pub mod apigateway;
+pub mod cloudwatch_inner;
+pub mod eks_audit;
+pub mod json_stream;
+pub mod lambda;
+pub mod rds;
+pub mod route53_public;

@@ -528,6 +528,31 @@ impl VpcFlowParser {
     }
 }
 
+/// Maps one record given as (column name, value text) pairs: the entry point of the
+/// Parquet reader ([`crate::columnar`]), whose columns are the field names with `_` for
+/// `-`. Values are the text the plain format would carry (`-` or absent for null), so a
+/// Parquet record goes through exactly the mapping of its text twin.
+pub(crate) fn map_named_columns(pairs: &[(&str, &str)]) -> Result<Event, RecordError> {
+    let columns: Vec<Column> = pairs
+        .iter()
+        .map(|(name, _)| column(&name.replace('_', "-")))
+        .collect();
+    if !columns.iter().any(|c| matches!(c, Column::Known(_))) {
+        return Err(RecordError::Other("record has no flow log fields".into()));
+    }
+    let mut rec = Record::new();
+    for (col, (_, value)) in columns.iter().zip(pairs) {
+        rec.put(col, value);
+    }
+    map_record(&rec)
+}
+
+/// Whether `name` (a Parquet column, `_` for `-`) is a documented flow log field.
+pub(crate) fn is_flow_column(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    KNOWN.iter().any(|(n, _, _)| *n == dashed)
+}
+
 impl LineParser for VpcFlowParser {
     fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
         match self.parse_text(line, 0)? {
@@ -551,7 +576,12 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     key_clues: &[KeyClue {
         rank: 30,
         layout: "AWSLogs/<account>/vpcflowlogs/",
-        matches: |k| k.lower.contains("/vpcflowlogs/") || k.file_name.contains("_vpcflowlogs_"),
+        // Also the Hive-compatible prefixes (`aws-account-id=…/aws-service=vpcflowlogs/…`).
+        matches: |k| {
+            k.lower.contains("/vpcflowlogs/")
+                || k.file_name.contains("_vpcflowlogs_")
+                || k.lower.contains("aws-service=vpcflowlogs/")
+        },
     }],
     content_clues: &[
         ContentClue {

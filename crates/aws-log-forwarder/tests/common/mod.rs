@@ -262,45 +262,11 @@ pub fn parse_locally_as(
         .collect()
 }
 
-/// An S3 object key in the layout AWS uses when it delivers logs of `format`, so the
-/// daemon recognises the type from the key as it would in production.
+/// An S3 object key in the layout AWS uses when it delivers logs of `format` (the
+/// format's registry example under a `unique` prefix), so the daemon recognises the
+/// type from the key as it would in production.
 pub fn aws_key(format: alf_formats::Format, unique: &str) -> String {
-    use alf_formats::Format;
-    let acct = "123456789012";
-    match format {
-        Format::CloudFront => {
-            format!("cloudfront/{unique}/E2TESTDIST0001.2024-05-01-12.a1b2c3d4.gz")
-        }
-        Format::S3Access => format!("s3-access/{unique}/2024-05-01-12-34-56-0123456789ABCDEF"),
-        Format::Elb => format!(
-            "{unique}/AWSLogs/{acct}/elasticloadbalancing/us-east-1/2024/05/01/\
-             {acct}_elasticloadbalancing_us-east-1_app.test-alb.50dc6c495c0c9188_20240501T1200Z_10.0.0.1_2et2e1mx.log.gz"
-        ),
-        Format::VpcFlow => format!(
-            "{unique}/AWSLogs/{acct}/vpcflowlogs/us-east-1/2024/05/01/\
-             {acct}_vpcflowlogs_us-east-1_fl-0a1b2c3d4e5f67890_20240501T1200Z_5b2e1c8f.log.gz"
-        ),
-        Format::CloudTrail => format!(
-            "{unique}/AWSLogs/{acct}/CloudTrail/us-east-1/2024/05/01/\
-             {acct}_CloudTrail_us-east-1_20240501T1205Z_Ab3dEf6hIj9kLm2n.json.gz"
-        ),
-        Format::Waf => format!(
-            "aws-waf-logs-{unique}/2024/05/01/12/aws-waf-logs-{unique}-1-2024-05-01-12-00-00-6f0c3e4a.gz"
-        ),
-        Format::GuardDuty => format!(
-            "{unique}/AWSLogs/{acct}/GuardDuty/us-east-1/2024/05/01/3c1e8f2a-9b7d-4e5f-8a6b-1d2c3e4f5a6b.jsonl.gz"
-        ),
-        Format::Route53Resolver => format!(
-            "{unique}/AWSLogs/{acct}/vpcdnsquerylogs/vpc-0a1b2c3d/2024/05/01/\
-             vpc-0a1b2c3d_vpcdnsquerylogs_{acct}_20240501T1200Z_7c9e2f1a.log.gz"
-        ),
-        Format::NetworkFirewall => format!(
-            "{unique}/AWSLogs/{acct}/network-firewall/alert/us-east-1/test-fw/2024/05/01/12/\
-             {acct}_network-firewall_alert_us-east-1_test-fw_20240501T1200Z_1a2b3c4d.log.gz"
-        ),
-        Format::Ndjson => format!("{unique}/app/events-2024-05-01.ndjson.gz"),
-        Format::Lines => format!("{unique}/app/syslog-2024-05-01.log.gz"),
-    }
+    format!("{unique}/{}", format.spec().example_key)
 }
 
 /// S3 server access logs are the one type AWS delivers uncompressed.

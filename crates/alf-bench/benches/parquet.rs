@@ -1,0 +1,118 @@
+//! Parquet throughput next to the text formats: read + ECS mapping + JSON serialization
+//! with redaction of VPC flow logs (the same generated records as text and as AWS's
+//! Parquet layout, snappy and zstd) and of OCSF Network Activity (Security Lake).
+//!
+//! `cargo bench -p alf-bench --bench parquet` (`ALF_BENCH_RECORDS`, default 100,000).
+//! Criterion reports events/s as "elem/s".
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use alf_bench::parquet::{write_ocsf_parquet, write_vpc_flow_parquet};
+use alf_bench::{Kind, Serializer, generate};
+use alf_formats::columnar::write::Codec;
+use alf_formats::columnar::{ParquetLimits, parse_parquet};
+use alf_formats::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn records() -> u64 {
+    std::env::var("ALF_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn parquet(c: &mut Criterion) {
+    let records = records();
+    let mut group = c.benchmark_group("parquet");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(records));
+    let enricher = Enricher::new();
+    let options = ParseOptions::default();
+    let limits = ParquetLimits::default();
+    let object = ObjectInfo {
+        bucket: "amzn-s3-demo-logs".into(),
+        key: Kind::VpcFlow.sample_key().into(),
+        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
+    };
+
+    // The text twin: the same generator, seeds and chunking as the Parquet file.
+    let text: Vec<u8> = (0..records.div_ceil(10_000))
+        .flat_map(|chunk| {
+            let n = 10_000.min(records - chunk * 10_000);
+            let data = generate(Kind::VpcFlowCustom, n, 1 + chunk);
+            // Keep one header line (the first chunk's).
+            let skip = if chunk == 0 {
+                0
+            } else {
+                data.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1)
+            };
+            data[skip..].to_vec()
+        })
+        .collect();
+    group.bench_function("vpc-flow text", |b| {
+        b.iter(|| {
+            let mut sink = Serializer::new(1 << 20);
+            parse_object(
+                Format::VpcFlow,
+                &mut &text[..],
+                &object,
+                &options,
+                &enricher,
+                &mut sink,
+            )
+            .unwrap();
+            assert_eq!(sink.events, records);
+            black_box(sink.bytes)
+        })
+    });
+    for (name, codec) in [("snappy", Codec::Snappy), ("zstd", Codec::Zstd)] {
+        let file = Bytes::from(write_vpc_flow_parquet(records, 1, codec, Vec::new()).unwrap());
+        group.bench_function(format!("vpc-flow parquet {name}"), |b| {
+            b.iter(|| {
+                let mut sink = Serializer::new(1 << 20);
+                parse_parquet(
+                    file.clone(),
+                    None,
+                    &object,
+                    &options,
+                    &limits,
+                    &enricher,
+                    &mut sink,
+                )
+                .unwrap();
+                assert_eq!(sink.events, records);
+                black_box(sink.bytes)
+            })
+        });
+    }
+    let ocsf = Bytes::from(write_ocsf_parquet(records, 1, Codec::Zstd, Vec::new()).unwrap());
+    group.bench_function("security-lake ocsf 4001 parquet zstd", |b| {
+        b.iter(|| {
+            let mut sink = Serializer::new(1 << 20);
+            parse_parquet(
+                ocsf.clone(),
+                None,
+                &object,
+                &options,
+                &limits,
+                &enricher,
+                &mut sink,
+            )
+            .unwrap();
+            assert_eq!(sink.events, records);
+            black_box(sink.bytes)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parquet);
+criterion_main!(benches);
