@@ -54,6 +54,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::DaemonError;
 use crate::batch::{BatcherLimits, run_batcher};
+use crate::checkpoint::{CheckpointStore, Checkpoints};
 use crate::circuit::IntakeCircuit;
 use crate::config::Config;
 use crate::deadletter::DeadLetterSink;
@@ -162,6 +163,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         dead_letter = dead_letter.location(),
         "dead-letter sink ready"
     );
+    let checkpoints = open_checkpoints(&config, &s3_client).await?;
     let intake =
         Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
     tracing::info!(
@@ -201,18 +203,21 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         Arc::clone(&intake),
         abort.clone(),
     ));
-    let pipeline = Arc::new(Pipeline::new(
-        ObjectFetcher::new(s3_client),
-        FormatDetector::new(config.formats.detect_rules()),
-        ParseOptions {
-            keep_original: config.processing.keep_original,
-            ..ParseOptions::default()
-        },
-        config.processing.redact,
-        config.processing.object_concurrency,
-        events_tx,
-        abort.clone(),
-    ));
+    let pipeline = Arc::new(
+        Pipeline::new(
+            ObjectFetcher::new(s3_client),
+            FormatDetector::new(config.formats.detect_rules()),
+            ParseOptions {
+                keep_original: config.processing.keep_original,
+                ..ParseOptions::default()
+            },
+            config.processing.redact,
+            config.processing.object_concurrency,
+            events_tx,
+            abort.clone(),
+        )
+        .with_checkpoints(checkpoints),
+    );
     let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight));
     let tracker = TaskTracker::new();
     let circuit = Arc::clone(intake.circuit());
@@ -866,4 +871,36 @@ mod tests {
         assert_eq!(receive_backoff(5), Duration::from_secs(16));
         assert_eq!(receive_backoff(50), MAX_RECEIVE_BACKOFF);
     }
+}
+
+/// The checkpoint store `[checkpoint]` configures, checked by writing, reading and
+/// deleting a probe (an unusable store is a start-up error naming it), or `None`.
+async fn open_checkpoints(
+    config: &Config,
+    s3_client: &aws_sdk_s3::Client,
+) -> Result<Option<Checkpoints>, DaemonError> {
+    let settings = &config.checkpoint;
+    let store = match (&settings.directory, &settings.s3_bucket) {
+        (Some(directory), _) => CheckpointStore::directory(directory),
+        (None, Some(bucket)) => CheckpointStore::s3(s3_client.clone(), bucket, &settings.s3_prefix),
+        (None, None) => {
+            tracing::info!(
+                "checkpoints off ([checkpoint] sets neither directory nor s3_bucket): a redelivered object is sent again from its first event"
+            );
+            return Ok(None);
+        }
+    };
+    store.check().await?;
+    tracing::info!(
+        checkpoints = %store.describe(),
+        interval_seconds = settings.interval_seconds,
+        min_object_bytes = settings.min_object_bytes,
+        "checkpoints in {}",
+        store.describe()
+    );
+    Ok(Some(Checkpoints {
+        store: Arc::new(store),
+        interval: Duration::from_secs(settings.interval_seconds),
+        min_object_bytes: settings.min_object_bytes,
+    }))
 }

@@ -51,6 +51,8 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     DeadLetter(#[from] deadletter::DeadLetterError),
+    #[error("{0}: fix or unset [checkpoint]")]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled; returns after in-flight work was
