@@ -817,6 +817,38 @@ async fn dead_letter(
     true
 }
 
+/// The checkpoint store `[checkpoint]` configures, checked by writing, reading and
+/// deleting a probe (an unusable store is a start-up error naming it), or `None`.
+async fn open_checkpoints(
+    config: &Config,
+    s3_client: &aws_sdk_s3::Client,
+) -> Result<Option<Checkpoints>, DaemonError> {
+    let settings = &config.checkpoint;
+    let store = match (&settings.directory, &settings.s3_bucket) {
+        (Some(directory), _) => CheckpointStore::directory(directory),
+        (None, Some(bucket)) => CheckpointStore::s3(s3_client.clone(), bucket, &settings.s3_prefix),
+        (None, None) => {
+            tracing::info!(
+                "checkpoints off ([checkpoint] sets neither directory nor s3_bucket): a redelivered object is sent again from its first event"
+            );
+            return Ok(None);
+        }
+    };
+    store.check().await?;
+    tracing::info!(
+        checkpoints = %store.describe(),
+        interval_seconds = settings.interval_seconds,
+        min_object_bytes = settings.min_object_bytes,
+        "checkpoints in {}",
+        store.describe()
+    );
+    Ok(Some(Checkpoints {
+        store: Arc::new(store),
+        interval: Duration::from_secs(settings.interval_seconds),
+        min_object_bytes: settings.min_object_bytes,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,36 +903,4 @@ mod tests {
         assert_eq!(receive_backoff(5), Duration::from_secs(16));
         assert_eq!(receive_backoff(50), MAX_RECEIVE_BACKOFF);
     }
-}
-
-/// The checkpoint store `[checkpoint]` configures, checked by writing, reading and
-/// deleting a probe (an unusable store is a start-up error naming it), or `None`.
-async fn open_checkpoints(
-    config: &Config,
-    s3_client: &aws_sdk_s3::Client,
-) -> Result<Option<Checkpoints>, DaemonError> {
-    let settings = &config.checkpoint;
-    let store = match (&settings.directory, &settings.s3_bucket) {
-        (Some(directory), _) => CheckpointStore::directory(directory),
-        (None, Some(bucket)) => CheckpointStore::s3(s3_client.clone(), bucket, &settings.s3_prefix),
-        (None, None) => {
-            tracing::info!(
-                "checkpoints off ([checkpoint] sets neither directory nor s3_bucket): a redelivered object is sent again from its first event"
-            );
-            return Ok(None);
-        }
-    };
-    store.check().await?;
-    tracing::info!(
-        checkpoints = %store.describe(),
-        interval_seconds = settings.interval_seconds,
-        min_object_bytes = settings.min_object_bytes,
-        "checkpoints in {}",
-        store.describe()
-    );
-    Ok(Some(Checkpoints {
-        store: Arc::new(store),
-        interval: Duration::from_secs(settings.interval_seconds),
-        min_object_bytes: settings.min_object_bytes,
-    }))
 }
