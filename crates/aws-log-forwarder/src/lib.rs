@@ -51,7 +51,9 @@ pub enum DaemonError {
     Metrics(#[from] metrics::MetricsError),
     #[error(transparent)]
     DeadLetter(#[from] deadletter::DeadLetterError),
-    #[error("{0}: fix or unset [checkpoint]")]
+    #[error(
+        "checkpoint store unusable: {0}; fix checkpoint.directory (it must exist) or checkpoint.s3_bucket/s3_prefix, or unset them"
+    )]
     Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
