@@ -65,7 +65,16 @@ struct KillRun {
     checkpoint_files_left: usize,
 }
 
-async fn kill_in_the_middle(name: &str, checkpoints: bool) -> KillRun {
+/// How the first daemon ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// SIGKILL: no shutdown at all.
+    Kill,
+    /// SIGTERM with a 1 s grace period: too short for the object to finish.
+    Term,
+}
+
+async fn kill_in_the_middle(name: &str, checkpoints: bool, ending: Ending) -> KillRun {
     let stack = TestStack::deploy(name).await;
     let intake = TestIntake::start().await;
     intake.set_keep_events(false);
@@ -80,6 +89,9 @@ async fn kill_in_the_middle(name: &str, checkpoints: bool) -> KillRun {
         table.insert("interval_seconds".into(), (INTERVAL_SECONDS as i64).into());
         table.insert("min_object_bytes".into(), 0.into());
         config.insert("checkpoint".into(), toml::Value::Table(table));
+    }
+    if let Some(sqs) = config.get_mut("sqs").and_then(toml::Value::as_table_mut) {
+        sqs.insert("shutdown_grace_seconds".into(), 1.into());
     }
 
     let text = alf_bench::generate(Kind::CloudFront, records(), 42);
@@ -115,7 +127,10 @@ async fn kill_in_the_middle(name: &str, checkpoints: bool) -> KillRun {
     }
     // Let at least one checkpoint interval pass with deliveries going on.
     tokio::time::sleep(Duration::from_millis(INTERVAL_SECONDS * 1500)).await;
-    let out = first.kill().await;
+    let out = match ending {
+        Ending::Kill => first.kill().await,
+        Ending::Term => first.stop().await,
+    };
     let before_kill = arrived();
     let sending = first_arrival.map_or(started, |t| t).elapsed();
     let rate = before_kill as f64 / sending.as_secs_f64().max(0.1);
@@ -158,7 +173,7 @@ async fn kill_in_the_middle(name: &str, checkpoints: bool) -> KillRun {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_object_resumes_from_its_checkpoint() {
-    let run = kill_in_the_middle("checkpoint-on", true).await;
+    let run = kill_in_the_middle("checkpoint-on", true, Ending::Kill).await;
     eprintln!(
         "checkpoints on: {} events, {} delivered before the SIGKILL ({:.0}/s), {} duplicates ({:.1}%)",
         run.total,
@@ -193,7 +208,7 @@ async fn a_killed_object_resumes_from_its_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement only (run with --ignored)"]
 async fn checkpoint_off_resends_the_delivered_prefix() {
-    let run = kill_in_the_middle("checkpoint-off", false).await;
+    let run = kill_in_the_middle("checkpoint-off", false, Ending::Kill).await;
     eprintln!(
         "checkpoints off: {} events, {} delivered before the SIGKILL ({:.0}/s), {} duplicates ({:.1}%)",
         run.total,
@@ -203,4 +218,25 @@ async fn checkpoint_off_resends_the_delivered_prefix() {
         100.0 * run.duplicates as f64 / run.total as f64
     );
     assert!(run.duplicates as usize >= run.before_kill);
+}
+
+/// A SIGTERM whose grace period is too short for the object: the checkpoint written on
+/// the way out holds everything delivered, so only the batches in flight come again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_object_writes_its_checkpoint_on_the_way_out() {
+    let run = kill_in_the_middle("checkpoint-term", true, Ending::Term).await;
+    eprintln!(
+        "checkpoints on, SIGTERM: {} events, {} delivered before the stop, {} duplicates ({:.1}%)",
+        run.total,
+        run.before_kill,
+        run.duplicates,
+        100.0 * run.duplicates as f64 / run.total as f64
+    );
+    // The batches in flight (4 requests x 500 events) and the open one, no more.
+    assert!(
+        run.duplicates <= 2_500,
+        "{} duplicates after a SIGTERM",
+        run.duplicates
+    );
+    assert_eq!(run.checkpoint_files_left, 0);
 }
