@@ -240,3 +240,33 @@ async fn a_stopped_object_writes_its_checkpoint_on_the_way_out() {
     );
     assert_eq!(run.checkpoint_files_left, 0);
 }
+
+/// A checkpoint directory that does not exist stops the daemon at start-up with one
+/// line naming the path and the key to fix, instead of a warning per object.
+#[tokio::test]
+async fn an_unusable_checkpoint_store_is_a_start_up_error() {
+    let stack = TestStack::deploy("checkpoint-missing").await;
+    let intake = TestIntake::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("not-there");
+    let mut config = stack.base_config_toml(&intake);
+    let mut table = toml::Table::new();
+    table.insert("directory".into(), missing.display().to_string().into());
+    config.insert("checkpoint".into(), toml::Value::Table(table));
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        DaemonProcess::start(&config, &[]).wait(),
+    )
+    .await
+    .expect("the daemon exits by itself");
+    assert!(!out.status.success(), "{}", out.logs);
+    let line = out
+        .logs
+        .lines()
+        .find(|l| l.contains("checkpoint store unusable"))
+        .unwrap_or_else(|| panic!("no start-up error:\n{}", out.logs));
+    assert!(
+        line.contains(&missing.display().to_string()) && line.contains("checkpoint.directory"),
+        "{line}"
+    );
+}
