@@ -13,7 +13,7 @@
 //! calls per message (and what they would have been without batch calls).
 //!
 //! Duplicates stay below 10% of the events thanks to progress checkpoints (a local
-//! directory, written every 2 s): a killed object resumes from its last checkpoint
+//! directory, written every second): a killed object resumes from its last checkpoint
 //! instead of being re-sent whole (the large object alone is over half of the events).
 //!
 //! Scale: the issue asks for a large object of 200,000 records; in a debug build on two
@@ -242,7 +242,7 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         "[sqs]\nvisibility_timeout_seconds = {VISIBILITY_SECONDS}\nheartbeat_interval_seconds = 4\n\
          [intake]\ntimeout_seconds = 5\nmax_retries = 3\nretry_max_backoff_ms = 1000\n\
          [log]\nformat = \"text\"\n[metrics]\n\
-         [checkpoint]\ndirectory = {checkpoints:?}\ninterval_seconds = 2\nmin_object_bytes = 0\n",
+         [checkpoint]\ndirectory = {checkpoints:?}\ninterval_seconds = 1\nmin_object_bytes = 0\n",
         checkpoints = checkpoint_dir.path().display().to_string()
     );
     for (section, table) in overrides
