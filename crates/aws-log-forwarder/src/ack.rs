@@ -9,7 +9,14 @@
 //! batch was dropped undelivered, a panic). An intake outage fails nothing: the
 //! batch waits. The message is deleted from SQS only after all of its objects
 //! settled successfully.
+//!
+//! Beside the count, an acknowledgement keeps the object's *watermark*: how many of its
+//! events, counted from the first, are settled (delivered or dead-lettered) without a
+//! gap. Batches complete out of order, so each settled run of events is remembered
+//! until the runs before it are settled too. The watermark is what a checkpoint
+//! records (see `checkpoint`): a redelivered object skips that many events.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -26,6 +33,58 @@ pub struct ObjectAck {
     changed: Notify,
     /// What the object is (`s3://bucket/key`), for logs about its events.
     label: OnceLock<String>,
+    progress: Mutex<Watermark>,
+}
+
+/// Events settled contiguously from the start of an object, out-of-order completions
+/// held until the gap before them closes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// Events `0..reached` are settled.
+    reached: u64,
+    /// Settled runs after a gap: start -> end (exclusive).
+    ahead: BTreeMap<u64, u64>,
+}
+
+impl Watermark {
+    /// A watermark that starts at `reached` (the events skipped on a resumed object).
+    pub fn starting_at(reached: u64) -> Self {
+        Watermark {
+            reached,
+            ahead: BTreeMap::new(),
+        }
+    }
+
+    /// Events `start..end` are settled.
+    pub fn complete(&mut self, start: u64, end: u64) {
+        if end <= self.reached || start >= end {
+            return;
+        }
+        if start > self.reached {
+            let slot = self.ahead.entry(start).or_insert(end);
+            *slot = (*slot).max(end);
+            return;
+        }
+        self.reached = end;
+        // Runs that now touch (or overlap) the watermark join it.
+        while let Some((&s, &e)) = self.ahead.first_key_value() {
+            if s > self.reached {
+                break;
+            }
+            self.ahead.pop_first();
+            self.reached = self.reached.max(e);
+        }
+    }
+
+    /// Events settled without a gap from the start.
+    pub fn reached(&self) -> u64 {
+        self.reached
+    }
+
+    /// Settled runs waiting behind a gap (bounded by the batches in flight).
+    pub fn runs_ahead(&self) -> usize {
+        self.ahead.len()
+    }
 }
 
 impl ObjectAck {
@@ -40,6 +99,29 @@ impl ObjectAck {
         let ack = Self::default();
         let _ = ack.label.set(label.into());
         ack
+    }
+
+    /// An acknowledgement for an object resumed from a checkpoint: its first
+    /// `skipped` events were settled by an earlier attempt and are not sent again.
+    pub fn resuming(label: impl Into<String>, skipped: u64) -> Self {
+        let ack = Self::for_object(label);
+        if let Ok(mut progress) = ack.progress.lock() {
+            *progress = Watermark::starting_at(skipped);
+        }
+        ack
+    }
+
+    /// Events `first..first + n` (numbered from the object's first event) are settled:
+    /// delivered, or in the dead-letter sink.
+    pub fn completed(&self, first: u64, n: u64) {
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.complete(first, first.saturating_add(n));
+        }
+    }
+
+    /// Events settled without a gap from the object's first event.
+    pub fn watermark(&self) -> u64 {
+        self.progress.lock().map_or(0, |p| p.reached())
     }
 
     pub fn label(&self) -> Option<&str> {
@@ -155,6 +237,38 @@ mod tests {
         assert!(ack.has_failed());
         assert_eq!(ack.settled().await, Err("400 Bad Request".to_owned()));
         assert_eq!(ack.pending(), 6);
+    }
+
+    #[test]
+    fn the_watermark_waits_for_the_oldest_run() {
+        let mut w = Watermark::default();
+        w.complete(256, 512);
+        w.complete(768, 1000);
+        assert_eq!(w.reached(), 0, "events 0..256 are still out");
+        assert_eq!(w.runs_ahead(), 2);
+        w.complete(0, 100);
+        assert_eq!(w.reached(), 100);
+        w.complete(100, 256);
+        assert_eq!(w.reached(), 512, "joins the run that waited");
+        w.complete(512, 768);
+        assert_eq!(w.reached(), 1000);
+        assert_eq!(w.runs_ahead(), 0);
+        // Settling again (a teardown path) changes nothing.
+        w.complete(0, 1000);
+        assert_eq!(w.reached(), 1000);
+    }
+
+    #[test]
+    fn a_resumed_watermark_starts_at_the_skipped_events() {
+        let ack = ObjectAck::resuming("s3://b/k", 5000);
+        assert_eq!(ack.watermark(), 5000);
+        ack.completed(5256, 256);
+        assert_eq!(ack.watermark(), 5000);
+        ack.completed(5000, 256);
+        assert_eq!(ack.watermark(), 5512);
+        // Events before the checkpoint (never sent again) cannot move it.
+        ack.completed(0, 10);
+        assert_eq!(ack.watermark(), 5512);
     }
 
     #[tokio::test]

@@ -46,6 +46,9 @@ pub struct EventChunk {
     /// End offset of each event in `data`.
     pub ends: Vec<usize>,
     pub ack: Arc<ObjectAck>,
+    /// Number of the chunk's first event among its object's events (from 0), so the
+    /// object's watermark can tell which events a settled batch covered.
+    pub first_seq: u64,
     /// The batcher copied the events into batches, which answer for them now.
     handed_over: bool,
 }
@@ -67,6 +70,7 @@ impl EventChunk {
             data: Vec::with_capacity(capacity_bytes),
             ends: Vec::with_capacity(capacity_events),
             ack,
+            first_seq: 0,
             handed_over: false,
         }
     }
@@ -100,6 +104,36 @@ impl EventChunk {
     }
 }
 
+/// A run of consecutive events of one object in a batch.
+#[derive(Debug)]
+struct Owner {
+    ack: Arc<ObjectAck>,
+    n: u64,
+    /// Number of the run's first event in its object (`None`: not tracked, tests).
+    first: Option<u64>,
+}
+
+impl Owner {
+    /// Batch events `from..to` of this run (which starts at batch index `start`) were
+    /// settled: move the watermark.
+    fn completed_indices(&self, start: usize, from: usize, to: usize) {
+        if let Some(first) = self.first
+            && to > from
+        {
+            self.ack
+                .completed(first + (from - start) as u64, (to - from) as u64);
+        }
+    }
+
+    /// The whole run settled well: counted and moved into the watermark.
+    fn delivered(&self) {
+        self.ack.delivered(self.n);
+        if let Some(first) = self.first {
+            self.ack.completed(first, self.n);
+        }
+    }
+}
+
 /// A batch of serialized events and the objects they belong to.
 ///
 /// It settles its events exactly once ([`Batch::acknowledge`] or
@@ -110,8 +144,8 @@ impl EventChunk {
 pub struct Batch {
     data: Vec<u8>,
     ends: Vec<usize>,
-    /// Run-length owners: `(ack, n)` owns the next `n` events.
-    owners: Vec<(Arc<ObjectAck>, u64)>,
+    /// Run-length owners: each owns the next `n` events.
+    owners: Vec<Owner>,
     /// Body bytes as the sender will encode them.
     body_bytes: usize,
     /// The events were acknowledged or failed.
@@ -121,7 +155,7 @@ pub struct Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         if !self.settled.swap(true, Ordering::AcqRel) {
-            for (ack, n) in &self.owners {
+            for Owner { ack, n, .. } in &self.owners {
                 ack.failed(
                     *n,
                     "a batch was dropped before the intake accepted it (shutdown or an aborted request)",
@@ -160,14 +194,35 @@ impl Batch {
         (0..self.len()).map(|i| self.event(i))
     }
 
-    /// Adds an event (testing and the batcher).
+    /// Adds an event whose position in its object is not tracked (tests).
     pub fn push(&mut self, event: &[u8], body_cost: usize, ack: &Arc<ObjectAck>) {
+        self.push_numbered(event, body_cost, ack, None);
+    }
+
+    /// Adds event number `seq` of its object (the batcher): once settled, it moves
+    /// the object's watermark.
+    pub fn push_numbered(
+        &mut self,
+        event: &[u8],
+        body_cost: usize,
+        ack: &Arc<ObjectAck>,
+        seq: Option<u64>,
+    ) {
         self.data.extend_from_slice(event);
         self.ends.push(self.data.len());
         self.body_bytes += body_cost;
         match self.owners.last_mut() {
-            Some((owner, n)) if Arc::ptr_eq(owner, ack) => *n += 1,
-            _ => self.owners.push((Arc::clone(ack), 1)),
+            Some(owner)
+                if Arc::ptr_eq(&owner.ack, ack)
+                    && owner.first.zip(seq).is_none_or(|(f, s)| f + owner.n == s) =>
+            {
+                owner.n += 1
+            }
+            _ => self.owners.push(Owner {
+                ack: Arc::clone(ack),
+                n: 1,
+                first: seq,
+            }),
         }
     }
 
@@ -175,7 +230,7 @@ impl Batch {
     pub fn object_labels(&self) -> Vec<String> {
         self.owners
             .iter()
-            .map(|(ack, _)| ack.label().unwrap_or("(unnamed object)").to_owned())
+            .map(|Owner { ack, .. }| ack.label().unwrap_or("(unnamed object)").to_owned())
             .collect()
     }
 
@@ -184,8 +239,8 @@ impl Batch {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
-        for (ack, n) in &self.owners {
-            ack.delivered(*n);
+        for owner in &self.owners {
+            owner.delivered();
         }
     }
 
@@ -196,7 +251,7 @@ impl Batch {
             return;
         }
         let Some(failed) = failed else {
-            for (ack, n) in &self.owners {
+            for Owner { ack, n, .. } in &self.owners {
                 ack.failed(*n, reason);
             }
             return;
@@ -206,23 +261,29 @@ impl Batch {
         failed.dedup();
         let mut next_failed = failed.iter().peekable();
         let mut start = 0usize;
-        for (ack, n) in &self.owners {
-            let end = start + *n as usize;
+        for owner in &self.owners {
+            let end = start + owner.n as usize;
             let mut bad = 0u64;
+            // Start of the current run of settled events (batch index), for the
+            // watermark: failed events leave gaps it never crosses.
+            let mut good_from = start;
             while let Some(&&i) = next_failed.peek() {
                 if i >= end {
                     break;
                 }
                 if i >= start {
                     bad += 1;
+                    owner.completed_indices(start, good_from, i);
+                    good_from = i + 1;
                 }
                 next_failed.next();
             }
+            owner.completed_indices(start, good_from, end);
             if bad > 0 {
-                ack.failed(bad, reason);
+                owner.ack.failed(bad, reason);
             }
-            if *n > bad {
-                ack.delivered(*n - bad);
+            if owner.n > bad {
+                owner.ack.delivered(owner.n - bad);
             }
             start = end;
         }
@@ -322,7 +383,7 @@ pub async fn run_batcher<S: BatchSender>(
             }
             chunk = rx.recv() => {
                 let Some(mut chunk) = chunk else { break };
-                for event in chunk.events() {
+                for (i, event) in chunk.events().enumerate() {
                     let fitted = sender.fit(event);
                     let event = fitted.as_deref().unwrap_or(event);
                     let cost = sender.body_cost(event);
@@ -337,7 +398,7 @@ pub async fn run_batcher<S: BatchSender>(
                     }
                     // An event larger than max_bytes alone still goes, in a batch of
                     // its own: dropping it would lose data.
-                    batch.push(event, cost, &chunk.ack);
+                    batch.push_numbered(event, cost, &chunk.ack, Some(chunk.first_seq + i as u64));
                     if batch.len() == 1 {
                         deadline = Some(Instant::now() + limits.linger);
                     }
@@ -620,6 +681,52 @@ mod tests {
             Err("mapper_parsing_exception".to_owned())
         );
         assert_eq!(b.pending(), 0);
+    }
+
+    #[test]
+    fn settled_events_move_the_watermark_up_to_the_first_failed_one() {
+        let a = Arc::new(ObjectAck::new());
+        a.add_pending(6);
+        // Events 3..6 of the object settle first, in a later batch.
+        let mut later = Batch::default();
+        for (i, e) in ["a3", "a4", "a5"].iter().enumerate() {
+            later.push_numbered(e.as_bytes(), 3, &a, Some(3 + i as u64));
+        }
+        later.acknowledge();
+        assert_eq!(a.watermark(), 0, "events 0..3 are still in flight");
+        let mut first = Batch::default();
+        for (i, e) in ["a0", "a1", "a2"].iter().enumerate() {
+            first.push_numbered(e.as_bytes(), 3, &a, Some(i as u64));
+        }
+        // Event a1 fails: the watermark stops before it.
+        first.settle_failure(Some(&[1]), "rejected");
+        assert_eq!(a.watermark(), 1);
+
+        let b = Arc::new(ObjectAck::new());
+        b.add_pending(3);
+        let mut all = Batch::default();
+        for (i, e) in ["b0", "b1", "b2"].iter().enumerate() {
+            all.push_numbered(e.as_bytes(), 3, &b, Some(i as u64));
+        }
+        all.settle_failure(Some(&[]), "nothing failed");
+        assert_eq!(b.watermark(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_batcher_numbers_events_from_the_chunks_first_seq() {
+        let a = Arc::new(ObjectAck::resuming("s3://b/k", 100));
+        let mut second = chunk(&a, &["e102", "e103"]);
+        second.first_seq = 102;
+        let mut first = chunk(&a, &["e100", "e101"]);
+        first.first_seq = 100;
+        run(
+            limits(3, 1_000_000, 60_000),
+            Recorder::default(),
+            vec![first, second],
+        )
+        .await;
+        assert_eq!(a.settled().await, Ok(()));
+        assert_eq!(a.watermark(), 104);
     }
 
     #[tokio::test]

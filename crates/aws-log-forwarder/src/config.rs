@@ -67,6 +67,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "metrics",
     "dead_letter",
+    "checkpoint",
 ];
 
 /// A configuration problem, phrased for the operator.
@@ -335,6 +336,7 @@ pub struct Config {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub dead_letter: DeadLetterSettings,
+    pub checkpoint: CheckpointSettings,
 }
 
 const QUEUE_URL_EXAMPLE: &str = "e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs";
@@ -642,6 +644,27 @@ settings! {
         /// Always ends in `/`.
         pub s3_prefix: String =
             default("aws-log-forwarder/dead-letter/".to_owned()).parse(s3_prefix),
+    }
+}
+
+settings! {
+    /// `[checkpoint]`: where large objects record how far their delivery got, so a
+    /// redelivered one (after a crash, on any replica) skips what was delivered
+    /// (see [`crate::checkpoint`]). Off unless `directory` or `s3_bucket` is set: it
+    /// needs write access, and must never be a prefix the source bucket notifies.
+    pub struct CheckpointSettings {
+        /// A local directory (one process, or replicas sharing it); must exist.
+        pub directory: Option<PathBuf> = default(None),
+        pub s3_bucket: Option<String> = default(None),
+        /// Always ends in `/`.
+        pub s3_prefix: String =
+            default("aws-log-forwarder/checkpoints/".to_owned()).parse(s3_prefix),
+        /// How often an object in progress writes its checkpoint: after a SIGKILL
+        /// about this many seconds of events are sent twice.
+        pub interval_seconds: u64 = default(5).range(1, 3_600),
+        /// Smaller objects (compressed bytes) get no checkpoint: they finish within an
+        /// interval, and a lookup per object would cost more than it saves.
+        pub min_object_bytes: u64 = default(1u64 << 20).range(0, 1 << 50),
     }
 }
 
@@ -1124,6 +1147,13 @@ impl Config {
             errors,
             DeadLetterSettings::read,
         );
+        let checkpoint = section(
+            "checkpoint",
+            CheckpointSettings::KEYS,
+            root,
+            errors,
+            CheckpointSettings::read,
+        );
         let mut config = Config {
             aws: aws?,
             sqs: sqs?,
@@ -1134,6 +1164,7 @@ impl Config {
             log: log?,
             metrics: metrics?,
             dead_letter: dead_letter?,
+            checkpoint: checkpoint?,
         };
         cross_checks(&mut config, env, errors);
         Some(config)
@@ -1155,7 +1186,7 @@ impl Config {
     /// Every key of every section, as `section.key` (`[[formats.rules]]` keys as
     /// `formats.rules.key`).
     pub fn keys() -> Vec<String> {
-        let sections: [(&str, &[&str]); 8] = [
+        let sections: [(&str, &[&str]); 9] = [
             ("aws", AwsSettings::KEYS),
             ("sqs", SqsSettings::KEYS),
             ("processing", ProcessingSettings::KEYS),
@@ -1164,6 +1195,7 @@ impl Config {
             ("log", LogSettings::KEYS),
             ("metrics", MetricsSettings::KEYS),
             ("dead_letter", DeadLetterSettings::KEYS),
+            ("checkpoint", CheckpointSettings::KEYS),
         ];
         let mut keys: Vec<String> = sections
             .iter()
@@ -1241,6 +1273,12 @@ fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigErr
         errors.push(ConfigError::invalid(
             "dead_letter.s3_bucket",
             "set either dead_letter.directory or dead_letter.s3_bucket, not both",
+        ));
+    }
+    if config.checkpoint.s3_bucket.is_some() && config.checkpoint.directory.is_some() {
+        errors.push(ConfigError::invalid(
+            "checkpoint.s3_bucket",
+            "set either checkpoint.directory or checkpoint.s3_bucket, not both",
         ));
     }
     let intake = &mut config.intake;

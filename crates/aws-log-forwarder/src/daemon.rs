@@ -54,6 +54,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::DaemonError;
 use crate::batch::{BatcherLimits, run_batcher};
+use crate::checkpoint::{CheckpointStore, Checkpoints};
 use crate::circuit::IntakeCircuit;
 use crate::config::Config;
 use crate::deadletter::DeadLetterSink;
@@ -163,6 +164,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         dead_letter = dead_letter.location(),
         "dead-letter sink ready"
     );
+    let checkpoints = open_checkpoints(&config, &s3_client).await?;
     let intake =
         Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
     tracing::info!(
@@ -219,7 +221,8 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             crate::filter::EventFilter::new(&config.processing.drop).map_err(|e| {
                 DaemonError::Config(crate::config::ConfigError::Source(e.to_string()))
             })?,
-        ),
+        )
+        .with_checkpoints(checkpoints),
     );
     let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight));
     let tracker = TaskTracker::new();
@@ -818,6 +821,38 @@ async fn dead_letter(
         message.message_id
     );
     true
+}
+
+/// The checkpoint store `[checkpoint]` configures, checked by writing, reading and
+/// deleting a probe (an unusable store is a start-up error naming it), or `None`.
+async fn open_checkpoints(
+    config: &Config,
+    s3_client: &aws_sdk_s3::Client,
+) -> Result<Option<Checkpoints>, DaemonError> {
+    let settings = &config.checkpoint;
+    let store = match (&settings.directory, &settings.s3_bucket) {
+        (Some(directory), _) => CheckpointStore::directory(directory),
+        (None, Some(bucket)) => CheckpointStore::s3(s3_client.clone(), bucket, &settings.s3_prefix),
+        (None, None) => {
+            tracing::info!(
+                "checkpoints off ([checkpoint] sets neither directory nor s3_bucket): a redelivered object is sent again from its first event"
+            );
+            return Ok(None);
+        }
+    };
+    store.check().await?;
+    tracing::info!(
+        checkpoints = %store.describe(),
+        interval_seconds = settings.interval_seconds,
+        min_object_bytes = settings.min_object_bytes,
+        "checkpoints in {}",
+        store.describe()
+    );
+    Ok(Some(Checkpoints {
+        store: Arc::new(store),
+        interval: Duration::from_secs(settings.interval_seconds),
+        min_object_bytes: settings.min_object_bytes,
+    }))
 }
 
 #[cfg(test)]

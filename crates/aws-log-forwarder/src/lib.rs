@@ -15,6 +15,7 @@
 pub mod ack;
 pub mod assume_role;
 pub mod batch;
+pub mod checkpoint;
 pub mod circuit;
 pub mod columnar;
 pub mod config;
@@ -55,6 +56,10 @@ pub enum DaemonError {
     DeadLetter(#[from] deadletter::DeadLetterError),
     #[error(transparent)]
     AssumeRole(#[from] assume_role::AssumeRoleError),
+    #[error(
+        "checkpoint store unusable: {0}; fix checkpoint.directory (it must exist) or checkpoint.s3_bucket/s3_prefix, or unset them"
+    )]
+    Checkpoint(#[from] checkpoint::CheckpointError),
 }
 
 /// Runs the daemon until `shutdown` is cancelled; returns after in-flight work was

@@ -45,6 +45,8 @@ pub const OBJECTS_IN_FLIGHT: &str = "alf_objects_in_flight";
 pub const OLDEST_IN_FLIGHT_AGE: &str = "alf_sqs_oldest_in_flight_message_age_seconds";
 pub const QUEUE_VISIBLE_MESSAGES: &str = "alf_sqs_queue_visible_messages";
 pub const MESSAGES_DEAD_LETTERED: &str = "alf_sqs_messages_dead_lettered_total";
+pub const CHECKPOINT_EVENTS_SKIPPED: &str = "alf_checkpoint_events_skipped_total";
+pub const CHECKPOINT_WRITES: &str = "alf_checkpoint_writes_total";
 
 /// `2xx`, `4xx`, `5xx`, or `error` for requests that got no response.
 pub fn status_class(status: Option<u16>) -> &'static str {
@@ -71,6 +73,14 @@ fn describe() {
     describe_counter!(
         S3_RESUMES,
         "Dropped S3 streams resumed with a ranged GET from the byte reached"
+    );
+    describe_counter!(
+        CHECKPOINT_EVENTS_SKIPPED,
+        "Events of redelivered objects not sent again because a checkpoint says they were delivered"
+    );
+    describe_counter!(
+        CHECKPOINT_WRITES,
+        "Checkpoints written for objects in progress, by outcome (ok, error)"
     );
     describe_counter!(
         SQS_BATCHED_ENTRIES,

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::ObjectAck;
 use crate::batch::EventChunk;
+use crate::checkpoint::{CheckpointKey, Checkpoints, ObjectCheckpoint};
 use crate::columnar;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
 use crate::filter::EventFilter;
@@ -482,6 +483,9 @@ struct ChunkSink<'a> {
     /// `[[processing.drop]]` rules, and how many events each dropped.
     filter: &'a EventFilter,
     dropped: Vec<u64>,
+    /// Events a checkpoint says were delivered by an earlier attempt: counted (so the
+    /// numbering stays the same) but not sent.
+    skip: u64,
 }
 
 impl ChunkSink<'_> {
@@ -517,6 +521,19 @@ impl EventSink for ChunkSink<'_> {
                 *n += 1;
             }
             return Ok(());
+        }
+        if self.events < self.skip {
+            self.events += 1;
+            // Nothing is flushed while skipping: look for a stop now and then.
+            if self.events.is_multiple_of(CHUNK_EVENTS as u64)
+                && (self.abort.is_cancelled() || self.ack.has_failed())
+            {
+                return Err(Stop);
+            }
+            return Ok(());
+        }
+        if self.chunk.is_empty() {
+            self.chunk.first_seq = self.events;
         }
         let redactor = self.redactor;
         self.chunk.push_with(|out| event.write_json(out, redactor));
@@ -555,6 +572,17 @@ pub struct Pipeline {
     events: mpsc::Sender<EventChunk>,
     abort: CancellationToken,
     filter: Arc<EventFilter>,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// Aborts the task (the periodic checkpoint writer of an object) when the object ends,
+/// however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Pipeline {
@@ -578,6 +606,7 @@ impl Pipeline {
             events,
             abort,
             filter: Arc::new(EventFilter::default()),
+            checkpoints: None,
         }
     }
 
@@ -585,6 +614,36 @@ impl Pipeline {
     pub fn with_filter(mut self, filter: EventFilter) -> Self {
         self.filter = Arc::new(filter);
         self
+    }
+
+    /// Records the progress of large objects in `checkpoints`, and skips what a
+    /// checkpoint says was delivered (see `checkpoint`).
+    pub fn with_checkpoints(mut self, checkpoints: Option<Checkpoints>) -> Self {
+        self.checkpoints = checkpoints;
+        self
+    }
+
+    /// The checkpoint of an object worth one (large enough, with an ETag) and the
+    /// events an earlier attempt already settled.
+    async fn open_checkpoint(
+        &self,
+        object: &ObjectRef,
+        e_tag: Option<&str>,
+        size: Option<u64>,
+    ) -> (Option<Arc<ObjectCheckpoint>>, u64) {
+        let (Some(checkpoints), Some(etag)) = (&self.checkpoints, e_tag) else {
+            return (None, 0);
+        };
+        if size.is_some_and(|n| n < checkpoints.min_object_bytes) {
+            return (None, 0);
+        }
+        let key = CheckpointKey {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag: etag.to_owned(),
+        };
+        let (checkpoint, skip) = ObjectCheckpoint::open(checkpoints, key).await;
+        (Some(checkpoint), skip)
     }
 
     /// Processes every object a message announces; `Done` only when all are done.
@@ -687,7 +746,27 @@ impl Pipeline {
             }
         };
 
-        let ack = Arc::new(ObjectAck::new());
+        let (checkpoint, skip) = self
+            .open_checkpoint(object, opened.e_tag.as_deref(), opened.content_length)
+            .await;
+        if skip > 0 {
+            tracing::info!(
+                message_id,
+                bucket = %object.bucket,
+                key = %object.key,
+                skip,
+                "resuming s3://{}/{} from its checkpoint: its first {skip} events were delivered before and are parsed but not sent again",
+                object.bucket,
+                object.key
+            );
+        }
+        let ack = Arc::new(ObjectAck::resuming(
+            format!("s3://{}/{}", object.bucket, object.key),
+            skip,
+        ));
+        let _checkpoint_writer = checkpoint
+            .as_ref()
+            .map(|cp| AbortOnDrop(tokio::spawn(Arc::clone(cp).keep_saving(Arc::clone(&ack)))));
         let info = ObjectInfo {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
@@ -746,6 +825,7 @@ impl Pipeline {
                     malformed: 0,
                     filter: &filter,
                     dropped: vec![0; filter.names().len()],
+                    skip,
                 };
                 let mut result =
                     parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink);
@@ -767,6 +847,7 @@ impl Pipeline {
                     );
                     let _ = sink.emit(error);
                 }
+                metrics::counter!(m::CHECKPOINT_EVENTS_SKIPPED).increment(sink.events.min(skip));
                 let flushed = sink.flush();
                 if let (Ok(_), Err(stop)) = (&result, flushed) {
                     result = Err(StreamError::Stopped(stop));
@@ -789,6 +870,10 @@ impl Pipeline {
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
                 metrics::counter!(m::OBJECTS_FAILED).increment(1);
                 return report(ObjectOutcome::failed(
+                if let Some(checkpoint) = &checkpoint {
+                    checkpoint.save(&ack).await;
+                }
+                return ObjectOutcome::failed(
                     FailureKind::Panicked,
                     format!("parser panicked: {what}"),
                 ));
@@ -853,6 +938,19 @@ impl Pipeline {
                 ),
             },
         };
+        drop(_checkpoint_writer);
+        if let Some(checkpoint) = &checkpoint {
+            match &outcome {
+                // Redelivered (or redriven from the DLQ by an operator): start from
+                // what was delivered so far.
+                ObjectOutcome::Failed { kind, .. }
+                    if !matches!(kind, FailureKind::Permanent(_)) =>
+                {
+                    checkpoint.save(&ack).await
+                }
+                _ => checkpoint.finish().await,
+            }
+        }
         if malformed > MALFORMED_LOGGED {
             tracing::warn!(
                 bucket = %object.bucket,
@@ -1209,6 +1307,7 @@ mod tests {
                 malformed: 0,
                 filter: &no_filter,
                 dropped: Vec::new(),
+                skip: 0,
             };
             for i in 0..(CHUNK_EVENTS + 3) {
                 let mut e = Event::new();
@@ -1231,6 +1330,46 @@ mod tests {
             text.contains("REDACTED") && !text.contains("abcdef0123"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn events_below_the_checkpoint_are_counted_but_not_sent() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let ack = Arc::new(ObjectAck::resuming("s3://b/k", 300));
+        let abort = CancellationToken::new();
+        let ack2 = Arc::clone(&ack);
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut sink = ChunkSink {
+                tx: &tx,
+                ack: &ack2,
+                redactor: None,
+                abort: &abort,
+                chunk: ChunkSink::new_chunk(&ack2),
+                bucket: "b",
+                key: "k",
+                events: 0,
+                malformed: 0,
+                skip: 300,
+            };
+            for i in 0..310u64 {
+                let mut e = Event::new();
+                e.set("n", i);
+                sink.emit(e).unwrap();
+            }
+            sink.flush().unwrap();
+            sink.events
+        });
+        assert_eq!(
+            handle.await.unwrap(),
+            310,
+            "the numbering counts skipped events"
+        );
+        let chunk = rx.recv().await.unwrap();
+        assert_eq!(chunk.len(), 10);
+        assert_eq!(chunk.first_seq, 300);
+        let first = String::from_utf8(chunk.events().next().unwrap().to_vec()).unwrap();
+        assert!(first.contains("300"), "{first}");
+        assert_eq!(ack.pending(), 10);
     }
 
     #[tokio::test]
@@ -1259,6 +1398,7 @@ mod tests {
                     malformed: 0,
                     filter: &no_filter,
                     dropped: Vec::new(),
+                    skip: 0,
                 };
                 (0..10 * CHUNK_EVENTS)
                     .take_while(|_| sink.emit(Event::new()).is_ok())

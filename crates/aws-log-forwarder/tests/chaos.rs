@@ -12,14 +12,15 @@
 //! Printed: events expected / delivered / duplicates, DLQ messages, time to drain, SQS
 //! calls per message (and what they would have been without batch calls).
 //!
-//! Duplicates: the goal is below 10% of the events, which needs progress checkpoints
-//! (a killed object is re-sent whole without them: the large object alone is over half
-//! of the events). Until checkpoints exist the test holds them below 100% (every
-//! event at most about twice on average) and prints the figure.
+//! Duplicates stay below 10% of the events thanks to progress checkpoints (a local
+//! directory, written every second): a killed object resumes from its last checkpoint
+//! instead of being re-sent whole (the large object alone is over half of the events).
 //!
 //! Scale: the issue asks for a large object of 200,000 records; in a debug build on two
 //! shared cores that alone takes many minutes per pass, so the large object has
-//! `ALF_CHAOS_LARGE_RECORDS` records (default 20,000).
+//! `ALF_CHAOS_LARGE_RECORDS` records (default 50,000: each SIGKILL re-sends a fixed
+//! amount, the requests in flight and up to a second of events, so with fewer events
+//! the 10% bound would measure the scale more than the daemon).
 //!
 //! Run with `scripts/test.sh` (it starts LocalStack and sets `ALF_TEST_AWS_ENDPOINT`).
 
@@ -42,7 +43,7 @@ const OUTAGE: Duration = Duration::from_secs(35);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(420);
 
 /// Records of the large object unless `ALF_CHAOS_LARGE_RECORDS` says otherwise.
-const LARGE_RECORDS: u64 = 20_000;
+const LARGE_RECORDS: u64 = 50_000;
 
 fn large_records() -> u64 {
     std::env::var("ALF_CHAOS_LARGE_RECORDS")
@@ -238,10 +239,13 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         hang: Duration::from_secs(6),
     });
     let mut config = stack.base_config_toml(&intake);
+    let checkpoint_dir = tempfile::tempdir().expect("temp dir");
     let overrides = format!(
         "[sqs]\nvisibility_timeout_seconds = {VISIBILITY_SECONDS}\nheartbeat_interval_seconds = 4\n\
          [intake]\ntimeout_seconds = 5\nmax_retries = 3\nretry_max_backoff_ms = 1000\n\
-         [log]\nformat = \"text\"\n[metrics]\n"
+         [log]\nformat = \"text\"\n[metrics]\n\
+         [checkpoint]\ndirectory = {checkpoints:?}\ninterval_seconds = 1\nmin_object_bytes = 0\n",
+        checkpoints = checkpoint_dir.path().display().to_string()
     );
     for (section, table) in overrides
         .parse::<toml::Table>()
@@ -380,7 +384,7 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
     assert_eq!(missing, 0, "{missing} expected events never arrived");
     assert_eq!(dlq, 0, "no message may reach the dead-letter queue");
     assert!(
-        duplicates < total as u64,
-        "duplicates {duplicates} of {total} events: more than one extra copy per event on average"
+        duplicates * 10 < total as u64,
+        "duplicates {duplicates} of {total} events: 10% or more"
     );
 }

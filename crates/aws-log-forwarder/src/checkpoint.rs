@@ -1,0 +1,457 @@
+//! Checkpoints: how far a large object got, so a redelivered object (after a crash, a
+//! SIGTERM, a failed batch, on any replica) does not send its delivered events again.
+//!
+//! A checkpoint is a tiny JSON document keyed by the object's bucket, key and ETag that
+//! records its *watermark*: the number of events, counted from the first, that the
+//! intake acknowledged (or that went to the dead-letter sink) without a gap (see
+//! [`crate::ack::Watermark`]). A redelivered object is still decompressed and parsed
+//! from the start, because record numbers (and so `event.id`) must stay the same, but
+//! its first `watermark` events are not sent.
+//!
+//! It is written every `checkpoint.interval_seconds` while the object is in progress
+//! (only when the watermark moved), once more when the object fails (so a SIGTERM or a
+//! failed batch loses nothing it already delivered), and deleted when the object is
+//! done. Objects smaller than `checkpoint.min_object_bytes` are neither read nor
+//! written: they finish within one interval, and a lookup per small object would cost
+//! more than their duplicates. After a SIGKILL at most one interval of events (plus
+//! the batches in flight) is sent twice.
+//!
+//! Where: a local directory (one process, or replicas sharing a file system) or an
+//! S3 bucket/prefix (replicas anywhere). Off by default: the daemon needs write access
+//! for it, and it must never be the source bucket's notified prefix, or every
+//! checkpoint would announce itself as a new log object.
+//!
+//! The document name is a 128-bit hash of bucket and key (an S3 key can be 1024 bytes,
+//! more than a file name or the prefix leaves room for); the document holds bucket,
+//! key and ETag, and one that does not match them (a rewritten object, a collision) is
+//! ignored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+
+use crate::ack::ObjectAck;
+use crate::metrics as m;
+
+/// Why a checkpoint could not be read, written or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint file {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint s3://{bucket}/{key}: {message}")]
+    S3 {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Which object a checkpoint is about. Without an ETag there is no checkpoint: a
+/// rewritten object must never skip events of the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointKey {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+}
+
+/// The stored document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Document {
+    bucket: String,
+    key: String,
+    etag: String,
+    /// Events settled without a gap from the object's first event.
+    events_settled: u64,
+}
+
+impl CheckpointKey {
+    /// The document's name: 32 hex digits of two independent FNV-1a hashes of bucket
+    /// and key (not the ETag: a rewritten object replaces the old checkpoint).
+    fn name(&self) -> String {
+        let fnv = |seed: u64| {
+            let mut h = seed;
+            for b in self
+                .bucket
+                .bytes()
+                .chain(std::iter::once(0))
+                .chain(self.key.bytes())
+            {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h
+        };
+        format!(
+            "{:016x}{:016x}.json",
+            fnv(0xcbf2_9ce4_8422_2325),
+            fnv(0x6c62_272e_07bb_0142)
+        )
+    }
+
+    fn matches(&self, doc: &Document) -> bool {
+        doc.bucket == self.bucket && doc.key == self.key && doc.etag == self.etag
+    }
+}
+
+/// Where checkpoints live.
+#[derive(Debug, Clone)]
+pub enum CheckpointStore {
+    Directory(PathBuf),
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        /// Ends with `/` unless empty.
+        prefix: String,
+    },
+}
+
+impl CheckpointStore {
+    pub fn directory(path: impl Into<PathBuf>) -> Self {
+        CheckpointStore::Directory(path.into())
+    }
+
+    pub fn s3(client: aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Self {
+        let mut prefix = prefix.trim_start_matches('/').to_owned();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        CheckpointStore::S3 {
+            client,
+            bucket: bucket.to_owned(),
+            prefix,
+        }
+    }
+
+    /// Where it is, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            CheckpointStore::Directory(p) => p.display().to_string(),
+            CheckpointStore::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    fn s3_error(bucket: &str, key: &str, e: impl std::error::Error) -> CheckpointError {
+        CheckpointError::S3 {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    /// The events of `object` already settled by an earlier attempt (0: none known).
+    pub async fn load(&self, object: &CheckpointKey) -> Result<u64, CheckpointError> {
+        let name = object.name();
+        let bytes = match self {
+            CheckpointStore::Directory(dir) => {
+                let path = dir.join(&name);
+                match tokio::fs::read(&path).await {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                    Err(source) => return Err(CheckpointError::File { path, source }),
+                }
+            }
+            CheckpointStore::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{prefix}{name}");
+                match client.get_object().bucket(bucket).key(&key).send().await {
+                    Ok(out) => out
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| Self::s3_error(bucket, &key, e))?
+                        .to_vec(),
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                        return Ok(0);
+                    }
+                    Err(e) => return Err(Self::s3_error(bucket, &key, e)),
+                }
+            }
+        };
+        // A document that does not parse or is about another version of the object
+        // is worth nothing: start from the beginning (duplicates, never a loss).
+        Ok(serde_json::from_slice::<Document>(&bytes)
+            .ok()
+            .filter(|doc| object.matches(doc))
+            .map_or(0, |doc| doc.events_settled))
+    }
+
+    /// Records that `events_settled` events of `object` are settled.
+    pub async fn save(
+        &self,
+        object: &CheckpointKey,
+        events_settled: u64,
+    ) -> Result<(), CheckpointError> {
+        let doc = Document {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            etag: object.etag.clone(),
+            events_settled,
+        };
+        // Serializing plain strings and a number cannot fail.
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        let name = object.name();
+        match self {
+            CheckpointStore::Directory(dir) => {
+                // Write then rename: a reader never sees half a document.
+                let path = dir.join(&name);
+                let tmp = dir.join(format!("{name}.tmp"));
+                let file_error = |path: &Path| {
+                    let path = path.to_owned();
+                    move |source| CheckpointError::File { path, source }
+                };
+                tokio::fs::write(&tmp, &body)
+                    .await
+                    .map_err(file_error(&tmp))?;
+                tokio::fs::rename(&tmp, &path)
+                    .await
+                    .map_err(file_error(&path))
+            }
+            CheckpointStore::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{prefix}{name}");
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .content_type("application/json")
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Self::s3_error(bucket, &key, e))
+            }
+        }
+    }
+
+    /// Forgets `object`'s checkpoint (done; a missing one is fine).
+    pub async fn remove(&self, object: &CheckpointKey) -> Result<(), CheckpointError> {
+        let name = object.name();
+        match self {
+            CheckpointStore::Directory(dir) => {
+                let path = dir.join(&name);
+                match tokio::fs::remove_file(&path).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(CheckpointError::File { path, source: e })
+                    }
+                    _ => Ok(()),
+                }
+            }
+            CheckpointStore::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{prefix}{name}");
+                client
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Self::s3_error(bucket, &key, e))
+            }
+        }
+    }
+
+    /// Start-up check: writes, reads back and deletes a probe document, so a store
+    /// that cannot be used is a clear error naming it, not a warning per object.
+    pub async fn check(&self) -> Result<(), CheckpointError> {
+        let probe = CheckpointKey {
+            bucket: "aws-log-forwarder".into(),
+            key: "start-up probe".into(),
+            etag: "probe".into(),
+        };
+        self.save(&probe, 1).await?;
+        self.load(&probe).await?;
+        self.remove(&probe).await
+    }
+}
+
+/// Checkpointing as configured.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    pub store: Arc<CheckpointStore>,
+    pub interval: Duration,
+    /// Smaller objects (compressed bytes) get no checkpoint.
+    pub min_object_bytes: u64,
+}
+
+/// The checkpoint of one object being processed.
+pub struct ObjectCheckpoint {
+    store: Arc<CheckpointStore>,
+    interval: Duration,
+    key: CheckpointKey,
+    /// The watermark last written (or read at the start).
+    saved: AtomicU64,
+    /// A document exists in the store (read or written): delete it when done.
+    exists: AtomicBool,
+    /// A write error was already logged for this object.
+    warned: AtomicBool,
+}
+
+impl ObjectCheckpoint {
+    /// Reads the checkpoint of `key`; returns it and the events to skip. A store that
+    /// cannot be read means starting from the beginning (duplicates, never a loss).
+    pub async fn open(checkpoints: &Checkpoints, key: CheckpointKey) -> (Arc<Self>, u64) {
+        let skip = match checkpoints.store.load(&key).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(bucket = %key.bucket, key = %key.key, "{e}; the object is read from its first event");
+                0
+            }
+        };
+        let checkpoint = ObjectCheckpoint {
+            store: Arc::clone(&checkpoints.store),
+            interval: checkpoints.interval,
+            key,
+            saved: AtomicU64::new(skip),
+            exists: AtomicBool::new(skip > 0),
+            warned: AtomicBool::new(false),
+        };
+        (Arc::new(checkpoint), skip)
+    }
+
+    /// Writes the watermark of `ack` if it moved since the last write.
+    pub async fn save(&self, ack: &ObjectAck) {
+        let reached = ack.watermark();
+        if reached <= self.saved.load(Ordering::Acquire) {
+            return;
+        }
+        match self.store.save(&self.key, reached).await {
+            Ok(()) => {
+                self.saved.store(reached, Ordering::Release);
+                self.exists.store(true, Ordering::Release);
+                metrics::counter!(m::CHECKPOINT_WRITES, "outcome" => "ok").increment(1);
+            }
+            Err(e) => {
+                metrics::counter!(m::CHECKPOINT_WRITES, "outcome" => "error").increment(1);
+                if !self.warned.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(bucket = %self.key.bucket, key = %self.key.key, "{e}; a redelivery of this object will send more duplicates");
+                }
+            }
+        }
+    }
+
+    /// Writes the watermark every interval, until dropped (abort the task running it).
+    pub async fn keep_saving(self: Arc<Self>, ack: Arc<ObjectAck>) {
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            self.save(&ack).await;
+        }
+    }
+
+    /// The object is done (or never to be retried from here): forget its checkpoint.
+    pub async fn finish(&self) {
+        if !self.exists.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = self.store.remove(&self.key).await {
+            tracing::warn!(bucket = %self.key.bucket, key = %self.key.key, "{e}; the stale checkpoint is ignored once the object changes");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(etag: &str) -> CheckpointKey {
+        CheckpointKey {
+            bucket: "logs".into(),
+            key: "AWSLogs/1/CloudFront/E1.2024-05-01-12.abcd.gz".into(),
+            etag: etag.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_store_keeps_the_watermark_per_object_and_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::directory(dir.path());
+        store.check().await.unwrap();
+        assert_eq!(store.load(&key("e1")).await.unwrap(), 0, "nothing yet");
+        store.save(&key("e1"), 4096).await.unwrap();
+        store.save(&key("e1"), 8192).await.unwrap();
+        assert_eq!(store.load(&key("e1")).await.unwrap(), 8192);
+        let other = CheckpointKey {
+            key: "other.gz".into(),
+            ..key("e1")
+        };
+        assert_eq!(store.load(&other).await.unwrap(), 0);
+        assert_eq!(
+            store.load(&key("e2")).await.unwrap(),
+            0,
+            "a rewritten object (new ETag) starts from its first event"
+        );
+        store.remove(&key("e1")).await.unwrap();
+        store.remove(&key("e1")).await.unwrap();
+        assert_eq!(store.load(&key("e1")).await.unwrap(), 0);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_garbled_document_means_starting_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::directory(dir.path());
+        std::fs::write(dir.path().join(key("e1").name()), b"{not json").unwrap();
+        assert_eq!(store.load(&key("e1")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = CheckpointStore::directory(&missing)
+            .check()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_checkpoint_saves_only_progress_and_is_removed_when_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints {
+            store: Arc::new(CheckpointStore::directory(dir.path())),
+            interval: Duration::from_secs(5),
+            min_object_bytes: 0,
+        };
+        let (cp, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
+        assert_eq!(skip, 0);
+        let ack = ObjectAck::resuming("s3://logs/x", skip);
+        cp.save(&ack).await;
+        assert!(!dir.path().join(key("e1").name()).exists(), "no progress");
+        ack.completed(256, 256);
+        cp.save(&ack).await;
+        assert!(!dir.path().join(key("e1").name()).exists(), "a gap");
+        ack.completed(0, 256);
+        cp.save(&ack).await;
+        let (again, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
+        assert_eq!(skip, 512);
+        again.finish().await;
+        assert!(!dir.path().join(key("e1").name()).exists());
+    }
+}

@@ -1,0 +1,272 @@
+//! Checkpoints against LocalStack and the real binary: a daemon SIGKILLed in the middle
+//! of a large CloudFront object, then restarted, sends again at most about one
+//! checkpoint interval of events instead of everything it had delivered.
+//!
+//! Scale: `ALF_CHECKPOINT_RECORDS` records (default 40,000: a debug build on two shared
+//! cores forwards a few thousand events a second). The comparison without checkpoints
+//! is `checkpoint_off_resends_the_delivered_prefix` (ignored: it only measures; run it
+//! with `--ignored`).
+//!
+//! Run with `scripts/test.sh` (it starts LocalStack and sets `ALF_TEST_AWS_ENDPOINT`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use alf_bench::Kind;
+use common::intake::TestIntake;
+use common::localstack::TestStack;
+use common::{DaemonProcess, aws_key, gzip};
+
+const RECORDS: u64 = 40_000;
+const INTERVAL_SECONDS: u64 = 1;
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn records() -> u64 {
+    std::env::var("ALF_CHECKPOINT_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RECORDS)
+}
+
+/// The `event.id`s of `text` parsed locally as CloudFront object `key`.
+fn expected_ids(bucket: &str, key: &str, etag: &str, text: &[u8]) -> HashSet<String> {
+    let mut events: Vec<alf_formats::Event> = Vec::new();
+    let object = alf_formats::ObjectInfo {
+        bucket: bucket.into(),
+        key: key.into(),
+        version: etag.into(),
+    };
+    alf_formats::parse_object(
+        Kind::CloudFront.format(),
+        &mut &text[..],
+        &object,
+        &alf_formats::ParseOptions::default(),
+        &alf_formats::Enricher::new(),
+        &mut events,
+    )
+    .unwrap_or_else(|e| panic!("local parse of {key}: {e}"));
+    events
+        .iter()
+        .map(|e| e.get_str("event.id").expect("event.id").to_owned())
+        .collect()
+}
+
+/// What one kill-and-restart run measured.
+struct KillRun {
+    total: usize,
+    /// Distinct expected events delivered when the daemon was killed.
+    before_kill: usize,
+    duplicates: u64,
+    /// Events per second delivered before the kill.
+    rate: f64,
+    second_logs: String,
+    checkpoint_files_left: usize,
+}
+
+/// How the first daemon ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// SIGKILL: no shutdown at all.
+    Kill,
+    /// SIGTERM with a 1 s grace period: too short for the object to finish.
+    Term,
+}
+
+async fn kill_in_the_middle(name: &str, checkpoints: bool, ending: Ending) -> KillRun {
+    let stack = TestStack::deploy(name).await;
+    let intake = TestIntake::start().await;
+    intake.set_keep_events(false);
+    let checkpoint_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = stack.base_config_toml(&intake);
+    if checkpoints {
+        let mut table = toml::Table::new();
+        table.insert(
+            "directory".into(),
+            checkpoint_dir.path().display().to_string().into(),
+        );
+        table.insert("interval_seconds".into(), (INTERVAL_SECONDS as i64).into());
+        table.insert("min_object_bytes".into(), 0.into());
+        config.insert("checkpoint".into(), toml::Value::Table(table));
+    }
+    if let Some(sqs) = config.get_mut("sqs").and_then(toml::Value::as_table_mut) {
+        sqs.insert("shutdown_grace_seconds".into(), 1.into());
+    }
+
+    let text = alf_bench::generate(Kind::CloudFront, records(), 42);
+    let key = aws_key(Kind::CloudFront.format(), name);
+    stack.put_object(&key, gzip(&text)).await;
+    let etag = stack.etag(&key).await;
+    let bucket = stack.bucket.clone();
+    let expected = {
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || expected_ids(&bucket, &key, &etag, &text))
+            .await
+            .expect("local parse")
+    };
+    let total = expected.len();
+    let arrived = || {
+        let ids = intake.accepted_ids();
+        expected.iter().filter(|id| ids.contains_key(*id)).count()
+    };
+
+    let first = DaemonProcess::start(&config, &[]);
+    let started = Instant::now();
+    let mut first_arrival: Option<Instant> = None;
+    while arrived() < total * 2 / 5 {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "40% not delivered in time: {}",
+            intake.describe()
+        );
+        if first_arrival.is_none() && intake.accepted_total() > 0 {
+            first_arrival = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let at least one checkpoint interval pass with deliveries going on.
+    tokio::time::sleep(Duration::from_millis(INTERVAL_SECONDS * 1500)).await;
+    let out = match ending {
+        Ending::Kill => first.kill().await,
+        Ending::Term => first.stop().await,
+    };
+    let before_kill = arrived();
+    let sending = first_arrival.map_or(started, |t| t).elapsed();
+    let rate = before_kill as f64 / sending.as_secs_f64().max(0.1);
+    assert!(
+        before_kill < total,
+        "the object was done before the kill (raise ALF_CHECKPOINT_RECORDS)\n{}",
+        out.logs
+    );
+
+    let second = DaemonProcess::start(&config, &[]);
+    while arrived() < total {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "not every event arrived: {}",
+            intake.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.wait_queue_empty(Duration::from_secs(60)).await;
+    let out = second.stop().await;
+    assert!(out.status.success(), "{}", out.logs);
+    let ids = intake.accepted_ids();
+    let delivered: u64 = expected
+        .iter()
+        .filter_map(|id| ids.get(id))
+        .map(|&n| u64::from(n))
+        .sum();
+    let checkpoint_files_left = std::fs::read_dir(checkpoint_dir.path())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    KillRun {
+        total,
+        before_kill,
+        duplicates: delivered - total as u64,
+        rate,
+        second_logs: out.logs,
+        checkpoint_files_left,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_object_resumes_from_its_checkpoint() {
+    let run = kill_in_the_middle("checkpoint-on", true, Ending::Kill).await;
+    eprintln!(
+        "checkpoints on: {} events, {} delivered before the SIGKILL ({:.0}/s), {} duplicates ({:.1}%)",
+        run.total,
+        run.before_kill,
+        run.rate,
+        run.duplicates,
+        100.0 * run.duplicates as f64 / run.total as f64
+    );
+    assert!(
+        run.second_logs.contains("resuming") && run.second_logs.contains("from its checkpoint"),
+        "the restarted daemon resumed from the checkpoint:\n{}",
+        run.second_logs
+    );
+    // At most one interval of events (the last checkpoint is up to an interval old),
+    // plus the batches in flight (4 requests x 500 events) and a second of slack for
+    // the write itself; never the whole delivered prefix again.
+    let bound = run.rate * (INTERVAL_SECONDS as f64 + 1.0) + 2_000.0;
+    assert!(
+        (run.duplicates as f64) <= bound && (run.duplicates as usize) < run.before_kill / 2,
+        "{} duplicates, more than about one checkpoint interval ({bound:.0}) of the {} events delivered before the kill",
+        run.duplicates,
+        run.before_kill
+    );
+    assert_eq!(
+        run.checkpoint_files_left, 0,
+        "a finished object's checkpoint is deleted"
+    );
+}
+
+/// The comparison for the closing note: without checkpoints everything delivered
+/// before the kill is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement only (run with --ignored)"]
+async fn checkpoint_off_resends_the_delivered_prefix() {
+    let run = kill_in_the_middle("checkpoint-off", false, Ending::Kill).await;
+    eprintln!(
+        "checkpoints off: {} events, {} delivered before the SIGKILL ({:.0}/s), {} duplicates ({:.1}%)",
+        run.total,
+        run.before_kill,
+        run.rate,
+        run.duplicates,
+        100.0 * run.duplicates as f64 / run.total as f64
+    );
+    assert!(run.duplicates as usize >= run.before_kill);
+}
+
+/// A SIGTERM whose grace period is too short for the object: the checkpoint written on
+/// the way out holds everything delivered, so only the batches in flight come again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_object_writes_its_checkpoint_on_the_way_out() {
+    let run = kill_in_the_middle("checkpoint-term", true, Ending::Term).await;
+    eprintln!(
+        "checkpoints on, SIGTERM: {} events, {} delivered before the stop, {} duplicates ({:.1}%)",
+        run.total,
+        run.before_kill,
+        run.duplicates,
+        100.0 * run.duplicates as f64 / run.total as f64
+    );
+    // The batches in flight (4 requests x 500 events) and the open one, no more.
+    assert!(
+        run.duplicates <= 2_500,
+        "{} duplicates after a SIGTERM",
+        run.duplicates
+    );
+    assert_eq!(run.checkpoint_files_left, 0);
+}
+
+/// A checkpoint directory that does not exist stops the daemon at start-up with one
+/// line naming the path and the key to fix, instead of a warning per object.
+#[tokio::test]
+async fn an_unusable_checkpoint_store_is_a_start_up_error() {
+    let stack = TestStack::deploy("checkpoint-missing").await;
+    let intake = TestIntake::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("not-there");
+    let mut config = stack.base_config_toml(&intake);
+    let mut table = toml::Table::new();
+    table.insert("directory".into(), missing.display().to_string().into());
+    config.insert("checkpoint".into(), toml::Value::Table(table));
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        DaemonProcess::start(&config, &[]).wait(),
+    )
+    .await
+    .expect("the daemon exits by itself");
+    assert!(!out.status.success(), "{}", out.logs);
+    let line = out
+        .logs
+        .lines()
+        .find(|l| l.contains("checkpoint store unusable"))
+        .unwrap_or_else(|| panic!("no start-up error:\n{}", out.logs));
+    assert!(
+        line.contains(&missing.display().to_string()) && line.contains("checkpoint.directory"),
+        "{line}"
+    );
+}
