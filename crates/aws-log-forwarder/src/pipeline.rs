@@ -869,11 +869,10 @@ impl Pipeline {
                 );
                 metrics::counter!(m::OBJECTS_PROCESSED, "outcome" => "failed").increment(1);
                 metrics::counter!(m::OBJECTS_FAILED).increment(1);
-                return report(ObjectOutcome::failed(
                 if let Some(checkpoint) = &checkpoint {
                     checkpoint.save(&ack).await;
                 }
-                return ObjectOutcome::failed(
+                return report(ObjectOutcome::failed(
                     FailureKind::Panicked,
                     format!("parser panicked: {what}"),
                 ));
@@ -1339,6 +1338,7 @@ mod tests {
         let abort = CancellationToken::new();
         let ack2 = Arc::clone(&ack);
         let handle = tokio::task::spawn_blocking(move || {
+            let no_filter = EventFilter::default();
             let mut sink = ChunkSink {
                 tx: &tx,
                 ack: &ack2,
@@ -1349,6 +1349,8 @@ mod tests {
                 key: "k",
                 events: 0,
                 malformed: 0,
+                filter: &no_filter,
+                dropped: Vec::new(),
                 skip: 300,
             };
             for i in 0..310u64 {

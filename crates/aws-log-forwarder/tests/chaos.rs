@@ -243,7 +243,7 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
     let overrides = format!(
         "[sqs]\nvisibility_timeout_seconds = {VISIBILITY_SECONDS}\nheartbeat_interval_seconds = 4\n\
          [intake]\ntimeout_seconds = 5\nmax_retries = 3\nretry_max_backoff_ms = 1000\n\
-         [log]\nformat = \"text\"\n[metrics]\n\
+         [batch]\nmax_events = 200\n[log]\nformat = \"text\"\n[metrics]\n\
          [checkpoint]\ndirectory = {checkpoints:?}\ninterval_seconds = 1\nmin_object_bytes = 0\n",
         checkpoints = checkpoint_dir.path().display().to_string()
     );
