@@ -455,32 +455,11 @@ impl SqsPoller {
             .send()
             .await
             .map_err(|e| self.classify("DeleteMessageBatch", e))?;
-        let mut results = vec![Err("missing from the batch answer".to_owned()); receipts.len()];
-        for ok in out.successful() {
-            if let Some(slot) = ok
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *slot = Ok(());
-            }
-        }
-        for failed in out.failed() {
-            if let Some(slot) = failed
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *slot = Err(format!(
-                    "{} {}",
-                    failed.code(),
-                    failed.message().unwrap_or_default()
-                ));
-            }
-        }
-        Ok(results)
+        Ok(batch_results(
+            receipts.len(),
+            out.successful().iter().map(|ok| ok.id()),
+            out.failed(),
+        ))
     }
 
     /// Changes the visibility of up to ten messages in one call.
@@ -511,33 +490,34 @@ impl SqsPoller {
             .send()
             .await
             .map_err(|e| self.classify("ChangeMessageVisibilityBatch", e))?;
-        let mut results = vec![Err("missing from the batch answer".to_owned()); entries.len()];
-        for ok in out.successful() {
-            if let Some(slot) = ok
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *slot = Ok(());
-            }
-        }
-        for failed in out.failed() {
-            if let Some(slot) = failed
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *slot = Err(format!(
-                    "{} {}",
-                    failed.code(),
-                    failed.message().unwrap_or_default()
-                ));
-            }
-        }
-        Ok(results)
+        Ok(batch_results(
+            entries.len(),
+            out.successful().iter().map(|ok| ok.id()),
+            out.failed(),
+        ))
     }
+}
+
+/// Per-entry outcomes of a batch call, in request order: entries are sent with their
+/// index as id; one the answer does not mention counts as failed.
+fn batch_results<'a>(
+    n: usize,
+    successful: impl Iterator<Item = &'a str>,
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+) -> Vec<Result<(), String>> {
+    let mut results = vec![Err("missing from the batch answer".to_owned()); n];
+    let index = |id: &str| id.parse::<usize>().ok().filter(|&i| i < n);
+    for id in successful {
+        if let Some(i) = index(id) {
+            results[i] = Ok(());
+        }
+    }
+    for f in failed {
+        if let Some(i) = index(f.id()) {
+            results[i] = Err(format!("{} {}", f.code(), f.message().unwrap_or_default()));
+        }
+    }
+    results
 }
 
 /// What [`SqsBatcher`] is asked to do with one message.
