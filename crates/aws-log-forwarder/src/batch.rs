@@ -49,6 +49,8 @@ pub struct EventChunk {
     /// Number of the chunk's first event among its object's events (from 0), so the
     /// object's watermark can tell which events a settled batch covered.
     pub first_seq: u64,
+    /// Index of the intake its events go to (see [`crate::intakes`]; 0 is `[intake]`).
+    pub route: usize,
     /// The batcher copied the events into batches, which answer for them now.
     handed_over: bool,
 }
@@ -71,6 +73,7 @@ impl EventChunk {
             ends: Vec::with_capacity(capacity_events),
             ack,
             first_seq: 0,
+            route: 0,
             handed_over: false,
         }
     }

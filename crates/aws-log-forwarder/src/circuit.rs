@@ -33,6 +33,8 @@ pub struct IntakeCircuit {
     threshold: u32,
     consecutive_failures: AtomicU32,
     open: watch::Sender<bool>,
+    /// The intake's name: the `intake` label of the open gauge.
+    name: String,
 }
 
 impl IntakeCircuit {
@@ -44,6 +46,15 @@ impl IntakeCircuit {
             threshold: threshold.max(1),
             consecutive_failures: AtomicU32::new(0),
             open,
+            name: crate::config::DEFAULT_INTAKE_NAME.to_owned(),
+        }
+    }
+
+    /// A fresh circuit with the same threshold for the intake `name`.
+    pub fn renamed(&self, name: &str) -> Self {
+        IntakeCircuit {
+            name: name.to_owned(),
+            ..IntakeCircuit::new(self.threshold)
         }
     }
 
@@ -54,8 +65,9 @@ impl IntakeCircuit {
             .open
             .send_if_modified(|open| std::mem::replace(open, false));
         if closed_now {
-            metrics::gauge!(m::CIRCUIT_OPEN).set(0.0);
+            metrics::gauge!(m::CIRCUIT_OPEN, "intake" => self.name.clone()).set(0.0);
             tracing::info!(
+                intake = %self.name,
                 "intake circuit closed: the intake accepts events again; receiving resumes"
             );
         }
@@ -72,9 +84,10 @@ impl IntakeCircuit {
             .open
             .send_if_modified(|open| !std::mem::replace(open, true));
         if opened_now {
-            metrics::gauge!(m::CIRCUIT_OPEN).set(1.0);
+            metrics::gauge!(m::CIRCUIT_OPEN, "intake" => self.name.clone()).set(1.0);
             tracing::warn!(
                 consecutive_failures = failures,
+                intake = %self.name,
                 "intake circuit open: {cause}; stopped receiving new messages, keeping the ones in flight invisible and retrying them until the intake answers"
             );
         }
@@ -90,6 +103,30 @@ impl IntakeCircuit {
         let mut rx = self.open.subscribe();
         // `wait_for` only fails when the sender is gone, and `self` owns it.
         let _ = rx.wait_for(|open| !*open).await;
+    }
+}
+
+/// The circuits of every intake: receiving pauses while any of them is open (the
+/// events of an object may go to several intakes, and one down intake holds its
+/// objects back).
+#[derive(Debug, Default)]
+pub struct IntakeCircuits(Vec<std::sync::Arc<IntakeCircuit>>);
+
+impl IntakeCircuits {
+    pub fn new(circuits: Vec<std::sync::Arc<IntakeCircuit>>) -> Self {
+        IntakeCircuits(circuits)
+    }
+
+    /// Whether any intake is down.
+    pub fn is_open(&self) -> bool {
+        self.0.iter().any(|c| c.is_open())
+    }
+
+    /// Returns once every circuit is closed at the same time.
+    pub async fn wait_closed(&self) {
+        while let Some(open) = self.0.iter().find(|c| c.is_open()) {
+            open.wait_closed().await;
+        }
     }
 }
 
@@ -120,6 +157,29 @@ mod tests {
             .expect("closing wakes the waiter")
             .unwrap();
         assert!(!circuit.is_open());
+    }
+
+    #[tokio::test]
+    async fn several_circuits_wait_until_all_are_closed() {
+        let a = Arc::new(IntakeCircuit::new(1));
+        let b = Arc::new(IntakeCircuit::new(1).renamed("raw"));
+        let all = Arc::new(IntakeCircuits::new(vec![Arc::clone(&a), Arc::clone(&b)]));
+        assert!(!all.is_open());
+        a.record_retryable_failure("500");
+        b.record_retryable_failure("500");
+        assert!(all.is_open());
+        let waiter = tokio::spawn({
+            let all = Arc::clone(&all);
+            async move { all.wait_closed().await }
+        });
+        a.record_success();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "one intake is still down");
+        b.record_success();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("all closed wakes the waiter")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -63,6 +63,7 @@ const SECTIONS: &[&str] = &[
     "processing",
     "formats",
     "intake",
+    "intakes",
     "batch",
     "log",
     "metrics",
@@ -332,6 +333,10 @@ pub struct Config {
     pub processing: ProcessingSettings,
     pub formats: FormatsSettings,
     pub intake: IntakeSettings,
+    /// `[[intakes]]`: further intakes, each receiving the datasets it names; every
+    /// other event goes to `[intake]` (see [`crate::intakes`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub intakes: Vec<NamedIntake>,
     pub batch: BatchSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
@@ -444,8 +449,58 @@ settings! {
         /// treated as secrets: masked in `check-config` and never logged.
         pub headers: std::collections::BTreeMap<String, MaskedValue> =
             default(std::collections::BTreeMap::new()),
+        /// What is sent per event: `ecs` (the normalised event) or `raw` (the record as
+        /// AWS wrote it, for an intake that parses the AWS format itself).
+        pub payload: PayloadMode = default(PayloadMode::Ecs),
     }
 }
+
+/// What an intake receives for each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum PayloadMode {
+    /// The Elastic Common Schema event built by the parsers.
+    Ecs,
+    /// The original record, one per event (a CloudFront line, one CloudTrail record
+    /// out of its `Records` array, one flow record), so an intake that parses the AWS
+    /// format itself (Sekoia.io's per-type intakes) applies its own parser.
+    Raw,
+}
+
+impl TryFrom<String> for PayloadMode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.trim() {
+            "ecs" => Ok(PayloadMode::Ecs),
+            "raw" => Ok(PayloadMode::Raw),
+            other => Err(format!("unknown payload `{other}` (expected ecs or raw)")),
+        }
+    }
+}
+
+impl fmt::Display for PayloadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PayloadMode::Ecs => "ecs",
+            PayloadMode::Raw => "raw",
+        })
+    }
+}
+
+/// One `[[intakes]]` entry: an intake besides the default `[intake]`, receiving the
+/// events of `datasets`. Its other keys are those of `[intake]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedIntake {
+    /// Shown in logs and as the `intake` label of the metrics.
+    pub name: String,
+    /// `event.dataset` values routed here (`aws.cloudfront`, `aws.cloudtrail`, ...).
+    pub datasets: Vec<String>,
+    #[serde(flatten)]
+    pub settings: IntakeSettings,
+}
+
+/// The keys of an `[[intakes]]` entry besides those of `[intake]`.
+const NAMED_INTAKE_KEYS: [&str; 2] = ["name", "datasets"];
 
 /// `intake.proxy`: may carry `user:password`, which Debug and `check-config` mask.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -587,24 +642,36 @@ fn check_file(key: &str, path: Option<&PathBuf>, errors: &mut Vec<ConfigError>) 
     }
 }
 
-/// The cross-checks of the keys added for issue 10 (TLS, headers, drop rules, role).
-fn organisation_checks(config: &Config, errors: &mut Vec<ConfigError>) {
-    let intake = &config.intake;
-    check_file("intake.ca_file", intake.ca_file.as_ref(), errors);
-    check_file("intake.client_cert", intake.client_cert.as_ref(), errors);
-    check_file("intake.client_key", intake.client_key.as_ref(), errors);
+/// The TLS, proxy and header keys of an intake (`[intake]` or an `[[intakes]]` entry,
+/// named `prefix` in errors).
+fn intake_connection_checks(prefix: &str, intake: &IntakeSettings, errors: &mut Vec<ConfigError>) {
+    check_file(
+        &format!("{prefix}.ca_file"),
+        intake.ca_file.as_ref(),
+        errors,
+    );
+    check_file(
+        &format!("{prefix}.client_cert"),
+        intake.client_cert.as_ref(),
+        errors,
+    );
+    check_file(
+        &format!("{prefix}.client_key"),
+        intake.client_key.as_ref(),
+        errors,
+    );
     if intake.client_cert.is_some() != intake.client_key.is_some() {
         errors.push(ConfigError::invalid(
             if intake.client_cert.is_some() {
-                "intake.client_key"
+                format!("{prefix}.client_key")
             } else {
-                "intake.client_cert"
+                format!("{prefix}.client_cert")
             },
-            "intake.client_cert and intake.client_key go together (the certificate chain and its private key, PEM): set both or neither",
+            format!("{prefix}.client_cert and {prefix}.client_key go together (the certificate chain and its private key, PEM): set both or neither"),
         ));
     }
     for (name, value) in &intake.headers {
-        let key = format!("intake.headers.{name}");
+        let key = format!("{prefix}.headers.{name}");
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             errors.push(ConfigError::invalid(key, "not a valid HTTP header name"));
         } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -620,6 +687,11 @@ fn organisation_checks(config: &Config, errors: &mut Vec<ConfigError>) {
             ));
         }
     }
+}
+
+/// The cross-checks of the keys added for issue 10 (TLS, headers, drop rules, role).
+fn organisation_checks(config: &Config, errors: &mut Vec<ConfigError>) {
+    intake_connection_checks("intake", &config.intake, errors);
     if let Err(e) = crate::filter::EventFilter::new(&config.processing.drop) {
         errors.push(ConfigError::Source(e.to_string()));
     }
@@ -1125,6 +1197,7 @@ impl Config {
             errors,
             IntakeSettings::read,
         );
+        let intakes = read_intakes(root.remove("intakes"), errors);
         let batch = section(
             "batch",
             BatchSettings::KEYS,
@@ -1160,6 +1233,7 @@ impl Config {
             processing: processing?,
             formats: formats?,
             intake: intake?,
+            intakes: intakes?,
             batch: batch?,
             log: log?,
             metrics: metrics?,
@@ -1202,6 +1276,7 @@ impl Config {
             .flat_map(|(s, keys)| keys.iter().map(move |k| format!("{s}.{k}")))
             .collect();
         keys.extend(RULE_KEYS.iter().map(|k| format!("formats.rules.{k}")));
+        keys.extend(NAMED_INTAKE_KEYS.iter().map(|k| format!("intakes.{k}")));
         keys
     }
 }
@@ -1232,12 +1307,40 @@ fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigErr
             ),
         ));
     }
-    let intake = &mut config.intake;
+    intake_value_checks("intake", &mut config.intake, env, errors);
+    if config.dead_letter.s3_bucket.is_some() && config.dead_letter.directory.is_some() {
+        errors.push(ConfigError::invalid(
+            "dead_letter.s3_bucket",
+            "set either dead_letter.directory or dead_letter.s3_bucket, not both",
+        ));
+    }
+    if config.checkpoint.s3_bucket.is_some() && config.checkpoint.directory.is_some() {
+        errors.push(ConfigError::invalid(
+            "checkpoint.s3_bucket",
+            "set either checkpoint.directory or checkpoint.s3_bucket, not both",
+        ));
+    }
+    for (i, named) in config.intakes.iter_mut().enumerate() {
+        let prefix = format!("intakes[{i}]");
+        intake_connection_checks(&prefix, &named.settings, errors);
+        intake_value_checks(&prefix, &mut named.settings, env, errors);
+    }
+    routing_checks(config, errors);
+}
+
+/// The keys of one intake that depend on each other; resolves its key and its
+/// `max_event_bytes`. `prefix` names it in errors (`intake`, `intakes[0]`).
+fn intake_value_checks(
+    prefix: &str,
+    intake: &mut IntakeSettings,
+    env: &EnvLookup,
+    errors: &mut Vec<ConfigError>,
+) {
     if intake.retry_max_backoff_ms < intake.retry_initial_backoff_ms {
         errors.push(ConfigError::invalid(
-            "intake.retry_max_backoff_ms",
+            format!("{prefix}.retry_max_backoff_ms"),
             format!(
-                "{} is below intake.retry_initial_backoff_ms ({})",
+                "{} is below {prefix}.retry_initial_backoff_ms ({})",
                 intake.retry_max_backoff_ms, intake.retry_initial_backoff_ms
             ),
         ));
@@ -1245,7 +1348,7 @@ fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigErr
     for (dataset, index) in &intake.elasticsearch_indices {
         if index.trim().is_empty() || index.contains(['"', '\\', '\n']) {
             errors.push(ConfigError::invalid(
-                format!("intake.elasticsearch_indices.{dataset}"),
+                format!("{prefix}.elasticsearch_indices.{dataset}"),
                 "must be a non-empty index name without quotes, backslashes or line breaks",
             ));
         }
@@ -1260,7 +1363,7 @@ fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigErr
             }
         }
         1..1_024 => errors.push(ConfigError::invalid(
-            "intake.max_event_bytes",
+            format!("{prefix}.max_event_bytes"),
             format!(
                 "{} is out of range (expected 0 for the protocol's limit, or between 1024 and {})",
                 intake.max_event_bytes,
@@ -1269,35 +1372,32 @@ fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigErr
         )),
         _ => {}
     }
-    if config.dead_letter.s3_bucket.is_some() && config.dead_letter.directory.is_some() {
-        errors.push(ConfigError::invalid(
-            "dead_letter.s3_bucket",
-            "set either dead_letter.directory or dead_letter.s3_bucket, not both",
-        ));
-    }
-    if config.checkpoint.s3_bucket.is_some() && config.checkpoint.directory.is_some() {
-        errors.push(ConfigError::invalid(
-            "checkpoint.s3_bucket",
-            "set either checkpoint.directory or checkpoint.s3_bucket, not both",
-        ));
-    }
-    let intake = &mut config.intake;
-    match resolve_key(intake, env) {
+    match resolve_key(prefix, intake, env) {
         Ok(()) => {
             if intake.protocol == IntakeProtocol::Sekoia && intake.key.is_none() {
                 errors.push(ConfigError::missing(
-                    "intake.key",
-                    "the sekoia protocol needs an intake key: set one of intake.key, intake.key_env or intake.key_file",
+                    &format!("{prefix}.key"),
+                    &format!("the sekoia protocol needs an intake key: set one of {prefix}.key, {prefix}.key_env or {prefix}.key_file"),
                 ));
             }
         }
         Err(e) => errors.push(e),
     }
+    if intake.payload == PayloadMode::Raw && intake.protocol == IntakeProtocol::Elasticsearch {
+        errors.push(ConfigError::invalid(
+            format!("{prefix}.payload"),
+            "raw records are not JSON documents Elasticsearch can index: use payload = \"ecs\" with protocol = \"elasticsearch\", or protocol sekoia/ndjson",
+        ));
+    }
 }
 
 /// Resolves `intake.key` from exactly one of its three sources, trimmed (files and
 /// `echo`ed variables usually end with a newline).
-fn resolve_key(intake: &mut IntakeSettings, env: &EnvLookup) -> Result<(), ConfigError> {
+fn resolve_key(
+    prefix: &str,
+    intake: &mut IntakeSettings,
+    env: &EnvLookup,
+) -> Result<(), ConfigError> {
     let given = [
         intake.key.is_some(),
         intake.key_env.is_some(),
@@ -1308,21 +1408,21 @@ fn resolve_key(intake: &mut IntakeSettings, env: &EnvLookup) -> Result<(), Confi
     .count();
     if given > 1 {
         return Err(ConfigError::invalid(
-            "intake.key",
-            "set only one of intake.key, intake.key_env and intake.key_file",
+            format!("{prefix}.key"),
+            format!("set only one of {prefix}.key, {prefix}.key_env and {prefix}.key_file"),
         ));
     }
     if let Some(var) = &intake.key_env {
         let value = env.get(var).ok_or_else(|| {
             ConfigError::invalid(
-                "intake.key_env",
+                format!("{prefix}.key_env"),
                 format!("environment variable {var} is not set"),
             )
         })?;
         let value = value.trim().to_owned();
         if value.is_empty() {
             return Err(ConfigError::invalid(
-                "intake.key_env",
+                format!("{prefix}.key_env"),
                 format!("environment variable {var} is empty"),
             ));
         }
@@ -1330,14 +1430,14 @@ fn resolve_key(intake: &mut IntakeSettings, env: &EnvLookup) -> Result<(), Confi
     } else if let Some(path) = &intake.key_file {
         let value = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::invalid(
-                "intake.key_file",
+                format!("{prefix}.key_file"),
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
         let value = value.trim().to_owned();
         if value.is_empty() {
             return Err(ConfigError::invalid(
-                "intake.key_file",
+                format!("{prefix}.key_file"),
                 format!("{} is empty", path.display()),
             ));
         }
@@ -1350,7 +1450,7 @@ fn resolve_key(intake: &mut IntakeSettings, env: &EnvLookup) -> Result<(), Confi
     {
         // A multi-line key cannot go in a header and is certainly a wrong file.
         return Err(ConfigError::invalid(
-            "intake.key",
+            format!("{prefix}.key"),
             "the key contains a line break",
         ));
     }
@@ -1394,6 +1494,130 @@ fn read_formats(
         }
     }
     (errors.len() == before).then_some(FormatsSettings { rules })
+}
+
+/// Reads the `[[intakes]]` entries: each has a `name`, the `datasets` it receives and
+/// the keys of `[intake]` (read and checked the same way).
+fn read_intakes(
+    value: Option<config::Value>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<NamedIntake>> {
+    let Some(value) = value else {
+        return Some(Vec::new());
+    };
+    let entries = match value.into_array() {
+        Ok(entries) => entries,
+        Err(_) => {
+            errors.push(ConfigError::invalid(
+                "intakes",
+                "expected [[intakes]] entries (an array of tables), each with name, datasets and the keys of [intake]",
+            ));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut intakes = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let prefix = format!("intakes[{i}]");
+        let mut table = match entry.into_table() {
+            Ok(table) => table,
+            Err(e) => {
+                errors.push(ConfigError::invalid(prefix, e.to_string()));
+                continue;
+            }
+        };
+        let name: Option<String> = Key::read(
+            required("e.g. \"cloudfront\"").parse(intake_name),
+            &prefix,
+            "name",
+            table.remove("name"),
+            errors,
+        );
+        let datasets: Option<Vec<String>> = Key::read(
+            required("e.g. [\"aws.cloudfront\"]"),
+            &prefix,
+            "datasets",
+            table.remove("datasets"),
+            errors,
+        );
+        let settings = IntakeSettings::read(&prefix, &mut table, errors);
+        let known: Vec<&str> = NAMED_INTAKE_KEYS
+            .iter()
+            .chain(IntakeSettings::KEYS)
+            .copied()
+            .collect();
+        for unknown in table.keys() {
+            errors.push(ConfigError::unknown(&prefix, unknown, "key", &known));
+        }
+        if let (Some(name), Some(datasets), Some(settings)) = (name, datasets, settings) {
+            intakes.push(NamedIntake {
+                name,
+                datasets,
+                settings,
+            });
+        }
+    }
+    (errors.len() == before).then_some(intakes)
+}
+
+/// `[[intakes]]` names: a metrics label and a log field, so short and plain.
+fn intake_name(name: String) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(format!(
+            "{name:?}: 1 to 64 letters, digits, - or _ (it becomes the intake metrics label)"
+        ));
+    }
+    if name == DEFAULT_INTAKE_NAME {
+        return Err(format!(
+            "{name:?} is the name of [intake], the default intake: choose another"
+        ));
+    }
+    Ok(name)
+}
+
+/// The name of `[intake]` in logs and metrics labels.
+pub const DEFAULT_INTAKE_NAME: &str = "default";
+
+/// Every dataset goes to one intake: names and datasets are unique across
+/// `[[intakes]]`.
+fn routing_checks(config: &Config, errors: &mut Vec<ConfigError>) {
+    let mut names = std::collections::HashSet::new();
+    let mut owners: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (i, named) in config.intakes.iter().enumerate() {
+        if !names.insert(named.name.as_str()) {
+            errors.push(ConfigError::invalid(
+                format!("intakes[{i}].name"),
+                format!("{:?} names two intakes: names must be unique", named.name),
+            ));
+        }
+        if named.datasets.is_empty() {
+            errors.push(ConfigError::invalid(
+                format!("intakes[{i}].datasets"),
+                "empty: list the event.dataset values this intake receives (e.g. [\"aws.cloudfront\"]); every other event goes to [intake]",
+            ));
+        }
+        for dataset in &named.datasets {
+            let dataset = dataset.trim();
+            if dataset.is_empty() {
+                errors.push(ConfigError::invalid(
+                    format!("intakes[{i}].datasets"),
+                    "contains an empty dataset",
+                ));
+            } else if let Some(other) = owners.insert(dataset, named.name.as_str()) {
+                errors.push(ConfigError::invalid(
+                    format!("intakes[{i}].datasets"),
+                    format!(
+                        "{dataset} is already routed to intake {other:?}: a dataset goes to one intake"
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// The field names a `#[derive(Deserialize)]` struct expects, asked from the derive

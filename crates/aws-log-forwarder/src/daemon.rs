@@ -48,17 +48,15 @@ use futures::FutureExt;
 
 use alf_formats::{FormatDetector, ParseOptions};
 use aws_config::{BehaviorVersion, Region};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::DaemonError;
-use crate::batch::{BatcherLimits, run_batcher};
 use crate::checkpoint::{CheckpointStore, Checkpoints};
-use crate::circuit::IntakeCircuit;
+use crate::circuit::IntakeCircuits;
 use crate::config::Config;
 use crate::deadletter::DeadLetterSink;
-use crate::intake::IntakeClient;
 use crate::metrics::{self as m, Readiness};
 use crate::pipeline::{FailureKind, MessageOutcome, Pipeline, panic_text};
 use crate::s3::ObjectFetcher;
@@ -165,13 +163,20 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         "dead-letter sink ready"
     );
     let checkpoints = open_checkpoints(&config, &s3_client).await?;
-    let intake =
-        Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
+    // Set once the grace period is over: everything still running gives up.
+    let abort = CancellationToken::new();
+    let intakes = crate::intakes::start(
+        &config,
+        Some(Arc::new(dead_letter)),
+        config.processing.object_concurrency * 4,
+        &abort,
+    )?;
     tracing::info!(
         queue = poller.queue_url(),
         backlog,
-        intake = intake.endpoint().as_str(),
+        intake = intakes.clients[0].endpoint().as_str(),
         protocol = %config.intake.protocol,
+        intakes = intakes.clients.len(),
         max_messages_in_flight = config.sqs.max_messages_in_flight,
         object_concurrency = config.processing.object_concurrency,
         "aws-log-forwarder {} started",
@@ -179,31 +184,25 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
     );
     // Not fatal: the intake may come up later, and messages wait in the queue until
     // it does. But a wrong URL should show now, not when the first object arrives.
-    let probe = Arc::clone(&intake);
-    tokio::spawn(async move {
-        match probe.probe().await {
-            Ok(status) => tracing::info!(
-                intake = probe.endpoint().as_str(),
-                status = status.as_u16(),
-                "intake reachable"
-            ),
-            Err(cause) => tracing::warn!(
-                intake = probe.endpoint().as_str(),
-                "intake {} {cause}: check intake.url and that this host may connect to it (DNS, firewall, proxy, TLS); objects stay in the queue until it answers",
-                probe.endpoint()
-            ),
-        }
-    });
-
-    // Set once the grace period is over: everything still running gives up.
-    let abort = CancellationToken::new();
-    let (events_tx, events_rx) = mpsc::channel(config.processing.object_concurrency * 4);
-    let batcher = tokio::spawn(run_batcher(
-        events_rx,
-        BatcherLimits::new(&config.batch, config.intake.max_concurrent_requests),
-        Arc::clone(&intake),
-        abort.clone(),
-    ));
+    for probe in &intakes.clients {
+        let probe = Arc::clone(probe);
+        tokio::spawn(async move {
+            match probe.probe().await {
+                Ok(status) => tracing::info!(
+                    intake = probe.endpoint().as_str(),
+                    name = probe.name(),
+                    status = status.as_u16(),
+                    "intake reachable"
+                ),
+                Err(cause) => tracing::warn!(
+                    intake = probe.endpoint().as_str(),
+                    name = probe.name(),
+                    "intake {} {cause}: check its url and that this host may connect to it (DNS, firewall, proxy, TLS); objects stay in the queue until it answers",
+                    probe.endpoint()
+                ),
+            }
+        });
+    }
     let pipeline = Arc::new(
         Pipeline::new(
             ObjectFetcher::new(s3_client),
@@ -214,9 +213,10 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             },
             config.processing.redact,
             config.processing.object_concurrency,
-            events_tx,
+            intakes.events,
             abort.clone(),
         )
+        .with_routes(Arc::clone(&intakes.routes))
         .with_filter(
             crate::filter::EventFilter::new(&config.processing.drop).map_err(|e| {
                 DaemonError::Config(crate::config::ConfigError::Source(e.to_string()))
@@ -226,7 +226,8 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
     );
     let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight));
     let tracker = TaskTracker::new();
-    let circuit = Arc::clone(intake.circuit());
+    let circuit = Arc::clone(&intakes.circuits);
+    let batcher = intakes.batchers;
     let in_flight = Arc::new(InFlightMessages::default());
     let context = Arc::new(MessageContext {
         poller: poller.clone(),
@@ -438,7 +439,7 @@ impl Drop for InFlightEntry {
 /// Keeps the in-flight gauges and the readiness flag of the circuit current.
 async fn refresh_gauges(
     in_flight: Arc<InFlightMessages>,
-    circuit: Arc<IntakeCircuit>,
+    circuit: Arc<IntakeCircuits>,
     readiness: Arc<Readiness>,
     stop: CancellationToken,
 ) {
@@ -479,7 +480,7 @@ struct MessageContext {
     heartbeat: Duration,
     failure_visibility: i32,
     abort: CancellationToken,
-    circuit: Arc<IntakeCircuit>,
+    circuit: Arc<IntakeCircuits>,
     /// The redrive policy's dead-letter queue, when there is one.
     dead_letter_url: Option<String>,
     /// The redrive policy's maxReceiveCount, when there is one.

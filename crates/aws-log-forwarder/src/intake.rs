@@ -212,9 +212,10 @@ impl BodyEncoder {
     /// Bytes `event` adds to the uncompressed body.
     pub fn cost(&self, event: &[u8]) -> usize {
         match self.protocol {
-            // Quoted, with `"` and `\` escaped, plus a comma.
+            // Quoted, with `"` and `\` escaped, plus a comma. Tabs count too: a raw
+            // payload (a CloudFront line) is full of them, each written as `\t`.
             IntakeProtocol::Sekoia => {
-                event.len() + 3 + memchr::memchr2_iter(b'"', b'\\', event).count()
+                event.len() + 3 + memchr::memchr3_iter(b'"', b'\\', b'\t', event).count()
             }
             IntakeProtocol::Ndjson => event.len() + 1,
             IntakeProtocol::Elasticsearch => self.es_action_bytes + event.len() + 1,
@@ -418,6 +419,9 @@ pub struct IntakeClient {
     /// Opens after `max_retries` consecutive retryable failures; the daemon pauses
     /// receiving while it is open.
     circuit: Arc<IntakeCircuit>,
+    /// `default` for `[intake]`, else the `[[intakes]]` name: the `intake` label of
+    /// this client's metrics.
+    name: String,
 }
 
 impl IntakeClient {
@@ -498,7 +502,20 @@ impl IntakeClient {
             oversize: settings.oversize,
             dead_letter: None,
             circuit: Arc::new(IntakeCircuit::new(settings.max_retries.max(1))),
+            name: crate::config::DEFAULT_INTAKE_NAME.to_owned(),
         })
+    }
+
+    /// Names this client (an `[[intakes]]` entry) in its metrics and its circuit's.
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self.circuit = Arc::new(self.circuit.renamed(name));
+        self
+    }
+
+    /// `default` for `[intake]`, else the `[[intakes]]` name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Sends events the intake refuses on their own to `sink` (without one they fail
@@ -614,7 +631,7 @@ impl IntakeClient {
                     cause,
                     answer,
                 } => {
-                    metrics::counter!(m::INTAKE_FAILURES, "status_class" => m::status_class(Some(status)))
+                    metrics::counter!(m::INTAKE_FAILURES, "status_class" => m::status_class(Some(status)), "intake" => self.name.clone())
                         .increment(1);
                     if group.len() == 1 {
                         doomed.push(Doomed {
@@ -820,7 +837,7 @@ impl IntakeClient {
                     delay.as_secs_f64()
                 );
             }
-            metrics::counter!(m::INTAKE_RETRIES).increment(1);
+            metrics::counter!(m::INTAKE_RETRIES, "intake" => self.name.clone()).increment(1);
             tokio::time::sleep(delay).await;
         }
     }
@@ -833,7 +850,7 @@ impl IntakeClient {
             Attempt::Retryable { status, .. } => m::status_class(*status),
             Attempt::Refused { status, .. } => m::status_class(Some(*status)),
         };
-        metrics::histogram!(REQUEST_DURATION, "status_class" => class)
+        metrics::histogram!(REQUEST_DURATION, "status_class" => class, "intake" => self.name.clone())
             .record(started.elapsed().as_secs_f64());
         outcome
     }
@@ -846,7 +863,7 @@ impl IntakeClient {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                metrics::counter!(m::INTAKE_REQUESTS, "status_class" => "error").increment(1);
+                metrics::counter!(m::INTAKE_REQUESTS, "status_class" => "error", "intake" => self.name.clone()).increment(1);
                 return Attempt::Retryable {
                     cause: describe_error(&e, self.timeout),
                     retry_after: None,
@@ -855,7 +872,7 @@ impl IntakeClient {
             }
         };
         let status = response.status();
-        metrics::counter!(m::INTAKE_REQUESTS, "status_class" => m::status_class(Some(status.as_u16()))).increment(1);
+        metrics::counter!(m::INTAKE_REQUESTS, "status_class" => m::status_class(Some(status.as_u16())), "intake" => self.name.clone()).increment(1);
         if status.is_success() {
             if self.protocol != IntakeProtocol::Elasticsearch {
                 return Attempt::Accepted;

@@ -25,6 +25,7 @@ pub mod decode;
 mod errtext;
 pub mod filter;
 pub mod intake;
+pub mod intakes;
 pub mod metrics;
 pub mod notification;
 pub mod oversize;

@@ -29,6 +29,7 @@ use crate::checkpoint::{CheckpointKey, Checkpoints, ObjectCheckpoint};
 use crate::columnar;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
 use crate::filter::EventFilter;
+use crate::intakes::IntakeRoutes;
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
 use crate::s3::{ObjectFetcher, ResumingReader};
@@ -486,6 +487,8 @@ struct ChunkSink<'a> {
     /// Events a checkpoint says were delivered by an earlier attempt: counted (so the
     /// numbering stays the same) but not sent.
     skip: u64,
+    /// Which intake each event goes to, in which payload (see [`crate::intakes`]).
+    routes: &'a IntakeRoutes,
 }
 
 impl ChunkSink<'_> {
@@ -532,11 +535,18 @@ impl EventSink for ChunkSink<'_> {
             }
             return Ok(());
         }
+        // A chunk goes to one intake and holds consecutive events.
+        let route = self.routes.route(&event);
+        if route != self.chunk.route && !self.chunk.is_empty() {
+            self.flush()?;
+        }
         if self.chunk.is_empty() {
             self.chunk.first_seq = self.events;
+            self.chunk.route = route;
         }
-        let redactor = self.redactor;
-        self.chunk.push_with(|out| event.write_json(out, redactor));
+        let (redactor, routes) = (self.redactor, self.routes);
+        self.chunk
+            .push_with(|out| routes.write(route, event, redactor, out));
         self.events += 1;
         if self.chunk.len() >= CHUNK_EVENTS || self.chunk.data.len() >= CHUNK_BYTES {
             self.flush()?;
@@ -573,6 +583,7 @@ pub struct Pipeline {
     abort: CancellationToken,
     filter: Arc<EventFilter>,
     checkpoints: Option<Checkpoints>,
+    routes: Arc<IntakeRoutes>,
 }
 
 /// Aborts the task (the periodic checkpoint writer of an object) when the object ends,
@@ -607,12 +618,21 @@ impl Pipeline {
             abort,
             filter: Arc::new(EventFilter::default()),
             checkpoints: None,
+            routes: Arc::new(IntakeRoutes::single()),
         }
     }
 
     /// Drops the events `filter` matches (counted per rule) instead of forwarding them.
     pub fn with_filter(mut self, filter: EventFilter) -> Self {
         self.filter = Arc::new(filter);
+        self
+    }
+
+    /// Sends each event to the intake `routes` names, in its payload mode; turns on
+    /// `event.original` when a raw intake needs it.
+    pub fn with_routes(mut self, routes: Arc<IntakeRoutes>) -> Self {
+        self.options.keep_original |= routes.needs_original();
+        self.routes = routes;
         self
     }
 
@@ -809,6 +829,7 @@ impl Pipeline {
             let redactor = self.redactor.clone();
             let abort = self.abort.clone();
             let filter = Arc::clone(&self.filter);
+            let routes = Arc::clone(&self.routes);
             let compressed = Arc::clone(&compressed);
             let source = source.clone();
             tokio::task::spawn_blocking(move || {
@@ -826,6 +847,7 @@ impl Pipeline {
                     filter: &filter,
                     dropped: vec![0; filter.names().len()],
                     skip,
+                    routes: &routes,
                 };
                 let mut result =
                     parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink);
@@ -1307,6 +1329,7 @@ mod tests {
                 filter: &no_filter,
                 dropped: Vec::new(),
                 skip: 0,
+                routes: &IntakeRoutes::single(),
             };
             for i in 0..(CHUNK_EVENTS + 3) {
                 let mut e = Event::new();
@@ -1352,6 +1375,7 @@ mod tests {
                 filter: &no_filter,
                 dropped: Vec::new(),
                 skip: 300,
+                routes: &IntakeRoutes::single(),
             };
             for i in 0..310u64 {
                 let mut e = Event::new();
@@ -1401,6 +1425,7 @@ mod tests {
                     filter: &no_filter,
                     dropped: Vec::new(),
                     skip: 0,
+                    routes: &IntakeRoutes::single(),
                 };
                 (0..10 * CHUNK_EVENTS)
                     .take_while(|_| sink.emit(Event::new()).is_ok())

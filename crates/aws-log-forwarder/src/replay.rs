@@ -36,12 +36,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{BatcherLimits, run_batcher};
 use crate::config::Config;
 use crate::deadletter::DeadLetterSink;
 use crate::decode;
 use crate::filter::EventFilter;
-use crate::intake::IntakeClient;
 use crate::notification::ObjectRef;
 use crate::pipeline::{FailureKind, ObjectOutcome, Pipeline};
 use crate::s3::ObjectFetcher;
@@ -746,16 +744,14 @@ pub async fn run(
     } else {
         let dead_letter =
             DeadLetterSink::open(&config.dead_letter.target(), Some(client.clone())).await?;
-        let intake =
-            Arc::new(IntakeClient::new(&config.intake)?.with_dead_letter(Arc::new(dead_letter)));
         let abort = CancellationToken::new();
-        let (events_tx, events_rx) = mpsc::channel(config.processing.object_concurrency * 4);
-        let batcher = tokio::spawn(run_batcher(
-            events_rx,
-            BatcherLimits::new(&config.batch, config.intake.max_concurrent_requests),
-            intake,
-            abort.clone(),
-        ));
+        let intakes = crate::intakes::start(
+            &config,
+            Some(Arc::new(dead_letter)),
+            config.processing.object_concurrency * 4,
+            &abort,
+        )?;
+        let batcher = intakes.batchers;
         let pipeline = Arc::new(
             Pipeline::new(
                 ObjectFetcher::new(client.clone()),
@@ -766,10 +762,11 @@ pub async fn run(
                 },
                 config.processing.redact,
                 config.processing.object_concurrency,
-                events_tx,
+                intakes.events,
                 abort.clone(),
             )
-            .with_filter(EventFilter::new(&config.processing.drop)?),
+            .with_filter(EventFilter::new(&config.processing.drop)?)
+            .with_routes(intakes.routes),
         );
         // The daemon holds at most max_messages_in_flight messages (one object each, as
         // AWS delivers them): the same number of objects are in flight here.
