@@ -714,7 +714,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_batcher_numbers_events_from_the_chunks_first_seq() {
-        let a = Arc::new(ObjectAck::resuming("s3://b/k", 100));
+        let a = Arc::new(ObjectAck::resuming(
+            "s3://b/k",
+            &crate::ack::Settled::up_to(100),
+        ));
         let mut second = chunk(&a, &["e102", "e103"]);
         second.first_seq = 102;
         let mut first = chunk(&a, &["e100", "e101"]);
