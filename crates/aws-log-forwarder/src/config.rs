@@ -382,6 +382,97 @@ settings! {
         pub failure_visibility_seconds: u32 = default(30).range(0, 43_200),
         /// After a shutdown signal, how long in-flight messages may take to finish.
         pub shutdown_grace_seconds: u64 = default(25).range(0, 3_600),
+        /// `[[sqs.queues]]`: further queues read by this process (checked in
+        /// [`cross_checks`]); `queue_url` may then be left out.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub queues: Vec<QueueSettings> = default(Vec::new()),
+    }
+}
+
+/// One `[[sqs.queues]]` entry: a queue read besides (or instead of) `sqs.queue_url`,
+/// sharing the intakes and the batcher; the other `[sqs]` keys apply to it too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub url: String,
+    /// The `queue` label of its metrics and logs; default: the queue's name (the URL's
+    /// last segment).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default: the region in the URL, else `aws.region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A role to assume for this queue and the objects it announces (instead of
+    /// `aws.assume_role_arn`).
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default, serialize_with = "mask_option")]
+    pub external_id: Option<String>,
+    /// Parse every object this queue announces as this format (`cloudtrail`,
+    /// `vpc-flow`...) instead of detecting it.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl QueueSettings {
+    /// The `queue` label: `name`, else the URL's last path segment.
+    pub fn label(&self) -> String {
+        queue_label(self.name.as_deref(), &self.url)
+    }
+}
+
+/// `name`, else the last path segment of `url` (the queue's name).
+pub fn queue_label(name: Option<&str>, url: &str) -> String {
+    match name {
+        Some(name) => name.to_owned(),
+        None => url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(url)
+            .to_owned(),
+    }
+}
+
+/// Each `[[sqs.queues]]` entry on its own: a URL, a role ARN, a known format.
+fn queue_checks(sqs: &SqsSettings, errors: &mut Vec<ConfigError>) {
+    let mut labels = std::collections::HashSet::new();
+    if !sqs.queue_url.is_empty() {
+        labels.insert(queue_label(None, &sqs.queue_url));
+    }
+    for (i, queue) in sqs.queues.iter().enumerate() {
+        let key = |k: &str| format!("sqs.queues[{i}].{k}");
+        if let Err(e) = http_url(&queue.url) {
+            errors.push(ConfigError::invalid(
+                key("url"),
+                format!("{e} (expected {QUEUE_URL_EXAMPLE})"),
+            ));
+        }
+        if let Some(arn) = &queue.role_arn
+            && let Err(e) = role_arn(arn.clone())
+        {
+            errors.push(ConfigError::invalid(key("role_arn"), e));
+        }
+        if queue.role_arn.is_none() && queue.external_id.is_some() {
+            errors.push(ConfigError::invalid(
+                key("external_id"),
+                "only used with role_arn: set the role to assume, or remove it",
+            ));
+        }
+        if let Some(format) = &queue.format
+            && let Err(e) = format.trim().parse::<Format>()
+        {
+            errors.push(ConfigError::invalid(key("format"), e.to_string()));
+        }
+        if !labels.insert(queue.label()) {
+            errors.push(ConfigError::invalid(
+                key("name"),
+                format!(
+                    "{:?} names two queues (metrics label them by name): set a distinct name",
+                    queue.label()
+                ),
+            ));
+        }
     }
 }
 
@@ -1135,7 +1226,7 @@ impl Config {
             .build()
             .and_then(|c| c.cache.into_table())
             .map_err(|e| ConfigError::Source(e.to_string()))?;
-        let placeholder = queue_optional && !has_queue_url(&root);
+        let placeholder = (queue_optional || has_queue_list(&root)) && !has_queue_url(&root);
         if placeholder {
             let mut sqs = root
                 .remove("sqs")
@@ -1284,6 +1375,15 @@ impl Config {
 /// Stands in for the queue `replay` does not need, so validation stays in one place.
 const REPLAY_PLACEHOLDER_QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/000000000000/replay";
 
+/// Whether `[[sqs.queues]]` lists at least one queue (`sqs.queue_url` is optional then).
+fn has_queue_list(root: &Table) -> bool {
+    root.get("sqs")
+        .and_then(|v| v.clone().into_table().ok())
+        .and_then(|t| t.get("queues").cloned())
+        .and_then(|v| v.into_array().ok())
+        .is_some_and(|queues| !queues.is_empty())
+}
+
 /// Whether `sqs.queue_url` is set (and not empty).
 fn has_queue_url(root: &Table) -> bool {
     root.get("sqs")
@@ -1297,6 +1397,7 @@ fn has_queue_url(root: &Table) -> bool {
 /// intake key from its source.
 fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigError>) {
     organisation_checks(config, errors);
+    queue_checks(&config.sqs, errors);
     let sqs = &config.sqs;
     if sqs.heartbeat_interval_seconds >= u64::from(sqs.visibility_timeout_seconds) {
         errors.push(ConfigError::invalid(

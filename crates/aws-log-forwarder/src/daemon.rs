@@ -90,19 +90,29 @@ const OWN_FAILURES_REMEMBERED: usize = 10_000;
 async fn aws_clients(
     config: &Config,
 ) -> Result<(aws_sdk_sqs::Client, aws_sdk_s3::Client, Option<String>), DaemonError> {
-    let aws = &config.aws;
+    queue_clients(config, &config.sqs.queue_url, None, &config.aws).await
+}
+
+/// [`aws_clients`] for one queue: `region` (an `[[sqs.queues]]` entry's, or the one
+/// in its URL) wins over `aws.region`, and `aws` says which role to assume.
+async fn queue_clients(
+    config: &Config,
+    queue_url: &str,
+    region: Option<String>,
+    aws: &crate::config::AwsSettings,
+) -> Result<(aws_sdk_sqs::Client, aws_sdk_s3::Client, Option<String>), DaemonError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(Region::new(region.clone()));
+    if let Some(region) = region.or_else(|| config.aws.region.clone()) {
+        loader = loader.region(Region::new(region));
     }
     if let Some(url) = &aws.endpoint_url {
         loader = loader.endpoint_url(url.trim_end_matches('/'));
     }
     let mut sdk = loader.load().await;
     if sdk.region().is_none() {
-        match region_from_queue_url(&config.sqs.queue_url) {
+        match region_from_queue_url(queue_url) {
             Some(region) => sdk = sdk.into_builder().region(Region::new(region)).build(),
-            None => return Err(DaemonError::NoRegion(config.sqs.queue_url.clone())),
+            None => return Err(DaemonError::NoRegion(queue_url.to_owned())),
         }
     }
     let sdk = crate::assume_role::assume_configured_role(sdk, aws).await?;
@@ -144,17 +154,29 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         m::serve(addr, Arc::clone(&readiness), stop_metrics.clone()).await?;
     }
 
-    let (sqs_client, s3_client, endpoint) = aws_clients(&config).await?;
-    let poller = SqsPoller::new(sqs_client, &config.sqs, endpoint.as_deref());
-    let backlog = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => return Ok(()),
-        r = poller.check_access() => r?,
-    };
-    let (dead_letter_url, max_receive_count) = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => return Ok(()),
-        url = dead_letter_queue(&poller) => url,
+    let mut queues = Vec::new();
+    for source in queue_sources(&config).await? {
+        let poller = SqsPoller::new(
+            source.sqs.clone(),
+            &source.settings,
+            source.endpoint.as_deref(),
+        );
+        let backlog = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            r = poller.check_access() => r?,
+        };
+        let (dead_letter_url, max_receive_count) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            url = dead_letter_queue(&poller) => url,
+        };
+        queues.push((source, poller, backlog, dead_letter_url, max_receive_count));
+    }
+    let Some(s3_client) = queues.first().map(|q| q.0.s3.clone()) else {
+        return Err(DaemonError::Config(crate::config::ConfigError::Source(
+            "no queue: set sqs.queue_url or add [[sqs.queues]] entries".into(),
+        )));
     };
     let dead_letter =
         DeadLetterSink::open(&config.dead_letter.target(), Some(s3_client.clone())).await?;
@@ -171,17 +193,20 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         config.processing.object_concurrency * 4,
         &abort,
     )?;
-    tracing::info!(
-        queue = poller.queue_url(),
-        backlog,
-        intake = intakes.clients[0].endpoint().as_str(),
-        protocol = %config.intake.protocol,
-        intakes = intakes.clients.len(),
-        max_messages_in_flight = config.sqs.max_messages_in_flight,
-        object_concurrency = config.processing.object_concurrency,
-        "aws-log-forwarder {} started",
-        env!("CARGO_PKG_VERSION")
-    );
+    for (source, poller, backlog, _, _) in &queues {
+        tracing::info!(
+            queue = poller.queue_url(),
+            queue_name = source.label.as_str(),
+            backlog,
+            intake = intakes.clients[0].endpoint().as_str(),
+            protocol = %config.intake.protocol,
+            intakes = intakes.clients.len(),
+            max_messages_in_flight = config.sqs.max_messages_in_flight,
+            object_concurrency = config.processing.object_concurrency,
+            "aws-log-forwarder {} started",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     // Not fatal: the intake may come up later, and messages wait in the queue until
     // it does. But a wrong URL should show now, not when the first object arrives.
     for probe in &intakes.clients {
@@ -203,53 +228,123 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             }
         });
     }
-    let pipeline = Arc::new(
-        Pipeline::new(
-            ObjectFetcher::new(s3_client),
-            FormatDetector::new(config.formats.detect_rules()),
-            ParseOptions {
-                keep_original: config.processing.keep_original,
-                ..ParseOptions::default()
-            },
-            config.processing.redact,
-            config.processing.object_concurrency,
-            intakes.events,
-            abort.clone(),
-        )
-        .with_routes(Arc::clone(&intakes.routes))
-        .with_filter(
-            crate::filter::EventFilter::new(&config.processing.drop).map_err(|e| {
-                DaemonError::Config(crate::config::ConfigError::Source(e.to_string()))
-            })?,
-        )
-        .with_checkpoints(checkpoints),
-    );
-    let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight));
+    let filter = || {
+        crate::filter::EventFilter::new(&config.processing.drop)
+            .map_err(|e| DaemonError::Config(crate::config::ConfigError::Source(e.to_string())))
+    };
+    // Objects parsed at once, whichever queue announced them.
+    let object_permits = Arc::new(Semaphore::new(config.processing.object_concurrency.max(1)));
     let tracker = TaskTracker::new();
     let circuit = Arc::clone(&intakes.circuits);
     let batcher = intakes.batchers;
     let in_flight = Arc::new(InFlightMessages::default());
-    let context = Arc::new(MessageContext {
-        poller: poller.clone(),
-        acks: SqsBatcher::start(poller.clone()),
-        pipeline: Arc::clone(&pipeline),
-        heartbeat: Duration::from_secs(config.sqs.heartbeat_interval_seconds),
-        failure_visibility: clamp_i32(u64::from(config.sqs.failure_visibility_seconds)),
-        abort: abort.clone(),
-        circuit: Arc::clone(&circuit),
-        dead_letter_url,
-        max_receive_count,
-        own_failures: Mutex::new(HashSet::new()),
-        in_flight: Arc::clone(&in_flight),
-    });
     tokio::spawn(refresh_gauges(
         Arc::clone(&in_flight),
         Arc::clone(&circuit),
         Arc::clone(&readiness),
         stop_metrics.clone(),
     ));
-    tokio::spawn(poll_backlog(poller.clone(), stop_metrics.clone()));
+    let mut receivers = Vec::with_capacity(queues.len());
+    for (source, poller, _, dead_letter_url, max_receive_count) in queues {
+        let mut rules = config.formats.detect_rules();
+        if let Some(format) = source.format {
+            // No condition: every object of this queue.
+            rules.insert(
+                0,
+                alf_formats::DetectRule {
+                    bucket: None,
+                    key_prefix: None,
+                    key_regex: None,
+                    format,
+                    options: Default::default(),
+                },
+            );
+        }
+        let pipeline = Arc::new(
+            Pipeline::new(
+                ObjectFetcher::new(source.s3),
+                FormatDetector::new(rules),
+                ParseOptions {
+                    keep_original: config.processing.keep_original,
+                    ..ParseOptions::default()
+                },
+                config.processing.redact,
+                config.processing.object_concurrency,
+                intakes.events.clone(),
+                abort.clone(),
+            )
+            .with_routes(Arc::clone(&intakes.routes))
+            .with_filter(filter()?)
+            .with_checkpoints(checkpoints.clone())
+            .with_object_permits(Arc::clone(&object_permits)),
+        );
+        let context = Arc::new(MessageContext {
+            poller: poller.clone(),
+            acks: SqsBatcher::start(poller.clone()),
+            pipeline,
+            heartbeat: Duration::from_secs(config.sqs.heartbeat_interval_seconds),
+            failure_visibility: clamp_i32(u64::from(config.sqs.failure_visibility_seconds)),
+            abort: abort.clone(),
+            circuit: Arc::clone(&circuit),
+            dead_letter_url,
+            max_receive_count,
+            own_failures: Mutex::new(HashSet::new()),
+            in_flight: Arc::clone(&in_flight),
+            queue: source.label.clone(),
+        });
+        tokio::spawn(poll_backlog(
+            poller.clone(),
+            source.label,
+            stop_metrics.clone(),
+        ));
+        receivers.push(receive_loop(
+            context,
+            config.sqs.max_messages_in_flight,
+            Arc::clone(&readiness),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+    }
+    // The pipelines hold the senders now: the batchers end once they are all gone.
+    drop(intakes.events);
+    futures::future::join_all(receivers).await;
 
+    let grace = Duration::from_secs(config.sqs.shutdown_grace_seconds);
+    tracker.close();
+    tracing::info!(
+        in_flight = tracker.len(),
+        grace_seconds = grace.as_secs(),
+        "shutting down: stopped receiving; waiting for in-flight messages"
+    );
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            abandoned = tracker.len(),
+            "grace period over: abandoning unfinished messages (not deleted; SQS redelivers them)"
+        );
+        abort.cancel();
+        let _ = tokio::time::timeout(ABANDON_WAIT, tracker.wait()).await;
+    }
+    // Every message task is gone (and with it the last sender): the batchers drain and end.
+    if tokio::time::timeout(ABANDON_WAIT, batcher).await.is_err() {
+        abort.cancel();
+    }
+    abort.cancel();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Receives from one queue until `shutdown`, spawning a task per message on `tracker`;
+/// at most `max_in_flight` messages of this queue at once.
+async fn receive_loop(
+    context: Arc<MessageContext>,
+    max_in_flight: usize,
+    readiness: Arc<Readiness>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let poller = context.poller.clone();
+    let circuit = Arc::clone(&context.circuit);
     let mut receive_failures = 0u32;
     loop {
         // Outage mode: nothing new is received while the intake is down; the messages
@@ -289,7 +384,8 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
                 readiness.set_sqs_unreachable(false);
                 for message in messages {
                     let Some(permit) = permits.pop() else { break };
-                    metrics::counter!(m::MESSAGES_RECEIVED).increment(1);
+                    metrics::counter!(m::MESSAGES_RECEIVED, "queue" => context.queue.clone())
+                        .increment(1);
                     tracker.spawn(handle_message(message, Arc::clone(&context), permit));
                 }
             }
@@ -298,7 +394,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
                 if receive_failures >= UNREACHABLE_AFTER {
                     readiness.set_sqs_unreachable(true);
                 }
-                metrics::counter!(m::RECEIVE_ERRORS).increment(1);
+                metrics::counter!(m::RECEIVE_ERRORS, "queue" => context.queue.clone()).increment(1);
                 let delay = receive_backoff(receive_failures);
                 tracing::error!(
                     queue = poller.queue_url(),
@@ -314,31 +410,61 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             }
         }
     }
+}
 
-    let grace = Duration::from_secs(config.sqs.shutdown_grace_seconds);
-    tracker.close();
-    tracing::info!(
-        in_flight = tracker.len(),
-        grace_seconds = grace.as_secs(),
-        "shutting down: stopped receiving; waiting for in-flight messages"
-    );
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            abandoned = tracker.len(),
-            "grace period over: abandoning unfinished messages (not deleted; SQS redelivers them)"
-        );
-        abort.cancel();
-        let _ = tokio::time::timeout(ABANDON_WAIT, tracker.wait()).await;
+/// One queue this process reads, with its clients.
+struct QueueSource {
+    /// The `queue` label of its metrics.
+    label: String,
+    /// `[sqs]` with this queue's URL.
+    settings: crate::config::SqsSettings,
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    endpoint: Option<String>,
+    /// Every object it announces is parsed as this format.
+    format: Option<alf_formats::Format>,
+}
+
+/// `sqs.queue_url` (when set) and every `[[sqs.queues]]` entry, with clients for the
+/// entry's region and role.
+async fn queue_sources(config: &Config) -> Result<Vec<QueueSource>, DaemonError> {
+    let mut sources = Vec::with_capacity(1 + config.sqs.queues.len());
+    if !config.sqs.queue_url.is_empty() {
+        let (sqs, s3, endpoint) = aws_clients(config).await?;
+        sources.push(QueueSource {
+            label: crate::config::queue_label(None, &config.sqs.queue_url),
+            settings: config.sqs.clone(),
+            sqs,
+            s3,
+            endpoint,
+            format: None,
+        });
     }
-    // Every message task is gone; dropping the last sender lets the batcher drain and end.
-    drop(context);
-    drop(pipeline);
-    if tokio::time::timeout(ABANDON_WAIT, batcher).await.is_err() {
-        abort.cancel();
+    for queue in &config.sqs.queues {
+        let mut aws = config.aws.clone();
+        if queue.role_arn.is_some() {
+            aws.assume_role_arn.clone_from(&queue.role_arn);
+            aws.external_id.clone_from(&queue.external_id);
+        }
+        let region = queue
+            .region
+            .clone()
+            .or_else(|| region_from_queue_url(&queue.url));
+        let (sqs, s3, endpoint) = queue_clients(config, &queue.url, region, &aws).await?;
+        let mut settings = config.sqs.clone();
+        settings.queue_url.clone_from(&queue.url);
+        settings.queues.clear();
+        sources.push(QueueSource {
+            label: queue.label(),
+            settings,
+            sqs,
+            s3,
+            endpoint,
+            // Checked with the configuration.
+            format: queue.format.as_deref().and_then(|f| f.trim().parse().ok()),
+        });
     }
-    abort.cancel();
-    tracing::info!("stopped");
-    Ok(())
+    Ok(sources)
 }
 
 /// Exponential pause between failed receives: 1 s, 2 s, 4 s ... 30 s.
@@ -457,7 +583,7 @@ async fn refresh_gauges(
 }
 
 /// Polls the queue's `ApproximateNumberOfMessages` once a minute.
-async fn poll_backlog(poller: SqsPoller, stop: CancellationToken) {
+async fn poll_backlog(poller: SqsPoller, queue: String, stop: CancellationToken) {
     let mut tick = tokio::time::interval(BACKLOG_POLL);
     loop {
         tokio::select! {
@@ -465,7 +591,9 @@ async fn poll_backlog(poller: SqsPoller, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         match poller.visible_messages().await {
-            Ok(Some(n)) => metrics::gauge!(m::QUEUE_VISIBLE_MESSAGES).set(n as f64),
+            Ok(Some(n)) => {
+                metrics::gauge!(m::QUEUE_VISIBLE_MESSAGES, "queue" => queue.clone()).set(n as f64)
+            }
             Ok(None) => {}
             Err(e) => tracing::debug!("cannot read the queue's backlog: {e}"),
         }
@@ -489,6 +617,8 @@ struct MessageContext {
     /// last receive is theirs to use, not a crash's (see the module docs).
     own_failures: Mutex<HashSet<String>>,
     in_flight: Arc<InFlightMessages>,
+    /// The queue's `queue` metrics label.
+    queue: String,
 }
 
 impl MessageContext {
@@ -721,7 +851,8 @@ async fn settle_message(
         Some(MessageOutcome::Done) => {
             match context.acks.delete(&message.receipt_handle).await {
                 Ok(()) => {
-                    metrics::counter!(m::MESSAGES_DELETED).increment(1);
+                    metrics::counter!(m::MESSAGES_DELETED, "queue" => context.queue.clone())
+                        .increment(1);
                     tracing::debug!(message_id = %message.message_id, "message done and deleted");
                 }
                 Err(e) => tracing::warn!(
@@ -740,7 +871,7 @@ async fn settle_message(
         }
         Some(MessageOutcome::Failed { reason, kind }) => (reason, kind),
     };
-    metrics::counter!(m::MESSAGES_FAILED).increment(1);
+    metrics::counter!(m::MESSAGES_FAILED, "queue" => context.queue.clone()).increment(1);
     let visibility = match kind {
         FailureKind::Permanent(label) => {
             if dead_letter(context, message, &reason, label).await {

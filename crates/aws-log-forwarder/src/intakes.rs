@@ -355,4 +355,34 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn queue_entries_replace_or_join_the_queue_url() {
+        let intake = "[intake]\nurl = \"https://intake.sekoia.io\"\nkey = \"k\"\n";
+        let c = Config::from_toml_str(&format!(
+            "{intake}[sqs]\n[[sqs.queues]]\nurl = \"https://sqs.eu-west-1.amazonaws.com/111111111111/ct\"\nformat = \"cloudtrail\"\nrole_arn = \"arn:aws:iam::111111111111:role/reader\"\n[[sqs.queues]]\nurl = \"https://sqs.us-east-1.amazonaws.com/222222222222/cf\"\nname = \"cloudfront\"\n"
+        ))
+        .unwrap();
+        assert!(c.sqs.queue_url.is_empty());
+        let labels: Vec<String> = c.sqs.queues.iter().map(|q| q.label()).collect();
+        assert_eq!(labels, ["ct", "cloudfront"]);
+        let text = Config::from_toml_str(&format!(
+            "{intake}[sqs]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/1/ct\"\n[[sqs.queues]]\nurl = \"ftp://x/ct\"\nformat = \"nope\"\nexternal_id = \"x\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("sqs.queues[0].url: scheme `ftp`"), "{text}");
+        assert!(text.contains("sqs.queues[0].format:"), "{text}");
+        assert!(
+            text.contains("sqs.queues[0].external_id: only used with role_arn"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sqs.queues[0].name: \"ct\" names two queues"),
+            "{text}"
+        );
+        // Without either, the queue URL is still what is asked for.
+        let text = Config::from_toml_str(intake).unwrap_err().to_string();
+        assert!(text.starts_with("sqs.queue_url: required"), "{text}");
+    }
 }

@@ -693,6 +693,13 @@ impl Pipeline {
         self
     }
 
+    /// Shares `permits` (objects parsed at once) with other pipelines: one per queue,
+    /// one `processing.object_concurrency` for the process.
+    pub fn with_object_permits(mut self, permits: Arc<Semaphore>) -> Self {
+        self.object_permits = permits;
+        self
+    }
+
     /// Records the progress of large objects in `checkpoints`, and skips what a
     /// checkpoint says was delivered (see `checkpoint`).
     pub fn with_checkpoints(mut self, checkpoints: Option<Checkpoints>) -> Self {
