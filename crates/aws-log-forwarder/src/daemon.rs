@@ -219,12 +219,19 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
                     status = status.as_u16(),
                     "intake reachable"
                 ),
-                Err(cause) => tracing::warn!(
-                    intake = probe.endpoint().as_str(),
-                    name = probe.name(),
-                    "intake {} {cause}: check its url and that this host may connect to it (DNS, firewall, proxy, TLS); objects stay in the queue until it answers",
-                    probe.endpoint()
-                ),
+                Err(cause) => {
+                    let key = if probe.name() == crate::config::DEFAULT_INTAKE_NAME {
+                        "intake.url".to_owned()
+                    } else {
+                        format!("the url of [[intakes]] {}", probe.name())
+                    };
+                    tracing::warn!(
+                        intake = probe.endpoint().as_str(),
+                        name = probe.name(),
+                        "intake {} {cause}: check {key} and that this host may connect to it (DNS, firewall, proxy, TLS); objects stay in the queue until it answers",
+                        probe.endpoint()
+                    )
+                }
             }
         });
     }

@@ -968,7 +968,16 @@ impl Pipeline {
         let dropped_total: u64 = dropped.iter().sum();
         let dropped_by_rule = self.filter.record(&dropped);
         drop(permit);
-        metrics::counter!(m::EVENTS_PARSED).increment(events);
+        // By the object's format (CloudWatch Logs or EventBridge objects count under
+        // their own dataset, whatever their records carry): the dashboard's split.
+        let dataset = match &result {
+            Ok(Parsed {
+                format: Some(format),
+                ..
+            }) => format.dataset(),
+            _ => "unknown",
+        };
+        metrics::counter!(m::EVENTS_PARSED, "dataset" => dataset).increment(events);
         let compressed = compressed.load(Ordering::Relaxed);
         metrics::counter!(m::BYTES_COMPRESSED).increment(compressed);
 

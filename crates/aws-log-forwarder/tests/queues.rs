@@ -78,6 +78,12 @@ async fn two_queues_in_one_process_are_both_drained() {
             "no {line} in the metrics:\n{text}"
         );
     }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("alf_events_parsed_total{dataset=\"aws.cloudfront_logs\"}")),
+        "events parsed are labelled by dataset:\n{text}"
+    );
     assert_eq!(first.dlq_counts().await.total(), 0);
+
     assert_eq!(second.dlq_counts().await.total(), 0);
 }
