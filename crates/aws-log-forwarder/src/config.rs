@@ -366,6 +366,48 @@ settings! {
         pub external_id: Option<String> = default(None),
         /// The role session name (CloudTrail shows it as who acted).
         pub session_name: String = default(DEFAULT_SESSION_NAME.to_owned()).parse(session_name),
+        /// `[[aws.buckets]]`: buckets read with a role of their own (checked in
+        /// [`cross_checks`]).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub buckets: Vec<BucketRole> = default(Vec::new()),
+    }
+}
+
+/// One `[[aws.buckets]]` entry: a bucket whose objects are read with their own role
+/// (a log-archive account's bucket, while the queue sits in another account).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketRole {
+    pub name: String,
+    pub assume_role_arn: String,
+    #[serde(default, serialize_with = "mask_option")]
+    pub external_id: Option<String>,
+    /// The bucket's region when it differs from the queue's.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// `[[aws.buckets]]`: a role ARN each, each bucket once.
+fn bucket_checks(aws: &AwsSettings, errors: &mut Vec<ConfigError>) {
+    let mut names = std::collections::HashSet::new();
+    for (i, bucket) in aws.buckets.iter().enumerate() {
+        if bucket.name.trim().is_empty() {
+            errors.push(ConfigError::invalid(
+                format!("aws.buckets[{i}].name"),
+                "empty: the bucket's name (not its ARN)",
+            ));
+        } else if !names.insert(bucket.name.as_str()) {
+            errors.push(ConfigError::invalid(
+                format!("aws.buckets[{i}].name"),
+                format!("{} is listed twice: one role per bucket", bucket.name),
+            ));
+        }
+        if let Err(e) = role_arn(bucket.assume_role_arn.clone()) {
+            errors.push(ConfigError::invalid(
+                format!("aws.buckets[{i}].assume_role_arn"),
+                format!("{e} (expected e.g. arn:aws:iam::123456789012:role/log-reader)"),
+            ));
+        }
     }
 }
 
@@ -1398,6 +1440,7 @@ fn has_queue_url(root: &Table) -> bool {
 fn cross_checks(config: &mut Config, env: &EnvLookup, errors: &mut Vec<ConfigError>) {
     organisation_checks(config, errors);
     queue_checks(&config.sqs, errors);
+    bucket_checks(&config.aws, errors);
     let sqs = &config.sqs;
     if sqs.heartbeat_interval_seconds >= u64::from(sqs.visibility_timeout_seconds) {
         errors.push(ConfigError::invalid(

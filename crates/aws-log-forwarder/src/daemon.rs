@@ -235,6 +235,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             }
         });
     }
+    let bucket_clients = bucket_clients(&config).await?;
     let filter = || {
         crate::filter::EventFilter::new(&config.processing.drop)
             .map_err(|e| DaemonError::Config(crate::config::ConfigError::Source(e.to_string())))
@@ -269,7 +270,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         }
         let pipeline = Arc::new(
             Pipeline::new(
-                ObjectFetcher::new(source.s3),
+                ObjectFetcher::new(source.s3).with_bucket_clients(Arc::clone(&bucket_clients)),
                 FormatDetector::new(rules),
                 ParseOptions {
                     keep_original: config.processing.keep_original,
@@ -417,6 +418,35 @@ async fn receive_loop(
             }
         }
     }
+}
+
+/// An S3 client per `[[aws.buckets]]` entry, with that bucket's role (assumed with
+/// the base credentials, not through `aws.assume_role_arn`) and region.
+async fn bucket_clients(
+    config: &Config,
+) -> Result<Arc<HashMap<String, aws_sdk_s3::Client>>, DaemonError> {
+    let mut clients = HashMap::with_capacity(config.aws.buckets.len());
+    // The region fallback when neither the entry nor aws.region names one.
+    let queue_url = config
+        .sqs
+        .queues
+        .first()
+        .map_or(config.sqs.queue_url.as_str(), |q| q.url.as_str());
+    for bucket in &config.aws.buckets {
+        let mut aws = config.aws.clone();
+        aws.assume_role_arn = Some(bucket.assume_role_arn.clone());
+        aws.external_id.clone_from(&bucket.external_id);
+        let (_, s3, _) = queue_clients(config, queue_url, bucket.region.clone(), &aws).await?;
+        tracing::info!(
+            bucket = bucket.name.as_str(),
+            role = bucket.assume_role_arn.as_str(),
+            "objects of s3://{} are read as {}",
+            bucket.name,
+            bucket.assume_role_arn
+        );
+        clients.insert(bucket.name.clone(), s3);
+    }
+    Ok(Arc::new(clients))
 }
 
 /// One queue this process reads, with its clients.

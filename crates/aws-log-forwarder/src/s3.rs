@@ -80,17 +80,37 @@ impl FetchError {
 #[derive(Clone)]
 pub struct ObjectFetcher {
     client: aws_sdk_s3::Client,
+    /// Clients with their own role for some buckets (`[[aws.buckets]]`: a log-archive
+    /// account's buckets read with a role of that account).
+    by_bucket: std::sync::Arc<std::collections::HashMap<String, aws_sdk_s3::Client>>,
 }
 
 impl ObjectFetcher {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        ObjectFetcher { client }
+        ObjectFetcher {
+            client,
+            by_bucket: Default::default(),
+        }
+    }
+
+    /// Reads the buckets of `by_bucket` with their own client.
+    pub fn with_bucket_clients(
+        mut self,
+        by_bucket: std::sync::Arc<std::collections::HashMap<String, aws_sdk_s3::Client>>,
+    ) -> Self {
+        self.by_bucket = by_bucket;
+        self
+    }
+
+    /// The client for `bucket`: its own when `[[aws.buckets]]` names it.
+    fn client_for(&self, bucket: &str) -> &aws_sdk_s3::Client {
+        self.by_bucket.get(bucket).unwrap_or(&self.client)
     }
 
     /// Starts a GetObject for `object` (its announced version when there is one).
     pub async fn open(&self, object: &ObjectRef) -> Result<OpenedObject, FetchError> {
         let mut request = self
-            .client
+            .client_for(&object.bucket)
             .get_object()
             .bucket(&object.bucket)
             .key(&object.key);
@@ -127,7 +147,7 @@ impl ObjectFetcher {
         e_tag: Option<&str>,
     ) -> Result<aws_sdk_s3::primitives::ByteStream, FetchError> {
         let mut request = self
-            .client
+            .client_for(&object.bucket)
             .get_object()
             .bucket(&object.bucket)
             .key(&object.key)
