@@ -612,7 +612,19 @@ pub async fn run(
         Some(path) => Some(Arc::new(Checkpoint::open(path)?)),
         None => None,
     };
-    let client = s3_client(&config).await?;
+    // A bucket with a role of its own (`[[aws.buckets]]`) is listed and read as that role.
+    let client = match config.aws.buckets.iter().find(|b| b.name == bucket) {
+        Some(own) => {
+            let mut as_bucket = config.clone();
+            as_bucket.aws.assume_role_arn = Some(own.assume_role_arn.clone());
+            as_bucket.aws.external_id.clone_from(&own.external_id);
+            if own.region.is_some() {
+                as_bucket.aws.region.clone_from(&own.region);
+            }
+            s3_client(&as_bucket).await?
+        }
+        None => s3_client(&config).await?,
+    };
     let detector = Arc::new(FormatDetector::new(config.formats.detect_rules()));
     let mut summary = ReplaySummary {
         bucket: bucket.clone(),
