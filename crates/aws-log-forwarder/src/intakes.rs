@@ -385,4 +385,18 @@ mod tests {
         let text = Config::from_toml_str(intake).unwrap_err().to_string();
         assert!(text.starts_with("sqs.queue_url: required"), "{text}");
     }
+
+    #[test]
+    fn check_config_masks_every_intake_key() {
+        let c = config(
+            "[[intakes]]\nname = \"ct\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://intake.sekoia.io\"\nkey = \"second-secret-key\"\npayload = \"raw\"\n",
+        );
+        let shown = c.masked_toml();
+        assert!(!shown.contains("second-secret-key"), "{shown}");
+        assert!(
+            shown.contains("[[intakes]]") && shown.contains("payload = \"raw\""),
+            "{shown}"
+        );
+        assert!(!format!("{c:?}").contains("second-secret-key"));
+    }
 }

@@ -9,7 +9,8 @@
 //!   [`s3`] (streaming GetObject);
 //! * transform: [`decode`] (gzip/zstd/plain by magic bytes) and [`pipeline`] (format
 //!   detection, parsing and serialization on blocking threads);
-//! * sink: [`batch`] (batching with bounded memory) and [`intake`] (HTTP, retries);
+//! * sink: [`batch`] (batching with bounded memory) and [`intake`] (HTTP, retries),
+//!   one of each per configured intake, events routed by dataset ([`intakes`]);
 //! * [`ack`] ties events back to their object and message.
 
 pub mod ack;
