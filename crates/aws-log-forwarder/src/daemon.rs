@@ -253,6 +253,9 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         stop_metrics.clone(),
     ));
     let mut receivers = Vec::with_capacity(queues.len());
+    // Queues whose ReceiveMessage failed UNREACHABLE_AFTER times in a row: /readyz says
+    // SQS is unreachable while any is.
+    let unreachable = Arc::new(AtomicU64::new(0));
     for (source, poller, _, dead_letter_url, max_receive_count) in queues {
         let mut rules = config.formats.detect_rules();
         if let Some(format) = source.format {
@@ -309,6 +312,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             context,
             config.sqs.max_messages_in_flight,
             Arc::clone(&readiness),
+            Arc::clone(&unreachable),
             tracker.clone(),
             shutdown.clone(),
         ));
@@ -347,6 +351,7 @@ async fn receive_loop(
     context: Arc<MessageContext>,
     max_in_flight: usize,
     readiness: Arc<Readiness>,
+    unreachable: Arc<AtomicU64>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -354,6 +359,7 @@ async fn receive_loop(
     let poller = context.poller.clone();
     let circuit = Arc::clone(&context.circuit);
     let mut receive_failures = 0u32;
+    let mut counted_unreachable = false;
     loop {
         // Outage mode: nothing new is received while the intake is down; the messages
         // already held keep their heartbeats and are retried by the intake client.
@@ -389,7 +395,10 @@ async fn receive_loop(
         match received {
             Ok(messages) => {
                 receive_failures = 0;
-                readiness.set_sqs_unreachable(false);
+                if std::mem::take(&mut counted_unreachable) {
+                    unreachable.fetch_sub(1, Ordering::AcqRel);
+                }
+                readiness.set_sqs_unreachable(unreachable.load(Ordering::Acquire) > 0);
                 for message in messages {
                     let Some(permit) = permits.pop() else { break };
                     metrics::counter!(m::MESSAGES_RECEIVED, "queue" => context.queue.clone())
@@ -399,7 +408,9 @@ async fn receive_loop(
             }
             Err(e) => {
                 receive_failures += 1;
-                if receive_failures >= UNREACHABLE_AFTER {
+                if receive_failures >= UNREACHABLE_AFTER && !counted_unreachable {
+                    counted_unreachable = true;
+                    unreachable.fetch_add(1, Ordering::AcqRel);
                     readiness.set_sqs_unreachable(true);
                 }
                 metrics::counter!(m::RECEIVE_ERRORS, "queue" => context.queue.clone()).increment(1);
