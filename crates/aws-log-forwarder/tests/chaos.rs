@@ -14,15 +14,15 @@
 //!
 //! Duplicates stay a few batches, not whole objects, thanks to progress checkpoints (a
 //! local directory, written every second): a killed object resumes from its last
-//! checkpoint instead of being re-sent whole (the large object alone is over half of the
-//! events). Asserted below 20%; measured 1.4-9.4% in most runs, once 14.6% (see the
-//! assertion), against 27.8% without checkpoints.
+//! checkpoint, which records the events settled without a gap *and* the runs settled
+//! beyond a batch still in retries, instead of being re-sent whole (the large object
+//! alone is most of the events). Asserted below 10% (the issue's bound); measured 0.8%
+//! of 215,500 events, drained in 217 s, on a machine loaded by other builds.
 //!
-//! Scale: the issue asks for a large object of 200,000 records; in a debug build on two
-//! shared cores that alone takes many minutes per pass, so the large object has
-//! `ALF_CHAOS_LARGE_RECORDS` records (default 50,000: each SIGKILL re-sends a fixed
-//! amount, the requests in flight and up to a second of events, so with fewer events
-//! the duplicates bound would measure the scale more than the daemon).
+//! Scale: the large object has 200,000 records (`ALF_CHAOS_LARGE_RECORDS` changes it).
+//! gzip and JSON are optimised even in test builds (see the workspace `Cargo.toml`):
+//! unoptimised, the test intake itself was too slow to answer within the client's
+//! timeout and the run took many minutes.
 //!
 //! Run with `scripts/test.sh` (it starts LocalStack and sets `ALF_TEST_AWS_ENDPOINT`).
 
@@ -42,10 +42,10 @@ const MAX_RECEIVE_COUNT: &str = "2";
 /// Longer than MaxReceiveCount x visibility timeout (30 s).
 const OUTAGE: Duration = Duration::from_secs(35);
 /// The whole run, upload to drained queue.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(420);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Records of the large object unless `ALF_CHAOS_LARGE_RECORDS` says otherwise.
-const LARGE_RECORDS: u64 = 50_000;
+const LARGE_RECORDS: u64 = 200_000;
 
 fn large_records() -> u64 {
     std::env::var("ALF_CHAOS_LARGE_RECORDS")
@@ -244,8 +244,8 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
     let checkpoint_dir = tempfile::tempdir().expect("temp dir");
     let overrides = format!(
         "[sqs]\nvisibility_timeout_seconds = {VISIBILITY_SECONDS}\nheartbeat_interval_seconds = 4\n\
-         [intake]\ntimeout_seconds = 5\nmax_retries = 3\nretry_max_backoff_ms = 1000\n\
-         [batch]\nmax_events = 200\n[log]\nformat = \"text\"\n[metrics]\n\
+         [intake]\ntimeout_seconds = 5\nmax_retries = 3\nretry_max_backoff_ms = 1000\nmax_concurrent_requests = 8\n\
+         [batch]\nmax_events = 500\n[log]\nformat = \"text\"\n[metrics]\n\
          [checkpoint]\ndirectory = {checkpoints:?}\ninterval_seconds = 1\nmin_object_bytes = 0\n",
         checkpoints = checkpoint_dir.path().display().to_string()
     );
@@ -385,14 +385,9 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
     );
     assert_eq!(missing, 0, "{missing} expected events never arrived");
     assert_eq!(dlq, 0, "no message may reach the dead-letter queue");
-    // Issue 9 aims at under 10%. With checkpoints, runs measured 1.4% to 9.4% and once
-    // 14.6% (a batch stuck in retries holds the watermark back while later batches are
-    // accepted, and a SIGKILL then re-sends those: storing the settled runs ahead of the
-    // watermark is the next step). Without checkpoints every kill re-sent whole objects
-    // (27.8%). The bound keeps "duplicates are a few batches, not whole objects" without
-    // flaking on the machine's timing.
+    // Issue 9's bound: duplicates are a few batches per kill, not whole objects.
     assert!(
-        duplicates * 5 < total as u64,
-        "duplicates {duplicates} of {total} events: 20% or more"
+        duplicates * 10 < total as u64,
+        "duplicates {duplicates} of {total} events: 10% or more"
     );
 }
