@@ -199,16 +199,12 @@ pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions};
+    use crate::{Format, TestObject};
 
     #[test]
     fn rest_api_json_access_log() {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let object = TestObject::default();
+        let cx = object.context(Format::CloudWatchLogs);
         let record = r#"{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","ip":"198.51.100.7","caller":"-","user":"-","requestTime":"01/May/2024:12:00:00 +0000","httpMethod":"POST","resourcePath":"/pets","status":"403","protocol":"HTTP/1.1","responseLength":"42","userAgent":"curl/8.4.0"}"#;
         let J::Object(m) = serde_json::from_str(record).unwrap() else {
             panic!()
@@ -234,12 +230,8 @@ mod tests {
 
     #[test]
     fn clf_access_log_line() {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let object = TestObject::default();
+        let cx = object.context(Format::CloudWatchLogs);
         let e = map_clf_access(
             &cx,
             r#"198.51.100.7 - - [01/May/2024:12:00:00 +0000] "GET /pets HTTP/1.1" 200 312 c6af9ac6-7b61-11e6-9a41-93e8deadbeef"#,

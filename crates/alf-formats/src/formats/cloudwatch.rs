@@ -505,23 +505,7 @@ mod tests {
     use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
 
     fn run(key: &str, input: &[u8]) -> (Vec<J>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "logs".into(),
-            key: key.into(),
-            version: String::new(),
-        };
-        let mut r = input;
-        let stats = parse_object(
-            Format::CloudWatchLogs,
-            &mut r,
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out.iter().map(Event::to_json).collect(), stats)
+        crate::parse_key_json_for_test(Format::CloudWatchLogs, "logs", key, input)
     }
 
     fn document(group: &str, stream: &str, events: &[(&str, i64, &str)]) -> String {

@@ -764,28 +764,14 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats};
+    use crate::{Format, ParseOptions, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/elb.log");
     const KEY: &str = "lb/AWSLogs/111122223333/elasticloadbalancing/eu-west-1/2024/03/04/111122223333_elasticloadbalancing_eu-west-1_app.shop-prod-alb.6d1f0e3a9b2c4d5e_20240304T0920Z_10.20.0.5_2k9f8e7d.log.gz";
 
     fn run_key(text: &str, key: &str) -> (Vec<Event>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "lb-logs".into(),
-            key: key.into(),
-            version: "v1".into(),
-        };
-        let stats = crate::parse_object(
-            Format::Elb,
-            &mut text.as_bytes(),
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out, stats)
+        let options = ParseOptions::default();
+        crate::parse_object_for_test(Format::Elb, &mut text.as_bytes(), "lb-logs", key, &options)
     }
 
     fn one(line: &str) -> serde_json::Value {

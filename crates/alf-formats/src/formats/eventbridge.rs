@@ -273,21 +273,9 @@ fn generic(_cx: &ObjectParse<'_>, mut m: JsonMap) -> Result<Event, RecordError> 
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
-    fn run(format: Format, text: &str) -> (Vec<serde_json::Value>, crate::ParseStats) {
-        let mut out = Vec::new();
-        let stats = parse_object(
-            format,
-            &mut text.as_bytes(),
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out.iter().map(|e| e.to_json()).collect(), stats)
-    }
+    use crate::parse_json_for_test as run;
 
     const SECURITY_HUB: &str = r#"{"version":"0","id":"8e5622f9-d81c-4d81-612a-9319e7ee2506","detail-type":"Security Hub Findings - Imported","source":"aws.securityhub","account":"123456789012","time":"2024-05-01T12:00:00Z","region":"us-east-1","resources":["arn:aws:securityhub:us-east-1::product/aws/guardduty/arn:aws:guardduty:us-east-1:123456789012:detector/x/finding/y"],"detail":{"findings":[{"SchemaVersion":"2018-10-08","Id":"f1","ProductArn":"arn:aws:securityhub:us-east-1::product/aws/securityhub","GeneratorId":"g","AwsAccountId":"123456789012","Types":["TTPs"],"CreatedAt":"2024-05-01T11:00:00Z","UpdatedAt":"2024-05-01T12:00:00Z","Severity":{"Label":"LOW","Normalized":1},"Title":"one","Description":"d","Resources":[{"Type":"AwsEc2Instance","Id":"arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"}]},{"SchemaVersion":"2018-10-08","Id":"f2","ProductArn":"p","UpdatedAt":"not a time"}]}}"#;
 

@@ -523,19 +523,11 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as J, json};
+    use serde_json::json;
 
-    use crate::{Format, ParseStats};
+    use crate::Format;
 
-    const SAMPLE: &str = include_str!("../../../../tests/samples/network-firewall.log");
-
-    fn run(text: &str) -> (Vec<J>, ParseStats) {
-        crate::parse_json_for_test(Format::NetworkFirewall, text)
-    }
-
-    fn sample(n: usize) -> J {
-        crate::sample_event(Format::NetworkFirewall, SAMPLE, n)
-    }
+    sample_test_helpers!(Format::NetworkFirewall, "network-firewall.log");
 
     #[test]
     fn blocked_http_alert() {

@@ -403,25 +403,10 @@ impl Pending {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
     fn run(key: &str, text: &str) -> (Vec<serde_json::Value>, crate::ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "b".into(),
-            key: key.into(),
-            version: String::new(),
-        };
-        let stats = parse_object(
-            Format::RedshiftAudit,
-            &mut text.as_bytes(),
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out.iter().map(|e| e.to_json()).collect(), stats)
+        crate::parse_key_json_for_test(Format::RedshiftAudit, "b", key, text.as_bytes())
     }
 
     const PREFIX: &str = "AWSLogs/123456789012/redshift/us-east-1/2024/05/01/123456789012_redshift_us-east-1_analytics";

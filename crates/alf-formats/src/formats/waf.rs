@@ -454,19 +454,11 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as J, json};
+    use serde_json::json;
 
-    use crate::{Format, ParseStats};
+    use crate::Format;
 
-    const SAMPLE: &str = include_str!("../../../../tests/samples/waf.log");
-
-    fn run(text: &str) -> (Vec<J>, ParseStats) {
-        crate::parse_json_for_test(Format::Waf, text)
-    }
-
-    fn sample(n: usize) -> J {
-        crate::sample_event(Format::Waf, SAMPLE, n)
-    }
+    sample_test_helpers!(Format::Waf, "waf.log");
 
     #[test]
     fn allowed_request_by_the_default_action() {
