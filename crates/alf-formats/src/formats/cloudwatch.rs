@@ -8,7 +8,7 @@
 //!   members (the daemon's decoder inflates those) and, when the delivery stream
 //!   compresses too, one more gzip layer on top: a payload that still starts with the
 //!   gzip magic is inflated here. Documents are read back to back (or one per line)
-//!   with [`json_stream`](super::json_stream), each bounded, never the whole object.
+//!   with [`json_values`](crate::readers::json_values), each bounded, never the whole object.
 //!   `CONTROL_MESSAGE` documents (CloudWatch's reachability checks) produce no event and
 //!   are counted in `stats.headers`.
 //! * **Firehose "decompress and extract message".** Only the messages arrive, one per
@@ -34,7 +34,7 @@ use serde_json::Value as J;
 use crate::driver::{EventSink, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::formats::cloudwatch_inner::{self, Origin};
-use crate::formats::json_stream::{Item, MAX_VALUE, ValueReader};
+use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -136,7 +136,7 @@ fn parse_layer(
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut run = Run { index: 0 };
     while let Some((offset, item)) = values.next_item(&mut buf)? {
-        cx.stats.bytes = values.pos;
+        cx.stats.bytes = values.pos();
         match item {
             Item::Json => run.json(cx, sink, &buf, offset)?,
             Item::Text => {

@@ -26,7 +26,7 @@ use crate::driver::{EventSink, LineContext, ORIGINAL_KEEP, ObjectParse, ParseErr
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
 use crate::formats::cloudwatch::truncate_at_char;
-use crate::formats::json_stream::{Item, MAX_VALUE, ValueReader};
+use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
@@ -72,7 +72,7 @@ pub(crate) fn parse_events(
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut index = 0u64;
     while let Some((offset, item)) = values.next_item(&mut buf)? {
-        cx.stats.bytes = values.pos;
+        cx.stats.bytes = values.pos();
         let raw = || String::from_utf8_lossy(&buf[..buf.len().min(ORIGINAL_KEEP)]).into_owned();
         let reason = match item {
             Item::Json => None,
