@@ -244,7 +244,32 @@ impl<'a> ObjectParse<'a> {
         offset: u64,
         reason: &str,
     ) -> Result<(), Stop> {
-        let mut ev = Event::new();
+        let failure = Malformed {
+            raw,
+            unit: "line",
+            record,
+            offset,
+            reason,
+        };
+        self.emit_malformed_event(sink, Event::new(), &failure)
+    }
+
+    /// Completes `ev` (which may already hold what is known of the record, such as its
+    /// envelope) as the raw event of a record that could not be parsed, emits it and
+    /// tells the sink: the one shape of every `_parse_failure` event.
+    pub(crate) fn emit_malformed_event(
+        &mut self,
+        sink: &mut dyn EventSink,
+        mut ev: Event,
+        failure: &Malformed<'_>,
+    ) -> Result<(), Stop> {
+        let Malformed {
+            raw,
+            unit,
+            record,
+            offset,
+            reason,
+        } = *failure;
         let kept = truncate_at_char(raw, ORIGINAL_KEEP);
         ev.set("message", kept.to_owned());
         ev.set("event.original", kept.to_owned());
@@ -252,7 +277,7 @@ impl<'a> ObjectParse<'a> {
         ev.set("error.type", "parse_error");
         ev.set(
             "error.message",
-            format!("{} line {record}: {reason}", self.format.name()),
+            format!("{} {unit} {record}: {reason}", self.format.name()),
         );
         ev.set("tags", Value::Arr(vec![Value::Static("_parse_failure")]));
         self.stats.malformed += 1;
@@ -260,6 +285,21 @@ impl<'a> ObjectParse<'a> {
         sink.malformed(record, reason);
         Ok(())
     }
+}
+
+/// A record that could not be parsed, as [`ObjectParse::emit_malformed_event`] reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Malformed<'a> {
+    /// The record's text (cut to [`ORIGINAL_KEEP`] bytes in the event).
+    pub(crate) raw: &'a str,
+    /// What the error message counts: `line` or `record`.
+    pub(crate) unit: &'a str,
+    /// The record's number in the object.
+    pub(crate) record: u64,
+    /// Offset of the record's first byte.
+    pub(crate) offset: u64,
+    /// Why it could not be parsed.
+    pub(crate) reason: &'a str,
 }
 
 /// The id of `record`/`index`: `buf` holds the object's id prefix in its first
@@ -282,7 +322,8 @@ fn hex128(h: u128) -> String {
     s
 }
 
-fn truncate_at_char(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, on a char boundary.
+pub(crate) fn truncate_at_char(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -80,6 +80,22 @@ pub(crate) fn sample_event(format: Format, sample: &str, n: usize) -> serde_json
     events.into_iter().next().expect("one event")
 }
 
+/// Parses `lines` as one object with `run` and asserts that each line became one raw
+/// `pipeline_error` event keeping the line; returns the events (for their messages).
+pub(crate) fn each_line_malformed(
+    run: impl Fn(&str) -> (Vec<serde_json::Value>, ParseStats),
+    lines: &[&str],
+) -> Vec<serde_json::Value> {
+    let (events, stats) = run(&(lines.join("\n") + "\n"));
+    assert_eq!(stats.malformed, lines.len() as u64, "{events:#?}");
+    assert_eq!(events.len(), lines.len());
+    for (e, line) in events.iter().zip(lines) {
+        assert_eq!(e["event"]["kind"], "pipeline_error");
+        assert_eq!(e["event"]["original"], *line);
+    }
+    events
+}
+
 /// An anonymous object with default options, for tests of a record mapper alone:
 /// `let object = TestObject::default(); let cx = object.context(format);`.
 #[derive(Default)]

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
+use crate::driver::{EventSink, Malformed, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::formats::cloudwatch_inner::{self, Origin};
 use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
@@ -465,34 +465,18 @@ fn emit_message(
             m.envelope.apply(&mut ev);
             ev.set_opt("@timestamp", m.time);
             ev.set_opt("event.id", m.id);
-            let kept = truncate_at_char(m.text, ORIGINAL_KEEP);
-            ev.set("message", kept.to_owned());
-            ev.set("event.original", kept.to_owned());
-            ev.set("event.kind", "pipeline_error");
-            ev.set("error.type", "parse_error");
             let reason = e.to_string();
-            ev.set(
-                "error.message",
-                format!("{} record {}: {reason}", cx.format.name(), m.index),
-            );
-            ev.set("tags", Value::Arr(vec![Value::Static("_parse_failure")]));
-            cx.stats.malformed += 1;
-            cx.emit(sink, ev, m.index, 0, m.offset, None)?;
-            sink.malformed(m.index, &reason);
+            let failure = Malformed {
+                raw: m.text,
+                unit: "record",
+                record: m.index,
+                offset: m.offset,
+                reason: &reason,
+            };
+            cx.emit_malformed_event(sink, ev, &failure)?;
         }
     }
     Ok(())
-}
-
-pub(crate) fn truncate_at_char(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

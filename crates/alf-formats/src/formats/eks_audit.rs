@@ -13,7 +13,7 @@ use serde_json::Value as J;
 
 use crate::driver::{ObjectParse, RecordError};
 use crate::event::{Event, Value};
-use crate::readers::json_records::snake_keys;
+use crate::readers::json_records::{snake_keys, string_list};
 use crate::util;
 
 /// A Kubernetes audit event.
@@ -69,16 +69,10 @@ pub(crate) fn map(
         ev.push_unique("related.user", name.to_owned());
     }
     ev.set_str("user.id", str_at(&audit, &["user", "uid"]));
-    if let Some(J::Array(groups)) = audit.get("user").and_then(|u| u.get("groups")) {
-        let groups: Vec<Value> = groups
-            .iter()
-            .filter_map(J::as_str)
-            .map(|g| Value::Str(g.to_owned()))
-            .collect();
-        if !groups.is_empty() {
-            ev.set("user.group.name", Value::Arr(groups));
-        }
-    }
+    ev.set_opt(
+        "user.group.name",
+        string_list(audit.get("user").and_then(|u| u.get("groups"))),
+    );
     if let Some(J::Array(ips)) = audit.get("sourceIPs") {
         let ips: Vec<String> = ips
             .iter()

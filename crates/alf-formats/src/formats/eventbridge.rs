@@ -25,7 +25,6 @@ use crate::Format;
 use crate::driver::{EventSink, LineContext, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
-use crate::formats::cloudwatch::truncate_at_char;
 use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
@@ -54,16 +53,9 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     reader: Reader::Object(parse),
 };
 
+/// Reads EventBridge events and Security Hub findings (see the module docs): the
+/// reader of both formats.
 pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    parse_events(reader, cx, sink)
-}
-
-/// Reads EventBridge events and Security Hub findings (see the module docs).
-pub(crate) fn parse_events(
     reader: &mut dyn BufRead,
     cx: &mut ObjectParse<'_>,
     sink: &mut dyn EventSink,
@@ -116,8 +108,7 @@ pub(crate) fn parse_events(
                     }
                     Err(e) => {
                         let text = raw_record.to_string();
-                        let kept = truncate_at_char(&text, ORIGINAL_KEEP);
-                        cx.emit_malformed(sink, kept, index, offset, &e.to_string())?;
+                        cx.emit_malformed(sink, &text, index, offset, &e.to_string())?;
                     }
                 }
             }

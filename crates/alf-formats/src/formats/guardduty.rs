@@ -14,7 +14,9 @@ use serde_json::Value as J;
 
 use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
-use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_object, take_string,};
+use crate::readers::json_records::{
+    JsonMap, snake_case, snake_keys, string_list, take_object, take_string,
+};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -269,16 +271,7 @@ fn map_resource(ev: &mut Event, r: &JsonMap, users: &mut UserCandidates) {
         ev.set("orchestrator.type", "kubernetes");
         if let Some(J::Object(u)) = k8s.get("kubernetesUserDetails") {
             users.offer(ev, str_at(u, &["username"]), str_at(u, &["uid"]));
-            if let Some(J::Array(groups)) = u.get("groups") {
-                let groups: Vec<Value> = groups
-                    .iter()
-                    .filter_map(J::as_str)
-                    .map(|g| Value::Str(g.to_owned()))
-                    .collect();
-                if !groups.is_empty() {
-                    ev.set("user.group.name", Value::Arr(groups));
-                }
-            }
+            ev.set_opt("user.group.name", string_list(u.get("groups")));
         }
         if let Some(J::Object(w)) = k8s.get("kubernetesWorkloadDetails") {
             ev.set_str("orchestrator.namespace", str_at(w, &["namespace"]));

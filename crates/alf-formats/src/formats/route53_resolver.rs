@@ -407,12 +407,7 @@ mod tests {
             r#"{"query_name":"example.com.","query_timestamp":"2024-06-16T08:00:01Z","answers":"#,
             "not json at all",
         ];
-        let (events, stats) = run(&(lines.join("\n") + "\n"));
-        assert_eq!(stats.malformed, lines.len() as u64);
-        for (e, line) in events.iter().zip(lines) {
-            assert_eq!(e["event"]["kind"], "pipeline_error");
-            assert_eq!(e["event"]["original"], line);
-        }
+        let events = crate::each_line_malformed(run, &lines);
         assert!(
             events[0]["error"]["message"]
                 .as_str()

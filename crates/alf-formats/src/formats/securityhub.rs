@@ -13,11 +13,10 @@
 //! The finding `Id` is *not* `event.id`: Security Hub sends the same id again each time
 //! a finding is updated, and an intake that drops duplicate ids would drop the update.
 
-use std::io::BufRead;
 
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ObjectParse, ParseError, RecordError};
+use crate::driver::RecordError;
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
@@ -38,16 +37,8 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     }],
     skip: None,
     options: &[],
-    reader: Reader::Object(parse),
+    reader: Reader::Object(super::eventbridge::parse),
 };
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    crate::formats::eventbridge::parse_events(reader, cx, sink)
-}
 
 /// An ASFF finding (not wrapped).
 pub(crate) fn is_finding(m: &JsonMap) -> bool {

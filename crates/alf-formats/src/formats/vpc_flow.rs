@@ -879,13 +879,7 @@ mod tests {
             r#"{"message":"{\"message\":\"x\"}"}"#,
             "\u{0}\u{1} garbage",
         ];
-        let text = lines.join("\n") + "\n";
-        let (events, stats) = run(&text);
-        assert_eq!(stats.malformed, lines.len() as u64, "{events:#?}");
-        for (e, line) in events.iter().zip(lines) {
-            assert_eq!(e["event"]["kind"], "pipeline_error");
-            assert_eq!(e["event"]["original"], line);
-        }
+        let events = crate::each_line_malformed(run, &lines);
         assert!(
             events[0]["error"]["message"]
                 .as_str()

@@ -487,6 +487,20 @@ impl Run<'_, '_> {
     }
 }
 
+/// The strings of a JSON array as an event list; `None` when `v` is no array or holds
+/// no string (an empty list is never set).
+pub(crate) fn string_list(v: Option<&J>) -> Option<crate::event::Value> {
+    let J::Array(items) = v? else {
+        return None;
+    };
+    let list: Vec<crate::event::Value> = items
+        .iter()
+        .filter_map(J::as_str)
+        .map(|s| crate::event::Value::Str(s.to_owned()))
+        .collect();
+    (!list.is_empty()).then_some(crate::event::Value::Arr(list))
+}
+
 /// Removes `key` and returns it when it is a non-empty string.
 pub(crate) fn take_string(m: &mut JsonMap, key: &str) -> Option<String> {
     match m.remove(key)? {
