@@ -16,14 +16,13 @@
 //! ECS: `user.name`, `source.ip`/`port`, `event.action`, `process.pid`, the database
 //! under `aws.redshift.database`, the query text under `aws.redshift.query`.
 
-use std::borrow::Cow;
 use std::io::BufRead;
 use std::sync::OnceLock;
 
 use regex::Regex;
 use time::{Date, Month, PrimitiveDateTime, Time};
 
-use crate::driver::{EventSink, MAX_LINE, ObjectParse, ParseError, RecordError, read_line_bounded};
+use crate::driver::{EventSink, Line, MAX_LINE, NumberedLines, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
@@ -318,23 +317,15 @@ pub fn parse(
     sink: &mut dyn EventSink,
 ) -> Result<(), ParseError> {
     let mut log_type = LogType::from_key(&cx.object.key);
-    let mut buf = Vec::with_capacity(4096);
+    let mut lines = NumberedLines::new(0, 0);
     let mut pending = Pending::default();
-    let mut line_no = 0u64;
-    let mut offset = 0u64;
-    loop {
-        let (consumed, truncated) = read_line_bounded(reader, &mut buf, MAX_LINE)?;
-        if consumed == 0 {
-            break;
-        }
-        line_no += 1;
-        let line_offset = offset;
-        offset += consumed as u64;
-        cx.stats.bytes += consumed as u64;
-        let text: Cow<'_, str> = String::from_utf8_lossy(&buf);
-        if text.trim().is_empty() {
-            continue;
-        }
+    while let Some(line) = lines.next_line(reader, &mut cx.stats)? {
+        let Line {
+            text,
+            number: line_no,
+            offset: line_offset,
+            truncated,
+        } = line;
         let kind = *log_type.get_or_insert_with(|| LogType::from_line(&text));
         let starts_record = kind != LogType::UserActivity
             || activity_regex().is_some_and(|re| re.is_match(&text))
