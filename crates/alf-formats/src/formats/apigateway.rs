@@ -21,6 +21,7 @@ use time::macros::format_description;
 
 use crate::driver::ObjectParse;
 use crate::event::{Event, Value};
+use crate::readers::json_lines::text;
 use crate::readers::json_records::{snake_case, snake_keys};
 use crate::util;
 
@@ -30,10 +31,6 @@ pub(crate) fn is_access_log(m: &serde_json::Map<String, J>) -> bool {
     has("requestId")
         && (has("httpMethod") || has("routeKey"))
         && (has("ip") || has("sourceIp") || has("status"))
-}
-
-fn text<'a>(m: &'a serde_json::Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(m.get(key).and_then(J::as_str))
 }
 
 fn number(m: &serde_json::Map<String, J>, key: &str) -> Option<i64> {

@@ -18,6 +18,7 @@ use crate::driver::{
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::readers::json_lines::{number, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -50,20 +51,7 @@ const MAPPED: &[&str] = &[
 const TCP_FLAG_NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"];
 
 
-/// A string member, with "no value" markers (`-`, empty) as `None`.
-fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(map.get(key).and_then(J::as_str))
-}
 
-/// An unsigned number given as a JSON number or a numeric string (TLS logs write ports
-/// as strings).
-fn number(v: Option<&J>) -> Option<u64> {
-    match v? {
-        J::Number(n) => n.as_u64(),
-        J::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 /// Suricata timestamps: `2021-11-08T14:22:12.637611+0000` (offset without a colon, not
 /// RFC 3339) or RFC 3339 (`...Z` in TLS logs). Returns UTC RFC 3339 and the instant.
@@ -156,17 +144,12 @@ fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
     ev.set_opt("event.severity", number(alert.get("severity")));
     if let Some(action) = text(alert, "action") {
         ev.set("event.action", action.to_owned());
-        match action {
-            "allowed" => {
-                types.push(Value::Static("allowed"));
-                ev.set("event.outcome", "success");
-            }
-            "blocked" => {
-                types.push(Value::Static("denied"));
-                ev.set("event.outcome", "failure");
-            }
-            _ => {}
-        }
+        let allowed = match action {
+            "allowed" => Some(true),
+            "blocked" => Some(false),
+            _ => None,
+        };
+        util::set_decision(ev, types, allowed);
     }
     for (key, value) in alert {
         // Mapped above. (`signature` must not be kept under its own key anyway: the

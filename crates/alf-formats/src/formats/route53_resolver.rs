@@ -12,6 +12,7 @@ use serde_json::{Map, Value as J};
 use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
+use crate::readers::json_lines::text;
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -37,10 +38,6 @@ const MAPPED: &[&str] = &[
 ];
 
 
-/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
-fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(map.get(key).and_then(J::as_str))
-}
 
 /// A port given as a JSON string (AWS writes `"srcport":"56067"`) or number.
 fn port(v: Option<&J>) -> Option<u16> {

@@ -16,6 +16,7 @@ use crate::driver::{
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::redact::REDACTED;
+use crate::readers::json_lines::{number, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -52,19 +53,7 @@ const SECRET_HEADERS: &[&str] = &[
 ];
 
 
-/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
-fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(map.get(key).and_then(J::as_str))
-}
 
-/// A non-negative integer given as a JSON number or a numeric string.
-fn number(v: Option<&J>) -> Option<u64> {
-    match v? {
-        J::Number(n) => n.as_u64(),
-        J::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 /// `requestBodySize` -> `request_body_size`, `requestBodySizeInspectedByWAF` ->
 /// `request_body_size_inspected_by_waf`, for keeping unmapped fields.

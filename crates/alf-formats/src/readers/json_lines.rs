@@ -11,6 +11,21 @@ use crate::event::Event;
 use crate::readers::json_records::JsonMap;
 use crate::registry::{MapJsonLine, MapJsonRecord};
 
+/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
+pub(crate) fn text<'a>(map: &'a JsonMap, key: &str) -> Option<&'a str> {
+    crate::util::present(map.get(key).and_then(J::as_str))
+}
+
+/// A non-negative integer given as a JSON number or a numeric string (WAF and Network
+/// Firewall TLS logs write some numbers as strings).
+pub(crate) fn number(v: Option<&J>) -> Option<u64> {
+    match v? {
+        J::Number(n) => n.as_u64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// Parses a line that must hold one JSON object.
 pub fn json_object_line(line: &str) -> Result<JsonMap, RecordError> {
     match serde_json::from_str(line)? {
