@@ -320,22 +320,17 @@ pub fn parse(
     let mut lines = NumberedLines::new(0, 0);
     let mut pending = Pending::default();
     while let Some(line) = lines.next_line(reader, &mut cx.stats)? {
-        let Line {
-            text,
-            number: line_no,
-            offset: line_offset,
-            truncated,
-        } = line;
-        let kind = *log_type.get_or_insert_with(|| LogType::from_line(&text));
+        let text = &line.text;
+        let kind = *log_type.get_or_insert_with(|| LogType::from_line(text));
         let starts_record = kind != LogType::UserActivity
-            || activity_regex().is_some_and(|re| re.is_match(&text))
+            || activity_regex().is_some_and(|re| re.is_match(text))
             || pending.text.is_empty();
         if starts_record {
             pending.flush(cx, sink, kind)?;
-            pending.start(&text, line_no, line_offset, truncated);
+            pending.start(&line);
         } else if pending.text.len() + text.len() < MAX_LINE {
             pending.text.push('\n');
-            pending.text.push_str(&text);
+            pending.text.push_str(text);
         } else {
             pending.truncated = true;
         }
@@ -355,12 +350,12 @@ struct Pending {
 }
 
 impl Pending {
-    fn start(&mut self, text: &str, line: u64, offset: u64, truncated: bool) {
+    fn start(&mut self, first: &Line<'_>) {
         self.text.clear();
-        self.text.push_str(text);
-        self.line = line;
-        self.offset = offset;
-        self.truncated = truncated;
+        self.text.push_str(&first.text);
+        self.line = first.number;
+        self.offset = first.offset;
+        self.truncated = first.truncated;
     }
 
     fn flush(
