@@ -190,6 +190,14 @@ pub fn set_decision(ev: &mut Event, types: &mut Vec<Value>, allowed: Option<bool
     }
 }
 
+/// Sets `user.name` and adds the name to `related.user`, when there is one.
+pub fn set_user(ev: &mut Event, name: Option<&str>) {
+    if let Some(name) = name {
+        ev.set("user.name", name.to_owned());
+        ev.push_unique("related.user", name.to_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

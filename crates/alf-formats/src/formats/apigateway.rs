@@ -106,10 +106,7 @@ pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) ->
     if let Some(ua) = text(&m, "userAgent") {
         cx.enricher.user_agent(&mut ev, ua);
     }
-    if let Some(user) = text(&m, "user").or_else(|| text(&m, "caller")) {
-        ev.set("user.name", user.to_owned());
-        ev.push_unique("related.user", user.to_owned());
-    }
+    util::set_user(&mut ev, text(&m, "user").or_else(|| text(&m, "caller")));
     if let Some(domain) = text(&m, "domainName") {
         cx.enricher
             .domain(&mut ev, crate::enrich::DomainField::Url, domain);

@@ -64,10 +64,7 @@ pub(crate) fn map(
         };
         ev.set("event.type", Value::Arr(vec![Value::Static(kind)]));
     }
-    if let Some(name) = str_at(&audit, &["user", "username"]) {
-        ev.set("user.name", name.to_owned());
-        ev.push_unique("related.user", name.to_owned());
-    }
+    util::set_user(&mut ev, str_at(&audit, &["user", "username"]));
     ev.set_str("user.id", str_at(&audit, &["user", "uid"]));
     ev.set_opt(
         "user.group.name",

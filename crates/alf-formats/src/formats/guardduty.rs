@@ -15,7 +15,7 @@ use serde_json::Value as J;
 use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{
-    JsonMap, snake_case, snake_keys, string_list, take_object, take_string,
+    JsonMap, snake_case, snake_keys, string_list, take_object, take_string, take_string_into,
 };
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
@@ -163,13 +163,13 @@ pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event,
         ev.set("rule.name", t.clone());
         ev.set("aws.guardduty.type", t);
     }
-    if let Some(title) = take_string(&mut f, "title") {
-        ev.set("aws.guardduty.title", title);
-    }
-    if let Some(description) = take_string(&mut f, "description") {
-        ev.set("message", description.clone());
-        ev.set("aws.guardduty.description", description);
-    }
+    take_string_into(&mut f, "title", &mut ev, &["aws.guardduty.title"]);
+    take_string_into(
+        &mut f,
+        "description",
+        &mut ev,
+        &["message", "aws.guardduty.description"],
+    );
     if let Some(sev) = f.remove("severity").and_then(|v| number(&v)) {
         // ECS `event.severity` is an integer; flooring keeps the value in its band.
         ev.set("event.severity", sev.floor() as i64);

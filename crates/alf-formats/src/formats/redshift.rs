@@ -147,25 +147,30 @@ fn cell<'a>(fields: &[&'a str], i: usize) -> Option<&'a str> {
     fields.get(i).map(|f| f.trim()).filter(|f| !f.is_empty())
 }
 
-fn set_user(ev: &mut Event, user: Option<&str>) {
-    if let Some(u) = user {
-        ev.set("user.name", u.to_owned());
-        ev.push_unique("related.user", u.to_owned());
-    }
-}
-
-fn map_connection(line: &str) -> Result<Event, RecordError> {
+/// The `|`-separated cells of a connection or user log line (at least `required`,
+/// `known` in a complete one) and its event stamped with the `recordtime` cell.
+fn split_record(
+    line: &str,
+    required: usize,
+    known: usize,
+    time_cell: usize,
+) -> Result<(Vec<&str>, Event), RecordError> {
     let f: Vec<&str> = line.split('|').collect();
-    if f.len() < 9 {
+    if f.len() < required {
         return Err(RecordError::FieldCount {
-            expected: 22,
+            expected: known,
             found: f.len(),
         });
     }
-    let raw_time = cell(&f, 1).unwrap_or("");
+    let raw_time = cell(&f, time_cell).unwrap_or("");
     let ts = record_time(raw_time).ok_or_else(|| RecordError::invalid("recordtime", raw_time))?;
     let mut ev = Event::new();
     ev.set("@timestamp", ts);
+    Ok((f, ev))
+}
+
+fn map_connection(line: &str) -> Result<Event, RecordError> {
+    let (f, mut ev) = split_record(line, 9, 22, 1)?;
     ev.set(
         "event.category",
         Value::Arr(vec![
@@ -202,7 +207,7 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
     );
     ev.set_opt("process.pid", cell(&f, 4).and_then(util::uint));
     ev.set_opt("aws.redshift.database", cell(&f, 5).map(str::to_owned));
-    set_user(&mut ev, cell(&f, 6));
+    util::set_user(&mut ev, cell(&f, 6));
     ev.set_opt("aws.redshift.auth_method", cell(&f, 7).map(str::to_owned));
     if let Some(us) = cell(&f, 8).and_then(util::uint) {
         ev.set("event.duration", us.saturating_mul(1000));
@@ -230,17 +235,7 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
 }
 
 fn map_user(line: &str) -> Result<Event, RecordError> {
-    let f: Vec<&str> = line.split('|').collect();
-    if f.len() < 11 {
-        return Err(RecordError::FieldCount {
-            expected: 11,
-            found: f.len(),
-        });
-    }
-    let raw_time = cell(&f, 10).unwrap_or("");
-    let ts = record_time(raw_time).ok_or_else(|| RecordError::invalid("recordtime", raw_time))?;
-    let mut ev = Event::new();
-    ev.set("@timestamp", ts);
+    let (f, mut ev) = split_record(line, 11, 11, 10)?;
     ev.set("event.category", Value::Arr(vec![Value::Static("iam")]));
     let action = cell(&f, 3).unwrap_or("-");
     ev.set("event.action", action.to_owned());
@@ -291,7 +286,7 @@ fn map_activity(record: &str) -> Result<Event, RecordError> {
         };
         match k {
             "db" => ev.set("aws.redshift.database", v.to_owned()),
-            "user" => set_user(&mut ev, util::field(v)),
+            "user" => util::set_user(&mut ev, util::field(v)),
             "pid" => ev.set_opt("process.pid", util::uint(v)),
             "userid" => ev.set("user.id", v.to_owned()),
             "xid" => ev.set_opt("aws.redshift.xid", util::uint(v)),

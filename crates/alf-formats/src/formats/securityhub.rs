@@ -18,7 +18,7 @@ use serde_json::Value as J;
 
 use crate::driver::RecordError;
 use crate::event::{Event, Value};
-use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
+use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string, take_string_into};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
 
@@ -68,21 +68,14 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
     ev.set_opt("event.end", time(&mut f, "LastObservedAt")?);
     ev.set_opt("cloud.account.id", take_string(&mut f, "AwsAccountId"));
     ev.set_opt("cloud.region", take_string(&mut f, "Region"));
-    if let Some(title) = take_string(&mut f, "Title") {
-        ev.set("message", title.clone());
-        ev.set("rule.name", title.clone());
-        ev.set("aws.securityhub_findings.title", title);
-    }
-    if let Some(d) = take_string(&mut f, "Description") {
-        ev.set("rule.description", d.clone());
-        ev.set("aws.securityhub_findings.description", d);
-    }
-    if let Some(g) = take_string(&mut f, "GeneratorId") {
-        ev.set("rule.id", g.clone());
-        ev.set("aws.securityhub_findings.generator_id", g);
-    }
-    if let Some(id) = take_string(&mut f, "Id") {
-        ev.set("aws.securityhub_findings.id", id);
+    let described: [(&str, &[&'static str]); 4] = [
+        ("Title", &["message", "rule.name", "aws.securityhub_findings.title"]),
+        ("Description", &["rule.description", "aws.securityhub_findings.description"]),
+        ("GeneratorId", &["rule.id", "aws.securityhub_findings.generator_id"]),
+        ("Id", &["aws.securityhub_findings.id"]),
+    ];
+    for (key, paths) in described {
+        take_string_into(&mut f, key, &mut ev, paths);
     }
     if let Some(J::Object(sev)) = f.remove("Severity") {
         if let Some(n) = sev.get("Normalized").and_then(J::as_i64) {
@@ -146,18 +139,14 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
             status.to_owned(),
         );
     }
-    if let Some(state) = take_string(&mut f, "WorkflowState") {
-        ev.set("aws.securityhub_findings.workflow_state", state);
-    }
-    if let Some(state) = take_string(&mut f, "RecordState") {
-        ev.set("aws.securityhub_findings.record_state", state);
-    }
-    if let Some(name) = take_string(&mut f, "ProductName") {
-        ev.set("observer.product", name.clone());
-        ev.set("aws.securityhub_findings.product.name", name);
-    }
-    if let Some(company) = take_string(&mut f, "CompanyName") {
-        ev.set("observer.vendor", company);
+    let states: [(&str, &[&'static str]); 4] = [
+        ("WorkflowState", &["aws.securityhub_findings.workflow_state"]),
+        ("RecordState", &["aws.securityhub_findings.record_state"]),
+        ("ProductName", &["observer.product", "aws.securityhub_findings.product.name"]),
+        ("CompanyName", &["observer.vendor"]),
+    ];
+    for (key, paths) in states {
+        take_string_into(&mut f, key, &mut ev, paths);
     }
     for (key, value) in f {
         if !value.is_null() {

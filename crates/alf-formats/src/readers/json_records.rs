@@ -509,6 +509,20 @@ pub(crate) fn take_string(m: &mut JsonMap, key: &str) -> Option<String> {
     }
 }
 
+/// Removes `key` and, when it is a non-empty string, sets it at each of `paths`.
+pub(crate) fn take_string_into(
+    m: &mut JsonMap,
+    key: &str,
+    ev: &mut crate::event::Event,
+    paths: &[&'static str],
+) {
+    if let Some(value) = take_string(m, key) {
+        for path in paths {
+            ev.set(path, value.clone());
+        }
+    }
+}
+
 /// Removes `key` and returns it when it is an object.
 pub(crate) fn take_object(m: &mut JsonMap, key: &str) -> Option<JsonMap> {
     match m.remove(key)? {
