@@ -198,6 +198,20 @@ pub fn set_user(ev: &mut Event, name: Option<&str>) {
     }
 }
 
+/// `s` as a field or column name: ASCII letters and digits in lower case, anything
+/// else `_` (`cs(Host)` -> `cs_host_`, `/aws/Lambda-Edge` service -> `lambda_edge`).
+pub fn field_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,9 +200,7 @@ mod tests {
         let object = TestObject::default();
         let cx = object.context(Format::CloudWatchLogs);
         let record = r#"{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","ip":"198.51.100.7","caller":"-","user":"-","requestTime":"01/May/2024:12:00:00 +0000","httpMethod":"POST","resourcePath":"/pets","status":"403","protocol":"HTTP/1.1","responseLength":"42","userAgent":"curl/8.4.0"}"#;
-        let J::Object(m) = serde_json::from_str(record).unwrap() else {
-            panic!()
-        };
+        let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_access_log(&m));
         let e = map_access(&cx, m).to_json();
         assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");

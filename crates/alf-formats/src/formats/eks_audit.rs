@@ -88,22 +88,14 @@ pub(crate) fn map(
         cx.enricher.user_agent(&mut ev, ua);
     }
     ev.set_str("url.path", str_at(&audit, &["requestURI"]));
-    ev.set_str(
-        "orchestrator.namespace",
-        str_at(&audit, &["objectRef", "namespace"]),
-    );
-    ev.set_str(
-        "orchestrator.resource.type",
-        str_at(&audit, &["objectRef", "resource"]),
-    );
-    ev.set_str(
-        "orchestrator.resource.name",
-        str_at(&audit, &["objectRef", "name"]),
-    );
-    ev.set_str(
-        "orchestrator.api_version",
-        str_at(&audit, &["objectRef", "apiVersion"]),
-    );
+    for (path, member) in [
+        ("orchestrator.namespace", "namespace"),
+        ("orchestrator.resource.type", "resource"),
+        ("orchestrator.resource.name", "name"),
+        ("orchestrator.api_version", "apiVersion"),
+    ] {
+        ev.set_str(path, str_at(&audit, &["objectRef", member]));
+    }
     if let Some(code) = audit
         .get("responseStatus")
         .and_then(|r| r.get("code"))
@@ -175,9 +167,7 @@ mod tests {
         let object = TestObject::default();
         let cx = object.context(Format::CloudWatchLogs);
         let record = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"4a2d5b9f-1c3e-4f6a-8b7d-9e0f1a2b3c4d","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/secrets/aws-auth","verb":"get","user":{"username":"kubernetes-admin","uid":"aws-iam-authenticator:123456789012:AIDAEXAMPLE","groups":["system:masters","system:authenticated"]},"sourceIPs":["203.0.113.10"],"userAgent":"kubectl/v1.29.0 (linux/amd64) kubernetes/3f7a50f","objectRef":{"resource":"secrets","namespace":"kube-system","name":"aws-auth","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":403},"requestReceivedTimestamp":"2024-05-01T12:00:00.123456Z","stageTimestamp":"2024-05-01T12:00:00.130000Z","annotations":{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":""}}"#;
-        let J::Object(m) = serde_json::from_str(record).unwrap() else {
-            panic!()
-        };
+        let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_audit_event(&m));
         let e = map(&cx, Some("prod"), m).unwrap().to_json();
         assert_eq!(e["user"]["name"], "kubernetes-admin");

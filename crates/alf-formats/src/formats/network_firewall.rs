@@ -167,28 +167,23 @@ fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
 
 /// `netflow` (one direction, source to destination) or `flow` (both directions).
 fn map_flow(ev: &mut Event, flow: &Map<String, J>, bidirectional: bool) {
-    if bidirectional {
-        let sp = number(flow.get("pkts_toserver"));
-        let dp = number(flow.get("pkts_toclient"));
-        let sb = number(flow.get("bytes_toserver"));
-        let db = number(flow.get("bytes_toclient"));
-        ev.set_opt("source.packets", sp);
-        ev.set_opt("destination.packets", dp);
-        ev.set_opt("source.bytes", sb);
-        ev.set_opt("destination.bytes", db);
-        if sp.is_some() || dp.is_some() {
-            ev.set("network.packets", sp.unwrap_or(0) + dp.unwrap_or(0));
-        }
-        if sb.is_some() || db.is_some() {
-            ev.set("network.bytes", sb.unwrap_or(0) + db.unwrap_or(0));
-        }
+    // A one-way record counts the source side only.
+    let count = |key: &str| number(flow.get(key));
+    let (sp, dp, sb, db) = if bidirectional {
+        let (sp, dp) = (count("pkts_toserver"), count("pkts_toclient"));
+        (sp, dp, count("bytes_toserver"), count("bytes_toclient"))
     } else {
-        let packets = number(flow.get("pkts"));
-        let bytes = number(flow.get("bytes"));
-        ev.set_opt("source.packets", packets);
-        ev.set_opt("source.bytes", bytes);
-        ev.set_opt("network.packets", packets);
-        ev.set_opt("network.bytes", bytes);
+        (count("pkts"), None, count("bytes"), None)
+    };
+    ev.set_opt("source.packets", sp);
+    ev.set_opt("destination.packets", dp);
+    ev.set_opt("source.bytes", sb);
+    ev.set_opt("destination.bytes", db);
+    if sp.is_some() || dp.is_some() {
+        ev.set("network.packets", sp.unwrap_or(0) + dp.unwrap_or(0));
+    }
+    if sb.is_some() || db.is_some() {
+        ev.set("network.bytes", sb.unwrap_or(0) + db.unwrap_or(0));
     }
     let start = text(flow, "start").and_then(suricata_time);
     let end = text(flow, "end").and_then(suricata_time);

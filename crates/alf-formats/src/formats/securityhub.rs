@@ -167,9 +167,7 @@ mod tests {
     #[test]
     fn asff_finding() {
         let text = r#"{"SchemaVersion":"2018-10-08","Id":"arn:aws:securityhub:us-east-1:123456789012:subscription/aws-foundational-security-best-practices/v/1.0.0/S3.8/finding/0a1b2c3d","ProductArn":"arn:aws:securityhub:us-east-1::product/aws/securityhub","ProductName":"Security Hub","CompanyName":"AWS","Region":"us-east-1","GeneratorId":"aws-foundational-security-best-practices/v/1.0.0/S3.8","AwsAccountId":"123456789012","Types":["Software and Configuration Checks/Industry and Regulatory Standards/AWS-Foundational-Security-Best-Practices"],"FirstObservedAt":"2024-04-30T10:00:00.000Z","LastObservedAt":"2024-05-01T11:59:00.000Z","CreatedAt":"2024-04-30T10:00:00.000Z","UpdatedAt":"2024-05-01T12:00:00.000Z","Severity":{"Label":"HIGH","Normalized":70,"Original":"HIGH"},"Title":"S3 general purpose buckets should block public access","Description":"This control checks whether S3 buckets have bucket-level public access blocks applied.","Resources":[{"Type":"AwsS3Bucket","Id":"arn:aws:s3:::public-assets","Partition":"aws","Region":"us-east-1"}],"Compliance":{"Status":"FAILED","SecurityControlId":"S3.8"},"WorkflowState":"NEW","Workflow":{"Status":"NEW"},"RecordState":"ACTIVE"}"#;
-        let J::Object(m) = serde_json::from_str(text).unwrap() else {
-            panic!()
-        };
+        let m = crate::readers::json_lines::json_object_line(text).unwrap();
         assert!(is_finding(&m));
         let e = map_finding(m).unwrap().to_json();
         assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
