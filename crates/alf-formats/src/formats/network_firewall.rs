@@ -18,7 +18,7 @@ use crate::driver::{
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
-use crate::readers::json_lines::{number, text};
+use crate::readers::json_lines::{keep_unmapped, number, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -151,18 +151,10 @@ fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
         };
         util::set_decision(ev, types, allowed);
     }
-    for (key, value) in alert {
-        // Mapped above. (`signature` must not be kept under its own key anyway: the
-        // serializer's redaction treats a JSON key named `signature` as a secret.)
-        if matches!(
-            key.as_str(),
-            "action" | "signature_id" | "rev" | "signature" | "category" | "severity"
-        ) || value.is_null()
-        {
-            continue;
-        }
-        ev.set_dyn("aws.firewall.alert", key, value.clone());
-    }
+    // Mapped above. (`signature` must not be kept under its own key anyway: the
+    // serializer's redaction treats a JSON key named `signature` as a secret.)
+    let mapped = ["action", "signature_id", "rev", "signature", "category", "severity"];
+    keep_unmapped(ev, "aws.firewall.alert", alert, &mapped);
 }
 
 /// `netflow` (one direction, source to destination) or `flow` (both directions).
@@ -458,23 +450,10 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
     }
     ev.set("event.type", Value::Arr(types));
 
-    for (key, value) in event {
-        if MAPPED.contains(&key.as_str()) || value.is_null() {
-            continue;
-        }
-        ev.set_dyn("aws.firewall", key, value.clone());
-    }
-    for (key, value) in root {
-        if matches!(
-            key.as_str(),
-            "event" | "firewall_name" | "availability_zone" | "event_timestamp"
-        ) || value.is_null()
-        {
-            continue;
-        }
-        // e.g. `aws_category` (URL and domain category filtering).
-        ev.set_dyn("aws.firewall", key, value.clone());
-    }
+    keep_unmapped(&mut ev, "aws.firewall", event, MAPPED);
+    // e.g. `aws_category` (URL and domain category filtering).
+    let root_mapped = ["event", "firewall_name", "availability_zone", "event_timestamp"];
+    keep_unmapped(&mut ev, "aws.firewall", root, &root_mapped);
     Ok(ev)
 }
 

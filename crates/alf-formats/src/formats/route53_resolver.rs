@@ -12,7 +12,7 @@ use serde_json::{Map, Value as J};
 use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
-use crate::readers::json_lines::text;
+use crate::readers::json_lines::{keep_unmapped, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -240,12 +240,7 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     }
     ev.set("event.type", Value::Arr(types));
 
-    for (key, value) in map {
-        if MAPPED.contains(&key.as_str()) || value.is_null() {
-            continue;
-        }
-        ev.set_dyn("aws.route53", key, value.clone());
-    }
+    keep_unmapped(&mut ev, "aws.route53", map, MAPPED);
     Ok(ev)
 }
 

@@ -26,6 +26,16 @@ pub(crate) fn number(v: Option<&J>) -> Option<u64> {
     }
 }
 
+/// Keeps the members of `map` that no mapping took (not in `mapped`, not null) under
+/// `parent`, so that a field AWS adds later is still forwarded.
+pub(crate) fn keep_unmapped(ev: &mut Event, parent: &'static str, map: &JsonMap, mapped: &[&str]) {
+    for (key, value) in map {
+        if !mapped.contains(&key.as_str()) && !value.is_null() {
+            ev.set_dyn(parent, key, value.clone());
+        }
+    }
+}
+
 /// Parses a line that must hold one JSON object.
 pub fn json_object_line(line: &str) -> Result<JsonMap, RecordError> {
     match serde_json::from_str(line)? {
