@@ -244,7 +244,32 @@ impl<'a> ObjectParse<'a> {
         offset: u64,
         reason: &str,
     ) -> Result<(), Stop> {
-        let mut ev = Event::new();
+        let failure = Malformed {
+            raw,
+            unit: "line",
+            record,
+            offset,
+            reason,
+        };
+        self.emit_malformed_event(sink, Event::new(), &failure)
+    }
+
+    /// Completes `ev` (which may already hold what is known of the record, such as its
+    /// envelope) as the raw event of a record that could not be parsed, emits it and
+    /// tells the sink: the one shape of every `_parse_failure` event.
+    pub(crate) fn emit_malformed_event(
+        &mut self,
+        sink: &mut dyn EventSink,
+        mut ev: Event,
+        failure: &Malformed<'_>,
+    ) -> Result<(), Stop> {
+        let Malformed {
+            raw,
+            unit,
+            record,
+            offset,
+            reason,
+        } = *failure;
         let kept = truncate_at_char(raw, ORIGINAL_KEEP);
         ev.set("message", kept.to_owned());
         ev.set("event.original", kept.to_owned());
@@ -252,7 +277,7 @@ impl<'a> ObjectParse<'a> {
         ev.set("error.type", "parse_error");
         ev.set(
             "error.message",
-            format!("{} line {record}: {reason}", self.format.name()),
+            format!("{} {unit} {record}: {reason}", self.format.name()),
         );
         ev.set("tags", Value::Arr(vec![Value::Static("_parse_failure")]));
         self.stats.malformed += 1;
@@ -260,6 +285,21 @@ impl<'a> ObjectParse<'a> {
         sink.malformed(record, reason);
         Ok(())
     }
+}
+
+/// A record that could not be parsed, as [`ObjectParse::emit_malformed_event`] reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Malformed<'a> {
+    /// The record's text (cut to [`ORIGINAL_KEEP`] bytes in the event).
+    pub(crate) raw: &'a str,
+    /// What the error message counts: `line` or `record`.
+    pub(crate) unit: &'a str,
+    /// The record's number in the object.
+    pub(crate) record: u64,
+    /// Offset of the record's first byte.
+    pub(crate) offset: u64,
+    /// Why it could not be parsed.
+    pub(crate) reason: &'a str,
 }
 
 /// The id of `record`/`index`: `buf` holds the object's id prefix in its first
@@ -282,7 +322,8 @@ fn hex128(h: u128) -> String {
     s
 }
 
-fn truncate_at_char(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, on a char boundary.
+pub(crate) fn truncate_at_char(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -361,6 +402,82 @@ pub fn read_line_bounded(
     Ok((consumed, truncated))
 }
 
+/// The non-blank lines of an object, read at most [`MAX_LINE`] bytes each, with their
+/// number and offset; every byte read is counted in [`ParseStats::bytes`]. The line
+/// loop of [`drive_lines`] and of the formats whose records span lines (Redshift).
+pub(crate) struct NumberedLines {
+    buf: Vec<u8>,
+    number: u64,
+    offset: u64,
+}
+
+/// One line of [`NumberedLines`].
+pub(crate) struct Line<'a> {
+    /// The line without its ending (invalid UTF-8 replaced).
+    pub(crate) text: Cow<'a, str>,
+    /// 1 for the object's first line.
+    pub(crate) number: u64,
+    /// Offset of the line's first byte.
+    pub(crate) offset: u64,
+    /// The line was longer than [`MAX_LINE`]: `text` is its beginning.
+    pub(crate) truncated: bool,
+}
+
+impl NumberedLines {
+    /// Lines numbered from `number + 1`, the first at `offset` (a resumed object).
+    pub(crate) fn new(number: u64, offset: u64) -> Self {
+        NumberedLines {
+            buf: Vec::with_capacity(4096),
+            number,
+            offset,
+        }
+    }
+
+    /// The next non-blank line; `None` at the end of the input.
+    pub(crate) fn next_line(
+        &mut self,
+        reader: &mut dyn BufRead,
+        stats: &mut ParseStats,
+    ) -> Result<Option<Line<'_>>, ParseError> {
+        loop {
+            let (consumed, truncated) = read_line_bounded(reader, &mut self.buf, MAX_LINE)?;
+            if consumed == 0 {
+                return Ok(None);
+            }
+            self.number += 1;
+            let offset = self.offset;
+            self.offset += consumed as u64;
+            stats.bytes += consumed as u64;
+            if is_blank(&self.buf) {
+                continue;
+            }
+            // Valid UTF-8 is the norm: the strict check is much faster than the lossy one.
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(&self.buf),
+            };
+            return Ok(Some(Line {
+                text,
+                number: self.number,
+                offset,
+                truncated,
+            }));
+        }
+    }
+}
+
+/// True when the line, read as (lossy) UTF-8, is only whitespace. Decided before the
+/// line's text is borrowed for the caller, and without decoding it when its first
+/// byte that is no ASCII blank is a visible ASCII character (the common case).
+fn is_blank(buf: &[u8]) -> bool {
+    match buf.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        // U+000B is whitespace to `str::trim` but not to `is_ascii_whitespace`.
+        Some(&b) if b.is_ascii() && b != 0x0B => false,
+        Some(_) => String::from_utf8_lossy(buf).trim().is_empty(),
+    }
+}
+
 /// Drives a [`LineParser`] over an object: empty lines are skipped, every record
 /// becomes events, malformed records become raw events.
 pub fn drive_lines(
@@ -369,27 +486,15 @@ pub fn drive_lines(
     parser: &mut dyn LineParser,
     sink: &mut dyn EventSink,
 ) -> Result<(), ParseError> {
-    let mut buf = Vec::with_capacity(4096);
+    let mut lines = NumberedLines::new(cx.resume_line, cx.resume_offset);
     let mut out = Vec::with_capacity(4);
-    let mut line_no = cx.resume_line;
-    let mut offset = cx.resume_offset;
-    loop {
-        let (consumed, truncated) = read_line_bounded(reader, &mut buf, MAX_LINE)?;
-        if consumed == 0 {
-            break;
-        }
-        line_no += 1;
-        let line_offset = offset;
-        offset += consumed as u64;
-        cx.stats.bytes += consumed as u64;
-        // Valid UTF-8 is the norm: the strict check is much faster than the lossy one.
-        let text: Cow<'_, str> = match std::str::from_utf8(&buf) {
-            Ok(t) => Cow::Borrowed(t),
-            Err(_) => String::from_utf8_lossy(&buf),
-        };
-        if text.trim().is_empty() {
-            continue;
-        }
+    while let Some(line) = lines.next_line(reader, &mut cx.stats)? {
+        let Line {
+            text,
+            number: line_no,
+            offset: line_offset,
+            truncated,
+        } = line;
         if truncated {
             cx.stats.records += 1;
             cx.emit_malformed(
@@ -551,5 +656,17 @@ mod tests {
         assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (3, false));
         assert_eq!(buf, b"xy");
         assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (0, false));
+    }
+
+    #[test]
+    fn unicode_blank_lines_are_skipped_and_others_kept() {
+        let text = "a\n\u{b}\n \u{3000}\t\r\n\u{b}b\n\u{3000}c\n";
+        let (out, stats) = crate::parse_for_test(Format::Lines, text);
+        let messages: Vec<_> = out.iter().map(|e| e.get_str("message")).collect();
+        assert_eq!(
+            messages,
+            [Some("a"), Some("\u{b}b"), Some("\u{3000}c")],
+            "{stats:?}"
+        );
     }
 }

@@ -15,6 +15,10 @@
 //! * [`readers`]: the record readers shared by the formats, beside the line driver.
 //! * [`Event::write_json`] serializes with [`Redactor`] applied to every string.
 
+#[cfg(test)]
+#[macro_use]
+mod testing;
+
 pub mod columnar;
 pub mod detect;
 pub mod driver;
@@ -35,6 +39,8 @@ pub use enrich::Enricher;
 pub use event::{Event, Map, Value};
 pub use redact::Redactor;
 pub use registry::{Format, FormatOptions, FormatSpec, OptionError, RecordParser, UnknownFormat};
+#[cfg(test)]
+pub(crate) use testing::*;
 
 /// ECS version the mappings follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -76,59 +82,4 @@ pub fn parse_object(
     }
     registry::parse(format, reader, &mut cx, sink)?;
     Ok(cx.stats)
-}
-
-/// Parses `reader` as object `bucket`/`key` (version `v1`) of `format` (unit tests).
-#[cfg(test)]
-pub(crate) fn parse_object_for_test(
-    format: Format,
-    reader: &mut dyn BufRead,
-    bucket: &str,
-    key: &str,
-    options: &ParseOptions,
-) -> (Vec<Event>, ParseStats) {
-    let mut out = Vec::new();
-    let object = ObjectInfo {
-        bucket: bucket.into(),
-        key: key.into(),
-        version: "v1".into(),
-    };
-    let stats = parse_object(format, reader, &object, options, &Enricher::new(), &mut out)
-        .expect("in-memory input cannot fail to read");
-    (out, stats)
-}
-
-/// Parses `text` as one object of `format` with default options (unit tests).
-#[cfg(test)]
-pub(crate) fn parse_for_test(format: Format, text: &str) -> (Vec<Event>, ParseStats) {
-    let mut out = Vec::new();
-    let stats = parse_object(
-        format,
-        &mut text.as_bytes(),
-        &ObjectInfo::default(),
-        &ParseOptions::default(),
-        &Enricher::new(),
-        &mut out,
-    )
-    .expect("in-memory input cannot fail to read");
-    (out, stats)
-}
-
-/// [`parse_for_test`] with the events as JSON.
-#[cfg(test)]
-pub(crate) fn parse_json_for_test(
-    format: Format,
-    text: &str,
-) -> (Vec<serde_json::Value>, ParseStats) {
-    let (out, stats) = parse_for_test(format, text);
-    (out.iter().map(Event::to_json).collect(), stats)
-}
-
-/// The event of line `n` of a sample file, which must parse without error (unit tests).
-#[cfg(test)]
-pub(crate) fn sample_event(format: Format, sample: &str, n: usize) -> serde_json::Value {
-    let line = sample.lines().nth(n).expect("the sample has that line");
-    let (events, stats) = parse_json_for_test(format, line);
-    assert_eq!(stats.malformed, 0, "{line}");
-    events.into_iter().next().expect("one event")
 }

@@ -7,6 +7,8 @@ use percent_encoding::percent_decode_str;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::event::{Event, Value};
+
 /// `None` for the markers AWS uses for "no value": empty and `-`.
 pub fn present(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty() && *s != "-")
@@ -158,12 +160,7 @@ pub fn ip_version(ip: &str) -> Option<&'static str> {
 
 /// Sets `address` to `raw` and, when it is an IP address, `ip` and `related.ip` to
 /// its canonical form (which then replaces `raw` in `address` too).
-pub fn set_ip_address(
-    ev: &mut crate::event::Event,
-    raw: Option<&str>,
-    address: &'static str,
-    ip: &'static str,
-) {
+pub fn set_ip_address(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
     let Some(raw) = raw else {
         return;
     };
@@ -175,6 +172,44 @@ pub fn set_ip_address(
         }
         None => ev.set(address, raw.to_owned()),
     }
+}
+
+/// Records an access decision, when there is one: `allowed` or `denied` pushed to the
+/// `event.type` list being built, and `event.outcome` (`success` / `failure`).
+pub fn set_decision(ev: &mut Event, types: &mut Vec<Value>, allowed: Option<bool>) {
+    match allowed {
+        Some(true) => {
+            types.push(Value::Static("allowed"));
+            ev.set("event.outcome", "success");
+        }
+        Some(false) => {
+            types.push(Value::Static("denied"));
+            ev.set("event.outcome", "failure");
+        }
+        None => {}
+    }
+}
+
+/// Sets `user.name` and adds the name to `related.user`, when there is one.
+pub fn set_user(ev: &mut Event, name: Option<&str>) {
+    if let Some(name) = name {
+        ev.set("user.name", name.to_owned());
+        ev.push_unique("related.user", name.to_owned());
+    }
+}
+
+/// `s` as a field or column name: ASCII letters and digits in lower case, anything
+/// else `_` (`cs(Host)` -> `cs_host_`, `/aws/Lambda-Edge` service -> `lambda_edge`).
+pub fn field_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

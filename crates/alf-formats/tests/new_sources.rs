@@ -86,37 +86,39 @@ fn parse_sample(format: Format, text: &str) -> (Vec<serde_json::Value>, alf_form
     (out.iter().map(alf_formats::Event::to_json).collect(), stats)
 }
 
-/// The sample logs the demo uploads: recognised by content, every record mapped.
+/// The sample logs the demo uploads, with the events each holds.
+const SAMPLES: [(Format, &str, u64); 5] = [
+    (
+        Format::CloudWatchLogs,
+        include_str!("../../../tests/samples/cloudwatch-logs.log"),
+        22,
+    ),
+    (
+        Format::AwsConfig,
+        include_str!("../../../tests/samples/aws-config.log"),
+        3,
+    ),
+    (
+        Format::RedshiftAudit,
+        include_str!("../../../tests/samples/redshift-audit.log"),
+        4,
+    ),
+    (
+        Format::EventBridge,
+        include_str!("../../../tests/samples/eventbridge.log"),
+        3,
+    ),
+    (
+        Format::SecurityHub,
+        include_str!("../../../tests/samples/securityhub.log"),
+        2,
+    ),
+];
+
+/// The sample logs: recognised by content, every record mapped.
 #[test]
 fn sample_logs_are_recognised_and_parse_cleanly() {
-    let samples = [
-        (
-            Format::CloudWatchLogs,
-            include_str!("../../../tests/samples/cloudwatch-logs.log"),
-            22,
-        ),
-        (
-            Format::AwsConfig,
-            include_str!("../../../tests/samples/aws-config.log"),
-            3,
-        ),
-        (
-            Format::RedshiftAudit,
-            include_str!("../../../tests/samples/redshift-audit.log"),
-            4,
-        ),
-        (
-            Format::EventBridge,
-            include_str!("../../../tests/samples/eventbridge.log"),
-            3,
-        ),
-        (
-            Format::SecurityHub,
-            include_str!("../../../tests/samples/securityhub.log"),
-            2,
-        ),
-    ];
-    for (want, text, count) in samples {
+    for (want, text, count) in SAMPLES {
         let detected = format(
             "firehose/2024/05/01/12/stream-1-2024-05-01-12-00-00-x",
             text.as_bytes(),
@@ -138,28 +140,6 @@ fn sample_logs_are_recognised_and_parse_cleanly() {
 /// another format) never fail the object: every record still becomes an event.
 #[test]
 fn damaged_samples_never_fail_the_object() {
-    let samples = [
-        (
-            Format::CloudWatchLogs,
-            include_str!("../../../tests/samples/cloudwatch-logs.log"),
-        ),
-        (
-            Format::AwsConfig,
-            include_str!("../../../tests/samples/aws-config.log"),
-        ),
-        (
-            Format::RedshiftAudit,
-            include_str!("../../../tests/samples/redshift-audit.log"),
-        ),
-        (
-            Format::EventBridge,
-            include_str!("../../../tests/samples/eventbridge.log"),
-        ),
-        (
-            Format::SecurityHub,
-            include_str!("../../../tests/samples/securityhub.log"),
-        ),
-    ];
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         state ^= state << 13;
@@ -167,7 +147,7 @@ fn damaged_samples_never_fail_the_object() {
         state ^= state << 17;
         state
     };
-    for (format, text) in samples {
+    for (format, text, _) in SAMPLES {
         for round in 0..60 {
             let mut bytes = text.as_bytes().to_vec();
             let cut = (next() as usize) % (bytes.len() + 1);
@@ -180,7 +160,7 @@ fn damaged_samples_never_fail_the_object() {
                     }
                 }
                 _ => bytes
-                    .splice(cut..cut, samples[round % 5].1.bytes().take(300))
+                    .splice(cut..cut, SAMPLES[round % SAMPLES.len()].1.bytes().take(300))
                     .for_each(drop),
             }
             let mut out = Vec::new();

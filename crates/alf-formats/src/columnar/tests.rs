@@ -155,19 +155,7 @@ fn cloudfront_parquet() -> Vec<u8> {
         .trim_start_matches("#Fields:")
         .split_whitespace()
         .collect();
-    let column = |n: &str| -> String {
-        n.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-            .trim_end_matches('_')
-            .to_owned()
-    };
+    let column = |n: &str| crate::util::field_name(n).trim_end_matches('_').to_owned();
     let ints = ["sc-status", "sc-bytes", "cs-bytes", "c-port"];
     let mut schema = String::from("message cloudfront {\n");
     for n in &names {

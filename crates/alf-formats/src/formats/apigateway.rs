@@ -21,6 +21,7 @@ use time::macros::format_description;
 
 use crate::driver::ObjectParse;
 use crate::event::{Event, Value};
+use crate::readers::json_lines::text;
 use crate::readers::json_records::{snake_case, snake_keys};
 use crate::util;
 
@@ -30,10 +31,6 @@ pub(crate) fn is_access_log(m: &serde_json::Map<String, J>) -> bool {
     has("requestId")
         && (has("httpMethod") || has("routeKey"))
         && (has("ip") || has("sourceIp") || has("status"))
-}
-
-fn text<'a>(m: &'a serde_json::Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(m.get(key).and_then(J::as_str))
 }
 
 fn number(m: &serde_json::Map<String, J>, key: &str) -> Option<i64> {
@@ -109,10 +106,7 @@ pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) ->
     if let Some(ua) = text(&m, "userAgent") {
         cx.enricher.user_agent(&mut ev, ua);
     }
-    if let Some(user) = text(&m, "user").or_else(|| text(&m, "caller")) {
-        ev.set("user.name", user.to_owned());
-        ev.push_unique("related.user", user.to_owned());
-    }
+    util::set_user(&mut ev, text(&m, "user").or_else(|| text(&m, "caller")));
     if let Some(domain) = text(&m, "domainName") {
         cx.enricher
             .domain(&mut ev, crate::enrich::DomainField::Url, domain);
@@ -199,20 +193,14 @@ pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions};
+    use crate::{Format, TestObject};
 
     #[test]
     fn rest_api_json_access_log() {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let object = TestObject::default();
+        let cx = object.context(Format::CloudWatchLogs);
         let record = r#"{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","ip":"198.51.100.7","caller":"-","user":"-","requestTime":"01/May/2024:12:00:00 +0000","httpMethod":"POST","resourcePath":"/pets","status":"403","protocol":"HTTP/1.1","responseLength":"42","userAgent":"curl/8.4.0"}"#;
-        let J::Object(m) = serde_json::from_str(record).unwrap() else {
-            panic!()
-        };
+        let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_access_log(&m));
         let e = map_access(&cx, m).to_json();
         assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
@@ -234,12 +222,8 @@ mod tests {
 
     #[test]
     fn clf_access_log_line() {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let object = TestObject::default();
+        let cx = object.context(Format::CloudWatchLogs);
         let e = map_clf_access(
             &cx,
             r#"198.51.100.7 - - [01/May/2024:12:00:00 +0000] "GET /pets HTTP/1.1" 200 312 c6af9ac6-7b61-11e6-9a41-93e8deadbeef"#,

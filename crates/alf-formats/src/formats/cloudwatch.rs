@@ -8,7 +8,7 @@
 //!   members (the daemon's decoder inflates those) and, when the delivery stream
 //!   compresses too, one more gzip layer on top: a payload that still starts with the
 //!   gzip magic is inflated here. Documents are read back to back (or one per line)
-//!   with [`json_stream`](super::json_stream), each bounded, never the whole object.
+//!   with [`json_values`](crate::readers::json_values), each bounded, never the whole object.
 //!   `CONTROL_MESSAGE` documents (CloudWatch's reachability checks) produce no event and
 //!   are counted in `stats.headers`.
 //! * **Firehose "decompress and extract message".** Only the messages arrive, one per
@@ -31,10 +31,10 @@ use std::sync::Arc;
 
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
+use crate::driver::{EventSink, Malformed, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::formats::cloudwatch_inner::{self, Origin};
-use crate::formats::json_stream::{Item, MAX_VALUE, ValueReader};
+use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -136,7 +136,7 @@ fn parse_layer(
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut run = Run { index: 0 };
     while let Some((offset, item)) = values.next_item(&mut buf)? {
-        cx.stats.bytes = values.pos;
+        cx.stats.bytes = values.pos();
         match item {
             Item::Json => run.json(cx, sink, &buf, offset)?,
             Item::Text => {
@@ -465,34 +465,18 @@ fn emit_message(
             m.envelope.apply(&mut ev);
             ev.set_opt("@timestamp", m.time);
             ev.set_opt("event.id", m.id);
-            let kept = truncate_at_char(m.text, ORIGINAL_KEEP);
-            ev.set("message", kept.to_owned());
-            ev.set("event.original", kept.to_owned());
-            ev.set("event.kind", "pipeline_error");
-            ev.set("error.type", "parse_error");
             let reason = e.to_string();
-            ev.set(
-                "error.message",
-                format!("{} record {}: {reason}", cx.format.name(), m.index),
-            );
-            ev.set("tags", Value::Arr(vec![Value::Static("_parse_failure")]));
-            cx.stats.malformed += 1;
-            cx.emit(sink, ev, m.index, 0, m.offset, None)?;
-            sink.malformed(m.index, &reason);
+            let failure = Malformed {
+                raw: m.text,
+                unit: "record",
+                record: m.index,
+                offset: m.offset,
+                reason: &reason,
+            };
+            cx.emit_malformed_event(sink, ev, &failure)?;
         }
     }
     Ok(())
-}
-
-pub(crate) fn truncate_at_char(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
@@ -505,23 +489,7 @@ mod tests {
     use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
 
     fn run(key: &str, input: &[u8]) -> (Vec<J>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "logs".into(),
-            key: key.into(),
-            version: String::new(),
-        };
-        let mut r = input;
-        let stats = parse_object(
-            Format::CloudWatchLogs,
-            &mut r,
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out.iter().map(Event::to_json).collect(), stats)
+        crate::parse_key_json_for_test(Format::CloudWatchLogs, "logs", key, input)
     }
 
     fn document(group: &str, stream: &str, events: &[(&str, i64, &str)]) -> String {

@@ -182,17 +182,7 @@ pub(crate) fn namespace(group: &str) -> String {
         .strip_prefix("/aws/")
         .and_then(|rest| rest.split('/').next())
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect::<String>()
-        });
+        .map(util::field_name);
     match service {
         Some(s) if !RESERVED_NAMESPACES.contains(&s.as_str()) => s,
         _ => "application".to_owned(),

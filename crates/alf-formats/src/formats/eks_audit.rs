@@ -13,7 +13,7 @@ use serde_json::Value as J;
 
 use crate::driver::{ObjectParse, RecordError};
 use crate::event::{Event, Value};
-use crate::readers::json_records::snake_keys;
+use crate::readers::json_records::{snake_keys, string_list};
 use crate::util;
 
 /// A Kubernetes audit event.
@@ -64,21 +64,12 @@ pub(crate) fn map(
         };
         ev.set("event.type", Value::Arr(vec![Value::Static(kind)]));
     }
-    if let Some(name) = str_at(&audit, &["user", "username"]) {
-        ev.set("user.name", name.to_owned());
-        ev.push_unique("related.user", name.to_owned());
-    }
+    util::set_user(&mut ev, str_at(&audit, &["user", "username"]));
     ev.set_str("user.id", str_at(&audit, &["user", "uid"]));
-    if let Some(J::Array(groups)) = audit.get("user").and_then(|u| u.get("groups")) {
-        let groups: Vec<Value> = groups
-            .iter()
-            .filter_map(J::as_str)
-            .map(|g| Value::Str(g.to_owned()))
-            .collect();
-        if !groups.is_empty() {
-            ev.set("user.group.name", Value::Arr(groups));
-        }
-    }
+    ev.set_opt(
+        "user.group.name",
+        string_list(audit.get("user").and_then(|u| u.get("groups"))),
+    );
     if let Some(J::Array(ips)) = audit.get("sourceIPs") {
         let ips: Vec<String> = ips
             .iter()
@@ -97,22 +88,14 @@ pub(crate) fn map(
         cx.enricher.user_agent(&mut ev, ua);
     }
     ev.set_str("url.path", str_at(&audit, &["requestURI"]));
-    ev.set_str(
-        "orchestrator.namespace",
-        str_at(&audit, &["objectRef", "namespace"]),
-    );
-    ev.set_str(
-        "orchestrator.resource.type",
-        str_at(&audit, &["objectRef", "resource"]),
-    );
-    ev.set_str(
-        "orchestrator.resource.name",
-        str_at(&audit, &["objectRef", "name"]),
-    );
-    ev.set_str(
-        "orchestrator.api_version",
-        str_at(&audit, &["objectRef", "apiVersion"]),
-    );
+    for (path, member) in [
+        ("orchestrator.namespace", "namespace"),
+        ("orchestrator.resource.type", "resource"),
+        ("orchestrator.resource.name", "name"),
+        ("orchestrator.api_version", "apiVersion"),
+    ] {
+        ev.set_str(path, str_at(&audit, &["objectRef", member]));
+    }
     if let Some(code) = audit
         .get("responseStatus")
         .and_then(|r| r.get("code"))
@@ -177,20 +160,14 @@ pub(crate) fn map_control_plane(cluster: &str, stream: Option<&str>, text: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions};
+    use crate::{Format, TestObject};
 
     #[test]
     fn audit_event_maps_user_verb_resource_and_result() {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let object = TestObject::default();
+        let cx = object.context(Format::CloudWatchLogs);
         let record = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"4a2d5b9f-1c3e-4f6a-8b7d-9e0f1a2b3c4d","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/secrets/aws-auth","verb":"get","user":{"username":"kubernetes-admin","uid":"aws-iam-authenticator:123456789012:AIDAEXAMPLE","groups":["system:masters","system:authenticated"]},"sourceIPs":["203.0.113.10"],"userAgent":"kubectl/v1.29.0 (linux/amd64) kubernetes/3f7a50f","objectRef":{"resource":"secrets","namespace":"kube-system","name":"aws-auth","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":403},"requestReceivedTimestamp":"2024-05-01T12:00:00.123456Z","stageTimestamp":"2024-05-01T12:00:00.130000Z","annotations":{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":""}}"#;
-        let J::Object(m) = serde_json::from_str(record).unwrap() else {
-            panic!()
-        };
+        let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_audit_event(&m));
         let e = map(&cx, Some("prod"), m).unwrap().to_json();
         assert_eq!(e["user"]["name"], "kubernetes-admin");

@@ -36,95 +36,50 @@ mod alb {
     pub const TIME: usize = 1;
     /// The classic layout starts here, one field later than in classic logs.
     pub const CLASSIC_OFFSET: usize = 1;
-    pub const TARGET_GROUP_ARN: usize = 16;
-    pub const TRACE_ID: usize = 17;
-    pub const DOMAIN_NAME: usize = 18;
-    pub const CHOSEN_CERT_ARN: usize = 19;
-    pub const MATCHED_RULE_PRIORITY: usize = 20;
-    pub const REQUEST_CREATION_TIME: usize = 21;
-    pub const ACTIONS_EXECUTED: usize = 22;
-    pub const REDIRECT_URL: usize = 23;
-    pub const ERROR_REASON: usize = 24;
-    pub const TARGET_LIST: usize = 25;
-    pub const TARGET_STATUS_CODE_LIST: usize = 26;
-    pub const CLASSIFICATION: usize = 27;
-    pub const CLASSIFICATION_REASON: usize = 28;
-    pub const CONN_TRACE_ID: usize = 29;
-    pub const TRANSFORMED_HOST: usize = 30;
-    pub const TRANSFORMED_URI: usize = 31;
-    pub const REQUEST_TRANSFORM_STATUS: usize = 32;
-    pub const KNOWN: usize = 33;
+    crate::readers::columns::field_positions! {
+        16 => TARGET_GROUP_ARN, TRACE_ID, DOMAIN_NAME, CHOSEN_CERT_ARN,
+        MATCHED_RULE_PRIORITY, REQUEST_CREATION_TIME, ACTIONS_EXECUTED, REDIRECT_URL,
+        ERROR_REASON, TARGET_LIST, TARGET_STATUS_CODE_LIST, CLASSIFICATION,
+        CLASSIFICATION_REASON, CONN_TRACE_ID, TRANSFORMED_HOST, TRANSFORMED_URI,
+        REQUEST_TRANSFORM_STATUS,
+    }
     /// The first ALB logs (2016) ended at the SSL protocol.
-    pub const REQUIRED: usize = 16;
+    pub const REQUIRED: usize = TARGET_GROUP_ARN;
 }
 
 /// Classic ELB access log positions (ALB's first 16 fields minus `type`).
 mod classic {
-    pub const TIME: usize = 0;
-    pub const ELB: usize = 1;
-    pub const CLIENT: usize = 2;
-    pub const BACKEND: usize = 3;
-    pub const REQUEST_PROCESSING_TIME: usize = 4;
-    pub const BACKEND_PROCESSING_TIME: usize = 5;
-    pub const RESPONSE_PROCESSING_TIME: usize = 6;
-    pub const ELB_STATUS: usize = 7;
-    pub const BACKEND_STATUS: usize = 8;
-    pub const RECEIVED_BYTES: usize = 9;
-    pub const SENT_BYTES: usize = 10;
-    pub const REQUEST: usize = 11;
-    pub const USER_AGENT: usize = 12;
-    pub const SSL_CIPHER: usize = 13;
-    pub const SSL_PROTOCOL: usize = 14;
-    pub const KNOWN: usize = 15;
+    crate::readers::columns::field_positions! {
+        0 => TIME, ELB, CLIENT, BACKEND, REQUEST_PROCESSING_TIME,
+        BACKEND_PROCESSING_TIME, RESPONSE_PROCESSING_TIME, ELB_STATUS, BACKEND_STATUS,
+        RECEIVED_BYTES, SENT_BYTES, REQUEST, USER_AGENT, SSL_CIPHER, SSL_PROTOCOL,
+    }
     /// Through the user agent; the SSL fields came later.
-    pub const REQUIRED: usize = 13;
+    pub const REQUIRED: usize = USER_AGENT + 1;
 }
 
 /// NLB TLS access log positions.
 mod nlb {
-    pub const VERSION: usize = 1;
-    pub const TIME: usize = 2;
-    pub const ELB: usize = 3;
-    pub const LISTENER: usize = 4;
-    pub const CLIENT: usize = 5;
-    pub const DESTINATION: usize = 6;
-    pub const CONNECTION_TIME: usize = 7;
-    pub const TLS_HANDSHAKE_TIME: usize = 8;
-    pub const RECEIVED_BYTES: usize = 9;
-    pub const SENT_BYTES: usize = 10;
-    pub const INCOMING_TLS_ALERT: usize = 11;
-    pub const CHOSEN_CERT_ARN: usize = 12;
-    pub const CHOSEN_CERT_SERIAL: usize = 13;
-    pub const TLS_CIPHER: usize = 14;
-    pub const TLS_PROTOCOL_VERSION: usize = 15;
-    pub const TLS_NAMED_GROUP: usize = 16;
-    pub const DOMAIN_NAME: usize = 17;
-    pub const ALPN_FE_PROTOCOL: usize = 18;
-    pub const ALPN_BE_PROTOCOL: usize = 19;
-    pub const ALPN_CLIENT_PREFERENCE_LIST: usize = 20;
-    pub const TLS_CONNECTION_CREATION_TIME: usize = 21;
-    pub const KNOWN: usize = 22;
+    crate::readers::columns::field_positions! {
+        1 => VERSION, TIME, ELB, LISTENER, CLIENT, DESTINATION, CONNECTION_TIME,
+        TLS_HANDSHAKE_TIME, RECEIVED_BYTES, SENT_BYTES, INCOMING_TLS_ALERT,
+        CHOSEN_CERT_ARN, CHOSEN_CERT_SERIAL, TLS_CIPHER, TLS_PROTOCOL_VERSION,
+        TLS_NAMED_GROUP, DOMAIN_NAME, ALPN_FE_PROTOCOL, ALPN_BE_PROTOCOL,
+        ALPN_CLIENT_PREFERENCE_LIST, TLS_CONNECTION_CREATION_TIME,
+    }
     /// Version 1.0 records end at the domain name.
-    pub const REQUIRED: usize = 18;
+    pub const REQUIRED: usize = DOMAIN_NAME + 1;
 }
 
 /// ALB connection log positions.
 mod conn {
-    pub const TIME: usize = 0;
-    pub const CLIENT_IP: usize = 1;
-    pub const CLIENT_PORT: usize = 2;
-    pub const LISTENER_PORT: usize = 3;
-    pub const TLS_PROTOCOL: usize = 4;
-    pub const TLS_CIPHER: usize = 5;
-    pub const TLS_HANDSHAKE_LATENCY: usize = 6;
-    pub const LEAF_CLIENT_CERT_SUBJECT: usize = 7;
-    pub const LEAF_CLIENT_CERT_VALIDITY: usize = 8;
-    pub const LEAF_CLIENT_CERT_SERIAL_NUMBER: usize = 9;
-    pub const TLS_VERIFY_STATUS: usize = 10;
-    pub const CONN_TRACE_ID: usize = 11;
-    pub const KNOWN: usize = 12;
+    crate::readers::columns::field_positions! {
+        0 => TIME, CLIENT_IP, CLIENT_PORT, LISTENER_PORT, TLS_PROTOCOL, TLS_CIPHER,
+        TLS_HANDSHAKE_LATENCY, LEAF_CLIENT_CERT_SUBJECT, LEAF_CLIENT_CERT_VALIDITY,
+        LEAF_CLIENT_CERT_SERIAL_NUMBER, TLS_VERIFY_STATUS, CONN_TRACE_ID,
+    }
     /// Records before `conn_trace_id` was added end at the verify status.
-    pub const REQUIRED: usize = 11;
+    pub const REQUIRED: usize = TLS_VERIFY_STATUS + 1;
 }
 
 /// Which of the four layouts a line has.
@@ -764,28 +719,14 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, ParseStats};
+    use crate::{Format, ParseOptions, ParseStats};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/elb.log");
     const KEY: &str = "lb/AWSLogs/111122223333/elasticloadbalancing/eu-west-1/2024/03/04/111122223333_elasticloadbalancing_eu-west-1_app.shop-prod-alb.6d1f0e3a9b2c4d5e_20240304T0920Z_10.20.0.5_2k9f8e7d.log.gz";
 
     fn run_key(text: &str, key: &str) -> (Vec<Event>, ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "lb-logs".into(),
-            key: key.into(),
-            version: "v1".into(),
-        };
-        let stats = crate::parse_object(
-            Format::Elb,
-            &mut text.as_bytes(),
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out, stats)
+        let options = ParseOptions::default();
+        crate::parse_object_for_test(Format::Elb, &mut text.as_bytes(), "lb-logs", key, &options)
     }
 
     fn one(line: &str) -> serde_json::Value {

@@ -25,8 +25,7 @@ use crate::Format;
 use crate::driver::{EventSink, LineContext, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
-use crate::formats::cloudwatch::truncate_at_char;
-use crate::formats::json_stream::{Item, MAX_VALUE, ValueReader};
+use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
@@ -54,16 +53,9 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     reader: Reader::Object(parse),
 };
 
+/// Reads EventBridge events and Security Hub findings (see the module docs): the
+/// reader of both formats.
 pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    parse_events(reader, cx, sink)
-}
-
-/// Reads EventBridge events and Security Hub findings (see the module docs).
-pub(crate) fn parse_events(
     reader: &mut dyn BufRead,
     cx: &mut ObjectParse<'_>,
     sink: &mut dyn EventSink,
@@ -72,7 +64,7 @@ pub(crate) fn parse_events(
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut index = 0u64;
     while let Some((offset, item)) = values.next_item(&mut buf)? {
-        cx.stats.bytes = values.pos;
+        cx.stats.bytes = values.pos();
         let raw = || String::from_utf8_lossy(&buf[..buf.len().min(ORIGINAL_KEEP)]).into_owned();
         let reason = match item {
             Item::Json => None,
@@ -116,8 +108,7 @@ pub(crate) fn parse_events(
                     }
                     Err(e) => {
                         let text = raw_record.to_string();
-                        let kept = truncate_at_char(&text, ORIGINAL_KEEP);
-                        cx.emit_malformed(sink, kept, index, offset, &e.to_string())?;
+                        cx.emit_malformed(sink, &text, index, offset, &e.to_string())?;
                     }
                 }
             }
@@ -273,21 +264,9 @@ fn generic(_cx: &ObjectParse<'_>, mut m: JsonMap) -> Result<Event, RecordError> 
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
-    fn run(format: Format, text: &str) -> (Vec<serde_json::Value>, crate::ParseStats) {
-        let mut out = Vec::new();
-        let stats = parse_object(
-            format,
-            &mut text.as_bytes(),
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out.iter().map(|e| e.to_json()).collect(), stats)
-    }
+    use crate::parse_json_for_test as run;
 
     const SECURITY_HUB: &str = r#"{"version":"0","id":"8e5622f9-d81c-4d81-612a-9319e7ee2506","detail-type":"Security Hub Findings - Imported","source":"aws.securityhub","account":"123456789012","time":"2024-05-01T12:00:00Z","region":"us-east-1","resources":["arn:aws:securityhub:us-east-1::product/aws/guardduty/arn:aws:guardduty:us-east-1:123456789012:detector/x/finding/y"],"detail":{"findings":[{"SchemaVersion":"2018-10-08","Id":"f1","ProductArn":"arn:aws:securityhub:us-east-1::product/aws/securityhub","GeneratorId":"g","AwsAccountId":"123456789012","Types":["TTPs"],"CreatedAt":"2024-05-01T11:00:00Z","UpdatedAt":"2024-05-01T12:00:00Z","Severity":{"Label":"LOW","Normalized":1},"Title":"one","Description":"d","Resources":[{"Type":"AwsEc2Instance","Id":"arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"}]},{"SchemaVersion":"2018-10-08","Id":"f2","ProductArn":"p","UpdatedAt":"not a time"}]}}"#;
 

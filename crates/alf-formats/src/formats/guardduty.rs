@@ -14,7 +14,9 @@ use serde_json::Value as J;
 
 use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
-use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_object, take_string,};
+use crate::readers::json_records::{
+    JsonMap, snake_case, snake_keys, string_list, take_object, take_string, take_string_into,
+};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -161,13 +163,13 @@ pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event,
         ev.set("rule.name", t.clone());
         ev.set("aws.guardduty.type", t);
     }
-    if let Some(title) = take_string(&mut f, "title") {
-        ev.set("aws.guardduty.title", title);
-    }
-    if let Some(description) = take_string(&mut f, "description") {
-        ev.set("message", description.clone());
-        ev.set("aws.guardduty.description", description);
-    }
+    take_string_into(&mut f, "title", &mut ev, &["aws.guardduty.title"]);
+    take_string_into(
+        &mut f,
+        "description",
+        &mut ev,
+        &["message", "aws.guardduty.description"],
+    );
     if let Some(sev) = f.remove("severity").and_then(|v| number(&v)) {
         // ECS `event.severity` is an integer; flooring keeps the value in its band.
         ev.set("event.severity", sev.floor() as i64);
@@ -269,16 +271,7 @@ fn map_resource(ev: &mut Event, r: &JsonMap, users: &mut UserCandidates) {
         ev.set("orchestrator.type", "kubernetes");
         if let Some(J::Object(u)) = k8s.get("kubernetesUserDetails") {
             users.offer(ev, str_at(u, &["username"]), str_at(u, &["uid"]));
-            if let Some(J::Array(groups)) = u.get("groups") {
-                let groups: Vec<Value> = groups
-                    .iter()
-                    .filter_map(J::as_str)
-                    .map(|g| Value::Str(g.to_owned()))
-                    .collect();
-                if !groups.is_empty() {
-                    ev.set("user.group.name", Value::Arr(groups));
-                }
-            }
+            ev.set_opt("user.group.name", string_list(u.get("groups")));
         }
         if let Some(J::Object(w)) = k8s.get("kubernetesWorkloadDetails") {
             ev.set_str("orchestrator.namespace", str_at(w, &["namespace"]));

@@ -58,7 +58,6 @@ declare_formats! {
 pub mod apigateway;
 pub mod cloudwatch_inner;
 pub mod eks_audit;
-pub mod json_stream;
 pub mod lambda;
 pub mod rds;
 pub mod route53_public;

@@ -18,6 +18,7 @@ use crate::driver::{
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
+use crate::readers::json_lines::{keep_unmapped, number, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -50,20 +51,7 @@ const MAPPED: &[&str] = &[
 const TCP_FLAG_NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"];
 
 
-/// A string member, with "no value" markers (`-`, empty) as `None`.
-fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(map.get(key).and_then(J::as_str))
-}
 
-/// An unsigned number given as a JSON number or a numeric string (TLS logs write ports
-/// as strings).
-fn number(v: Option<&J>) -> Option<u64> {
-    match v? {
-        J::Number(n) => n.as_u64(),
-        J::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 /// Suricata timestamps: `2021-11-08T14:22:12.637611+0000` (offset without a colon, not
 /// RFC 3339) or RFC 3339 (`...Z` in TLS logs). Returns UTC RFC 3339 and the instant.
@@ -156,56 +144,38 @@ fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
     ev.set_opt("event.severity", number(alert.get("severity")));
     if let Some(action) = text(alert, "action") {
         ev.set("event.action", action.to_owned());
-        match action {
-            "allowed" => {
-                types.push(Value::Static("allowed"));
-                ev.set("event.outcome", "success");
-            }
-            "blocked" => {
-                types.push(Value::Static("denied"));
-                ev.set("event.outcome", "failure");
-            }
-            _ => {}
-        }
+        let allowed = match action {
+            "allowed" => Some(true),
+            "blocked" => Some(false),
+            _ => None,
+        };
+        util::set_decision(ev, types, allowed);
     }
-    for (key, value) in alert {
-        // Mapped above. (`signature` must not be kept under its own key anyway: the
-        // serializer's redaction treats a JSON key named `signature` as a secret.)
-        if matches!(
-            key.as_str(),
-            "action" | "signature_id" | "rev" | "signature" | "category" | "severity"
-        ) || value.is_null()
-        {
-            continue;
-        }
-        ev.set_dyn("aws.firewall.alert", key, value.clone());
-    }
+    // Mapped above. (`signature` must not be kept under its own key anyway: the
+    // serializer's redaction treats a JSON key named `signature` as a secret.)
+    let mapped = ["action", "signature_id", "rev", "signature", "category", "severity"];
+    keep_unmapped(ev, "aws.firewall.alert", alert, &mapped);
 }
 
 /// `netflow` (one direction, source to destination) or `flow` (both directions).
 fn map_flow(ev: &mut Event, flow: &Map<String, J>, bidirectional: bool) {
-    if bidirectional {
-        let sp = number(flow.get("pkts_toserver"));
-        let dp = number(flow.get("pkts_toclient"));
-        let sb = number(flow.get("bytes_toserver"));
-        let db = number(flow.get("bytes_toclient"));
-        ev.set_opt("source.packets", sp);
-        ev.set_opt("destination.packets", dp);
-        ev.set_opt("source.bytes", sb);
-        ev.set_opt("destination.bytes", db);
-        if sp.is_some() || dp.is_some() {
-            ev.set("network.packets", sp.unwrap_or(0) + dp.unwrap_or(0));
-        }
-        if sb.is_some() || db.is_some() {
-            ev.set("network.bytes", sb.unwrap_or(0) + db.unwrap_or(0));
-        }
+    // A one-way record counts the source side only.
+    let count = |key: &str| number(flow.get(key));
+    let (sp, dp, sb, db) = if bidirectional {
+        let (sp, dp) = (count("pkts_toserver"), count("pkts_toclient"));
+        (sp, dp, count("bytes_toserver"), count("bytes_toclient"))
     } else {
-        let packets = number(flow.get("pkts"));
-        let bytes = number(flow.get("bytes"));
-        ev.set_opt("source.packets", packets);
-        ev.set_opt("source.bytes", bytes);
-        ev.set_opt("network.packets", packets);
-        ev.set_opt("network.bytes", bytes);
+        (count("pkts"), None, count("bytes"), None)
+    };
+    ev.set_opt("source.packets", sp);
+    ev.set_opt("destination.packets", dp);
+    ev.set_opt("source.bytes", sb);
+    ev.set_opt("destination.bytes", db);
+    if sp.is_some() || dp.is_some() {
+        ev.set("network.packets", sp.unwrap_or(0) + dp.unwrap_or(0));
+    }
+    if sb.is_some() || db.is_some() {
+        ev.set("network.bytes", sb.unwrap_or(0) + db.unwrap_or(0));
     }
     let start = text(flow, "start").and_then(suricata_time);
     let end = text(flow, "end").and_then(suricata_time);
@@ -480,23 +450,10 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
     }
     ev.set("event.type", Value::Arr(types));
 
-    for (key, value) in event {
-        if MAPPED.contains(&key.as_str()) || value.is_null() {
-            continue;
-        }
-        ev.set_dyn("aws.firewall", key, value.clone());
-    }
-    for (key, value) in root {
-        if matches!(
-            key.as_str(),
-            "event" | "firewall_name" | "availability_zone" | "event_timestamp"
-        ) || value.is_null()
-        {
-            continue;
-        }
-        // e.g. `aws_category` (URL and domain category filtering).
-        ev.set_dyn("aws.firewall", key, value.clone());
-    }
+    keep_unmapped(&mut ev, "aws.firewall", event, MAPPED);
+    // e.g. `aws_category` (URL and domain category filtering).
+    let root_mapped = ["event", "firewall_name", "availability_zone", "event_timestamp"];
+    keep_unmapped(&mut ev, "aws.firewall", root, &root_mapped);
     Ok(ev)
 }
 
@@ -523,19 +480,11 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as J, json};
+    use serde_json::json;
 
-    use crate::{Format, ParseStats};
+    use crate::Format;
 
-    const SAMPLE: &str = include_str!("../../../../tests/samples/network-firewall.log");
-
-    fn run(text: &str) -> (Vec<J>, ParseStats) {
-        crate::parse_json_for_test(Format::NetworkFirewall, text)
-    }
-
-    fn sample(n: usize) -> J {
-        crate::sample_event(Format::NetworkFirewall, SAMPLE, n)
-    }
+    sample_test_helpers!(Format::NetworkFirewall, "network-firewall.log");
 
     #[test]
     fn blocked_http_alert() {
@@ -730,12 +679,7 @@ mod tests {
             r#"[]"#,
             r#"{"firewall_name":"fw","event":{"timestamp":"2024-06-16T08:00:01.000000+0000","src_ip""#,
         ];
-        let (events, stats) = run(&(lines.join("\n") + "\n"));
-        assert_eq!(stats.malformed, lines.len() as u64);
-        for (e, line) in events.iter().zip(lines) {
-            assert_eq!(e["event"]["kind"], "pipeline_error");
-            assert_eq!(e["event"]["original"], line);
-        }
+        crate::each_line_malformed(run, &lines);
         // Odd member types inside an event object do not fail the record, and the
         // epoch `event_timestamp` stands in for a missing `event.timestamp`.
         let (events, stats) = run(

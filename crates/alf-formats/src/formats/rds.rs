@@ -18,7 +18,7 @@
 
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Captures, Regex};
 
 use crate::event::{Event, Value};
 use crate::formats::cloudwatch_inner::level;
@@ -26,6 +26,16 @@ use crate::util;
 
 fn regex(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
     cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
+}
+
+/// The captures of `text` by the regex `pattern` (compiled once into `cell`), or
+/// `None` when the line is not of that layout.
+fn captures<'t>(
+    cell: &'static OnceLock<Option<Regex>>,
+    pattern: &str,
+    text: &'t str,
+) -> Option<Captures<'t>> {
+    regex(cell, pattern)?.captures(text)
 }
 
 /// Maps one RDS message. Never fails: unknown layouts are messages.
@@ -67,28 +77,19 @@ fn set_client(ev: &mut Event, ip: &str, port: Option<&str>) {
     }
 }
 
-fn set_user(ev: &mut Event, user: &str) {
-    if let Some(u) = util::field(user) {
-        ev.set("user.name", u.to_owned());
-        ev.push_unique("related.user", u.to_owned());
-    }
-}
-
 fn postgres(ev: &mut Event, text: &str) -> bool {
     static PREFIX: OnceLock<Option<Regex>> = OnceLock::new();
-    let Some(re) = regex(
+    let Some(c) = captures(
         &PREFIX,
         r"(?s)^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC:([^:(]*)(?:\((\d+)\))?:([^@:]*)@([^:]*):\[(\d+)\]:([A-Z0-9]+):\s*(.*)$",
+        text,
     ) else {
-        return false;
-    };
-    let Some(c) = re.captures(text) else {
         return false;
     };
     let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
     ev.set_opt("@timestamp", util::date_time_utc(get(1), get(2)));
     set_client(ev, get(3), c.get(4).map(|m| m.as_str()));
-    set_user(ev, get(5));
+    util::set_user(ev, util::field(get(5)));
     if let Some(db) = util::field(get(6)) {
         ev.set("aws.rds.database", db.to_owned());
     }
@@ -134,13 +135,11 @@ fn postgres(ev: &mut Event, text: &str) -> bool {
 
 fn mysql_error(ev: &mut Event, text: &str) -> bool {
     static LINE: OnceLock<Option<Regex>> = OnceLock::new();
-    let Some(re) = regex(
+    let Some(c) = captures(
         &LINE,
         r"(?s)^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z) (\d+) \[(\w+)\] (?:\[(MY-\d+)\] \[(\w+)\] )?(.*)$",
+        text,
     ) else {
-        return false;
-    };
-    let Some(c) = re.captures(text) else {
         return false;
     };
     let get = |i: usize| c.get(i).map_or("", |m| m.as_str());
@@ -183,7 +182,7 @@ fn audit(ev: &mut Event, text: &str) -> bool {
     };
     ev.set("@timestamp", ts);
     ev.set("host.name", fields[1].to_owned());
-    set_user(ev, fields[2]);
+    util::set_user(ev, util::field(fields[2]));
     set_client(ev, fields[3], None);
     ev.set_opt("aws.rds.connection_id", util::uint(fields[4]));
     ev.set_opt("aws.rds.query_id", util::uint(fields[5]));
@@ -221,7 +220,7 @@ fn slow_query(ev: &mut Event, text: &str) -> bool {
         if let Some(rest) = line.strip_prefix("# User@Host: ") {
             // `admin[admin] @  [10.0.0.8]  Id:    26`
             if let Some((user, _)) = rest.split_once('[') {
-                set_user(ev, user.trim());
+                util::set_user(ev, util::field(user.trim()));
             }
             if let Some(host) = rest.split(" @ ").nth(1)
                 && let Some(ip) = host.split('[').nth(1).and_then(|h| h.split(']').next())

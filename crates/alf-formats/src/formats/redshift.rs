@@ -16,14 +16,13 @@
 //! ECS: `user.name`, `source.ip`/`port`, `event.action`, `process.pid`, the database
 //! under `aws.redshift.database`, the query text under `aws.redshift.query`.
 
-use std::borrow::Cow;
 use std::io::BufRead;
 use std::sync::OnceLock;
 
 use regex::Regex;
 use time::{Date, Month, PrimitiveDateTime, Time};
 
-use crate::driver::{EventSink, MAX_LINE, ObjectParse, ParseError, RecordError, read_line_bounded};
+use crate::driver::{EventSink, Line, MAX_LINE, NumberedLines, ObjectParse, ParseError, RecordError};
 use crate::event::{Event, Value};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
@@ -148,25 +147,30 @@ fn cell<'a>(fields: &[&'a str], i: usize) -> Option<&'a str> {
     fields.get(i).map(|f| f.trim()).filter(|f| !f.is_empty())
 }
 
-fn set_user(ev: &mut Event, user: Option<&str>) {
-    if let Some(u) = user {
-        ev.set("user.name", u.to_owned());
-        ev.push_unique("related.user", u.to_owned());
-    }
-}
-
-fn map_connection(line: &str) -> Result<Event, RecordError> {
+/// The `|`-separated cells of a connection or user log line (at least `required`,
+/// `known` in a complete one) and its event stamped with the `recordtime` cell.
+fn split_record(
+    line: &str,
+    required: usize,
+    known: usize,
+    time_cell: usize,
+) -> Result<(Vec<&str>, Event), RecordError> {
     let f: Vec<&str> = line.split('|').collect();
-    if f.len() < 9 {
+    if f.len() < required {
         return Err(RecordError::FieldCount {
-            expected: 22,
+            expected: known,
             found: f.len(),
         });
     }
-    let raw_time = cell(&f, 1).unwrap_or("");
+    let raw_time = cell(&f, time_cell).unwrap_or("");
     let ts = record_time(raw_time).ok_or_else(|| RecordError::invalid("recordtime", raw_time))?;
     let mut ev = Event::new();
     ev.set("@timestamp", ts);
+    Ok((f, ev))
+}
+
+fn map_connection(line: &str) -> Result<Event, RecordError> {
+    let (f, mut ev) = split_record(line, 9, 22, 1)?;
     ev.set(
         "event.category",
         Value::Arr(vec![
@@ -203,7 +207,7 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
     );
     ev.set_opt("process.pid", cell(&f, 4).and_then(util::uint));
     ev.set_opt("aws.redshift.database", cell(&f, 5).map(str::to_owned));
-    set_user(&mut ev, cell(&f, 6));
+    util::set_user(&mut ev, cell(&f, 6));
     ev.set_opt("aws.redshift.auth_method", cell(&f, 7).map(str::to_owned));
     if let Some(us) = cell(&f, 8).and_then(util::uint) {
         ev.set("event.duration", us.saturating_mul(1000));
@@ -231,17 +235,7 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
 }
 
 fn map_user(line: &str) -> Result<Event, RecordError> {
-    let f: Vec<&str> = line.split('|').collect();
-    if f.len() < 11 {
-        return Err(RecordError::FieldCount {
-            expected: 11,
-            found: f.len(),
-        });
-    }
-    let raw_time = cell(&f, 10).unwrap_or("");
-    let ts = record_time(raw_time).ok_or_else(|| RecordError::invalid("recordtime", raw_time))?;
-    let mut ev = Event::new();
-    ev.set("@timestamp", ts);
+    let (f, mut ev) = split_record(line, 11, 11, 10)?;
     ev.set("event.category", Value::Arr(vec![Value::Static("iam")]));
     let action = cell(&f, 3).unwrap_or("-");
     ev.set("event.action", action.to_owned());
@@ -292,7 +286,7 @@ fn map_activity(record: &str) -> Result<Event, RecordError> {
         };
         match k {
             "db" => ev.set("aws.redshift.database", v.to_owned()),
-            "user" => set_user(&mut ev, util::field(v)),
+            "user" => util::set_user(&mut ev, util::field(v)),
             "pid" => ev.set_opt("process.pid", util::uint(v)),
             "userid" => ev.set("user.id", v.to_owned()),
             "xid" => ev.set_opt("aws.redshift.xid", util::uint(v)),
@@ -318,33 +312,20 @@ pub fn parse(
     sink: &mut dyn EventSink,
 ) -> Result<(), ParseError> {
     let mut log_type = LogType::from_key(&cx.object.key);
-    let mut buf = Vec::with_capacity(4096);
+    let mut lines = NumberedLines::new(0, 0);
     let mut pending = Pending::default();
-    let mut line_no = 0u64;
-    let mut offset = 0u64;
-    loop {
-        let (consumed, truncated) = read_line_bounded(reader, &mut buf, MAX_LINE)?;
-        if consumed == 0 {
-            break;
-        }
-        line_no += 1;
-        let line_offset = offset;
-        offset += consumed as u64;
-        cx.stats.bytes += consumed as u64;
-        let text: Cow<'_, str> = String::from_utf8_lossy(&buf);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let kind = *log_type.get_or_insert_with(|| LogType::from_line(&text));
+    while let Some(line) = lines.next_line(reader, &mut cx.stats)? {
+        let text = &line.text;
+        let kind = *log_type.get_or_insert_with(|| LogType::from_line(text));
         let starts_record = kind != LogType::UserActivity
-            || activity_regex().is_some_and(|re| re.is_match(&text))
+            || activity_regex().is_some_and(|re| re.is_match(text))
             || pending.text.is_empty();
         if starts_record {
             pending.flush(cx, sink, kind)?;
-            pending.start(&text, line_no, line_offset, truncated);
+            pending.start(&line);
         } else if pending.text.len() + text.len() < MAX_LINE {
             pending.text.push('\n');
-            pending.text.push_str(&text);
+            pending.text.push_str(text);
         } else {
             pending.truncated = true;
         }
@@ -364,12 +345,12 @@ struct Pending {
 }
 
 impl Pending {
-    fn start(&mut self, text: &str, line: u64, offset: u64, truncated: bool) {
+    fn start(&mut self, first: &Line<'_>) {
         self.text.clear();
-        self.text.push_str(text);
-        self.line = line;
-        self.offset = offset;
-        self.truncated = truncated;
+        self.text.push_str(&first.text);
+        self.line = first.number;
+        self.offset = first.offset;
+        self.truncated = first.truncated;
     }
 
     fn flush(
@@ -403,25 +384,10 @@ impl Pending {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+    use crate::Format;
 
     fn run(key: &str, text: &str) -> (Vec<serde_json::Value>, crate::ParseStats) {
-        let mut out = Vec::new();
-        let obj = ObjectInfo {
-            bucket: "b".into(),
-            key: key.into(),
-            version: String::new(),
-        };
-        let stats = parse_object(
-            Format::RedshiftAudit,
-            &mut text.as_bytes(),
-            &obj,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut out,
-        )
-        .unwrap();
-        (out.iter().map(|e| e.to_json()).collect(), stats)
+        crate::parse_key_json_for_test(Format::RedshiftAudit, "b", key, text.as_bytes())
     }
 
     const PREFIX: &str = "AWSLogs/123456789012/redshift/us-east-1/2024/05/01/123456789012_redshift_us-east-1_analytics";

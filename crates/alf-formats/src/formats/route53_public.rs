@@ -80,16 +80,12 @@ pub(crate) fn map(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Enricher, Format, ObjectInfo, ParseOptions};
+    use crate::{Format, TestObject};
 
     #[test]
     fn query_log_line() {
-        let (obj, opts, en) = (
-            ObjectInfo::default(),
-            ParseOptions::default(),
-            Enricher::new(),
-        );
-        let cx = ObjectParse::new(Format::CloudWatchLogs, &obj, &opts, &en);
+        let object = TestObject::default();
+        let cx = object.context(Format::CloudWatchLogs);
         let line = "1.0 2017-12-13T08:15:50.235Z Z123412341234 example.com A NOERROR UDP FRA6 192.168.1.1 198.51.100.0/24";
         assert!(looks_like(line));
         let e = map(&cx, Some("example.com"), line).unwrap().to_json();

@@ -12,6 +12,7 @@ use serde_json::{Map, Value as J};
 use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
+use crate::readers::json_lines::{keep_unmapped, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -37,10 +38,6 @@ const MAPPED: &[&str] = &[
 ];
 
 
-/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
-fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(map.get(key).and_then(J::as_str))
-}
 
 /// A port given as a JSON string (AWS writes `"srcport":"56067"`) or number.
 fn port(v: Option<&J>) -> Option<u16> {
@@ -243,12 +240,7 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     }
     ev.set("event.type", Value::Arr(types));
 
-    for (key, value) in map {
-        if MAPPED.contains(&key.as_str()) || value.is_null() {
-            continue;
-        }
-        ev.set_dyn("aws.route53", key, value.clone());
-    }
+    keep_unmapped(&mut ev, "aws.route53", map, MAPPED);
     Ok(ev)
 }
 
@@ -275,15 +267,11 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as J, json};
+    use serde_json::json;
 
-    use crate::{Format, ParseStats};
+    use crate::Format;
 
-    const SAMPLE: &str = include_str!("../../../../tests/samples/route53-resolver.log");
-
-    fn run(text: &str) -> (Vec<J>, ParseStats) {
-        crate::parse_json_for_test(Format::Route53Resolver, text)
-    }
+    sample_test_helpers!(Format::Route53Resolver, "route53-resolver.log");
 
     /// AWS's documented example record (DNS Firewall block of a reverse lookup).
     const FIREWALL_BLOCK: &str = r#"{"srcaddr":"4.5.64.102","vpc_id":"vpc-7example","answers":[{"Rdata":"203.0.113.9","Type":"PTR","Class":"IN"}],"firewall_rule_group_id":"rslvr-frg-01234567890abcdef","firewall_rule_action":"BLOCK","query_name":"15.3.4.32.in-addr.arpa.","firewall_domain_list_id":"rslvr-fdl-01234567890abcdef","query_class":"IN","srcids":{"instance":"i-0d15cd0d3example"},"rcode":"NOERROR","query_type":"PTR","transport":"UDP","version":"1.100000","account_id":"111122223333","srcport":"56067","query_timestamp":"2021-02-04T17:51:55Z","region":"us-east-1"}"#;
@@ -411,12 +399,7 @@ mod tests {
             r#"{"query_name":"example.com.","query_timestamp":"2024-06-16T08:00:01Z","answers":"#,
             "not json at all",
         ];
-        let (events, stats) = run(&(lines.join("\n") + "\n"));
-        assert_eq!(stats.malformed, lines.len() as u64);
-        for (e, line) in events.iter().zip(lines) {
-            assert_eq!(e["event"]["kind"], "pipeline_error");
-            assert_eq!(e["event"]["original"], line);
-        }
+        let events = crate::each_line_malformed(run, &lines);
         assert!(
             events[0]["error"]["message"]
                 .as_str()

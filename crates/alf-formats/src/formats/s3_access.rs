@@ -763,32 +763,18 @@ mod tests {
 
     #[test]
     fn endpoints_name_regions() {
-        assert_eq!(
-            endpoint_region("s3.ap-southeast-1.amazonaws.com").as_deref(),
-            Some("ap-southeast-1")
-        );
-        assert_eq!(
-            endpoint_region("b.s3-us-west-2.amazonaws.com").as_deref(),
-            Some("us-west-2")
-        );
-        assert_eq!(
-            endpoint_region("b.s3.dualstack.eu-north-1.amazonaws.com").as_deref(),
-            Some("eu-north-1")
-        );
-        assert_eq!(
-            endpoint_region("b.s3-website-us-east-1.amazonaws.com").as_deref(),
-            Some("us-east-1")
-        );
-        assert_eq!(
-            endpoint_region("ap-111122223333.s3-accesspoint.us-east-2.amazonaws.com").as_deref(),
-            Some("us-east-2")
-        );
-        assert_eq!(
-            endpoint_region("b.s3.cn-north-1.amazonaws.com.cn").as_deref(),
-            Some("cn-north-1")
-        );
-        assert_eq!(endpoint_region("s3.amazonaws.com"), None);
-        assert_eq!(endpoint_region("us-east-1.example.com"), None);
+        for (host, region) in [
+            ("s3.ap-southeast-1.amazonaws.com", Some("ap-southeast-1")),
+            ("b.s3-us-west-2.amazonaws.com", Some("us-west-2")),
+            ("b.s3.dualstack.eu-north-1.amazonaws.com", Some("eu-north-1")),
+            ("b.s3-website-us-east-1.amazonaws.com", Some("us-east-1")),
+            ("ap-111122223333.s3-accesspoint.us-east-2.amazonaws.com", Some("us-east-2")),
+            ("b.s3.cn-north-1.amazonaws.com.cn", Some("cn-north-1")),
+            ("s3.amazonaws.com", None),
+            ("us-east-1.example.com", None),
+        ] {
+            assert_eq!(endpoint_region(host).as_deref(), region, "{host}");
+        }
     }
 
     #[test]

@@ -13,13 +13,12 @@
 //! The finding `Id` is *not* `event.id`: Security Hub sends the same id again each time
 //! a finding is updated, and an intake that drops duplicate ids would drop the update.
 
-use std::io::BufRead;
 
 use serde_json::Value as J;
 
-use crate::driver::{EventSink, ObjectParse, ParseError, RecordError};
+use crate::driver::RecordError;
 use crate::event::{Event, Value};
-use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
+use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string, take_string_into};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
 
@@ -38,16 +37,8 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     }],
     skip: None,
     options: &[],
-    reader: Reader::Object(parse),
+    reader: Reader::Object(super::eventbridge::parse),
 };
-
-pub fn parse(
-    reader: &mut dyn BufRead,
-    cx: &mut ObjectParse<'_>,
-    sink: &mut dyn EventSink,
-) -> Result<(), ParseError> {
-    crate::formats::eventbridge::parse_events(reader, cx, sink)
-}
 
 /// An ASFF finding (not wrapped).
 pub(crate) fn is_finding(m: &JsonMap) -> bool {
@@ -77,21 +68,14 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
     ev.set_opt("event.end", time(&mut f, "LastObservedAt")?);
     ev.set_opt("cloud.account.id", take_string(&mut f, "AwsAccountId"));
     ev.set_opt("cloud.region", take_string(&mut f, "Region"));
-    if let Some(title) = take_string(&mut f, "Title") {
-        ev.set("message", title.clone());
-        ev.set("rule.name", title.clone());
-        ev.set("aws.securityhub_findings.title", title);
-    }
-    if let Some(d) = take_string(&mut f, "Description") {
-        ev.set("rule.description", d.clone());
-        ev.set("aws.securityhub_findings.description", d);
-    }
-    if let Some(g) = take_string(&mut f, "GeneratorId") {
-        ev.set("rule.id", g.clone());
-        ev.set("aws.securityhub_findings.generator_id", g);
-    }
-    if let Some(id) = take_string(&mut f, "Id") {
-        ev.set("aws.securityhub_findings.id", id);
+    let described: [(&str, &[&'static str]); 4] = [
+        ("Title", &["message", "rule.name", "aws.securityhub_findings.title"]),
+        ("Description", &["rule.description", "aws.securityhub_findings.description"]),
+        ("GeneratorId", &["rule.id", "aws.securityhub_findings.generator_id"]),
+        ("Id", &["aws.securityhub_findings.id"]),
+    ];
+    for (key, paths) in described {
+        take_string_into(&mut f, key, &mut ev, paths);
     }
     if let Some(J::Object(sev)) = f.remove("Severity") {
         if let Some(n) = sev.get("Normalized").and_then(J::as_i64) {
@@ -155,18 +139,14 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
             status.to_owned(),
         );
     }
-    if let Some(state) = take_string(&mut f, "WorkflowState") {
-        ev.set("aws.securityhub_findings.workflow_state", state);
-    }
-    if let Some(state) = take_string(&mut f, "RecordState") {
-        ev.set("aws.securityhub_findings.record_state", state);
-    }
-    if let Some(name) = take_string(&mut f, "ProductName") {
-        ev.set("observer.product", name.clone());
-        ev.set("aws.securityhub_findings.product.name", name);
-    }
-    if let Some(company) = take_string(&mut f, "CompanyName") {
-        ev.set("observer.vendor", company);
+    let states: [(&str, &[&'static str]); 4] = [
+        ("WorkflowState", &["aws.securityhub_findings.workflow_state"]),
+        ("RecordState", &["aws.securityhub_findings.record_state"]),
+        ("ProductName", &["observer.product", "aws.securityhub_findings.product.name"]),
+        ("CompanyName", &["observer.vendor"]),
+    ];
+    for (key, paths) in states {
+        take_string_into(&mut f, key, &mut ev, paths);
     }
     for (key, value) in f {
         if !value.is_null() {
@@ -187,9 +167,7 @@ mod tests {
     #[test]
     fn asff_finding() {
         let text = r#"{"SchemaVersion":"2018-10-08","Id":"arn:aws:securityhub:us-east-1:123456789012:subscription/aws-foundational-security-best-practices/v/1.0.0/S3.8/finding/0a1b2c3d","ProductArn":"arn:aws:securityhub:us-east-1::product/aws/securityhub","ProductName":"Security Hub","CompanyName":"AWS","Region":"us-east-1","GeneratorId":"aws-foundational-security-best-practices/v/1.0.0/S3.8","AwsAccountId":"123456789012","Types":["Software and Configuration Checks/Industry and Regulatory Standards/AWS-Foundational-Security-Best-Practices"],"FirstObservedAt":"2024-04-30T10:00:00.000Z","LastObservedAt":"2024-05-01T11:59:00.000Z","CreatedAt":"2024-04-30T10:00:00.000Z","UpdatedAt":"2024-05-01T12:00:00.000Z","Severity":{"Label":"HIGH","Normalized":70,"Original":"HIGH"},"Title":"S3 general purpose buckets should block public access","Description":"This control checks whether S3 buckets have bucket-level public access blocks applied.","Resources":[{"Type":"AwsS3Bucket","Id":"arn:aws:s3:::public-assets","Partition":"aws","Region":"us-east-1"}],"Compliance":{"Status":"FAILED","SecurityControlId":"S3.8"},"WorkflowState":"NEW","Workflow":{"Status":"NEW"},"RecordState":"ACTIVE"}"#;
-        let J::Object(m) = serde_json::from_str(text).unwrap() else {
-            panic!()
-        };
+        let m = crate::readers::json_lines::json_object_line(text).unwrap();
         assert!(is_finding(&m));
         let e = map_finding(m).unwrap().to_json();
         assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");

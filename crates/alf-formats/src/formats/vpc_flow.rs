@@ -347,17 +347,12 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     let mut types = vec![Value::Static("connection")];
     if let Some(action) = get(Col::Action) {
         ev.set("event.action", action.to_owned());
-        match action {
-            "ACCEPT" => {
-                types.push(Value::Static("allowed"));
-                ev.set("event.outcome", "success");
-            }
-            "REJECT" => {
-                types.push(Value::Static("denied"));
-                ev.set("event.outcome", "failure");
-            }
-            _ => {}
-        }
+        let allowed = match action {
+            "ACCEPT" => Some(true),
+            "REJECT" => Some(false),
+            _ => None,
+        };
+        util::set_decision(&mut ev, &mut types, allowed);
     }
     ev.set("event.type", Value::Arr(types));
     ev.set_str("event.reason", get(Col::RejectReason));
@@ -879,13 +874,7 @@ mod tests {
             r#"{"message":"{\"message\":\"x\"}"}"#,
             "\u{0}\u{1} garbage",
         ];
-        let text = lines.join("\n") + "\n";
-        let (events, stats) = run(&text);
-        assert_eq!(stats.malformed, lines.len() as u64, "{events:#?}");
-        for (e, line) in events.iter().zip(lines) {
-            assert_eq!(e["event"]["kind"], "pipeline_error");
-            assert_eq!(e["event"]["original"], line);
-        }
+        let events = crate::each_line_malformed(run, &lines);
         assert!(
             events[0]["error"]["message"]
                 .as_str()

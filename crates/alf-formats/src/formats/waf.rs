@@ -16,6 +16,7 @@ use crate::driver::{
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::redact::REDACTED;
+use crate::readers::json_lines::{number, text};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
 use crate::util;
 
@@ -52,19 +53,7 @@ const SECRET_HEADERS: &[&str] = &[
 ];
 
 
-/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
-fn text<'a>(map: &'a Map<String, J>, key: &str) -> Option<&'a str> {
-    util::present(map.get(key).and_then(J::as_str))
-}
 
-/// A non-negative integer given as a JSON number or a numeric string.
-fn number(v: Option<&J>) -> Option<u64> {
-    match v? {
-        J::Number(n) => n.as_u64(),
-        J::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 /// `requestBodySize` -> `request_body_size`, `requestBodySizeInspectedByWAF` ->
 /// `request_body_size_inspected_by_waf`, for keeping unmapped fields.
@@ -454,19 +443,11 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as J, json};
+    use serde_json::json;
 
-    use crate::{Format, ParseStats};
+    use crate::Format;
 
-    const SAMPLE: &str = include_str!("../../../../tests/samples/waf.log");
-
-    fn run(text: &str) -> (Vec<J>, ParseStats) {
-        crate::parse_json_for_test(Format::Waf, text)
-    }
-
-    fn sample(n: usize) -> J {
-        crate::sample_event(Format::Waf, SAMPLE, n)
-    }
+    sample_test_helpers!(Format::Waf, "waf.log");
 
     #[test]
     fn allowed_request_by_the_default_action() {
@@ -655,12 +636,7 @@ mod tests {
             r#"[{"timestamp":1}]"#,
             r#"{"timestamp":1718524801123,"httpRequest":{"clientIp":"#,
         ];
-        let (events, stats) = run(&(lines.join("\n") + "\n"));
-        assert_eq!(stats.malformed, lines.len() as u64);
-        for (e, line) in events.iter().zip(lines) {
-            assert_eq!(e["event"]["kind"], "pipeline_error");
-            assert_eq!(e["event"]["original"], line);
-        }
+        crate::each_line_malformed(run, &lines);
         // Odd member types inside a record with a timestamp do not fail it.
         let (events, stats) = run(
             r#"{"timestamp":1718524801123,"webaclId":5,"httpRequest":{"headers":"x","clientIp":"nope"},"labels":[1,{"name":2}],"ruleGroupList":{},"terminatingRuleMatchDetails":[null]}"#,

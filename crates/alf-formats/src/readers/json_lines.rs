@@ -11,6 +11,31 @@ use crate::event::Event;
 use crate::readers::json_records::JsonMap;
 use crate::registry::{MapJsonLine, MapJsonRecord};
 
+/// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
+pub(crate) fn text<'a>(map: &'a JsonMap, key: &str) -> Option<&'a str> {
+    crate::util::present(map.get(key).and_then(J::as_str))
+}
+
+/// A non-negative integer given as a JSON number or a numeric string (WAF and Network
+/// Firewall TLS logs write some numbers as strings).
+pub(crate) fn number(v: Option<&J>) -> Option<u64> {
+    match v? {
+        J::Number(n) => n.as_u64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Keeps the members of `map` that no mapping took (not in `mapped`, not null) under
+/// `parent`, so that a field AWS adds later is still forwarded.
+pub(crate) fn keep_unmapped(ev: &mut Event, parent: &'static str, map: &JsonMap, mapped: &[&str]) {
+    for (key, value) in map {
+        if !mapped.contains(&key.as_str()) && !value.is_null() {
+            ev.set_dyn(parent, key, value.clone());
+        }
+    }
+}
+
 /// Parses a line that must hold one JSON object.
 pub fn json_object_line(line: &str) -> Result<JsonMap, RecordError> {
     match serde_json::from_str(line)? {

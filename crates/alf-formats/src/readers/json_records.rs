@@ -42,7 +42,7 @@ pub(crate) fn parse_records(
         index: 0,
         buf: Vec::new(),
     };
-    let mut input = Input { r: reader, pos: 0 };
+    let mut input = Input::new(reader, 0);
     input.skip_bom()?;
     let lines = run.values(&mut input, true)?;
     run.cx.stats.bytes = input.pos;
@@ -74,22 +74,34 @@ pub(crate) fn parse_records(
             continue;
         }
         let mut slice: &[u8] = &line;
-        let mut li = Input {
-            r: &mut slice,
-            pos: line_offset,
-        };
+        let mut li = Input::new(&mut slice, line_offset);
         run.values(&mut li, false)?;
     }
     Ok(())
 }
 
-/// Byte source with the absolute offset of the next byte.
-struct Input<'r> {
-    r: &'r mut dyn BufRead,
-    pos: u64,
+/// Byte source with the absolute offset of the next byte (also under the
+/// [`json_values`](super::json_values) reader).
+pub(crate) struct Input<'r> {
+    pub(crate) r: &'r mut dyn BufRead,
+    /// Offset of the next unread byte.
+    pub(crate) pos: u64,
 }
 
-impl Input<'_> {
+/// Whether [`Input::skip_ws`] also skips byte-order marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SkipBoms {
+    /// Only the object's first bytes may be a byte-order mark ([`Input::skip_bom`]).
+    Never,
+    /// A mark where a read starts is skipped like a blank (Firehose output).
+    Everywhere,
+}
+
+impl<'r> Input<'r> {
+    pub(crate) fn new(r: &'r mut dyn BufRead, pos: u64) -> Self {
+        Input { r, pos }
+    }
+
     fn fill(&mut self) -> io::Result<&[u8]> {
         loop {
             match self.r.fill_buf() {
@@ -107,11 +119,15 @@ impl Input<'_> {
     }
 
     /// Skips whitespace; returns the next byte without consuming it.
-    fn skip_ws(&mut self) -> io::Result<Option<u8>> {
+    pub(crate) fn skip_ws(&mut self, boms: SkipBoms) -> io::Result<Option<u8>> {
         loop {
             let chunk = self.fill()?;
             if chunk.is_empty() {
                 return Ok(None);
+            }
+            if boms == SkipBoms::Everywhere && chunk.starts_with(b"\xEF\xBB\xBF") {
+                self.consume(3);
+                continue;
             }
             let n = chunk.iter().take_while(|b| b.is_ascii_whitespace()).count();
             if n < chunk.len() {
@@ -185,7 +201,7 @@ impl Input<'_> {
 
 /// How a scanned value ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scanned {
+pub(crate) enum Scanned {
     /// The value closed.
     Complete,
     /// The input ended inside the value.
@@ -196,12 +212,12 @@ enum Scanned {
 
 /// JSON structure tracker: just enough state to find where a value ends.
 #[derive(Debug, Default)]
-struct Scanner {
+pub(crate) struct Scanner {
     depth: u32,
     in_string: bool,
     escaped: bool,
     /// The value did not fit in the buffer limit.
-    overflow: bool,
+    pub(crate) overflow: bool,
     /// Watch depth-1 keys for a wrapper whose value is an array.
     watch: bool,
     expect_key: bool,
@@ -227,7 +243,7 @@ impl Scanner {
 
     /// Consumes one value starting at the next byte (which must be `{`, `[` or
     /// `"`), copying at most `limit` bytes of it into `buf`.
-    fn scan(
+    pub(crate) fn scan(
         &mut self,
         input: &mut Input<'_>,
         buf: &mut Vec<u8>,
@@ -342,7 +358,7 @@ impl Run<'_, '_> {
     fn values(&mut self, input: &mut Input<'_>, detect_lines: bool) -> Result<bool, ParseError> {
         let mut first = detect_lines;
         loop {
-            let Some(b) = input.skip_ws()? else {
+            let Some(b) = input.skip_ws(SkipBoms::Never)? else {
                 return Ok(false);
             };
             let start = input.pos;
@@ -392,7 +408,7 @@ impl Run<'_, '_> {
     fn array(&mut self, input: &mut Input<'_>) -> Result<(), ParseError> {
         loop {
             let b = loop {
-                match input.skip_ws()? {
+                match input.skip_ws(SkipBoms::Never)? {
                     None => return Ok(()),
                     Some(b',') => input.consume(1),
                     Some(b) => break b,
@@ -471,11 +487,39 @@ impl Run<'_, '_> {
     }
 }
 
+/// The strings of a JSON array as an event list; `None` when `v` is no array or holds
+/// no string (an empty list is never set).
+pub(crate) fn string_list(v: Option<&J>) -> Option<crate::event::Value> {
+    let J::Array(items) = v? else {
+        return None;
+    };
+    let list: Vec<crate::event::Value> = items
+        .iter()
+        .filter_map(J::as_str)
+        .map(|s| crate::event::Value::Str(s.to_owned()))
+        .collect();
+    (!list.is_empty()).then_some(crate::event::Value::Arr(list))
+}
+
 /// Removes `key` and returns it when it is a non-empty string.
 pub(crate) fn take_string(m: &mut JsonMap, key: &str) -> Option<String> {
     match m.remove(key)? {
         J::String(s) if !s.is_empty() => Some(s),
         _ => None,
+    }
+}
+
+/// Removes `key` and, when it is a non-empty string, sets it at each of `paths`.
+pub(crate) fn take_string_into(
+    m: &mut JsonMap,
+    key: &str,
+    ev: &mut crate::event::Event,
+    paths: &[&'static str],
+) {
+    if let Some(value) = take_string(m, key) {
+        for path in paths {
+            ev.set(path, value.clone());
+        }
     }
 }
 

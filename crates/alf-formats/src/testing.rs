@@ -1,0 +1,135 @@
+//! Helpers of the unit tests: every test parses through [`parse_test_object`], the one
+//! place that calls [`parse_object`] for them, so the formats' test modules declare
+//! only what differs (the format, the object key, the sample file).
+
+use std::io::BufRead;
+
+use crate::driver::ObjectParse;
+use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+
+/// Parses `reader` as `object` of `format`.
+pub(crate) fn parse_test_object(
+    format: Format,
+    reader: &mut dyn BufRead,
+    object: &ObjectInfo,
+    options: &ParseOptions,
+) -> (Vec<Event>, ParseStats) {
+    let mut out = Vec::new();
+    let stats = parse_object(format, reader, object, options, &Enricher::new(), &mut out)
+        .expect("in-memory input cannot fail to read");
+    (out, stats)
+}
+
+/// Parses `reader` as object `bucket`/`key` (version `v1`) of `format`.
+pub(crate) fn parse_object_for_test(
+    format: Format,
+    reader: &mut dyn BufRead,
+    bucket: &str,
+    key: &str,
+    options: &ParseOptions,
+) -> (Vec<Event>, ParseStats) {
+    let object = ObjectInfo {
+        bucket: bucket.into(),
+        key: key.into(),
+        version: "v1".into(),
+    };
+    parse_test_object(format, reader, &object, options)
+}
+
+/// Parses `input` as object `bucket`/`key` (no version) of `format` with default
+/// options; the events as JSON.
+pub(crate) fn parse_key_json_for_test(
+    format: Format,
+    bucket: &str,
+    key: &str,
+    mut input: &[u8],
+) -> (Vec<serde_json::Value>, ParseStats) {
+    let object = ObjectInfo {
+        bucket: bucket.into(),
+        key: key.into(),
+        version: String::new(),
+    };
+    let (out, stats) = parse_test_object(format, &mut input, &object, &ParseOptions::default());
+    (out.iter().map(Event::to_json).collect(), stats)
+}
+
+/// Parses `text` as one object of `format` with default options.
+pub(crate) fn parse_for_test(format: Format, text: &str) -> (Vec<Event>, ParseStats) {
+    parse_test_object(
+        format,
+        &mut text.as_bytes(),
+        &ObjectInfo::default(),
+        &ParseOptions::default(),
+    )
+}
+
+/// [`parse_for_test`] with the events as JSON.
+pub(crate) fn parse_json_for_test(
+    format: Format,
+    text: &str,
+) -> (Vec<serde_json::Value>, ParseStats) {
+    let (out, stats) = parse_for_test(format, text);
+    (out.iter().map(Event::to_json).collect(), stats)
+}
+
+/// The event of line `n` of a sample file, which must parse without error.
+pub(crate) fn sample_event(format: Format, sample: &str, n: usize) -> serde_json::Value {
+    let line = sample.lines().nth(n).expect("the sample has that line");
+    let (events, stats) = parse_json_for_test(format, line);
+    assert_eq!(stats.malformed, 0, "{line}");
+    events.into_iter().next().expect("one event")
+}
+
+/// Parses `lines` as one object with `run` and asserts that each line became one raw
+/// `pipeline_error` event keeping the line; returns the events (for their messages).
+pub(crate) fn each_line_malformed(
+    run: impl Fn(&str) -> (Vec<serde_json::Value>, ParseStats),
+    lines: &[&str],
+) -> Vec<serde_json::Value> {
+    let (events, stats) = run(&(lines.join("\n") + "\n"));
+    assert_eq!(stats.malformed, lines.len() as u64, "{events:#?}");
+    assert_eq!(events.len(), lines.len());
+    for (e, line) in events.iter().zip(lines) {
+        assert_eq!(e["event"]["kind"], "pipeline_error");
+        assert_eq!(e["event"]["original"], *line);
+    }
+    events
+}
+
+/// An anonymous object with default options, for tests of a record mapper alone:
+/// `let object = TestObject::default(); let cx = object.context(format);`.
+#[derive(Default)]
+pub(crate) struct TestObject {
+    object: ObjectInfo,
+    options: ParseOptions,
+    enricher: Enricher,
+}
+
+impl TestObject {
+    /// The parse context of this object read as `format`.
+    pub(crate) fn context(&self, format: Format) -> ObjectParse<'_> {
+        ObjectParse::new(format, &self.object, &self.options, &self.enricher)
+    }
+}
+
+/// Declares, in a format's test module, `SAMPLE` (its file in `tests/samples/`), `run`
+/// (a whole text parsed, events as JSON) and `sample` (the event of one sample line).
+macro_rules! sample_test_helpers {
+    ($format:expr, $sample_file:literal) => {
+        const SAMPLE: &str = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/samples/",
+            $sample_file
+        ));
+
+        #[allow(dead_code)]
+        fn run(text: &str) -> (Vec<serde_json::Value>, $crate::ParseStats) {
+            $crate::parse_json_for_test($format, text)
+        }
+
+        #[allow(dead_code)]
+        fn sample(n: usize) -> serde_json::Value {
+            $crate::sample_event($format, SAMPLE, n)
+        }
+    };
+}
