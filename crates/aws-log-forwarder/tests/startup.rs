@@ -12,17 +12,10 @@ mod common;
 
 use std::time::Duration;
 
+use alf_testkit::closed_port_url;
 use common::intake::TestIntake;
 use common::localstack::TestStack;
 use common::{DaemonProcess, PIPELINE_TIMEOUT, set_config};
-
-/// A loopback port nothing listens on.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
-    let url = format!("http://{}", listener.local_addr().expect("local address"));
-    drop(listener);
-    url
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_intake_is_reported_at_start_and_the_forwarder_keeps_running() {

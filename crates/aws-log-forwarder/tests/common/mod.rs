@@ -5,7 +5,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-pub mod intake;
+/// The recording HTTP intake, shared with the unit tests (`crates/alf-testkit`).
+pub use alf_testkit::intake;
 pub mod localstack;
 pub mod tls;
 
