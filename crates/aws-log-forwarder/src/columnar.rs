@@ -25,8 +25,6 @@ pub struct SpooledParse {
     /// Why the schema is that format.
     pub reason: String,
     pub stats: ParseStats,
-    /// Bytes spooled (the decompressed object).
-    pub bytes: u64,
 }
 
 /// Why a Parquet object failed.
@@ -54,7 +52,6 @@ pub fn spool_and_parse(
     let mut file = tempfile::tempfile()?;
     file.write_all(head)?;
     let mut buf = vec![0u8; SPOOL_BUFFER];
-    let mut bytes = head.len() as u64;
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
@@ -63,7 +60,6 @@ pub fn spool_and_parse(
             Err(e) => return Err(SpoolError::Io(e)),
         };
         file.write_all(&buf[..n])?;
-        bytes += n as u64;
     }
     drop(buf);
     file.flush()?;
@@ -80,7 +76,6 @@ pub fn spool_and_parse(
         format: parsed.format,
         reason: format!("Parquet schema: {}", parsed.reason),
         stats: parsed.stats,
-        bytes,
     })
 }
 
@@ -115,7 +110,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.format, Format::VpcFlow);
-        assert_eq!(parsed.bytes, bytes.len() as u64);
         assert_eq!(events.len(), rows);
         assert_eq!(events[0].get_str("source.ip"), Some("198.51.100.23"));
     }

@@ -12,29 +12,49 @@
 //! * sink: [`batch`] (batching with bounded memory) and [`intake`] (HTTP, retries);
 //! * [`ack`] ties events back to their object and message.
 
-pub mod ack;
-pub mod assume_role;
-pub mod batch;
-pub mod checkpoint;
-pub mod circuit;
-pub mod columnar;
-pub mod config;
+// Dead code in files being edited elsewhere right now: `ack::Watermark::runs_ahead`
+// (only its unit tests call it) and `pipeline::ObjectOutcome::is_done` (nothing does).
+// `expect`, not `allow`: once they are removed (or used) these attributes must go too.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "ack::Watermark::runs_ahead is used only by its unit tests"
+    )
+)]
+pub(crate) mod ack;
+pub(crate) mod assume_role;
+pub(crate) mod batch;
+pub(crate) mod checkpoint;
+pub(crate) mod circuit;
+pub(crate) mod columnar;
+pub(crate) mod config;
 mod daemon;
-pub mod deadletter;
-pub mod decode;
+pub(crate) mod deadletter;
+pub(crate) mod decode;
 mod errtext;
-pub mod filter;
-pub mod intake;
-pub mod metrics;
-pub mod notification;
-pub mod oversize;
-pub mod pipeline;
-pub mod replay;
-pub mod s3;
-pub mod sqs;
+pub(crate) mod filter;
+pub(crate) mod intake;
+pub(crate) mod metrics;
+pub(crate) mod notification;
+pub(crate) mod oversize;
+#[expect(
+    dead_code,
+    reason = "pipeline::ObjectOutcome::is_done: nothing calls it"
+)]
+pub(crate) mod pipeline;
+pub(crate) mod replay;
+pub(crate) mod s3;
+pub(crate) mod sqs;
 
-pub use config::Config;
-pub use daemon::region_from_queue_url;
+// The public surface. Every module is `pub(crate)` so the compiler reports dead code;
+// only what the `aws-log-forwarder` binary (src/main.rs, src/cli.rs: a separate crate)
+// and the integration tests (tests/) call is re-exported here.
+pub use assume_role::assume_configured_role;
+pub use config::{Config, ConfigErrors, LogFormat, LogSettings};
+pub use intake::IntakeClient;
+pub use pipeline::{ParseStep, StreamError, parse_stream, parse_stream_with};
+pub use replay::{Day, ProgressMode, ReplayOptions, day_in_key, run as run_replay};
 
 use tokio_util::sync::CancellationToken;
 

@@ -294,12 +294,6 @@ impl SqsPoller {
             .collect())
     }
 
-    /// Keeps a message hidden for another visibility timeout while it is processed.
-    pub async fn extend(&self, receipt_handle: &str) -> Result<(), SqsError> {
-        self.set_visibility(receipt_handle, self.visibility_timeout_seconds)
-            .await
-    }
-
     /// Makes a message visible again after `seconds` (0: at once).
     pub async fn set_visibility(&self, receipt_handle: &str, seconds: i32) -> Result<(), SqsError> {
         count_call("ChangeMessageVisibility");

@@ -10,8 +10,7 @@
 
 mod common;
 
-use aws_log_forwarder::Config;
-use aws_log_forwarder::assume_role::assume_configured_role;
+use aws_log_forwarder::{Config, assume_configured_role};
 use common::intake::TestIntake;
 use common::localstack::{TestStack, sdk_config};
 use common::{aws_key, event_id, parse_locally_as};

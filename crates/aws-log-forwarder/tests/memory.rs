@@ -23,7 +23,7 @@ use alf_bench::alloc::{self, CountingAlloc};
 use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
-use aws_log_forwarder::pipeline::parse_stream;
+use aws_log_forwarder::parse_stream;
 use flate2::Compression;
 use flate2::read::GzEncoder;
 

@@ -20,7 +20,7 @@ use alf_formats::columnar::write::{
 use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
-use aws_log_forwarder::pipeline::parse_stream;
+use aws_log_forwarder::parse_stream;
 
 /// The workspace's counting allocator (live and peak heap bytes) over the system one.
 #[global_allocator]

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use alf_formats::Format;
-use aws_log_forwarder::replay::{Day, day_in_key};
+use aws_log_forwarder::{Day, day_in_key};
 use common::intake::{Mode, TestIntake};
 use common::localstack::TestStack;
 use common::{aws_key, delivered_gzipped, event_id, parse_locally_as};

@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_log_forwarder::Config;
-use aws_log_forwarder::intake::IntakeClient;
+use aws_log_forwarder::{Config, IntakeClient};
 use common::intake::TestIntake;
 use common::localstack::TestStack;
 use common::tls::{TestPki, TlsFront};
