@@ -7,6 +7,7 @@
 
 /// The recording HTTP intake, shared with the unit tests (`crates/alf-testkit`).
 pub use alf_testkit::intake;
+pub mod heap;
 pub mod localstack;
 pub mod tls;
 
