@@ -19,3 +19,25 @@ pub fn closed_port_url() -> String {
     drop(listener);
     url
 }
+
+/// Every record of a directory dead-letter sink (JSON lines), files in name order. A
+/// directory that does not exist (the sink never wrote) has none.
+pub fn dead_letter_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .map(|e| e.expect("a dead-letter directory entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| {
+            std::fs::read_to_string(file)
+                .expect("read a dead-letter file")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("dead-letter lines are JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

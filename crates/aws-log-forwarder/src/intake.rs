@@ -1093,6 +1093,7 @@ mod tests {
     use crate::config::{Config, KeySource};
     use crate::deadletter::DeadLetterSink;
     use alf_testkit::closed_port_url;
+    use alf_testkit::dead_letter_records as dead_letters;
     use alf_testkit::intake::{RecordedRequest, Reply, TestIntake};
 
     /// A plain answer with `status` and `body`.
@@ -1238,21 +1239,6 @@ mod tests {
             start.elapsed()
         );
         assert_eq!(intake.requests().len(), 2);
-    }
-
-    /// The dead-letter records written under `dir`.
-    fn dead_letters(dir: &std::path::Path) -> Vec<serde_json::Value> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        entries
-            .flat_map(|e| {
-                let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
     }
 
     fn client_with_sink(
@@ -1582,27 +1568,32 @@ mod tests {
 
     #[test]
     fn endpoints_per_protocol() {
-        let u = |s: &str| url::Url::parse(s).unwrap();
-        assert_eq!(
-            endpoint(&u("https://intake.sekoia.io"), IntakeProtocol::Sekoia).as_str(),
-            "https://intake.sekoia.io/batch"
-        );
-        assert_eq!(
-            endpoint(&u("https://intake.sekoia.io/"), IntakeProtocol::Sekoia).as_str(),
-            "https://intake.sekoia.io/batch"
-        );
-        assert_eq!(
-            endpoint(&u("https://intake.sekoia.io/batch"), IntakeProtocol::Sekoia).as_str(),
-            "https://intake.sekoia.io/batch"
-        );
-        assert_eq!(
-            endpoint(&u("https://es:9200/"), IntakeProtocol::Elasticsearch).as_str(),
-            "https://es:9200/_bulk"
-        );
-        assert_eq!(
-            endpoint(&u("https://h/x"), IntakeProtocol::Ndjson).as_str(),
-            "https://h/x"
-        );
+        for (configured, protocol, expected) in [
+            (
+                "https://intake.sekoia.io",
+                IntakeProtocol::Sekoia,
+                "https://intake.sekoia.io/batch",
+            ),
+            (
+                "https://intake.sekoia.io/",
+                IntakeProtocol::Sekoia,
+                "https://intake.sekoia.io/batch",
+            ),
+            (
+                "https://intake.sekoia.io/batch",
+                IntakeProtocol::Sekoia,
+                "https://intake.sekoia.io/batch",
+            ),
+            (
+                "https://es:9200/",
+                IntakeProtocol::Elasticsearch,
+                "https://es:9200/_bulk",
+            ),
+            ("https://h/x", IntakeProtocol::Ndjson, "https://h/x"),
+        ] {
+            let url = url::Url::parse(configured).unwrap();
+            assert_eq!(endpoint(&url, protocol).as_str(), expected, "{configured}");
+        }
     }
 
     #[test]
