@@ -95,6 +95,16 @@ pub struct DaemonOutput {
     pub stop_time: Duration,
 }
 
+impl DaemonOutput {
+    /// The log lines that contain every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<&str> {
+        self.logs
+            .lines()
+            .filter(|l| parts.iter().all(|part| l.contains(part)))
+            .collect()
+    }
+}
+
 impl DaemonProcess {
     /// Writes `config` to a temporary file and starts `run --config` on it with `env`
     /// set (and `RUST_LOG` removed, so the config's log level applies).
