@@ -134,6 +134,13 @@ async fn replay(config: &Path, args: &[&str]) -> Output {
         .expect("join")
 }
 
+/// Runs a replay that must fail, and returns its stderr.
+async fn replay_failure(config: &Path, args: &[&str]) -> String {
+    let output = replay(config, args).await;
+    assert!(!output.status.success(), "the replay must fail: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// The JSON summary a replay prints on stdout (not a terminal).
 fn summary(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -360,17 +367,13 @@ async fn bad_urls_missing_buckets_and_corrupt_checkpoints_fail_with_one_clear_li
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(&stack, &intake, dir.path());
 
-    let output = replay(&config, &["https://example.com/logs"]).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = replay_failure(&config, &["https://example.com/logs"]).await;
     assert!(
         stderr.contains("is not an S3 URL: write s3://BUCKET or s3://BUCKET/PREFIX"),
         "{stderr}"
     );
 
-    let output = replay(&config, &["s3://alf-no-such-bucket-for-replay/x/"]).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = replay_failure(&config, &["s3://alf-no-such-bucket-for-replay/x/"]).await;
     assert!(
         stderr.contains("bucket alf-no-such-bucket-for-replay does not exist"),
         "{stderr}"
@@ -384,9 +387,7 @@ async fn bad_urls_missing_buckets_and_corrupt_checkpoints_fail_with_one_clear_li
     .expect("write");
     let url = format!("s3://{}/", stack.bucket);
     let checkpoint_arg = checkpoint.display().to_string();
-    let output = replay(&config, &[&url, "--checkpoint", &checkpoint_arg]).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = replay_failure(&config, &[&url, "--checkpoint", &checkpoint_arg]).await;
     assert!(
         stderr.contains("is corrupt at line 2") && stderr.contains("delete the file"),
         "{stderr}"
