@@ -5,12 +5,12 @@
 //!
 //! The shape follows Vector's source -> transform -> sink split with end-to-end
 //! acknowledgements:
-//! * source: [`sqs`] (receive, heartbeat, delete), [`notification`] (what to fetch),
-//!   [`s3`] (streaming GetObject);
-//! * transform: [`decode`] (gzip/zstd/plain by magic bytes) and [`pipeline`] (format
+//! * source: `sqs` (receive, heartbeat, delete), `notification` (what to fetch),
+//!   `s3` (streaming GetObject);
+//! * transform: `decode` (gzip/zstd/plain by magic bytes) and `pipeline` (format
 //!   detection, parsing and serialization on blocking threads);
-//! * sink: [`batch`] (batching with bounded memory) and [`intake`] (HTTP, retries);
-//! * [`ack`] ties events back to their object and message.
+//! * sink: `batch` (batching with bounded memory) and `intake` (HTTP, retries);
+//! * `ack` ties events back to their object and message.
 
 // Dead code in files being edited elsewhere right now: `ack::Watermark::runs_ahead`
 // (only its unit tests call it) and `pipeline::ObjectOutcome::is_done` (nothing does).
