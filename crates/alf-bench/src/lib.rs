@@ -152,11 +152,27 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
+/// `parse_object` as the unit tests call it on generated data: no object metadata,
+/// default options, a fresh enricher.
+#[cfg(test)]
+pub(crate) fn parse_generated(
+    format: alf_formats::Format,
+    data: &[u8],
+    sink: &mut dyn EventSink,
+) -> Result<ParseStats, ParseError> {
+    parse_object(
+        format,
+        &mut &data[..],
+        &ObjectInfo::default(),
+        &ParseOptions::default(),
+        &Enricher::new(),
+        sink,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-
-    use alf_formats::{Enricher, ObjectInfo, ParseOptions, parse_object};
 
     use super::*;
 
@@ -176,15 +192,7 @@ mod tests {
     fn serializer_writes_redacted_json_lines() {
         let data = generate(Kind::CloudFront, 500, 2);
         let mut sink = Serializer::new(usize::MAX);
-        let stats = parse_object(
-            alf_formats::Format::CloudFront,
-            &mut &data[..],
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut sink,
-        )
-        .unwrap();
+        let stats = parse_generated(alf_formats::Format::CloudFront, &data, &mut sink).unwrap();
         assert_eq!(stats.events, 500);
         assert_eq!(stats.malformed, 0, "generated CloudFront lines must parse");
         assert_eq!(sink.events, 500);
@@ -201,16 +209,7 @@ mod tests {
         }
 
         let mut small = Serializer::new(1024);
-        let mut r = &data[..];
-        parse_object(
-            alf_formats::Format::CloudFront,
-            &mut r,
-            &ObjectInfo::default(),
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut small,
-        )
-        .unwrap();
+        parse_generated(alf_formats::Format::CloudFront, &data, &mut small).unwrap();
         assert!(small.buf.len() < 1024 + 8192);
         assert_eq!(small.bytes, sink.bytes);
     }

@@ -158,6 +158,7 @@ impl Watermark {
     }
 
     /// Settled runs waiting behind a gap (bounded by the batches in flight).
+    #[cfg(test)]
     pub fn runs_ahead(&self) -> usize {
         self.ahead.len()
     }

@@ -8,10 +8,10 @@ use alf_formats::parallel::{BlockOptions, DEFAULT_BLOCK_BYTES, parse_object_bloc
 use alf_formats::{
     Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
 };
-use aws_log_forwarder::Config;
-use aws_log_forwarder::config::ConfigErrors;
-use aws_log_forwarder::pipeline::{ParseStep, StreamError, parse_stream, parse_stream_with};
-use aws_log_forwarder::replay::{Day, ProgressMode, ReplayOptions};
+use aws_log_forwarder::{
+    Config, ConfigErrors, Day, ParseStep, ProgressMode, ReplayOptions, StreamError, parse_stream,
+    parse_stream_with,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for a configuration the daemon cannot use.

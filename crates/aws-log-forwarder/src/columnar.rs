@@ -25,8 +25,6 @@ pub struct SpooledParse {
     /// Why the schema is that format.
     pub reason: String,
     pub stats: ParseStats,
-    /// Bytes spooled (the decompressed object).
-    pub bytes: u64,
 }
 
 /// Why a Parquet object failed.
@@ -54,7 +52,6 @@ pub fn spool_and_parse(
     let mut file = tempfile::tempfile()?;
     file.write_all(head)?;
     let mut buf = vec![0u8; SPOOL_BUFFER];
-    let mut bytes = head.len() as u64;
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
@@ -63,7 +60,6 @@ pub fn spool_and_parse(
             Err(e) => return Err(SpoolError::Io(e)),
         };
         file.write_all(&buf[..n])?;
-        bytes += n as u64;
     }
     drop(buf);
     file.flush()?;
@@ -80,7 +76,6 @@ pub fn spool_and_parse(
         format: parsed.format,
         reason: format!("Parquet schema: {}", parsed.reason),
         stats: parsed.stats,
-        bytes,
     })
 }
 
@@ -94,28 +89,35 @@ mod tests {
 
     const SAMPLE: &str = include_str!("../../../tests/samples/vpc-flow.log");
 
-    #[test]
-    fn a_spooled_object_parses_like_the_bytes() {
-        let (bytes, rows) = vpc_flow_text_to_parquet(SAMPLE, Vec::new(), 4, Codec::Snappy).unwrap();
+    /// [`spool_and_parse`] of `head` then `rest`, as `s3://b/x.log.parquet`.
+    fn spool(
+        head: &[u8],
+        mut rest: &[u8],
+        events: &mut Vec<Event>,
+    ) -> Result<SpooledParse, SpoolError> {
         let object = ObjectInfo {
             bucket: "b".into(),
             key: "x.log.parquet".into(),
             version: String::new(),
         };
-        let mut events: Vec<Event> = Vec::new();
-        let (head, rest) = bytes.split_at(8);
-        let parsed = spool_and_parse(
+        spool_and_parse(
             head,
-            &mut &rest[..],
+            &mut rest,
             &object,
             None,
             &ParseOptions::default(),
             &Enricher::new(),
-            &mut events,
+            events,
         )
-        .unwrap();
+    }
+
+    #[test]
+    fn a_spooled_object_parses_like_the_bytes() {
+        let (bytes, rows) = vpc_flow_text_to_parquet(SAMPLE, Vec::new(), 4, Codec::Snappy).unwrap();
+        let mut events: Vec<Event> = Vec::new();
+        let (head, rest) = bytes.split_at(8);
+        let parsed = spool(head, rest, &mut events).unwrap();
         assert_eq!(parsed.format, Format::VpcFlow);
-        assert_eq!(parsed.bytes, bytes.len() as u64);
         assert_eq!(events.len(), rows);
         assert_eq!(events[0].get_str("source.ip"), Some("198.51.100.23"));
     }
@@ -123,22 +125,8 @@ mod tests {
     #[test]
     fn a_truncated_object_is_an_error_naming_it() {
         let (bytes, _) = vpc_flow_text_to_parquet(SAMPLE, Vec::new(), 4, Codec::Snappy).unwrap();
-        let object = ObjectInfo {
-            bucket: "b".into(),
-            key: "x.log.parquet".into(),
-            version: String::new(),
-        };
         let mut events: Vec<Event> = Vec::new();
-        let err = spool_and_parse(
-            &bytes[..4],
-            &mut &bytes[4..bytes.len() - 10],
-            &object,
-            None,
-            &ParseOptions::default(),
-            &Enricher::new(),
-            &mut events,
-        )
-        .unwrap_err();
+        let err = spool(&bytes[..4], &bytes[4..bytes.len() - 10], &mut events).unwrap_err();
         match &err {
             SpoolError::Parquet(e) => assert!(matches!(e.kind, ParquetErrorKind::Unreadable(_))),
             other => panic!("{other:?}"),

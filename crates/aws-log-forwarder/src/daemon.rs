@@ -116,17 +116,9 @@ async fn queue_clients(
         }
     }
     let sdk = crate::assume_role::assume_configured_role(sdk, aws).await?;
-    // A custom endpoint (LocalStack, MinIO) rarely resolves `<bucket>.<host>` names:
-    // use path-style addressing there.
-    let custom_endpoint = aws.endpoint_url.is_some()
-        || sdk.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(aws.force_path_style || custom_endpoint)
-        .build();
     Ok((
         aws_sdk_sqs::Client::new(&sdk),
-        aws_sdk_s3::Client::from_conf(s3_config),
+        crate::s3::s3_client(&sdk, aws),
         sdk.endpoint_url().map(str::to_owned),
     ))
 }

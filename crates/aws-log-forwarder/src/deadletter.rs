@@ -336,23 +336,7 @@ impl S3Sink {
 mod tests {
     use super::*;
 
-    fn read_lines(dir: &Path) -> Vec<serde_json::Value> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap()
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
+    use alf_testkit::dead_letter_records as read_lines;
 
     #[tokio::test]
     async fn directory_sink_writes_records_and_rotates() {

@@ -47,12 +47,8 @@ impl Compression {
     }
 }
 
-/// Wraps `reader` in the decompressor its first bytes call for.
-pub fn decoder<R: Read + Send + 'static>(reader: R) -> io::Result<Box<dyn BufRead + Send>> {
-    decoder_with_kind(reader).map(|(reader, _)| reader)
-}
-
-/// [`decoder`], also telling which compression was found.
+/// Wraps `reader` in the decompressor its first bytes call for, and tells which
+/// compression was found.
 pub fn decoder_with_kind<R: Read + Send + 'static>(
     mut reader: R,
 ) -> io::Result<(Box<dyn BufRead + Send>, Compression)> {

@@ -130,10 +130,6 @@ impl EventFilter {
         Ok(filter)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Rule names, by index (metric labels).
     pub fn names(&self) -> &[String] {
         &self.names

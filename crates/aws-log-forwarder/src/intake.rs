@@ -1201,135 +1201,35 @@ mod tests {
     use crate::ack::ObjectAck;
     use crate::config::{Config, KeySource};
     use crate::deadletter::DeadLetterSink;
-    use std::io::Read;
-    use std::sync::Mutex;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use alf_testkit::closed_port_url;
+    use alf_testkit::dead_letter_records as dead_letters;
+    use alf_testkit::intake::{RecordedRequest, Reply, TestIntake};
 
-    /// One request as the test server saw it.
-    #[derive(Debug, Clone)]
-    struct Seen {
-        request_line: String,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Seen {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-        fn plain_body(&self) -> Vec<u8> {
-            if self.header("content-encoding") == Some("gzip") {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&self.body[..])
-                    .read_to_end(&mut out)
-                    .unwrap();
-                out
-            } else {
-                self.body.clone()
-            }
-        }
-    }
-
-    /// A minimal HTTP/1.1 server answering canned responses in order (the last one
-    /// repeats), one request per connection.
-    async fn server(responses: Vec<String>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-        server_fn(move |n, _| responses[n.min(responses.len() - 1)].clone()).await
-    }
-
-    /// Like [`server`], but `answer(n, request)` decides each response.
-    async fn server_fn(
-        answer: impl Fn(usize, &Seen) -> String + Send + 'static,
-    ) -> (String, Arc<Mutex<Vec<Seen>>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        tokio::spawn(async move {
-            let mut n = 0;
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let head_end = loop {
-                    let r = stream.read(&mut chunk).await.unwrap();
-                    if r == 0 {
-                        break None;
-                    }
-                    buf.extend_from_slice(&chunk[..r]);
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break Some(p);
-                    }
-                };
-                let Some(head_end) = head_end else { continue };
-                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                let mut lines = head.split("\r\n");
-                let request_line = lines.next().unwrap_or_default().to_owned();
-                let headers: Vec<(String, String)> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = buf[head_end + 4..].to_vec();
-                while body.len() < len {
-                    let r = stream.read(&mut chunk).await.unwrap();
-                    if r == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..r]);
-                }
-                let request = Seen {
-                    request_line,
-                    headers,
-                    body,
-                };
-                let response = answer(n, &request);
-                log.lock().unwrap().push(request);
-                n += 1;
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            }
-        });
-        (format!("http://{addr}"), seen)
-    }
-
-    fn response(status: &str, extra_headers: &str, body: &str) -> String {
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
-            body.len()
-        )
+    /// A plain answer with `status` and `body`.
+    fn response(status: u16, body: &str) -> Reply {
+        Reply::new(status, body)
     }
 
     #[tokio::test]
     async fn probe_tells_reachable_from_unreachable() {
         // Any HTTP answer means reachable, even one that would reject events.
-        let (url, seen) = server(vec![
-            "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n".into(),
-        ])
-        .await;
-        let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
+        let intake = TestIntake::start().await;
+        intake.set_probe_reply(response(405, ""));
+        let client = IntakeClient::new(&settings(&intake.url(), "sekoia", "")).unwrap();
         assert_eq!(
             client.probe().await,
             Ok(reqwest::StatusCode::METHOD_NOT_ALLOWED)
         );
-        let seen = seen.lock().unwrap().clone();
+        let seen = intake.probe_requests();
         assert_eq!(seen.len(), 1);
-        assert!(seen[0].request_line.starts_with("HEAD /batch "), "{seen:?}");
+        assert!(
+            seen[0].request_line().starts_with("HEAD /batch "),
+            "{seen:?}"
+        );
         assert!(seen[0].body.is_empty());
 
         // A port nobody listens on.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed = format!("http://{}", listener.local_addr().unwrap());
-        drop(listener);
+        let closed = closed_port_url();
         let client = IntakeClient::new(&settings(&closed, "sekoia", "")).unwrap();
         let cause = client.probe().await.unwrap_err();
         assert_eq!(cause, "unreachable: connection refused");
@@ -1359,14 +1259,15 @@ mod tests {
 
     #[tokio::test]
     async fn sekoia_body_shape_and_gzip() {
-        let (url, seen) = server(vec![response("200 OK", "", "{}")]).await;
+        let intake = TestIntake::start_replying(vec![response(200, "{}")]).await;
+        let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
         let (b, _) = batch(&EVENTS);
         client.deliver(b).await.unwrap();
-        let seen = seen.lock().unwrap().clone();
+        let seen = intake.requests();
         assert_eq!(seen.len(), 1);
         let req = &seen[0];
-        assert_eq!(req.request_line, "POST /batch HTTP/1.1");
+        assert_eq!(req.request_line(), "POST /batch HTTP/1.1");
         assert_eq!(req.header("content-encoding"), Some("gzip"));
         assert_eq!(req.header("content-type"), Some("application/json"));
         assert_eq!(
@@ -1384,7 +1285,8 @@ mod tests {
 
     #[tokio::test]
     async fn ndjson_plain_body_and_key_headers() {
-        let (url, seen) = server(vec![response("204 No Content", "", "")]).await;
+        let intake = TestIntake::start_replying(vec![response(204, "")]).await;
+        let url = intake.url();
         let client = IntakeClient::new(&settings(
             &format!("{url}/ingest"),
             "ndjson",
@@ -1395,8 +1297,8 @@ mod tests {
         client.deliver(b.clone()).await.unwrap();
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()));
-        let req = seen.lock().unwrap()[0].clone();
-        assert_eq!(req.request_line, "POST /ingest HTTP/1.1");
+        let req = intake.requests()[0].clone();
+        assert_eq!(req.request_line(), "POST /ingest HTTP/1.1");
         assert_eq!(req.header("content-encoding"), None);
         assert_eq!(req.header("content-type"), Some("application/x-ndjson"));
         assert_eq!(req.header("x-intake-key"), Some("test-intake-key"));
@@ -1409,16 +1311,17 @@ mod tests {
 
     #[tokio::test]
     async fn server_error_then_success_is_retried() {
-        let (url, seen) = server(vec![
-            response("500 Internal Server Error", "", "boom"),
-            response("503 Service Unavailable", "", ""),
-            response("200 OK", "", "{}"),
+        let intake = TestIntake::start_replying(vec![
+            response(500, "boom"),
+            response(503, ""),
+            response(200, "{}"),
         ])
         .await;
+        let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
         let (b, _) = batch(&EVENTS);
         client.deliver(b).await.unwrap();
-        let seen = seen.lock().unwrap();
+        let seen = intake.requests();
         assert_eq!(seen.len(), 3);
         assert_eq!(
             seen[0].plain_body(),
@@ -1429,11 +1332,12 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_requests_honours_retry_after() {
-        let (url, seen) = server(vec![
-            response("429 Too Many Requests", "Retry-After: 1\r\n", ""),
-            response("200 OK", "", "{}"),
+        let intake = TestIntake::start_replying(vec![
+            response(429, "").with_header("Retry-After", "1"),
+            response(200, "{}"),
         ])
         .await;
+        let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
         let (b, _) = batch(&EVENTS);
         let start = std::time::Instant::now();
@@ -1443,22 +1347,7 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
-        assert_eq!(seen.lock().unwrap().len(), 2);
-    }
-
-    /// The dead-letter records written under `dir`.
-    fn dead_letters(dir: &std::path::Path) -> Vec<serde_json::Value> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        entries
-            .flat_map(|e| {
-                let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        assert_eq!(intake.requests().len(), 2);
     }
 
     fn client_with_sink(
@@ -1475,7 +1364,7 @@ mod tests {
     }
 
     /// The Sekoia `jsons` of a request, as text.
-    fn sekoia_events(seen: &Seen) -> Vec<String> {
+    fn sekoia_events(seen: &RecordedRequest) -> Vec<String> {
         let body: serde_json::Value = serde_json::from_slice(&seen.plain_body()).unwrap();
         body["jsons"]
             .as_array()
@@ -1488,18 +1377,18 @@ mod tests {
     #[tokio::test]
     async fn a_refused_event_is_isolated_by_bisection_and_dead_lettered() {
         // The intake refuses any request holding the poison event, echoing the key.
-        let (url, seen) = server_fn(|_, req| {
+        let intake = TestIntake::start_answering(|req| {
             if sekoia_events(req).iter().any(|e| e.contains("poison")) {
                 response(
-                    "400 Bad Request",
-                    "",
+                    400,
                     "{\"message\":\"invalid field\",\"key\":\"test-intake-key\"}",
                 )
             } else {
-                response("200 OK", "", "{}")
+                response(200, "{}")
             }
         })
         .await;
+        let url = intake.url();
         let (client, dir) = client_with_sink(&url, "sekoia", "");
         let events: Vec<String> = (0..8)
             .map(|i| {
@@ -1518,7 +1407,7 @@ mod tests {
 
         // 8 -> [0..4) ok, [4..8) refused -> [4,5] refused -> [4] ok, [5] refused alone,
         // [6,7] ok: every good event was accepted exactly once.
-        let seen = seen.lock().unwrap().clone();
+        let seen = intake.requests();
         let sizes: Vec<usize> = seen.iter().map(|r| sekoia_events(r).len()).collect();
         assert_eq!(sizes, vec![8, 4, 4, 2, 1, 1, 2]);
         let delivered: Vec<String> = seen
@@ -1544,12 +1433,13 @@ mod tests {
     #[tokio::test]
     async fn without_a_sink_refused_events_fail_only_themselves_and_the_key_is_masked() {
         let long = format!("invalid intake key test-intake-key {}", "é".repeat(2000));
-        let (url, seen) = server(vec![response("422 Unprocessable Entity", "", &long)]).await;
+        let intake = TestIntake::start_replying(vec![response(422, &long)]).await;
+        let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
         let (b, ack) = batch(&EVENTS);
         let failure = client.deliver(b.clone()).await.unwrap_err();
         assert_eq!(
-            seen.lock().unwrap().len(),
+            intake.requests().len(),
             3,
             "the batch, then each event alone"
         );
@@ -1569,15 +1459,16 @@ mod tests {
     #[tokio::test]
     async fn payload_too_large_splits_then_truncates_and_never_dead_letters() {
         // The intake takes one event of at most 1,500 bytes per request.
-        let (url, seen) = server_fn(|_, req| {
+        let intake = TestIntake::start_answering(|req| {
             let events = sekoia_events(req);
             if events.len() > 1 || events.iter().any(|e| e.len() > 1500) {
-                response("413 Payload Too Large", "", "too big")
+                response(413, "too big")
             } else {
-                response("200 OK", "", "{}")
+                response(200, "{}")
             }
         })
         .await;
+        let url = intake.url();
         let (client, dir) = client_with_sink(&url, "sekoia", "");
         let huge = format!(
             r#"{{"m":"huge","event":{{"original":"{}"}}}}"#,
@@ -1592,9 +1483,8 @@ mod tests {
             "a 413 never dead-letters an event that can be cut"
         );
         // The requests the intake accepted (same rule as its answer).
-        let accepted: Vec<serde_json::Value> = seen
-            .lock()
-            .unwrap()
+        let accepted: Vec<serde_json::Value> = intake
+            .requests()
             .iter()
             .map(sekoia_events)
             .filter(|events| events.len() == 1 && events[0].len() <= 1500)
@@ -1614,14 +1504,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_that_cannot_be_cut_small_enough_is_dead_lettered_as_oversize() {
-        let (url, _) = server_fn(|_, req| {
+        let intake = TestIntake::start_answering(|req| {
             if sekoia_events(req).iter().any(|e| e.contains("huge")) {
-                response("413 Payload Too Large", "", "too big")
+                response(413, "too big")
             } else {
-                response("200 OK", "", "{}")
+                response(200, "{}")
             }
         })
         .await;
+        let url = intake.url();
         let (client, dir) = client_with_sink(&url, "sekoia", "");
         let (b, _) = batch(&[r#"{"m":"a"}"#, r#"{"m":"huge","n":[1,2,3,4,5,6,7,8]}"#]);
         client.deliver(b).await.unwrap();
@@ -1634,16 +1525,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_key_is_retried_like_an_outage_not_split() {
-        let (url, seen) = server(vec![
-            response("401 Unauthorized", "", "bad key"),
-            response("403 Forbidden", "", "bad key"),
-            response("200 OK", "", "{}"),
+        let intake = TestIntake::start_replying(vec![
+            response(401, "bad key"),
+            response(403, "bad key"),
+            response(200, "{}"),
         ])
         .await;
+        let url = intake.url();
         let (client, dir) = client_with_sink(&url, "sekoia", "");
         let (b, _) = batch(&EVENTS);
         client.deliver(b).await.unwrap();
-        let seen = seen.lock().unwrap().clone();
+        let seen = intake.requests();
         assert_eq!(seen.len(), 3);
         assert!(
             seen.iter().all(|r| sekoia_events(r).len() == 2),
@@ -1655,15 +1547,16 @@ mod tests {
     #[tokio::test]
     async fn retries_for_as_long_as_the_intake_is_down_and_the_circuit_follows() {
         // Ten failures: more than max_retries (3), which only opens the circuit now.
-        let mut responses: Vec<String> = (0..10)
+        let mut responses: Vec<Reply> = (0..10)
             .map(|i| match i % 3 {
-                0 => response("502 Bad Gateway", "", ""),
-                1 => response("503 Service Unavailable", "", ""),
-                _ => response("429 Too Many Requests", "Retry-After: 0\r\n", ""),
+                0 => response(502, ""),
+                1 => response(503, ""),
+                _ => response(429, "").with_header("Retry-After", "0"),
             })
             .collect();
-        responses.push(response("200 OK", "", "{}"));
-        let (url, seen) = server(responses).await;
+        responses.push(response(200, "{}"));
+        let intake = TestIntake::start_replying(responses).await;
+        let url = intake.url();
         let client = Arc::new(IntakeClient::new(&settings(&url, "ndjson", "")).unwrap());
         let circuit = Arc::clone(client.circuit());
         let (b, ack) = batch(&EVENTS);
@@ -1680,17 +1573,14 @@ mod tests {
         delivery.await.unwrap().unwrap();
         assert!(opened, "the circuit opened during the outage");
         assert!(!circuit.is_open(), "and closed with the first success");
-        assert_eq!(seen.lock().unwrap().len(), 11);
+        assert_eq!(intake.requests().len(), 11);
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()));
     }
 
     #[tokio::test]
     async fn unreachable_intake_is_retryable_and_names_the_cause() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let client = IntakeClient::new(&settings(&format!("http://{addr}"), "ndjson", "")).unwrap();
+        let client = IntakeClient::new(&settings(&closed_port_url(), "ndjson", "")).unwrap();
         match client.attempt(Bytes::from_static(b"{}\n"), false, 1).await {
             Attempt::Retryable { cause, status, .. } => {
                 assert_eq!(cause, "unreachable: connection refused");
@@ -1702,7 +1592,8 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_events_go_to_the_dead_letter_sink_unsent_when_configured() {
-        let (url, seen) = server(vec![response("200 OK", "", "{}")]).await;
+        let intake = TestIntake::start_replying(vec![response(200, "{}")]).await;
+        let url = intake.url();
         let (client, dir) = client_with_sink(
             &url,
             "ndjson",
@@ -1712,7 +1603,7 @@ mod tests {
         assert_eq!(client.fit(big.as_bytes()), None, "not truncated");
         let (b, _) = batch(&[EVENTS[0], &big]);
         client.deliver(b).await.unwrap();
-        let seen = seen.lock().unwrap().clone();
+        let seen = intake.requests();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].body, format!("{}\n", EVENTS[0]).into_bytes());
         let dead = dead_letters(&dir.path().join("dl"));
@@ -1747,11 +1638,9 @@ mod tests {
             {"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}},
             {"create":{"status":201}}]}"#;
         let second = r#"{"took":1,"errors":false,"items":[{"create":{"status":201}}]}"#;
-        let (url, seen) = server(vec![
-            response("200 OK", "", first),
-            response("200 OK", "", second),
-        ])
-        .await;
+        let intake =
+            TestIntake::start_replying(vec![response(200, first), response(200, second)]).await;
+        let url = intake.url();
         let (client, dir) = client_with_sink(
             &url,
             "elasticsearch",
@@ -1762,9 +1651,9 @@ mod tests {
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()));
 
-        let seen = seen.lock().unwrap().clone();
+        let seen = intake.requests();
         assert_eq!(seen.len(), 2);
-        assert_eq!(seen[0].request_line, "POST /_bulk HTTP/1.1");
+        assert_eq!(seen[0].request_line(), "POST /_bulk HTTP/1.1");
         assert_eq!(
             seen[0].header("authorization"),
             Some("ApiKey test-intake-key")
@@ -1785,12 +1674,12 @@ mod tests {
         .map(|(a, e)| format!("{a}\n{e}\n"))
         .collect::<String>();
         assert_eq!(
-            String::from_utf8(seen[0].body.clone()).unwrap(),
+            String::from_utf8(seen[0].body.to_vec()).unwrap(),
             expected_first
         );
         // Only the item refused with 429 is sent again.
         assert_eq!(
-            String::from_utf8(seen[1].body.clone()).unwrap(),
+            String::from_utf8(seen[1].body.to_vec()).unwrap(),
             format!(
                 "{}\n{}\n",
                 action("logs-aws.vpcflow-default", Some("id-2")),
@@ -1832,27 +1721,32 @@ mod tests {
 
     #[test]
     fn endpoints_per_protocol() {
-        let u = |s: &str| url::Url::parse(s).unwrap();
-        assert_eq!(
-            endpoint(&u("https://intake.sekoia.io"), IntakeProtocol::Sekoia).as_str(),
-            "https://intake.sekoia.io/batch"
-        );
-        assert_eq!(
-            endpoint(&u("https://intake.sekoia.io/"), IntakeProtocol::Sekoia).as_str(),
-            "https://intake.sekoia.io/batch"
-        );
-        assert_eq!(
-            endpoint(&u("https://intake.sekoia.io/batch"), IntakeProtocol::Sekoia).as_str(),
-            "https://intake.sekoia.io/batch"
-        );
-        assert_eq!(
-            endpoint(&u("https://es:9200/"), IntakeProtocol::Elasticsearch).as_str(),
-            "https://es:9200/_bulk"
-        );
-        assert_eq!(
-            endpoint(&u("https://h/x"), IntakeProtocol::Ndjson).as_str(),
-            "https://h/x"
-        );
+        for (configured, protocol, expected) in [
+            (
+                "https://intake.sekoia.io",
+                IntakeProtocol::Sekoia,
+                "https://intake.sekoia.io/batch",
+            ),
+            (
+                "https://intake.sekoia.io/",
+                IntakeProtocol::Sekoia,
+                "https://intake.sekoia.io/batch",
+            ),
+            (
+                "https://intake.sekoia.io/batch",
+                IntakeProtocol::Sekoia,
+                "https://intake.sekoia.io/batch",
+            ),
+            (
+                "https://es:9200/",
+                IntakeProtocol::Elasticsearch,
+                "https://es:9200/_bulk",
+            ),
+            ("https://h/x", IntakeProtocol::Ndjson, "https://h/x"),
+        ] {
+            let url = url::Url::parse(configured).unwrap();
+            assert_eq!(endpoint(&url, protocol).as_str(), expected, "{configured}");
+        }
     }
 
     #[test]

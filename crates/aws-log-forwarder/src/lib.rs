@@ -5,38 +5,46 @@
 //!
 //! The shape follows Vector's source -> transform -> sink split with end-to-end
 //! acknowledgements:
-//! * source: [`sqs`] (receive, heartbeat, delete), [`notification`] (what to fetch),
-//!   [`s3`] (streaming GetObject);
-//! * transform: [`decode`] (gzip/zstd/plain by magic bytes) and [`pipeline`] (format
+//! * source: `sqs` (receive, heartbeat, delete), `notification` (what to fetch),
+//!   `s3` (streaming GetObject);
+//! * transform: `decode` (gzip/zstd/plain by magic bytes) and `pipeline` (format
 //!   detection, parsing and serialization on blocking threads);
-//! * sink: [`batch`] (batching with bounded memory) and [`intake`] (HTTP, retries),
-//!   one of each per configured intake, events routed by dataset ([`intakes`]);
-//! * [`ack`] ties events back to their object and message.
+//! * sink: `batch` (batching with bounded memory) and `intake` (HTTP, retries), one
+//!   of each per configured intake, events routed by dataset (`intakes`);
+//! * `ack` ties events back to their object and message.
 
-pub mod ack;
-pub mod assume_role;
-pub mod batch;
-pub mod checkpoint;
-pub mod circuit;
-pub mod columnar;
-pub mod config;
+pub(crate) mod ack;
+pub(crate) mod assume_role;
+pub(crate) mod batch;
+pub(crate) mod checkpoint;
+pub(crate) mod circuit;
+pub(crate) mod columnar;
+pub(crate) mod config;
 mod daemon;
-pub mod deadletter;
-pub mod decode;
+pub(crate) mod deadletter;
+pub(crate) mod decode;
 mod errtext;
-pub mod filter;
-pub mod intake;
-pub mod intakes;
-pub mod metrics;
-pub mod notification;
-pub mod oversize;
-pub mod pipeline;
-pub mod replay;
-pub mod s3;
-pub mod sqs;
+pub(crate) mod filter;
+pub(crate) mod intake;
+pub(crate) mod intakes;
+pub(crate) mod metrics;
+pub(crate) mod notification;
+pub(crate) mod oversize;
+pub(crate) mod pipeline;
+pub(crate) mod replay;
+pub(crate) mod s3;
+pub(crate) mod sqs;
 
-pub use config::Config;
-pub use daemon::region_from_queue_url;
+// The public surface. Every module is `pub(crate)` so the compiler reports dead code;
+// only what the `aws-log-forwarder` binary (src/main.rs, src/cli.rs: a separate crate)
+// and the integration tests (tests/) call is re-exported here.
+pub use assume_role::assume_configured_role;
+pub use config::{Config, ConfigErrors, LogFormat, LogSettings};
+pub use intake::IntakeClient;
+pub use notification::ObjectRef;
+pub use pipeline::{ParseStep, StreamError, parse_stream, parse_stream_with};
+pub use replay::{Day, ProgressMode, ReplayOptions, day_in_key, run as run_replay};
+pub use s3::ObjectFetcher;
 
 use tokio_util::sync::CancellationToken;
 

@@ -6,8 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aws_log_forwarder::Config;
-use aws_log_forwarder::config::{LogFormat, LogSettings};
+use aws_log_forwarder::{Config, LogFormat, LogSettings};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -117,7 +116,7 @@ fn run_replay(config: Config, args: &cli::ReplayArgs) -> i32 {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
-        aws_log_forwarder::replay::run(config, options, shutdown).await
+        aws_log_forwarder::run_replay(config, options, shutdown).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {

@@ -273,11 +273,6 @@ pub enum ObjectOutcome {
 }
 
 impl ObjectOutcome {
-    /// Whether this object lets its message be deleted.
-    pub fn is_done(&self) -> bool {
-        !matches!(self, ObjectOutcome::Failed { .. })
-    }
-
     pub(crate) fn failed(kind: FailureKind, reason: impl Into<String>) -> Self {
         ObjectOutcome::Failed {
             reason: reason.into(),

@@ -290,11 +290,13 @@ impl Checkpoint {
             .contains(&(bucket.to_owned(), key.to_owned(), etag.to_owned()))
     }
 
-    /// Objects recorded when the file was opened.
+    /// Objects recorded when the file was opened (what the tests observe).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.done.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.done.is_empty()
     }
@@ -452,14 +454,7 @@ async fn s3_client(config: &Config) -> Result<aws_sdk_s3::Client, ReplayError> {
         return Err(ReplayError::NoRegion);
     }
     let sdk = crate::assume_role::assume_configured_role(sdk, aws).await?;
-    // As the daemon: a custom endpoint (LocalStack, MinIO) wants path-style addressing.
-    let custom_endpoint = aws.endpoint_url.is_some()
-        || sdk.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(aws.force_path_style || custom_endpoint)
-        .build();
-    Ok(aws_sdk_s3::Client::from_conf(s3_config))
+    Ok(crate::s3::s3_client(&sdk, aws))
 }
 
 fn list_error(e: SdkError<ListObjectsV2Error>, bucket: &str, prefix: &str) -> ReplayError {
@@ -468,12 +463,7 @@ fn list_error(e: SdkError<ListObjectsV2Error>, bucket: &str, prefix: &str) -> Re
         SdkError::ServiceError(service) => {
             let err = service.err();
             let code = err.code().unwrap_or_default();
-            let detail = format!(
-                "{} {} (HTTP {})",
-                if code.is_empty() { "error" } else { code },
-                err.message().unwrap_or_default(),
-                status.unwrap_or_default()
-            );
+            let detail = crate::s3::service_error_detail(err, status);
             if err.is_no_such_bucket() || code == "NoSuchBucket" || status == Some(404) {
                 ReplayError::NoSuchBucket(bucket.to_owned())
             } else if code == "AccessDenied" || status == Some(403) {

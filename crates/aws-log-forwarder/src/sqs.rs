@@ -8,6 +8,7 @@
 //! Every API call is counted in `alf_sqs_api_calls_total{operation}`; deletions and
 //! visibility changes go through [`SqsBatcher`] so that up to ten of them share a call.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
@@ -34,6 +35,13 @@ const REASON_ATTRIBUTE_MAX: usize = 1024;
 
 fn count_call(operation: &'static str) {
     metrics::counter!(m::SQS_API_CALLS, "operation" => operation).increment(1);
+}
+
+/// `ApproximateNumberOfMessages` among a queue's attributes, when present and a number.
+fn approximate_number_of_messages(attributes: &HashMap<QueueAttributeName, String>) -> Option<u64> {
+    attributes
+        .get(&QueueAttributeName::ApproximateNumberOfMessages)
+        .and_then(|n| n.parse().ok())
 }
 
 /// The queue's `RedrivePolicy`, read at start.
@@ -256,20 +264,33 @@ impl SqsPoller {
     /// missing permission fails the start with a clear message rather than as an
     /// endless stream of receive errors. Returns the queue's approximate backlog.
     pub async fn check_access(&self) -> Result<Option<u64>, SqsError> {
+        let attributes = self
+            .queue_attributes(&[
+                QueueAttributeName::ApproximateNumberOfMessages,
+                QueueAttributeName::VisibilityTimeout,
+            ])
+            .await?;
+        Ok(approximate_number_of_messages(&attributes))
+    }
+
+    /// One `GetQueueAttributes` call for `names`: the attributes the queue returned.
+    async fn queue_attributes(
+        &self,
+        names: &[QueueAttributeName],
+    ) -> Result<HashMap<QueueAttributeName, String>, SqsError> {
         count_call("GetQueueAttributes");
-        let out = self
+        let mut request = self
             .client
             .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .queue_url(&self.queue_url);
+        for name in names {
+            request = request.attribute_names(name.clone());
+        }
+        let out = request
             .send()
             .await
             .map_err(|e| self.classify("GetQueueAttributes", e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse().ok()))
+        Ok(out.attributes.unwrap_or_default())
     }
 
     /// Long-polls for up to `max` (at most 10) messages.
@@ -292,12 +313,6 @@ impl SqsPoller {
             .iter()
             .filter_map(ReceivedMessage::from_sdk)
             .collect())
-    }
-
-    /// Keeps a message hidden for another visibility timeout while it is processed.
-    pub async fn extend(&self, receipt_handle: &str) -> Result<(), SqsError> {
-        self.set_visibility(receipt_handle, self.visibility_timeout_seconds)
-            .await
     }
 
     /// Makes a message visible again after `seconds` (0: at once).
@@ -335,18 +350,11 @@ impl SqsPoller {
     /// The queue's redrive policy (`None`: the queue has none, so a message that can
     /// never succeed would be received again and again).
     pub async fn redrive_policy(&self) -> Result<Option<RedrivePolicy>, SqsError> {
-        count_call("GetQueueAttributes");
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::RedrivePolicy)
-            .send()
-            .await
-            .map_err(|e| self.classify("GetQueueAttributes", e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        let attributes = self
+            .queue_attributes(&[QueueAttributeName::RedrivePolicy])
+            .await?;
+        Ok(attributes
+            .get(&QueueAttributeName::RedrivePolicy)
             .and_then(|json| RedrivePolicy::parse(json)))
     }
 
@@ -382,19 +390,10 @@ impl SqsPoller {
 
     /// The queue's `ApproximateNumberOfMessages`.
     pub async fn visible_messages(&self) -> Result<Option<u64>, SqsError> {
-        count_call("GetQueueAttributes");
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(|e| self.classify("GetQueueAttributes", e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse().ok()))
+        let attributes = self
+            .queue_attributes(&[QueueAttributeName::ApproximateNumberOfMessages])
+            .await?;
+        Ok(approximate_number_of_messages(&attributes))
     }
 
     /// Sends a copy of `message` to `queue_url` with `attributes` (the reason it was

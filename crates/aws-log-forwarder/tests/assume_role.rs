@@ -10,11 +10,22 @@
 
 mod common;
 
-use aws_log_forwarder::Config;
-use aws_log_forwarder::assume_role::assume_configured_role;
+use aws_log_forwarder::{Config, assume_configured_role};
 use common::intake::TestIntake;
 use common::localstack::{TestStack, sdk_config};
 use common::{aws_key, event_id, parse_locally_as};
+
+/// Who `sdk`'s credentials are (STS GetCallerIdentity); `what` names them on failure.
+async fn caller_identity(
+    sdk: &aws_config::SdkConfig,
+    what: &str,
+) -> aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput {
+    aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
 
 fn aws_config(extra: &str) -> Result<Config, String> {
     Config::from_toml_str(&format!(
@@ -32,19 +43,11 @@ async fn the_process_acts_as_the_assumed_role() {
     )
     .expect("valid");
     let base = sdk_config().await;
-    let base_identity = aws_sdk_sts::Client::new(&base)
-        .get_caller_identity()
-        .send()
-        .await
-        .expect("base identity");
+    let base_identity = caller_identity(&base, "base identity").await;
     let assumed = assume_configured_role(base, &config.aws)
         .await
         .expect("assume the role");
-    let identity = aws_sdk_sts::Client::new(&assumed)
-        .get_caller_identity()
-        .send()
-        .await
-        .expect("assumed identity");
+    let identity = caller_identity(&assumed, "assumed identity").await;
     let arn = identity.arn().unwrap_or_default();
     assert_ne!(identity.arn(), base_identity.arn());
     assert_eq!(identity.account(), Some("111111111111"), "{identity:?}");
@@ -58,11 +61,7 @@ async fn the_process_acts_as_the_assumed_role() {
     let same = assume_configured_role(sdk_config().await, &plain.aws)
         .await
         .expect("no role");
-    let identity = aws_sdk_sts::Client::new(&same)
-        .get_caller_identity()
-        .send()
-        .await
-        .expect("identity");
+    let identity = caller_identity(&same, "identity").await;
     assert_eq!(identity.arn(), base_identity.arn());
 }
 

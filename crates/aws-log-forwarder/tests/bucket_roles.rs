@@ -14,7 +14,7 @@
 mod common;
 
 use aws_log_forwarder::Config;
-use aws_log_forwarder::assume_role::assume_configured_role;
+use aws_log_forwarder::assume_configured_role;
 use common::intake::TestIntake;
 use common::localstack::{TestStack, sdk_config};
 use common::{PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, gzip, wait_for_records};
@@ -87,8 +87,8 @@ async fn a_bucket_in_another_account_is_read_with_its_own_role() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buckets_own_client_reads_its_objects() {
-    use aws_log_forwarder::notification::ObjectRef;
-    use aws_log_forwarder::s3::ObjectFetcher;
+    use aws_log_forwarder::ObjectFetcher;
+    use aws_log_forwarder::ObjectRef;
 
     let archive = archive_s3().await;
     let bucket = format!("alf-bucket-role-{}", std::process::id());

@@ -46,6 +46,16 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// The command exited 0 (else its stderr is the failure message).
+fn assert_succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn parse_events(out: &Output) -> Vec<Value> {
     String::from_utf8(out.stdout.clone())
         .unwrap()
@@ -211,18 +221,32 @@ url = "https://intake.sekoia.io"
 key = "0f5e-secret-intake-key-7a1b"
 "#;
 
-#[test]
-fn check_config_masks_the_key() {
+/// Writes `text` to `alf.toml` in a new temporary directory; the directory lives as
+/// long as the returned guard.
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alf.toml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// `check-config` and `run` both refuse the configuration at `path`: exit code 2,
+/// nothing on stdout, exactly `stderr` on stderr.
+fn assert_both_commands_refuse(path: &Path, stderr: &str) {
+    for command in ["check-config", "run"] {
+        let out = run(&[command, "--config", path.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(out.stdout.is_empty(), "{command}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), stderr, "{command}");
+    }
+}
+
+#[test]
+fn check_config_masks_the_key() {
+    let (_dir, path) = config_file(CONFIG);
     let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(!stdout.contains("0f5e-secret-intake-key-7a1b"), "{stdout}");
     assert!(stdout.contains("key = \"***\""), "{stdout}");
     assert!(
@@ -250,11 +274,7 @@ fn check_config_masks_the_key() {
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(!stdout.contains("0f5e-secret-intake-key-7a1b"), "{stdout}");
     let json: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["intake"]["key"], "***");
@@ -264,21 +284,11 @@ fn check_config_masks_the_key() {
 
 #[test]
 fn bad_config_exits_2_with_one_readable_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alf.toml");
-    std::fs::write(
+    let (_dir, path) = config_file(&CONFIG.replace("https://intake.sekoia.io", "intake.sekoia.io"));
+    assert_both_commands_refuse(
         &path,
-        CONFIG.replace("https://intake.sekoia.io", "intake.sekoia.io"),
-    )
-    .unwrap();
-    for command in ["check-config", "run"] {
-        let out = run(&[command, "--config", path.to_str().unwrap()], &[]);
-        assert_eq!(out.status.code(), Some(2), "{command}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            "config: intake.url: relative URL without a base (expected e.g. https://intake.sekoia.io)\n"
-        );
-    }
+        "config: intake.url: relative URL without a base (expected e.g. https://intake.sekoia.io)\n",
+    );
 }
 
 /// `parse --config` decides formats with the configuration's rules, as the daemon does:
@@ -286,15 +296,9 @@ fn bad_config_exits_2_with_one_readable_line() {
 /// options reach the format untouched; without the config the same file is plain lines.
 #[test]
 fn parse_with_config_applies_the_daemons_format_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alf.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}\n[[formats.rules]]\nkey_prefix = \"custom/\"\nformat = \"vpc-flow\"\nvpc_flow_fields = [\"srcaddr\", \"dstaddr\", \"action\"]\n"
-        ),
-    )
-    .unwrap();
+    let (dir, config) = config_file(&format!(
+        "{CONFIG}\n[[formats.rules]]\nkey_prefix = \"custom/\"\nformat = \"vpc-flow\"\nvpc_flow_fields = [\"srcaddr\", \"dstaddr\", \"action\"]\n"
+    ));
     let input = dir.path().join("flows.log");
     std::fs::write(&input, "192.0.2.1 192.0.2.2 REJECT\n").unwrap();
     let input = input.to_str().unwrap();
@@ -310,11 +314,7 @@ fn parse_with_config_applies_the_daemons_format_rules() {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let events = parse_events(&out);
     assert_eq!(events.len(), 1);
     assert_eq!(at(&events[0], "event.dataset"), "aws.vpcflow");
@@ -341,8 +341,6 @@ fn parse_with_config_applies_the_daemons_format_rules() {
 
 #[test]
 fn check_config_reports_every_error_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alf.toml");
     // A bad queue URL, a zero and an ftp intake: three keys to fix, three lines.
     let text = CONFIG
         .replace(
@@ -350,30 +348,18 @@ fn check_config_reports_every_error_at_once() {
             "queue_url = \"sqs.eu-west-1.amazonaws.com/123456789012/aws-logs\"\nmax_messages_in_flight = 0",
         )
         .replace("https://intake.sekoia.io", "ftp://intake.sekoia.io");
-    std::fs::write(&path, text).unwrap();
-    for command in ["check-config", "run"] {
-        let out = run(&[command, "--config", path.to_str().unwrap()], &[]);
-        assert_eq!(out.status.code(), Some(2), "{command}");
-        assert!(out.stdout.is_empty(), "{command}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            "config: sqs.queue_url: relative URL without a base (expected e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs)\n\
-             config: sqs.max_messages_in_flight: 0 is out of range (expected between 1 and 10000)\n\
-             config: intake.url: scheme `ftp` is not http or https (expected e.g. https://intake.sekoia.io)\n",
-            "{command}"
-        );
-    }
+    let (_dir, path) = config_file(&text);
+    assert_both_commands_refuse(
+        &path,
+        "config: sqs.queue_url: relative URL without a base (expected e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/aws-logs)\n\
+         config: sqs.max_messages_in_flight: 0 is out of range (expected between 1 and 10000)\n\
+         config: intake.url: scheme `ftp` is not http or https (expected e.g. https://intake.sekoia.io)\n",
+    );
 }
 
 #[test]
 fn unknown_keys_are_errors_with_a_suggestion() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alf.toml");
-    std::fs::write(
-        &path,
-        format!("{CONFIG}gzipp = false\n[batch]\nlinger = 5\n"),
-    )
-    .unwrap();
+    let (_dir, path) = config_file(&format!("{CONFIG}gzipp = false\n[batch]\nlinger = 5\n"));
     let out = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(

@@ -14,7 +14,7 @@ use common::intake::TestIntake;
 use common::localstack::{INTAKE_KEY, TestStack};
 use common::{
     PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, event_id, events_of_key, field, has_tag,
-    parse_locally_as, str_field, wait_for_records,
+    parse_locally_as, start_forwarding, str_field, wait_for_records, wait_for_records_then_stop,
 };
 use serde_json::Value;
 
@@ -27,9 +27,7 @@ fn sorted_by_offset(mut events: Vec<Value>) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudfront_object_arrives_as_ecs_events_and_its_message_is_deleted() {
-    let stack = TestStack::deploy("cloudfront-e2e").await;
-    let intake = TestIntake::start().await;
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let (stack, intake, daemon) = start_forwarding("cloudfront-e2e").await;
 
     stack
         .put_gzip(CLOUDFRONT_KEY, cloudfront_log(0).as_bytes())
@@ -226,18 +224,9 @@ async fn sns_wrapped_s3_notification_is_processed() {
     // Make sure what sits in the queue really is an SNS envelope before the daemon runs.
     let started = std::time::Instant::now();
     let envelope = loop {
-        let received = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .wait_time_seconds(1)
-            .send()
+        if let Some(body) = stack
+            .peek(&stack.queue_url, 0)
             .await
-            .expect("receive");
-        if let Some(body) = received
-            .messages()
             .iter()
             .filter_map(|m| m.body())
             .find(|b| b.contains("\"TopicArn\"") && b.contains("ObjectCreated"))
@@ -259,9 +248,7 @@ async fn sns_wrapped_s3_notification_is_processed() {
 
     let intake = TestIntake::start().await;
     let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
-    let events = wait_for_records(&intake, CLOUDFRONT_KEY, 8, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, CLOUDFRONT_KEY, 8).await;
 
     assert!(events.iter().all(|e| !has_tag(e, "_parse_failure")));
     assert!(
@@ -274,9 +261,7 @@ async fn sns_wrapped_s3_notification_is_processed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_line_is_forwarded_raw_and_the_rest_still_arrives() {
-    let stack = TestStack::deploy("malformed-line").await;
-    let intake = TestIntake::start().await;
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let (stack, intake, daemon) = start_forwarding("malformed-line").await;
 
     let garbage = "this line is not a CloudFront record";
     let mut lines: Vec<String> = cloudfront_log(0).lines().map(str::to_owned).collect();
@@ -285,9 +270,7 @@ async fn malformed_line_is_forwarded_raw_and_the_rest_still_arrives() {
     let text = lines.join("\n") + "\n";
     stack.put_gzip(CLOUDFRONT_KEY, text.as_bytes()).await;
 
-    let events = wait_for_records(&intake, CLOUDFRONT_KEY, 4, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, CLOUDFRONT_KEY, 4).await;
 
     assert_eq!(events.len(), 4, "three records and one raw line");
     let failures: Vec<&Value> = events
@@ -317,9 +300,7 @@ async fn malformed_line_is_forwarded_raw_and_the_rest_still_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudtrail_digest_produces_no_events_and_is_deleted() {
-    let stack = TestStack::deploy("cloudtrail-digest").await;
-    let intake = TestIntake::start().await;
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let (stack, intake, daemon) = start_forwarding("cloudtrail-digest").await;
 
     let digest_key = "AWSLogs/123456789012/CloudTrail-Digest/us-east-1/2024/05/01/\
                       123456789012_CloudTrail-Digest_us-east-1_main-trail_us-east-1_20240501T130000Z.json.gz";

@@ -14,6 +14,7 @@ use common::intake::{Mode, TestIntake};
 use common::localstack::TestStack;
 use common::{
     PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, event_id, field, offsets, wait_for_records,
+    wait_for_records_then_stop,
 };
 use serde_json::Value;
 
@@ -82,9 +83,7 @@ async fn intake_outage_keeps_the_message_until_the_intake_recovers() {
         "an intake outage must not walk the message to the DLQ"
     );
     intake.set_mode(Mode::Accept);
-    let events = wait_for_records(&intake, KEY, RECORDS, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, RECORDS).await;
 
     assert_complete_and_deterministic(&events);
     assert_eq!(stack.dlq_counts().await.total(), 0);
@@ -109,15 +108,7 @@ async fn permanently_rejected_events_end_in_the_dead_letter_sink_not_the_queue()
     daemon.stop().await;
 
     assert!(intake.events().is_empty());
-    let mut dead = Vec::new();
-    for entry in std::fs::read_dir(sink.path()).expect("the sink directory") {
-        let text =
-            std::fs::read_to_string(entry.expect("a sink file").path()).expect("read a sink file");
-        dead.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line")),
-        );
-    }
+    let dead = alf_testkit::dead_letter_records(sink.path());
     assert_eq!(dead.len(), 3, "every record dead-lettered once: {dead:#?}");
     for d in &dead {
         assert_eq!(d["intake_status"], 400, "{d}");
@@ -154,9 +145,7 @@ async fn throttling_honours_retry_after_and_loses_nothing() {
     stack
         .put_gzip(KEY, cloudfront_log(RECORDS - 3).as_bytes())
         .await;
-    let events = wait_for_records(&intake, KEY, RECORDS, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, RECORDS).await;
 
     let requests = intake.requests();
     assert_eq!(requests[0].status, Some(429), "{}", intake.describe());
@@ -182,9 +171,7 @@ async fn dropped_connections_are_retried() {
     stack
         .put_gzip(KEY, cloudfront_log(RECORDS - 3).as_bytes())
         .await;
-    let events = wait_for_records(&intake, KEY, RECORDS, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, RECORDS).await;
 
     let dropped = intake
         .requests()
@@ -207,9 +194,7 @@ async fn intake_slower_than_the_timeout_is_retried() {
     stack
         .put_gzip(KEY, cloudfront_log(RECORDS - 3).as_bytes())
         .await;
-    let events = wait_for_records(&intake, KEY, RECORDS, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, RECORDS).await;
 
     let first = &intake.requests()[0];
     assert_eq!(

@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use alf_bench::alloc::{self, CountingAlloc};
-use alf_formats::{
-    Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
-};
-use aws_log_forwarder::pipeline::parse_stream;
+use alf_formats::{Enricher, Format};
 use flate2::Compression;
 use flate2::read::GzEncoder;
 
@@ -121,22 +118,6 @@ fn cloudtrail_record(i: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(record.as_bytes());
 }
 
-/// A sink that serializes every event (as the daemon does) and keeps nothing.
-struct CountingSink {
-    redactor: Redactor,
-    json: Vec<u8>,
-    events: u64,
-}
-
-impl EventSink for CountingSink {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        self.json.clear();
-        event.write_json(&mut self.json, Some(&self.redactor));
-        self.events += 1;
-        Ok(())
-    }
-}
-
 /// Parses one generated object and returns (events, peak heap bytes during the parse).
 fn parse_generated(
     source: Generated,
@@ -145,31 +126,7 @@ fn parse_generated(
     enricher: &Enricher,
 ) -> (u64, usize) {
     let gz = GzEncoder::new(source, Compression::fast());
-    let object = ObjectInfo {
-        bucket: "logs".into(),
-        key: key.into(),
-        version: "v1".into(),
-    };
-    let mut sink = CountingSink {
-        redactor: Redactor::default(),
-        json: Vec::with_capacity(4096),
-        events: 0,
-    };
-    let before = alloc::reset_peak();
-    let parsed = parse_stream(
-        gz,
-        &object,
-        &FormatDetector::default(),
-        None,
-        &ParseOptions::default(),
-        enricher,
-        &mut sink,
-    )
-    .expect("a generated object parses");
-    let peak = alloc::peak_bytes().saturating_sub(before);
-    assert_eq!(parsed.format, Some(format), "{key}: detected format");
-    assert_eq!(parsed.stats.malformed, 0, "{key}: {:?}", parsed.stats);
-    (sink.events, peak)
+    common::heap::parse_measuring_peak(gz, key, format, enricher)
 }
 
 /// Runs `make(records)` for a small and a 12x larger object and checks the peak heap.

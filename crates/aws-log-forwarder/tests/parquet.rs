@@ -14,7 +14,9 @@ use alf_formats::Format;
 use alf_formats::columnar::write::{Codec, vpc_flow_text_to_parquet};
 use common::intake::TestIntake;
 use common::localstack::TestStack;
-use common::{PIPELINE_TIMEOUT, RunningDaemon, has_tag, parse_locally_as, wait_for_records};
+use common::{
+    PIPELINE_TIMEOUT, RunningDaemon, has_tag, parse_locally_as, start_forwarding, wait_for_records,
+};
 use serde_json::Value;
 
 const SAMPLE: &str = include_str!("../../../tests/samples/vpc-flow.log");
@@ -45,9 +47,7 @@ fn by_row(mut events: Vec<Value>) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vpc_flow_parquet_arrives_as_the_events_of_its_text_twin() {
-    let stack = TestStack::deploy("parquet-vpc").await;
-    let intake = TestIntake::start().await;
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let (stack, intake, daemon) = start_forwarding("parquet-vpc").await;
 
     let (parquet, rows) = vpc_flow_text_to_parquet(SAMPLE, Vec::new(), 4, Codec::Snappy).unwrap();
     assert_eq!(rows, 10);

@@ -13,14 +13,13 @@ use std::alloc::System;
 use std::fs::File;
 use std::io::{BufWriter, Seek};
 
-use alf_bench::alloc::{self, CountingAlloc};
+use alf_bench::alloc::CountingAlloc;
 use alf_formats::columnar::write::{
     Codec, vpc_flow_message_type, vpc_flow_record, write_json_records,
 };
-use alf_formats::{
-    Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseOptions, Redactor, Stop,
-};
-use aws_log_forwarder::pipeline::parse_stream;
+use alf_formats::{Enricher, Format};
+
+mod common;
 
 /// The workspace's counting allocator (live and peak heap bytes) over the system one.
 #[global_allocator]
@@ -66,50 +65,17 @@ fn vpc_flow_object(records: u64) -> File {
     file
 }
 
-struct CountingSink {
-    redactor: Redactor,
-    json: Vec<u8>,
-    events: u64,
-}
-
-impl EventSink for CountingSink {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        self.json.clear();
-        event.write_json(&mut self.json, Some(&self.redactor));
-        self.events += 1;
-        Ok(())
-    }
-}
-
 /// Parses one object and returns (events, peak heap bytes during the parse, file size).
 fn parse_object_file(records: u64, enricher: &Enricher) -> (u64, usize, u64) {
     let file = vpc_flow_object(records);
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let object = ObjectInfo {
-        bucket: "logs".into(),
-        key: "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet".into(),
-        version: "v1".into(),
-    };
-    let mut sink = CountingSink {
-        redactor: Redactor::default(),
-        json: Vec::with_capacity(4096),
-        events: 0,
-    };
-    let before = alloc::reset_peak();
-    let parsed = parse_stream(
+    let (events, peak) = common::heap::parse_measuring_peak(
         file,
-        &object,
-        &FormatDetector::default(),
-        None,
-        &ParseOptions::default(),
+        "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/05/01/x.log.parquet",
+        Format::VpcFlow,
         enricher,
-        &mut sink,
-    )
-    .expect("a generated Parquet object parses");
-    let peak = alloc::peak_bytes().saturating_sub(before);
-    assert_eq!(parsed.format, Some(Format::VpcFlow));
-    assert_eq!(parsed.stats.malformed, 0, "{:?}", parsed.stats);
-    (sink.events, peak, size)
+    );
+    (events, peak, size)
 }
 
 #[test]

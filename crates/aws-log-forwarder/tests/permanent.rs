@@ -23,13 +23,24 @@ use common::{
 };
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_truncated_object_delivers_its_readable_part_once_and_is_dead_lettered_at_once() {
-    // A generous receive count: only an immediate move can bring it to the DLQ quickly.
-    let stack = TestStack::deploy_with("truncated-object", &[("MaxReceiveCount", "5")]).await;
+/// A stack whose queue moves a message to its dead-letter queue after
+/// `max_receive_count` receives, an accepting intake, and the stack's configuration
+/// with text logs (what these tests read) for `aws-log-forwarder run`.
+async fn text_logging_stack(
+    name: &str,
+    max_receive_count: &str,
+) -> (TestStack, TestIntake, toml::Table) {
+    let stack = TestStack::deploy_with(name, &[("MaxReceiveCount", max_receive_count)]).await;
     let intake = TestIntake::start().await;
     let mut config = stack.base_config_toml(&intake);
     set_config(&mut config, "log", "format", "text");
+    (stack, intake, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_object_delivers_its_readable_part_once_and_is_dead_lettered_at_once() {
+    // A generous receive count: only an immediate move can bring it to the DLQ quickly.
+    let (stack, intake, config) = text_logging_stack("truncated-object", "5").await;
     let daemon = DaemonProcess::start(&config, &[]);
 
     let key = "cloudfront/E2TRUNCATED01.2024-05-01-12.deadbeef.gz";
@@ -128,10 +139,7 @@ async fn a_body_that_is_no_notification_is_dead_lettered_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_bucket_is_never_dropped_and_is_named() {
-    let stack = TestStack::deploy_with("missing-bucket", &[("MaxReceiveCount", "2")]).await;
-    let intake = TestIntake::start().await;
-    let mut config = stack.base_config_toml(&intake);
-    set_config(&mut config, "log", "format", "text");
+    let (stack, _intake, config) = text_logging_stack("missing-bucket", "2").await;
     let daemon = DaemonProcess::start(&config, &[]);
 
     let bucket = "alf-test-bucket-that-does-not-exist";
@@ -148,11 +156,7 @@ async fn a_missing_bucket_is_never_dropped_and_is_named() {
         dead.iter().filter_map(|m| m.body()).any(|b| b == body),
         "the notification reached the DLQ unchanged: {dead:?}"
     );
-    let errors: Vec<&str> = out
-        .logs
-        .lines()
-        .filter(|l| l.contains("ERROR") && l.contains(bucket))
-        .collect();
+    let errors = out.lines_with(&["ERROR", bucket]);
     assert!(
         errors.iter().any(|l| l.contains("does not exist")),
         "an error names the missing bucket:\n{}",
@@ -167,10 +171,7 @@ async fn a_missing_bucket_is_never_dropped_and_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_parser_releases_its_message_at_once() {
-    let stack = TestStack::deploy_with("parser-panic", &[("MaxReceiveCount", "5")]).await;
-    let intake = TestIntake::start().await;
-    let mut config = stack.base_config_toml(&intake);
-    set_config(&mut config, "log", "format", "text");
+    let (stack, intake, mut config) = text_logging_stack("parser-panic", "5").await;
     // Hidden for a minute on every receive: only an explicit release brings it back soon.
     config
         .get_mut("sqs")
@@ -195,11 +196,7 @@ async fn a_panicking_parser_releases_its_message_at_once() {
         took < Duration::from_secs(30),
         "redelivered after {took:?}, not after the 60 s visibility timeout"
     );
-    let panics: Vec<&str> = out
-        .logs
-        .lines()
-        .filter(|l| l.contains("panicked") && l.contains(key))
-        .collect();
+    let panics = out.lines_with(&["panicked", key]);
     assert_eq!(panics.len(), 1, "logged once with the key:\n{}", out.logs);
     assert_eq!(stack.dlq_counts().await.total(), 0);
 }

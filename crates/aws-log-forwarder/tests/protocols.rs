@@ -7,9 +7,7 @@ mod common;
 
 use common::intake::TestIntake;
 use common::localstack::{INTAKE_KEY, TestStack};
-use common::{
-    PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, event_id, str_field, wait_for_records,
-};
+use common::{RunningDaemon, cloudfront_log, event_id, str_field, wait_for_records_then_stop};
 
 const KEY: &str = "cloudfront/E2TESTDIST0001.2024-05-01-14.0badf00d.gz";
 
@@ -26,9 +24,7 @@ async fn ndjson_protocol_posts_one_event_per_line_with_the_key_headers() {
     ));
 
     stack.put_gzip(KEY, cloudfront_log(7).as_bytes()).await;
-    let events = wait_for_records(&intake, KEY, 10, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, 10).await;
 
     assert_eq!(events.len(), 10);
     assert!(
@@ -66,9 +62,7 @@ async fn elasticsearch_protocol_uses_bulk_create_with_the_index_and_api_key() {
     ));
 
     stack.put_gzip(KEY, cloudfront_log(7).as_bytes()).await;
-    let events = wait_for_records(&intake, KEY, 10, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, 10).await;
 
     assert_eq!(events.len(), 10);
     for r in intake.requests() {

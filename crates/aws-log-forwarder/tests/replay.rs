@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use alf_formats::Format;
-use aws_log_forwarder::replay::{Day, day_in_key};
+use aws_log_forwarder::{Day, day_in_key};
 use common::intake::{Mode, TestIntake};
 use common::localstack::TestStack;
 use common::{aws_key, delivered_gzipped, event_id, parse_locally_as};
@@ -132,6 +132,13 @@ async fn replay(config: &Path, args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || command.output().expect("run replay"))
         .await
         .expect("join")
+}
+
+/// Runs a replay that must fail, and returns its stderr.
+async fn replay_failure(config: &Path, args: &[&str]) -> String {
+    let output = replay(config, args).await;
+    assert!(!output.status.success(), "the replay must fail: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The JSON summary a replay prints on stdout (not a terminal).
@@ -360,17 +367,13 @@ async fn bad_urls_missing_buckets_and_corrupt_checkpoints_fail_with_one_clear_li
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(&stack, &intake, dir.path());
 
-    let output = replay(&config, &["https://example.com/logs"]).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = replay_failure(&config, &["https://example.com/logs"]).await;
     assert!(
         stderr.contains("is not an S3 URL: write s3://BUCKET or s3://BUCKET/PREFIX"),
         "{stderr}"
     );
 
-    let output = replay(&config, &["s3://alf-no-such-bucket-for-replay/x/"]).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = replay_failure(&config, &["s3://alf-no-such-bucket-for-replay/x/"]).await;
     assert!(
         stderr.contains("bucket alf-no-such-bucket-for-replay does not exist"),
         "{stderr}"
@@ -384,9 +387,7 @@ async fn bad_urls_missing_buckets_and_corrupt_checkpoints_fail_with_one_clear_li
     .expect("write");
     let url = format!("s3://{}/", stack.bucket);
     let checkpoint_arg = checkpoint.display().to_string();
-    let output = replay(&config, &[&url, "--checkpoint", &checkpoint_arg]).await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = replay_failure(&config, &[&url, "--checkpoint", &checkpoint_arg]).await;
     assert!(
         stderr.contains("is corrupt at line 2") && stderr.contains("delete the file"),
         "{stderr}"

@@ -12,11 +12,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use alf_formats::Format;
-use common::intake::TestIntake;
-use common::localstack::TestStack;
 use common::{
-    PIPELINE_TIMEOUT, RunningDaemon, aws_key, delivered_gzipped, events_of_key, has_tag, offsets,
-    parse_locally, str_field, unique_by_id,
+    PIPELINE_TIMEOUT, aws_key, delivered_gzipped, events_of_key, has_tag, offsets, parse_locally,
+    start_forwarding, str_field, unique_by_id,
 };
 use serde_json::Value;
 
@@ -72,9 +70,7 @@ async fn every_sample_log_arrives_with_its_dataset_and_no_parse_failure() {
     let samples = read_samples();
     assert!(!samples.is_empty(), "no sample logs in tests/samples/");
 
-    let stack = TestStack::deploy("samples").await;
-    let intake = TestIntake::start().await;
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let (stack, intake, daemon) = start_forwarding("samples").await;
 
     // The reference: what the library makes of each sample (record count, offsets).
     let mut expected = Vec::new();

@@ -12,9 +12,7 @@
 
 mod common;
 
-use common::intake::TestIntake;
-use common::localstack::TestStack;
-use common::{PIPELINE_TIMEOUT, RunningDaemon, events_of_key, gzip, has_tag, str_field};
+use common::{PIPELINE_TIMEOUT, events_of_key, gzip, has_tag, start_forwarding, str_field};
 use serde_json::{Value, json};
 
 fn subscription_document(group: &str, stream: &str, events: &[(&str, i64, &str)]) -> Vec<u8> {
@@ -44,9 +42,7 @@ fn find<'a>(events: &'a [&'a Value], path: &str, value: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firehose_cloudwatch_logs_and_a_config_history_file_arrive_mapped() {
-    let stack = TestStack::deploy("sources").await;
-    let intake = TestIntake::start().await;
-    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    let (stack, intake, daemon) = start_forwarding("sources").await;
 
     let lambda = subscription_document(
         "/aws/lambda/checkout",

@@ -12,17 +12,10 @@ mod common;
 
 use std::time::Duration;
 
+use alf_testkit::closed_port_url;
 use common::intake::TestIntake;
 use common::localstack::TestStack;
 use common::{DaemonProcess, PIPELINE_TIMEOUT, set_config};
-
-/// A loopback port nothing listens on.
-fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
-    let url = format!("http://{}", listener.local_addr().expect("local address"));
-    drop(listener);
-    url
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_intake_is_reported_at_start_and_the_forwarder_keeps_running() {
@@ -42,11 +35,7 @@ async fn an_unreachable_intake_is_reported_at_start_and_the_forwarder_keeps_runn
     let out = daemon.stop().await;
     assert!(out.status.success(), "{:?}\n{}", out.status, out.logs);
 
-    let warnings: Vec<&str> = out
-        .logs
-        .lines()
-        .filter(|l| l.contains("\"level\":\"WARN\"") && l.contains(&dead))
-        .collect();
+    let warnings = out.lines_with(&["\"level\":\"WARN\"", &dead]);
     assert_eq!(
         warnings.len(),
         1,
@@ -84,7 +73,7 @@ async fn a_queue_that_does_not_exist_stops_the_start_with_one_readable_line() {
 
     let out = DaemonProcess::start(&config, &[]).wait().await;
     assert_eq!(out.status.code(), Some(1), "{}", out.logs);
-    let errors: Vec<&str> = out.logs.lines().filter(|l| l.contains("ERROR")).collect();
+    let errors = out.lines_with(&["ERROR"]);
     assert_eq!(errors.len(), 1, "one error line:\n{}", out.logs);
     for part in [missing.as_str(), "does not exist", "sqs.queue_url"] {
         assert!(
@@ -123,7 +112,7 @@ async fn missing_aws_credentials_are_named_as_such() {
     .wait()
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", out.logs);
-    let errors: Vec<&str> = out.logs.lines().filter(|l| l.contains("ERROR")).collect();
+    let errors = out.lines_with(&["ERROR"]);
     assert_eq!(errors.len(), 1, "one error line:\n{}", out.logs);
     assert!(
         errors[0].contains("no AWS credentials") && errors[0].contains("AWS_ACCESS_KEY_ID"),

@@ -13,12 +13,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_log_forwarder::Config;
-use aws_log_forwarder::intake::IntakeClient;
+use aws_log_forwarder::{Config, IntakeClient};
 use common::intake::TestIntake;
 use common::localstack::TestStack;
 use common::tls::{TestPki, TlsFront};
-use common::{PIPELINE_TIMEOUT, RunningDaemon, cloudfront_log, wait_for_records};
+use common::{RunningDaemon, cloudfront_log, wait_for_records_then_stop};
 
 fn backend(intake: &TestIntake) -> SocketAddr {
     intake
@@ -39,6 +38,15 @@ fn config(url: &str, extra: &str) -> Result<Config, String> {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// `[intake]` lines: `ca`, then a client certificate and its key.
+fn client_certificate(ca: &str, cert: &Path, key: &Path) -> String {
+    format!(
+        "{ca}client_cert = \"{}\"\nclient_key = \"{}\"\n",
+        path(cert),
+        path(key)
+    )
 }
 
 async fn probe(url: &str, extra: &str) -> Result<u16, String> {
@@ -91,11 +99,7 @@ async fn an_mtls_intake_accepts_only_a_client_certificate_from_its_ca() {
     assert!(without.is_err(), "no client certificate: {without:?}");
     let rogue = probe(
         &front.url(),
-        &format!(
-            "{ca}client_cert = \"{}\"\nclient_key = \"{}\"\n",
-            path(&pki.rogue_client_cert),
-            path(&pki.rogue_client_key)
-        ),
+        &client_certificate(&ca, &pki.rogue_client_cert, &pki.rogue_client_key),
     )
     .await;
     assert!(rogue.is_err(), "a certificate from another CA: {rogue:?}");
@@ -104,11 +108,7 @@ async fn an_mtls_intake_accepts_only_a_client_certificate_from_its_ca() {
 
     let with = probe(
         &front.url(),
-        &format!(
-            "{ca}client_cert = \"{}\"\nclient_key = \"{}\"\n",
-            path(&pki.client_cert),
-            path(&pki.client_key)
-        ),
+        &client_certificate(&ca, &pki.client_cert, &pki.client_key),
     )
     .await;
     assert!(with.is_ok(), "with the client certificate: {with:?}");
@@ -181,9 +181,7 @@ async fn the_daemon_delivers_through_an_mtls_intake_with_extra_headers() {
     ));
     let key = "cloudfront/E2TESTDIST0001.2024-05-01-14.7105e111.gz";
     stack.put_gzip(key, cloudfront_log(3).as_bytes()).await;
-    let events = wait_for_records(&intake, key, 6, PIPELINE_TIMEOUT).await;
-    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
-    daemon.stop().await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, key, 6).await;
 
     assert_eq!(events.len(), 6);
     assert!(front.handshakes_ok() >= 1);

@@ -158,7 +158,7 @@ impl LogWriter for CloudWatchFirehose {
 
 #[cfg(test)]
 mod tests {
-    use alf_formats::{Enricher, FormatDetector, ObjectInfo, ParseOptions, parse_object};
+    use alf_formats::FormatDetector;
 
     use crate::generate::{Kind, generate};
 
@@ -176,15 +176,7 @@ mod tests {
         ] {
             let data = generate(kind, 503, 3);
             let mut events = Vec::new();
-            let stats = parse_object(
-                kind.format(),
-                &mut &data[..],
-                &ObjectInfo::default(),
-                &ParseOptions::default(),
-                &Enricher::new(),
-                &mut events,
-            )
-            .unwrap();
+            let stats = crate::parse_generated(kind.format(), &data, &mut events).unwrap();
             assert_eq!((stats.events, stats.malformed), (503, 0), "{kind}");
             let head = &data[..data.len().min(8192)];
             match FormatDetector::default().decide("b", kind.sample_key(), head) {

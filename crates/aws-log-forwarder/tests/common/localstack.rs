@@ -349,35 +349,34 @@ impl TestStack {
         }
     }
 
-    /// Receives (and leaves in place) up to 10 messages of the dead-letter queue.
-    pub async fn peek_dlq(&self) -> Vec<Message> {
+    /// Receives up to 10 messages of `queue_url` with their message attributes, hidden
+    /// for `visibility_timeout` seconds only (0: visible again at once), so they stay
+    /// for the daemon or the next look.
+    pub async fn peek(&self, queue_url: &str, visibility_timeout: i32) -> Vec<Message> {
         self.sqs
             .receive_message()
-            .queue_url(&self.dlq_url)
+            .queue_url(queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(1)
-            .visibility_timeout(1)
+            .visibility_timeout(visibility_timeout)
+            .message_attribute_names("All")
             .send()
             .await
-            .unwrap_or_else(|e| panic!("receive from {}: {}", self.dlq_url, error_chain(&e)))
+            .unwrap_or_else(|e| panic!("receive from {queue_url}: {}", error_chain(&e)))
             .messages()
             .to_vec()
+    }
+
+    /// Receives (and leaves in place) up to 10 messages of the dead-letter queue.
+    pub async fn peek_dlq(&self) -> Vec<Message> {
+        self.peek(&self.dlq_url, 1).await
     }
 
     /// Receives (and leaves in place) the dead-letter queue's messages with their
     /// message attributes, as (body, attribute name -> string value).
     pub async fn peek_dlq_with_attributes(&self) -> Vec<(String, HashMap<String, String>)> {
-        self.sqs
-            .receive_message()
-            .queue_url(&self.dlq_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .visibility_timeout(1)
-            .message_attribute_names("All")
-            .send()
+        self.peek_dlq()
             .await
-            .unwrap_or_else(|e| panic!("receive from {}: {}", self.dlq_url, error_chain(&e)))
-            .messages()
             .iter()
             .map(|m| {
                 let attributes = m

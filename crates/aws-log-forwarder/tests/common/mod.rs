@@ -5,7 +5,9 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-pub mod intake;
+/// The recording HTTP intake, shared with the unit tests (`crates/alf-testkit`).
+pub use alf_testkit::intake;
+pub mod heap;
 pub mod localstack;
 pub mod tls;
 
@@ -53,6 +55,18 @@ impl RunningDaemon {
     }
 }
 
+/// The start of most end-to-end tests: a fresh stack named after `name`, a test intake
+/// accepting everything, and the daemon running in this process on the stack's
+/// configuration.
+pub async fn start_forwarding(
+    name: &str,
+) -> (localstack::TestStack, intake::TestIntake, RunningDaemon) {
+    let stack = localstack::TestStack::deploy(name).await;
+    let intake = intake::TestIntake::start().await;
+    let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
+    (stack, intake, daemon)
+}
+
 /// Sets `[section] key = "value"` in a configuration from
 /// [`localstack::TestStack::base_config_toml`] (the section must exist there).
 pub fn set_config(config: &mut toml::Table, section: &str, key: &str, value: &str) {
@@ -79,6 +93,16 @@ pub struct DaemonOutput {
     pub logs: String,
     /// How long it took to exit once stopped (or waited for).
     pub stop_time: Duration,
+}
+
+impl DaemonOutput {
+    /// The log lines that contain every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<&str> {
+        self.logs
+            .lines()
+            .filter(|l| parts.iter().all(|part| l.contains(part)))
+            .collect()
+    }
 }
 
 impl DaemonProcess {
@@ -119,25 +143,25 @@ impl DaemonProcess {
 
     /// Sends SIGTERM and waits for the exit and the whole output.
     pub async fn stop(self) -> DaemonOutput {
-        let pid = self.child.id().to_string();
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(killed.success(), "kill -TERM {pid} failed");
+        self.signal("TERM");
         self.wait().await
     }
 
     /// Sends SIGKILL (no shutdown at all, as a crash or an OOM kill) and waits for the
     /// exit and the whole output.
     pub async fn kill(self) -> DaemonOutput {
+        self.signal("KILL");
+        self.wait().await
+    }
+
+    /// Sends `SIG<name>` (`TERM`, `KILL`) to the process.
+    fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &pid])
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("run kill");
-        assert!(killed.success(), "kill -KILL {pid} failed");
-        self.wait().await
+        assert!(sent.success(), "kill -{name} {pid} failed");
     }
 
     /// Waits for the process to exit by itself (e.g. on a start-up error).
@@ -273,6 +297,22 @@ pub fn aws_key(format: alf_formats::Format, unique: &str) -> String {
 /// S3 server access logs are the one type AWS delivers uncompressed.
 pub fn delivered_gzipped(format: alf_formats::Format) -> bool {
     format != alf_formats::Format::S3Access
+}
+
+/// The end of most end-to-end tests: waits until the intake accepted `records` records
+/// of `key` ([`wait_for_records`]) and the queue is empty (every message deleted), then
+/// stops the daemon; returns the accepted events of `key`.
+pub async fn wait_for_records_then_stop(
+    stack: &localstack::TestStack,
+    intake: &intake::TestIntake,
+    daemon: RunningDaemon,
+    key: &str,
+    records: usize,
+) -> Vec<Value> {
+    let events = wait_for_records(intake, key, records, PIPELINE_TIMEOUT).await;
+    stack.wait_queue_empty(PIPELINE_TIMEOUT).await;
+    daemon.stop().await;
+    events
 }
 
 /// Waits until the intake accepted, for object `key`, events for `records` distinct

@@ -1,4 +1,4 @@
-//! A real HTTP intake for the integration tests.
+//! A real HTTP intake for the daemon's unit and integration tests.
 //!
 //! It listens on `127.0.0.1:<ephemeral port>` inside the test process, speaks the three
 //! protocols the forwarder can send (Sekoia `/batch`, NDJSON, Elasticsearch `_bulk`),
@@ -7,7 +7,11 @@
 //! 400, slowness, dropped connections) to exercise the forwarder's retry and
 //! acknowledgement logic: one mode at a time ([`Mode`]), a random mix of every failure
 //! ([`Mode::Chaos`]), a poison detector ([`Mode::RejectMarked`]) and a full outage that
-//! overrides any mode while it lasts ([`TestIntake::set_outage`]).
+//! overrides any mode while it lasts ([`TestIntake::set_outage`]). A test that needs
+//! one exact answer (a status, headers and body of its own, e.g. an Elasticsearch
+//! `_bulk` answer with per-item errors) scripts it with [`Mode::Reply`], or computes it
+//! from the request with [`Mode::Answer`]; [`TestIntake::start_replying`] scripts a
+//! whole sequence.
 //!
 //! Accepted events are counted by `event.id` (duplicates included) in a map, so a test
 //! with ~300k events can check "every id at least once" and the duplicate rate without
@@ -74,7 +78,65 @@ pub enum Mode {
     /// 400 with a JSON error body (`{"message": ..., "marker": ...}`) to any request
     /// holding an event whose JSON text contains `marker`; other requests are accepted.
     RejectMarked { marker: String },
+    /// Reads the body, then sends exactly this answer. The events are not recorded as
+    /// accepted whatever the status: what the answer means is the test's business.
+    Reply(Reply),
+    /// Like [`Mode::Reply`], with the answer computed from the request (its body is in
+    /// [`RecordedRequest::body`]).
+    Answer(Answerer),
 }
+
+/// One exact HTTP answer ([`Mode::Reply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Extra response headers (`Content-Length` is set by the server).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// An answer with `status` and `body` and no extra header.
+    pub fn new(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// The same answer with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// The function behind [`Mode::Answer`]: the request as recorded so far (body
+/// included) to the answer. Two answerers are equal when they are the same function
+/// object.
+#[derive(Clone)]
+pub struct Answerer(Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>);
+
+impl Answerer {
+    pub fn new(answer: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) -> Answerer {
+        Answerer(Arc::new(answer))
+    }
+}
+
+impl fmt::Debug for Answerer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Answerer(..)")
+    }
+}
+
+impl PartialEq for Answerer {
+    fn eq(&self, other: &Answerer) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Answerer {}
 
 /// How the intake fails while an outage is on ([`TestIntake::set_outage`]); it overrides
 /// every mode, scripted or default.
@@ -92,10 +154,16 @@ pub enum Outage {
 pub struct RecordedRequest {
     pub method: String,
     pub path: String,
+    /// The HTTP version as written on the request line (`HTTP/1.1`).
+    pub version: String,
     /// Header names are lower-case.
     pub headers: Vec<(String, String)>,
     /// Body size as received (compressed when gzip was used).
     pub body_bytes: usize,
+    /// The body as received (compressed when gzip was used). Not kept (empty) in
+    /// [`Mode::AcceptDiscard`] or after [`TestIntake::set_keep_events`]`(false)`, so
+    /// memory and long-running tests hold no bodies.
+    pub body: Bytes,
     /// Events decoded from the body (whether or not they were accepted).
     pub events: usize,
     /// The key from the Sekoia body, or `X-Intake-Key` for the other protocols.
@@ -123,6 +191,27 @@ impl RecordedRequest {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The request line, e.g. `POST /batch HTTP/1.1`.
+    pub fn request_line(&self) -> String {
+        format!("{} {} {}", self.method, self.path, self.version)
+    }
+
+    /// [`RecordedRequest::body`], gunzipped when `Content-Encoding: gzip` was sent.
+    pub fn plain_body(&self) -> Vec<u8> {
+        if self
+            .header("content-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .expect("a gzip body the test intake can gunzip");
+            out
+        } else {
+            self.body.to_vec()
+        }
+    }
 }
 
 struct State {
@@ -143,6 +232,10 @@ struct State {
     /// The generator behind [`Mode::Chaos`], seeded on first use.
     chaos_rng: Option<SplitMix64>,
     outage: Option<Outage>,
+    /// The answer to `HEAD` probes; `None`: 200 with an empty body.
+    probe_reply: Option<Reply>,
+    /// The `HEAD` probes seen (kept apart from `requests`: they carry no events).
+    probes: Vec<RecordedRequest>,
 }
 
 /// A small deterministic generator (SplitMix64): a chaos run is replayable from its seed,
@@ -229,6 +322,8 @@ impl TestIntake {
                 accepted_total: 0,
                 chaos_rng: None,
                 outage: None,
+                probe_reply: None,
+                probes: Vec::new(),
             }),
             accepted: watch::channel(0).0,
             seen: watch::channel(0).0,
@@ -262,6 +357,39 @@ impl TestIntake {
             shared,
             accept_loop,
         }
+    }
+
+    /// Starts an intake that answers the requests with `replies` in order, the last one
+    /// for every request after it (`replies` must not be empty).
+    pub async fn start_replying(replies: Vec<Reply>) -> TestIntake {
+        let intake = TestIntake::start().await;
+        let (last, first) = replies
+            .split_last()
+            .expect("start_replying needs at least one reply");
+        intake.set_mode(Mode::Reply(last.clone()));
+        for reply in first {
+            intake.set_mode_for_next(1, Mode::Reply(reply.clone()));
+        }
+        intake
+    }
+
+    /// Starts an intake that answers every request with `answer(request)`.
+    pub async fn start_answering(
+        answer: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) -> TestIntake {
+        let intake = TestIntake::start().await;
+        intake.set_mode(Mode::Answer(Answerer::new(answer)));
+        intake
+    }
+
+    /// Answers the following `HEAD` probes with `reply` (default: 200, empty body).
+    pub fn set_probe_reply(&self, reply: Reply) {
+        self.shared.lock().probe_reply = Some(reply);
+    }
+
+    /// The `HEAD` probes seen so far, in arrival order.
+    pub fn probe_requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().probes.clone()
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234` (the forwarder appends `/batch` or `/_bulk`).
@@ -435,8 +563,17 @@ async fn handle(
     // The forwarder's start-up reachability probe: answered, but neither recorded nor
     // counted against the scripted modes (it carries no events).
     if req.method() == hyper::Method::HEAD {
+        let reply = {
+            let mut st = shared.lock();
+            let probe = recorded_head(&req, Mode::Accept);
+            st.probes.push(probe);
+            st.probe_reply.clone()
+        };
         shared.probes.send_modify(|n| *n += 1);
-        return Ok(Response::new(Full::new(Bytes::new())));
+        return Ok(match reply {
+            Some(reply) => reply_response(&reply),
+            None => Response::new(Full::new(Bytes::new())),
+        });
     }
     let mode = {
         let mut st = shared.lock();
@@ -471,28 +608,7 @@ async fn handle(
             (None, mode) => mode,
         }
     };
-    let record = RecordedRequest {
-        method: req.method().to_string(),
-        path: req.uri().path().to_owned(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body_bytes: 0,
-        events: 0,
-        intake_key: None,
-        status: None,
-        client_gave_up: false,
-        decode_error: None,
-        mode: mode.clone(),
-        received_at: Instant::now(),
-    };
+    let record = recorded_head(&req, mode.clone());
     shared.arrived.send_modify(|n| *n += 1);
     // Records the request even when hyper drops this future because the client left.
     let mut recorder = Recorder {
@@ -534,6 +650,21 @@ async fn handle(
     };
     let record = recorder.record();
     record.body_bytes = body.len();
+    record.body = body.clone();
+    let reply = match &mode {
+        Mode::Reply(reply) => Some(reply.clone()),
+        Mode::Answer(answer) => Some((answer.0)(record)),
+        _ => None,
+    };
+    if let Some(reply) = reply {
+        // The body need not be events (a test may send anything): decoded when it can be.
+        if let Ok(d) = decode_body(&record.path, gzip, &body) {
+            record.events = d.events.len();
+            record.intake_key = d.intake_key.or(header_key);
+        }
+        recorder.finish(Some(reply.status), Vec::new(), Vec::new());
+        return Ok(reply_response(&reply));
+    }
 
     let decoded = decode_body(&record.path, gzip, &body);
     let (events, bulk_actions) = match decoded {
@@ -630,7 +761,11 @@ async fn handle(
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             r
         }
-        Mode::ResetConnection | Mode::Hang(_) | Mode::Chaos { .. } => {
+        Mode::ResetConnection
+        | Mode::Hang(_)
+        | Mode::Chaos { .. }
+        | Mode::Reply(_)
+        | Mode::Answer(_) => {
             unreachable!("handled before reading the body, or resolved to another mode")
         }
     };
@@ -671,9 +806,17 @@ impl Drop for Recorder {
     }
 }
 
-fn store(shared: &Shared, record: RecordedRequest, accepted: Vec<Value>, bulk_actions: Vec<Value>) {
+fn store(
+    shared: &Shared,
+    mut record: RecordedRequest,
+    accepted: Vec<Value>,
+    bulk_actions: Vec<Value>,
+) {
     let (requests, events) = {
         let mut st = shared.lock();
+        if !st.keep_events || record.mode == Mode::AcceptDiscard {
+            record.body = Bytes::new();
+        }
         st.requests.push(record);
         st.accepted_total += accepted.len();
         for event in &accepted {
@@ -696,6 +839,48 @@ fn store(shared: &Shared, record: RecordedRequest, accepted: Vec<Value>, bulk_ac
     };
     shared.seen.send_replace(requests);
     shared.accepted.send_replace(events);
+}
+
+/// The record of a request as its head arrived (no body yet).
+fn recorded_head<B>(req: &Request<B>, mode: Mode) -> RecordedRequest {
+    RecordedRequest {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+        version: format!("{:?}", req.version()),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_bytes: 0,
+        body: Bytes::new(),
+        events: 0,
+        intake_key: None,
+        status: None,
+        client_gave_up: false,
+        decode_error: None,
+        mode,
+        received_at: Instant::now(),
+    }
+}
+
+/// The HTTP answer for a [`Reply`].
+fn reply_response(reply: &Reply) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(reply.body.clone())));
+    *r.status_mut() = StatusCode::from_u16(reply.status).expect("a valid HTTP status in Reply");
+    for (name, value) in &reply.headers {
+        r.headers_mut().append(
+            hyper::header::HeaderName::from_bytes(name.as_bytes())
+                .expect("a valid header name in Reply"),
+            HeaderValue::from_str(value).expect("a valid header value in Reply"),
+        );
+    }
+    r
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
