@@ -13,8 +13,10 @@
 //! Beside the count, an acknowledgement keeps the object's *watermark*: how many of its
 //! events, counted from the first, are settled (delivered or dead-lettered) without a
 //! gap. Batches complete out of order, so each settled run of events is remembered
-//! until the runs before it are settled too. The watermark is what a checkpoint
-//! records (see `checkpoint`): a redelivered object skips that many events.
+//! until the runs before it are settled too. The watermark and those runs ([`Settled`])
+//! are what a checkpoint records (see `checkpoint`): a redelivered object skips them,
+//! so a batch stuck in retries does not make the batches delivered after it count
+//! for nothing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,12 +48,86 @@ pub struct Watermark {
     ahead: BTreeMap<u64, u64>,
 }
 
-impl Watermark {
-    /// A watermark that starts at `reached` (the events skipped on a resumed object).
-    pub fn starting_at(reached: u64) -> Self {
-        Watermark {
+/// The events of an object known to be settled: `0..reached`, and the runs
+/// `start..end` after gaps (sorted, disjoint, all beyond `reached`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub reached: u64,
+    pub ahead: Vec<(u64, u64)>,
+}
+
+impl Settled {
+    /// Settled events `0..reached` and nothing beyond.
+    pub fn up_to(reached: u64) -> Self {
+        Settled {
             reached,
-            ahead: BTreeMap::new(),
+            ahead: Vec::new(),
+        }
+    }
+
+    /// How many events are settled.
+    pub fn count(&self) -> u64 {
+        self.ahead
+            .iter()
+            .fold(self.reached, |n, (s, e)| n.saturating_add(e - s))
+    }
+
+    /// Drops runs that are empty, overlap, are out of order or lie below `reached`
+    /// (a hand-edited or garbled checkpoint must never make an event skipped that
+    /// was not settled; dropping a run only means duplicates).
+    pub fn sanitized(mut self) -> Self {
+        let mut floor = self.reached;
+        self.ahead.retain(|&(s, e)| {
+            let keep = s > floor && e > s;
+            if keep {
+                floor = e;
+            }
+            keep
+        });
+        self
+    }
+
+    /// Whether event `n` is settled. `cursor` remembers the run reached, for callers
+    /// asking in increasing `n` (a parser walking an object).
+    pub fn contains(&self, n: u64, cursor: &mut usize) -> bool {
+        if n < self.reached {
+            return true;
+        }
+        while let Some(&(_, end)) = self.ahead.get(*cursor) {
+            if n < end {
+                break;
+            }
+            *cursor += 1;
+        }
+        self.ahead
+            .get(*cursor)
+            .is_some_and(|&(start, _)| n >= start)
+    }
+}
+
+impl Watermark {
+    /// A watermark that starts with what an earlier attempt settled (the events a
+    /// resumed object does not send again).
+    pub fn resumed(settled: &Settled) -> Self {
+        let mut w = Watermark::default();
+        w.complete(0, settled.reached);
+        for &(s, e) in &settled.ahead {
+            w.complete(s, e);
+        }
+        w
+    }
+
+    /// The events settled, for a checkpoint: the watermark and at most `max_runs` runs
+    /// ahead of it (the first ones; runs are bounded by the batches in flight anyway).
+    pub fn settled(&self, max_runs: usize) -> Settled {
+        Settled {
+            reached: self.reached,
+            ahead: self
+                .ahead
+                .iter()
+                .take(max_runs)
+                .map(|(&s, &e)| (s, e))
+                .collect(),
         }
     }
 
@@ -101,12 +177,12 @@ impl ObjectAck {
         ack
     }
 
-    /// An acknowledgement for an object resumed from a checkpoint: its first
-    /// `skipped` events were settled by an earlier attempt and are not sent again.
-    pub fn resuming(label: impl Into<String>, skipped: u64) -> Self {
+    /// An acknowledgement for an object resumed from a checkpoint: the events
+    /// `skipped` were settled by an earlier attempt and are not sent again.
+    pub fn resuming(label: impl Into<String>, skipped: &Settled) -> Self {
         let ack = Self::for_object(label);
         if let Ok(mut progress) = ack.progress.lock() {
-            *progress = Watermark::starting_at(skipped);
+            *progress = Watermark::resumed(skipped);
         }
         ack
     }
@@ -122,6 +198,13 @@ impl ObjectAck {
     /// Events settled without a gap from the object's first event.
     pub fn watermark(&self) -> u64 {
         self.progress.lock().map_or(0, |p| p.reached())
+    }
+
+    /// The events settled so far, with at most `max_runs` runs beyond the watermark.
+    pub fn settled_events(&self, max_runs: usize) -> Settled {
+        self.progress
+            .lock()
+            .map_or_else(|_| Settled::default(), |p| p.settled(max_runs))
     }
 
     pub fn label(&self) -> Option<&str> {
@@ -260,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_resumed_watermark_starts_at_the_skipped_events() {
-        let ack = ObjectAck::resuming("s3://b/k", 5000);
+        let ack = ObjectAck::resuming("s3://b/k", &Settled::up_to(5000));
         assert_eq!(ack.watermark(), 5000);
         ack.completed(5256, 256);
         assert_eq!(ack.watermark(), 5000);
@@ -269,6 +352,54 @@ mod tests {
         // Events before the checkpoint (never sent again) cannot move it.
         ack.completed(0, 10);
         assert_eq!(ack.watermark(), 5512);
+    }
+
+    #[test]
+    fn runs_ahead_of_the_watermark_survive_a_resume() {
+        let ack = ObjectAck::for_object("s3://b/k");
+        ack.completed(0, 100);
+        ack.completed(300, 100);
+        ack.completed(600, 50);
+        let settled = ack.settled_events(16);
+        assert_eq!(settled.reached, 100);
+        assert_eq!(settled.ahead, vec![(300, 400), (600, 650)]);
+        assert_eq!(settled.count(), 250);
+        assert_eq!(ack.settled_events(1).ahead, vec![(300, 400)]);
+
+        let resumed = ObjectAck::resuming("s3://b/k", &settled);
+        assert_eq!(resumed.watermark(), 100);
+        resumed.completed(100, 200);
+        assert_eq!(
+            resumed.watermark(),
+            400,
+            "the gap closed onto the saved run"
+        );
+        resumed.completed(400, 200);
+        assert_eq!(resumed.watermark(), 650);
+    }
+
+    #[test]
+    fn settled_contains_walks_the_runs_in_order() {
+        let settled = Settled {
+            reached: 10,
+            ahead: vec![(20, 25), (30, 31)],
+        };
+        let mut cursor = 0;
+        let skipped: Vec<u64> = (0..40)
+            .filter(|&n| settled.contains(n, &mut cursor))
+            .collect();
+        let expected: Vec<u64> = (0..10).chain(20..25).chain(30..31).collect();
+        assert_eq!(skipped, expected);
+    }
+
+    #[test]
+    fn a_garbled_list_of_runs_is_trimmed_to_what_is_certain() {
+        let settled = Settled {
+            reached: 10,
+            ahead: vec![(5, 12), (20, 25), (22, 30), (40, 40), (50, 60)],
+        }
+        .sanitized();
+        assert_eq!(settled.ahead, vec![(20, 25), (50, 60)]);
     }
 
     #[tokio::test]

@@ -199,6 +199,14 @@ impl Batch {
         self.push_numbered(event, body_cost, ack, None);
     }
 
+    /// Adds an event owned by no object: a stand-in batch that resends a copy of an
+    /// event (truncated after a 413) whose own batch settles it.
+    pub fn push_unowned(&mut self, event: &[u8], body_cost: usize) {
+        self.data.extend_from_slice(event);
+        self.ends.push(self.data.len());
+        self.body_bytes += body_cost;
+    }
+
     /// Adds event number `seq` of its object (the batcher): once settled, it moves
     /// the object's watermark.
     pub fn push_numbered(
@@ -714,7 +722,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_batcher_numbers_events_from_the_chunks_first_seq() {
-        let a = Arc::new(ObjectAck::resuming("s3://b/k", 100));
+        let a = Arc::new(ObjectAck::resuming(
+            "s3://b/k",
+            &crate::ack::Settled::up_to(100),
+        ));
         let mut second = chunk(&a, &["e102", "e103"]);
         second.first_seq = 102;
         let mut first = chunk(&a, &["e100", "e101"]);

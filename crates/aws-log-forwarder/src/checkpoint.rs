@@ -4,9 +4,11 @@
 //! A checkpoint is a tiny JSON document keyed by the object's bucket, key and ETag that
 //! records its *watermark*: the number of events, counted from the first, that the
 //! intake acknowledged (or that went to the dead-letter sink) without a gap (see
-//! [`crate::ack::Watermark`]). A redelivered object is still decompressed and parsed
-//! from the start, because record numbers (and so `event.id`) must stay the same, but
-//! its first `watermark` events are not sent.
+//! [`crate::ack::Watermark`]), and the runs of events settled beyond it (a batch stuck
+//! in retries holds the watermark back while later batches are delivered; without
+//! the runs, a crash then would send all of those again). A redelivered object is
+//! still decompressed and parsed from the start, because record numbers (and so
+//! `event.id`) must stay the same, but the settled events are not sent.
 //!
 //! It is written every `checkpoint.interval_seconds` while the object is in progress
 //! (only when the watermark moved), once more when the object fails (so a SIGTERM or a
@@ -35,7 +37,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
-use crate::ack::ObjectAck;
+use crate::ack::{ObjectAck, Settled};
 use crate::metrics as m;
 
 /// Why a checkpoint could not be read, written or deleted.
@@ -72,7 +74,15 @@ struct Document {
     etag: String,
     /// Events settled without a gap from the object's first event.
     events_settled: u64,
+    /// Runs `[start, end)` settled beyond `events_settled` (absent in documents
+    /// written before runs were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    settled_ahead: Vec<[u64; 2]>,
 }
+
+/// Runs ahead of the watermark recorded at most: they are bounded by the batches in
+/// flight, this only keeps a document small whatever happens.
+const MAX_RUNS_SAVED: usize = 256;
 
 impl CheckpointKey {
     /// The document's name: 32 hex digits of two independent FNV-1a hashes of bucket
@@ -148,15 +158,18 @@ impl CheckpointStore {
         }
     }
 
-    /// The events of `object` already settled by an earlier attempt (0: none known).
-    pub async fn load(&self, object: &CheckpointKey) -> Result<u64, CheckpointError> {
+    /// The events of `object` already settled by an earlier attempt (none known:
+    /// empty).
+    pub async fn load(&self, object: &CheckpointKey) -> Result<Settled, CheckpointError> {
         let name = object.name();
         let bytes = match self {
             CheckpointStore::Directory(dir) => {
                 let path = dir.join(&name);
                 match tokio::fs::read(&path).await {
                     Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Ok(Settled::default());
+                    }
                     Err(source) => return Err(CheckpointError::File { path, source }),
                 }
             }
@@ -174,7 +187,7 @@ impl CheckpointStore {
                         .map_err(|e| Self::s3_error(bucket, &key, e))?
                         .to_vec(),
                     Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                        return Ok(0);
+                        return Ok(Settled::default());
                     }
                     Err(e) => return Err(Self::s3_error(bucket, &key, e)),
                 }
@@ -185,20 +198,32 @@ impl CheckpointStore {
         Ok(serde_json::from_slice::<Document>(&bytes)
             .ok()
             .filter(|doc| object.matches(doc))
-            .map_or(0, |doc| doc.events_settled))
+            .map_or_else(Settled::default, |doc| {
+                Settled {
+                    reached: doc.events_settled,
+                    ahead: doc.settled_ahead.iter().map(|&[s, e]| (s, e)).collect(),
+                }
+                .sanitized()
+            }))
     }
 
-    /// Records that `events_settled` events of `object` are settled.
+    /// Records that `settled` events of `object` are settled.
     pub async fn save(
         &self,
         object: &CheckpointKey,
-        events_settled: u64,
+        settled: &Settled,
     ) -> Result<(), CheckpointError> {
         let doc = Document {
             bucket: object.bucket.clone(),
             key: object.key.clone(),
             etag: object.etag.clone(),
-            events_settled,
+            events_settled: settled.reached,
+            settled_ahead: settled
+                .ahead
+                .iter()
+                .take(MAX_RUNS_SAVED)
+                .map(|&(s, e)| [s, e])
+                .collect(),
         };
         // Serializing plain strings and a number cannot fail.
         let body = serde_json::to_vec(&doc).unwrap_or_default();
@@ -278,7 +303,7 @@ impl CheckpointStore {
             key: "start-up probe".into(),
             etag: "probe".into(),
         };
-        self.save(&probe, 1).await?;
+        self.save(&probe, &Settled::up_to(1)).await?;
         self.load(&probe).await?;
         self.remove(&probe).await
     }
@@ -298,7 +323,8 @@ pub struct ObjectCheckpoint {
     store: Arc<CheckpointStore>,
     interval: Duration,
     key: CheckpointKey,
-    /// The watermark last written (or read at the start).
+    /// How many events the document last written (or read at the start) says are
+    /// settled.
     saved: AtomicU64,
     /// A document exists in the store (read or written): delete it when done.
     exists: AtomicBool,
@@ -309,34 +335,36 @@ pub struct ObjectCheckpoint {
 impl ObjectCheckpoint {
     /// Reads the checkpoint of `key`; returns it and the events to skip. A store that
     /// cannot be read means starting from the beginning (duplicates, never a loss).
-    pub async fn open(checkpoints: &Checkpoints, key: CheckpointKey) -> (Arc<Self>, u64) {
+    pub async fn open(checkpoints: &Checkpoints, key: CheckpointKey) -> (Arc<Self>, Settled) {
         let skip = match checkpoints.store.load(&key).await {
-            Ok(n) => n,
+            Ok(settled) => settled,
             Err(e) => {
                 tracing::warn!(bucket = %key.bucket, key = %key.key, "{e}; the object is read from its first event");
-                0
+                Settled::default()
             }
         };
+        let count = skip.count();
         let checkpoint = ObjectCheckpoint {
             store: Arc::clone(&checkpoints.store),
             interval: checkpoints.interval,
             key,
-            saved: AtomicU64::new(skip),
-            exists: AtomicBool::new(skip > 0),
+            saved: AtomicU64::new(count),
+            exists: AtomicBool::new(count > 0),
             warned: AtomicBool::new(false),
         };
         (Arc::new(checkpoint), skip)
     }
 
-    /// Writes the watermark of `ack` if it moved since the last write.
+    /// Writes what `ack` says is settled if it grew since the last write.
     pub async fn save(&self, ack: &ObjectAck) {
-        let reached = ack.watermark();
-        if reached <= self.saved.load(Ordering::Acquire) {
+        let settled = ack.settled_events(MAX_RUNS_SAVED);
+        let count = settled.count();
+        if count <= self.saved.load(Ordering::Acquire) {
             return;
         }
-        match self.store.save(&self.key, reached).await {
+        match self.store.save(&self.key, &settled).await {
             Ok(()) => {
-                self.saved.store(reached, Ordering::Release);
+                self.saved.store(count, Ordering::Release);
                 self.exists.store(true, Ordering::Release);
                 metrics::counter!(m::CHECKPOINT_WRITES, "outcome" => "ok").increment(1);
             }
@@ -388,23 +416,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::directory(dir.path());
         store.check().await.unwrap();
-        assert_eq!(store.load(&key("e1")).await.unwrap(), 0, "nothing yet");
-        store.save(&key("e1"), 4096).await.unwrap();
-        store.save(&key("e1"), 8192).await.unwrap();
-        assert_eq!(store.load(&key("e1")).await.unwrap(), 8192);
+        let none = Settled::default();
+        assert_eq!(store.load(&key("e1")).await.unwrap(), none, "nothing yet");
+        store.save(&key("e1"), &Settled::up_to(4096)).await.unwrap();
+        let with_runs = Settled {
+            reached: 8192,
+            ahead: vec![(9000, 9500), (10_000, 10_256)],
+        };
+        store.save(&key("e1"), &with_runs).await.unwrap();
+        assert_eq!(store.load(&key("e1")).await.unwrap(), with_runs);
         let other = CheckpointKey {
             key: "other.gz".into(),
             ..key("e1")
         };
-        assert_eq!(store.load(&other).await.unwrap(), 0);
+        assert_eq!(store.load(&other).await.unwrap(), none);
         assert_eq!(
             store.load(&key("e2")).await.unwrap(),
-            0,
+            none,
             "a rewritten object (new ETag) starts from its first event"
         );
         store.remove(&key("e1")).await.unwrap();
         store.remove(&key("e1")).await.unwrap();
-        assert_eq!(store.load(&key("e1")).await.unwrap(), 0);
+        assert_eq!(store.load(&key("e1")).await.unwrap(), none);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
     }
@@ -414,7 +447,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::directory(dir.path());
         std::fs::write(dir.path().join(key("e1").name()), b"{not json").unwrap();
-        assert_eq!(store.load(&key("e1")).await.unwrap(), 0);
+        assert_eq!(store.load(&key("e1")).await.unwrap(), Settled::default());
+    }
+
+    #[tokio::test]
+    async fn a_document_without_runs_still_reads_and_bad_runs_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::directory(dir.path());
+        let k = key("e1");
+        let old = format!(
+            r#"{{"bucket":"{}","key":"{}","etag":"e1","events_settled":700}}"#,
+            k.bucket, k.key
+        );
+        std::fs::write(dir.path().join(k.name()), old).unwrap();
+        assert_eq!(store.load(&k).await.unwrap(), Settled::up_to(700));
+        let odd = format!(
+            r#"{{"bucket":"{}","key":"{}","etag":"e1","events_settled":700,"settled_ahead":[[100,800],[900,950],[960,955]]}}"#,
+            k.bucket, k.key
+        );
+        std::fs::write(dir.path().join(k.name()), odd).unwrap();
+        assert_eq!(
+            store.load(&k).await.unwrap(),
+            Settled {
+                reached: 700,
+                ahead: vec![(900, 950)]
+            }
+        );
     }
 
     #[tokio::test]
@@ -440,17 +498,22 @@ mod tests {
             min_object_bytes: 0,
         };
         let (cp, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
-        assert_eq!(skip, 0);
-        let ack = ObjectAck::resuming("s3://logs/x", skip);
+        assert_eq!(skip, Settled::default());
+        let ack = ObjectAck::resuming("s3://logs/x", &skip);
         cp.save(&ack).await;
         assert!(!dir.path().join(key("e1").name()).exists(), "no progress");
         ack.completed(256, 256);
         cp.save(&ack).await;
-        assert!(!dir.path().join(key("e1").name()).exists(), "a gap");
+        let (_, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
+        assert_eq!(
+            skip.ahead,
+            vec![(256, 512)],
+            "a run delivered behind a gap is kept"
+        );
         ack.completed(0, 256);
         cp.save(&ack).await;
         let (again, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
-        assert_eq!(skip, 512);
+        assert_eq!(skip, Settled::up_to(512));
         again.finish().await;
         assert!(!dir.path().join(key("e1").name()).exists());
     }

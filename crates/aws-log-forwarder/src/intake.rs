@@ -22,7 +22,11 @@
 //!   split in halves and each half sent again, until the refused events stand alone;
 //!   everything else is delivered. An event refused alone goes to the
 //!   [`DeadLetterSink`] with the status and an excerpt of the answer (key masked) and
-//!   then counts as delivered (a 413 on a lone event is recorded as `oversize`).
+//!   then counts as delivered. A 413 is about size, not content: an event refused
+//!   alone with 413 is truncated to half its size ([`crate::oversize`], tagged
+//!   `_truncated`) and sent again, halving until the intake takes it; only an event
+//!   that cannot be cut any smaller (no strings left to cut) is dead-lettered, as
+//!   `oversize`.
 //!
 //! Elasticsearch `_bulk` answers 200 even when items fail: actions are `create` with
 //! `_id` = the event's `event.id`, so a redelivered event is refused as a duplicate with
@@ -579,6 +583,8 @@ impl IntakeClient {
         // Depth-first: the first half of a split batch is settled before the second.
         let mut groups = vec![sendable];
         let mut split_logged = false;
+        // Events refused alone with 413: sent again truncated, after the rest.
+        let mut too_large: Vec<(usize, String)> = Vec::new();
         while let Some(group) = groups.pop() {
             if group.is_empty() {
                 continue;
@@ -597,16 +603,18 @@ impl IntakeClient {
             };
             match outcome {
                 GroupOutcome::Delivered { rejected } => {
-                    doomed.extend(rejected.into_iter().map(|(index, status, answer)| Doomed {
-                        index,
-                        reason: if status == 413 {
-                            DeadLetterReason::Oversize
+                    for (index, status, answer) in rejected {
+                        if status == 413 {
+                            too_large.push((index, answer));
                         } else {
-                            DeadLetterReason::Rejected
-                        },
-                        status: Some(status),
-                        answer,
-                    }))
+                            doomed.push(Doomed {
+                                index,
+                                reason: DeadLetterReason::Rejected,
+                                status: Some(status),
+                                answer,
+                            });
+                        }
+                    }
                 }
                 GroupOutcome::Refused {
                     group,
@@ -617,16 +625,16 @@ impl IntakeClient {
                     metrics::counter!(m::INTAKE_FAILURES, "status_class" => m::status_class(Some(status)))
                         .increment(1);
                     if group.len() == 1 {
-                        doomed.push(Doomed {
-                            index: group[0],
-                            reason: if status == 413 {
-                                DeadLetterReason::Oversize
-                            } else {
-                                DeadLetterReason::Rejected
-                            },
-                            status: Some(status),
-                            answer,
-                        });
+                        if status == 413 {
+                            too_large.push((group[0], answer));
+                        } else {
+                            doomed.push(Doomed {
+                                index: group[0],
+                                reason: DeadLetterReason::Rejected,
+                                status: Some(status),
+                                answer,
+                            });
+                        }
                         continue;
                     }
                     if !split_logged {
@@ -645,10 +653,94 @@ impl IntakeClient {
                 }
             }
         }
+        for (index, answer) in too_large {
+            if let Err(d) = self.send_truncated(&batch, index, answer).await? {
+                doomed.push(d);
+            }
+        }
         if doomed.is_empty() {
             return Ok(());
         }
         self.dead_letter_events(&batch, doomed).await
+    }
+
+    /// Event `index` of `batch` was refused alone with 413 (`answer`): sends it again
+    /// cut to half its size, and again, until the intake takes it (`Ok(Ok)`: it
+    /// counts as delivered). `Ok(Err)`: it cannot be cut smaller, dead-letter it.
+    /// `Err`: encoding failed.
+    async fn send_truncated(
+        &self,
+        batch: &Batch,
+        index: usize,
+        mut answer: String,
+    ) -> Result<Result<(), Doomed>, DeliveryFailure> {
+        let url = self.endpoint.as_str();
+        let original = batch.event(index);
+        let mut current = original.to_vec();
+        loop {
+            let Some(smaller) = crate::oversize::truncate_event(&current, current.len() / 2) else {
+                return Ok(Err(Doomed {
+                    index,
+                    reason: DeadLetterReason::Oversize,
+                    status: Some(413),
+                    answer: format!(
+                        "refused with 413 even when cut to {} bytes (from {}), and it cannot be cut further: {answer}",
+                        current.len(),
+                        original.len()
+                    ),
+                }));
+            };
+            metrics::counter!(EVENTS_TRUNCATED).increment(1);
+            tracing::warn!(
+                intake = url,
+                bytes = current.len(),
+                truncated_to = smaller.len(),
+                "intake {url} refused an event of {} bytes alone with 413 (body too large); sending it again truncated to {} bytes (tagged {}); lower intake.max_event_bytes to avoid the round trip",
+                current.len(),
+                smaller.len(),
+                crate::oversize::TRUNCATED_TAG
+            );
+            current = smaller;
+            // A stand-in batch owning no acknowledgement: the event is settled with
+            // the batch it came from.
+            let mut alone = Batch::default();
+            alone.push_unowned(&current, self.encoder.cost(&current));
+            let alone = Arc::new(alone);
+            let outcome =
+                self.deliver_group(&alone, vec![0])
+                    .await
+                    .map_err(|f| DeliveryFailure {
+                        failed: Some(vec![index]),
+                        reason: f.reason,
+                    })?;
+            match outcome {
+                GroupOutcome::Delivered { rejected } => match rejected.into_iter().next() {
+                    None => return Ok(Ok(())),
+                    Some((_, 413, a)) => answer = a,
+                    Some((_, status, a)) => {
+                        return Ok(Err(Doomed {
+                            index,
+                            reason: DeadLetterReason::Rejected,
+                            status: Some(status),
+                            answer: a,
+                        }));
+                    }
+                },
+                GroupOutcome::Refused {
+                    status: 413,
+                    answer: a,
+                    ..
+                } => answer = a,
+                GroupOutcome::Refused { status, answer, .. } => {
+                    return Ok(Err(Doomed {
+                        index,
+                        reason: DeadLetterReason::Rejected,
+                        status: Some(status),
+                        answer,
+                    }));
+                }
+            }
+        }
     }
 
     /// Writes `doomed` to the dead-letter sink; they then count as delivered.
@@ -1458,10 +1550,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn payload_too_large_only_splits_and_a_lone_413_is_oversize() {
+    async fn payload_too_large_splits_then_truncates_and_never_dead_letters() {
+        // The intake takes one event of at most 1,500 bytes per request.
         let (url, seen) = server_fn(|_, req| {
             let events = sekoia_events(req);
-            if events.len() > 1 || events.iter().any(|e| e.contains("huge")) {
+            if events.len() > 1 || events.iter().any(|e| e.len() > 1500) {
                 response("413 Payload Too Large", "", "too big")
             } else {
                 response("200 OK", "", "{}")
@@ -1469,12 +1562,55 @@ mod tests {
         })
         .await;
         let (client, dir) = client_with_sink(&url, "sekoia", "");
-        let (b, _) = batch(&[r#"{"m":"a"}"#, r#"{"m":"huge"}"#, r#"{"m":"c"}"#]);
+        let huge = format!(
+            r#"{{"m":"huge","event":{{"original":"{}"}}}}"#,
+            "x".repeat(5000)
+        );
+        let (b, ack) = batch(&[r#"{"m":"a"}"#, &huge, r#"{"m":"c"}"#]);
+        client.deliver(Arc::clone(&b)).await.unwrap();
+        b.acknowledge();
+        assert_eq!(ack.settled().await, Ok(()));
+        assert!(
+            dead_letters(&dir.path().join("dl")).is_empty(),
+            "a 413 never dead-letters an event that can be cut"
+        );
+        // The requests the intake accepted (same rule as its answer).
+        let accepted: Vec<serde_json::Value> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(sekoia_events)
+            .filter(|events| events.len() == 1 && events[0].len() <= 1500)
+            .flatten()
+            .map(|e| serde_json::from_str(&e).unwrap())
+            .collect();
+        assert_eq!(accepted.len(), 3, "{accepted:?}");
+        let cut = accepted.iter().find(|e| e["m"] == "huge").unwrap();
+        assert_eq!(cut["tags"][0], "_truncated");
+        let original = cut["event"]["original"].as_str().unwrap();
+        assert!(
+            original.len() < 1500 && original.len() > 500,
+            "halved until it fit: {}",
+            original.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_that_cannot_be_cut_small_enough_is_dead_lettered_as_oversize() {
+        let (url, _) = server_fn(|_, req| {
+            if sekoia_events(req).iter().any(|e| e.contains("huge")) {
+                response("413 Payload Too Large", "", "too big")
+            } else {
+                response("200 OK", "", "{}")
+            }
+        })
+        .await;
+        let (client, dir) = client_with_sink(&url, "sekoia", "");
+        let (b, _) = batch(&[r#"{"m":"a"}"#, r#"{"m":"huge","n":[1,2,3,4,5,6,7,8]}"#]);
         client.deliver(b).await.unwrap();
-        assert_eq!(seen.lock().unwrap().len(), 5, "3, 1 ok, 2, then 1 and 1");
         let dead = dead_letters(&dir.path().join("dl"));
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0]["event"]["m"], "huge");
+        assert_eq!(dead[0]["event"]["m"], "huge", "the original event is kept");
         assert_eq!(dead[0]["reason"], "oversize");
         assert_eq!(dead[0]["intake_status"], 413);
     }

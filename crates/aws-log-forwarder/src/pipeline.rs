@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::io::SyncIoBridge;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::ObjectAck;
+use crate::ack::{ObjectAck, Settled};
 use crate::batch::EventChunk;
 use crate::checkpoint::{CheckpointKey, Checkpoints, ObjectCheckpoint};
 use crate::columnar;
@@ -485,10 +485,51 @@ struct ChunkSink<'a> {
     dropped: Vec<u64>,
     /// Events a checkpoint says were delivered by an earlier attempt: counted (so the
     /// numbering stays the same) but not sent.
-    skip: u64,
+    skip: Settled,
+    /// Where `skip.contains` reached (events are numbered in increasing order).
+    skip_cursor: usize,
+    /// Events not sent because of `skip`.
+    skipped: u64,
 }
 
-impl ChunkSink<'_> {
+impl<'a> ChunkSink<'a> {
+    /// A sink for the events of `bucket`/`key`, sending to `tx`, unredacted and
+    /// skipping nothing until told otherwise.
+    fn new(
+        tx: &'a mpsc::Sender<EventChunk>,
+        ack: &'a Arc<ObjectAck>,
+        abort: &'a CancellationToken,
+        filter: &'a EventFilter,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> Self {
+        ChunkSink {
+            tx,
+            ack,
+            redactor: None,
+            abort,
+            chunk: Self::new_chunk(ack),
+            bucket,
+            key,
+            events: 0,
+            malformed: 0,
+            filter,
+            dropped: vec![0; filter.names().len()],
+            skip: Settled::default(),
+            skip_cursor: 0,
+            skipped: 0,
+        }
+    }
+
+    fn redacting(self, redactor: Option<&'a Redactor>) -> Self {
+        ChunkSink { redactor, ..self }
+    }
+
+    /// Counts but does not send the events an earlier attempt settled.
+    fn skipping(self, skip: Settled) -> Self {
+        ChunkSink { skip, ..self }
+    }
+
     fn new_chunk(ack: &Arc<ObjectAck>) -> EventChunk {
         EventChunk::new(Arc::clone(ack), 64 * 1024, CHUNK_EVENTS)
     }
@@ -522,10 +563,16 @@ impl EventSink for ChunkSink<'_> {
             }
             return Ok(());
         }
-        if self.events < self.skip {
+        if self.skip.contains(self.events, &mut self.skip_cursor) {
+            // A chunk covers consecutive events (its acknowledgement settles a run):
+            // send what precedes the gap first.
+            if !self.chunk.is_empty() {
+                self.flush()?;
+            }
             self.events += 1;
+            self.skipped += 1;
             // Nothing is flushed while skipping: look for a stop now and then.
-            if self.events.is_multiple_of(CHUNK_EVENTS as u64)
+            if self.skipped.is_multiple_of(CHUNK_EVENTS as u64)
                 && (self.abort.is_cancelled() || self.ack.has_failed())
             {
                 return Err(Stop);
@@ -630,12 +677,12 @@ impl Pipeline {
         object: &ObjectRef,
         e_tag: Option<&str>,
         size: Option<u64>,
-    ) -> (Option<Arc<ObjectCheckpoint>>, u64) {
+    ) -> (Option<Arc<ObjectCheckpoint>>, Settled) {
         let (Some(checkpoints), Some(etag)) = (&self.checkpoints, e_tag) else {
-            return (None, 0);
+            return (None, Settled::default());
         };
         if size.is_some_and(|n| n < checkpoints.min_object_bytes) {
-            return (None, 0);
+            return (None, Settled::default());
         }
         let key = CheckpointKey {
             bucket: object.bucket.clone(),
@@ -749,20 +796,23 @@ impl Pipeline {
         let (checkpoint, skip) = self
             .open_checkpoint(object, opened.e_tag.as_deref(), opened.content_length)
             .await;
-        if skip > 0 {
+        let skip_count = skip.count();
+        if skip_count > 0 {
             tracing::info!(
                 message_id,
                 bucket = %object.bucket,
                 key = %object.key,
-                skip,
-                "resuming s3://{}/{} from its checkpoint: its first {skip} events were delivered before and are parsed but not sent again",
+                skip = skip_count,
+                "resuming s3://{}/{} from its checkpoint: {skip_count} events (the first {} and {} runs after them) were delivered before and are parsed but not sent again",
                 object.bucket,
-                object.key
+                object.key,
+                skip.reached,
+                skip.ahead.len()
             );
         }
         let ack = Arc::new(ObjectAck::resuming(
             format!("s3://{}/{}", object.bucket, object.key),
-            skip,
+            &skip,
         ));
         let _checkpoint_writer = checkpoint
             .as_ref()
@@ -813,20 +863,9 @@ impl Pipeline {
             let source = source.clone();
             tokio::task::spawn_blocking(move || {
                 inject_debug_panic(&info.key);
-                let mut sink = ChunkSink {
-                    tx: &tx,
-                    ack: &ack,
-                    redactor: redactor.as_deref(),
-                    abort: &abort,
-                    chunk: ChunkSink::new_chunk(&ack),
-                    bucket: &info.bucket,
-                    key: &info.key,
-                    events: 0,
-                    malformed: 0,
-                    filter: &filter,
-                    dropped: vec![0; filter.names().len()],
-                    skip,
-                };
+                let mut sink = ChunkSink::new(&tx, &ack, &abort, &filter, &info.bucket, &info.key)
+                    .redacting(redactor.as_deref())
+                    .skipping(skip);
                 let mut result =
                     parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink);
                 // The object's bytes are broken (not the network, not delivery, not a
@@ -847,7 +886,7 @@ impl Pipeline {
                     );
                     let _ = sink.emit(error);
                 }
-                metrics::counter!(m::CHECKPOINT_EVENTS_SKIPPED).increment(sink.events.min(skip));
+                metrics::counter!(m::CHECKPOINT_EVENTS_SKIPPED).increment(sink.skipped);
                 let flushed = sink.flush();
                 if let (Ok(_), Err(stop)) = (&result, flushed) {
                     result = Err(StreamError::Stopped(stop));
@@ -1294,20 +1333,8 @@ mod tests {
         let handle = tokio::task::spawn_blocking(move || {
             let redactor = Redactor::new();
             let no_filter = EventFilter::default();
-            let mut sink = ChunkSink {
-                tx: &tx,
-                ack: &ack2,
-                redactor: Some(&redactor),
-                abort: &abort2,
-                chunk: ChunkSink::new_chunk(&ack2),
-                bucket: "b",
-                key: "k",
-                events: 0,
-                malformed: 0,
-                filter: &no_filter,
-                dropped: Vec::new(),
-                skip: 0,
-            };
+            let mut sink = ChunkSink::new(&tx, &ack2, &abort2, &no_filter, "b", "k")
+                .redacting(Some(&redactor));
             for i in 0..(CHUNK_EVENTS + 3) {
                 let mut e = Event::new();
                 e.set("n", i as u64);
@@ -1334,25 +1361,13 @@ mod tests {
     #[tokio::test]
     async fn events_below_the_checkpoint_are_counted_but_not_sent() {
         let (tx, mut rx) = mpsc::channel(16);
-        let ack = Arc::new(ObjectAck::resuming("s3://b/k", 300));
+        let ack = Arc::new(ObjectAck::resuming("s3://b/k", &Settled::up_to(300)));
         let abort = CancellationToken::new();
         let ack2 = Arc::clone(&ack);
         let handle = tokio::task::spawn_blocking(move || {
             let no_filter = EventFilter::default();
-            let mut sink = ChunkSink {
-                tx: &tx,
-                ack: &ack2,
-                redactor: None,
-                abort: &abort,
-                chunk: ChunkSink::new_chunk(&ack2),
-                bucket: "b",
-                key: "k",
-                events: 0,
-                malformed: 0,
-                filter: &no_filter,
-                dropped: Vec::new(),
-                skip: 300,
-            };
+            let mut sink = ChunkSink::new(&tx, &ack2, &abort, &no_filter, "b", "k")
+                .skipping(Settled::up_to(300));
             for i in 0..310u64 {
                 let mut e = Event::new();
                 e.set("n", i);
@@ -1375,6 +1390,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn runs_settled_beyond_the_watermark_are_not_sent_again() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let settled = Settled {
+            reached: 100,
+            ahead: vec![(200, 300)],
+        };
+        let ack = Arc::new(ObjectAck::resuming("s3://b/k", &settled));
+        let abort = CancellationToken::new();
+        let ack2 = Arc::clone(&ack);
+        let sent = tokio::task::spawn_blocking(move || {
+            let no_filter = EventFilter::default();
+            let mut sink =
+                ChunkSink::new(&tx, &ack2, &abort, &no_filter, "b", "k").skipping(settled);
+            for i in 0..400u64 {
+                let mut e = Event::new();
+                e.set("n", i);
+                sink.emit(e).unwrap();
+            }
+            sink.flush().unwrap();
+            (sink.events, sink.skipped)
+        });
+        assert_eq!(sent.await.unwrap(), (400, 200));
+        let mut runs = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            runs.push((chunk.first_seq, chunk.len()));
+            ack.completed(chunk.first_seq, chunk.len() as u64);
+        }
+        assert_eq!(
+            runs,
+            vec![(100, 100), (300, 100)],
+            "each chunk covers consecutive events around the settled run"
+        );
+        assert_eq!(ack.watermark(), 400, "the sent chunks close both gaps");
+    }
+
+    #[tokio::test]
     async fn parsing_stops_once_delivery_failed_or_on_abort() {
         for fail in [true, false] {
             let (tx, mut rx) = mpsc::channel(64);
@@ -1388,20 +1439,7 @@ mod tests {
             let (ack2, abort2) = (Arc::clone(&ack), abort.clone());
             let emitted = tokio::task::spawn_blocking(move || {
                 let no_filter = EventFilter::default();
-                let mut sink = ChunkSink {
-                    tx: &tx,
-                    ack: &ack2,
-                    redactor: None,
-                    abort: &abort2,
-                    chunk: ChunkSink::new_chunk(&ack2),
-                    bucket: "b",
-                    key: "k",
-                    events: 0,
-                    malformed: 0,
-                    filter: &no_filter,
-                    dropped: Vec::new(),
-                    skip: 0,
-                };
+                let mut sink = ChunkSink::new(&tx, &ack2, &abort2, &no_filter, "b", "k");
                 (0..10 * CHUNK_EVENTS)
                     .take_while(|_| sink.emit(Event::new()).is_ok())
                     .count()
