@@ -25,6 +25,66 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 /// no YAML parser is needed). Apache-2.0; see `data/uap-LICENSE`.
 static UAP_REGEXES: &str = include_str!("../data/uap-regexes.json");
 
+/// Each rule's atoms (see [`rule_atoms`]), computed from the rules above by
+/// [`computed_atoms`]: parsing 1,175 patterns at every start-up cost more than a third
+/// of it. `tests::stored_atoms_are_current` fails when the file no longer matches the
+/// rules (`ALF_WRITE_UA_ATOMS=1` rewrites it); a stale file is ignored at run time.
+static UAP_ATOMS: &str = include_str!("../data/uap-atoms.json");
+
+/// The shape of `data/uap-atoms.json`: per list, per rule, its atoms or `null`.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct StoredAtoms {
+    user_agent_parsers: Vec<Option<Vec<String>>>,
+    os_parsers: Vec<Option<Vec<String>>>,
+    device_parsers: Vec<Option<Vec<String>>>,
+}
+
+/// Atoms of every rule, computed from the patterns (what the stored file holds).
+#[cfg(test)]
+fn computed_atoms() -> Option<StoredAtoms> {
+    let regexes: ua_parser::Regexes<'_> = serde_json::from_str(UAP_REGEXES).ok()?;
+    let text = |p: &str, ci: bool| {
+        pattern_atoms(&rewrite_regex(p), ci).map(|atoms| {
+            atoms
+                .into_iter()
+                .map(|a| String::from_utf8_lossy(&a).into_owned())
+                .collect()
+        })
+    };
+    Some(StoredAtoms {
+        user_agent_parsers: regexes
+            .user_agent_parsers
+            .iter()
+            .map(|p| text(&p.regex, false))
+            .collect(),
+        os_parsers: regexes
+            .os_parsers
+            .iter()
+            .map(|p| text(&p.regex, false))
+            .collect(),
+        device_parsers: regexes
+            .device_parsers
+            .iter()
+            .map(|p| {
+                text(
+                    &p.regex,
+                    p.regex_flag == Some(ua_parser::device::Flag::IgnoreCase),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// Atoms of one (rewritten) pattern.
+fn pattern_atoms(pattern: &str, case_insensitive: bool) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(case_insensitive)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    rule_atoms(&hir)
+}
+
 /// Shortest atom worth a prefilter entry: a one-byte atom (`;`, `/`) is in nearly
 /// every user agent and would only make the rule compile sooner.
 const MIN_ATOM_LEN: usize = 2;
@@ -119,26 +179,63 @@ fn family(repl: Option<&str>, groups: usize) -> Resolve {
     }
 }
 
-/// One rule: its (rewritten) pattern, compiled on first use, and how its fields
-/// resolve (family or OS or device, then major, minor, patch).
+/// A rule as read: pattern, case-insensitive, replacements.
+type RuleSpec<'a> = (&'a str, bool, [Option<Box<str>>; 4]);
+
+/// Which list a rule belongs to: it decides how the replacements resolve.
+#[derive(Debug, Clone, Copy)]
+enum RuleKind {
+    Agent,
+    Os,
+    Device,
+}
+
+/// One rule: its (rewritten) pattern and replacements; the regex and the resolvers
+/// (which depend on its capture-group count) are made on first use.
 #[derive(Debug)]
 struct Rule {
+    kind: RuleKind,
     pattern: String,
     case_insensitive: bool,
+    /// Family (or OS, or device) and major, minor, patch replacements as written.
+    replacements: [Option<Box<str>>; 4],
     /// See [`rule_atoms`].
     atoms: Option<Vec<Vec<u8>>>,
-    regex: OnceLock<Option<Regex>>,
-    fields: [Resolve; 4],
+    compiled: OnceLock<Option<(Regex, [Resolve; 4])>>,
 }
 
 impl Rule {
-    fn regex(&self) -> Option<&Regex> {
-        self.regex
+    fn compiled(&self) -> Option<&(Regex, [Resolve; 4])> {
+        self.compiled
             .get_or_init(|| {
-                regex::RegexBuilder::new(&self.pattern)
+                let regex = regex::RegexBuilder::new(&self.pattern)
                     .case_insensitive(self.case_insensitive)
                     .build()
-                    .ok()
+                    .ok()?;
+                // Groups, not counting the implicit whole-match group, as ua-parser.
+                let g = regex.captures_len().saturating_sub(1);
+                let [name, v1, v2, v3] = self.replacements.each_ref().map(|r| r.as_deref());
+                let fields = match self.kind {
+                    RuleKind::Agent => [
+                        family(name, g),
+                        fallback(v1, g, 2),
+                        fallback(v2, g, 3),
+                        fallback(v3, g, 4),
+                    ],
+                    RuleKind::Os => [
+                        templated(name, g, 1, Resolve::Fixed("".into())),
+                        templated(v1, g, 2, Resolve::Absent),
+                        templated(v2, g, 3, Resolve::Absent),
+                        templated(v3, g, 4, Resolve::Absent),
+                    ],
+                    RuleKind::Device => [
+                        templated(name, g, 1, Resolve::Fixed("".into())),
+                        Resolve::Absent,
+                        Resolve::Absent,
+                        Resolve::Absent,
+                    ],
+                };
+                Some((regex, fields))
             })
             .as_ref()
     }
@@ -192,7 +289,7 @@ impl RuleSet {
     }
 
     /// The first rule (in order) whose regex matches, with its captures.
-    fn first_match<'h>(&self, ua: &'h str) -> Option<(&Rule, Captures<'h>)> {
+    fn first_match<'h>(&self, ua: &'h str) -> Option<(&[Resolve; 4], Captures<'h>)> {
         let candidates: Vec<u32> = match &self.prefilter {
             Some(prefilter) if ua.is_ascii() => {
                 let mut c = self.unfiltered.clone();
@@ -210,12 +307,11 @@ impl RuleSet {
                 .collect(),
         };
         candidates.into_iter().find_map(|i| {
-            let rule = self.rules.get(i as usize)?;
-            let re = rule.regex()?;
+            let (re, fields) = self.rules.get(i as usize)?.compiled()?;
             if !re.is_match(ua) {
                 return None;
             }
-            re.captures(ua).map(|c| (rule, c))
+            re.captures(ua).map(|c| (fields, c))
         })
     }
 }
@@ -237,52 +333,60 @@ impl UserAgentRules {
 
     fn load() -> Option<UserAgentRules> {
         let regexes: ua_parser::Regexes<'_> = serde_json::from_str(UAP_REGEXES).ok()?;
-        let rule = |pattern: &str, ci: bool, fields: &dyn Fn(usize) -> [Resolve; 4]| {
-            let pattern = rewrite_regex(pattern).into_owned();
-            // Parsed (not compiled) once: the capture-group count chooses between
-            // replacement and group as in ua-parser, and the tree gives the atoms.
-            let hir = regex_syntax::ParserBuilder::new()
-                .case_insensitive(ci)
-                .build()
-                .parse(&pattern)
-                .ok();
-            let groups = hir
-                .as_ref()
-                .map_or(0, |h| h.properties().explicit_captures_len());
-            Rule {
-                fields: fields(groups),
-                atoms: hir.as_ref().and_then(rule_atoms),
-                pattern,
-                case_insensitive: ci,
-                regex: OnceLock::new(),
-            }
+        let stored: Option<StoredAtoms> = serde_json::from_str(UAP_ATOMS).ok();
+        let rules = |kind: RuleKind,
+                     parsers: Vec<RuleSpec<'_>>,
+                     stored: Option<Vec<Option<Vec<String>>>>| {
+            // Atoms stored for exactly these rules; else computed (slower start).
+            let stored = stored.filter(|s| s.len() == parsers.len());
+            let rules = parsers
+                .into_iter()
+                .enumerate()
+                .map(|(i, (pattern, ci, replacements))| {
+                    let pattern = rewrite_regex(pattern).into_owned();
+                    let atoms = match &stored {
+                        Some(s) => s[i]
+                            .as_ref()
+                            .map(|a| a.iter().map(|x| x.as_bytes().to_vec()).collect()),
+                        None => pattern_atoms(&pattern, ci),
+                    };
+                    Rule {
+                        kind,
+                        pattern,
+                        case_insensitive: ci,
+                        replacements,
+                        atoms,
+                        compiled: OnceLock::new(),
+                    }
+                })
+                .collect();
+            RuleSet::new(rules)
         };
+        let boxed = |s: &Option<Cow<'_, str>>| s.as_deref().map(Box::from);
         let agents = regexes
             .user_agent_parsers
             .iter()
             .map(|p| {
-                rule(&p.regex, false, &|g| {
-                    [
-                        family(p.family_replacement.as_deref(), g),
-                        fallback(p.v1_replacement.as_deref(), g, 2),
-                        fallback(p.v2_replacement.as_deref(), g, 3),
-                        fallback(p.v3_replacement.as_deref(), g, 4),
-                    ]
-                })
+                let r = [
+                    &p.family_replacement,
+                    &p.v1_replacement,
+                    &p.v2_replacement,
+                    &p.v3_replacement,
+                ];
+                (&*p.regex, false, r.map(boxed))
             })
             .collect();
         let os = regexes
             .os_parsers
             .iter()
             .map(|p| {
-                rule(&p.regex, false, &|g| {
-                    [
-                        templated(p.os_replacement.as_deref(), g, 1, Resolve::Fixed("".into())),
-                        templated(p.os_v1_replacement.as_deref(), g, 2, Resolve::Absent),
-                        templated(p.os_v2_replacement.as_deref(), g, 3, Resolve::Absent),
-                        templated(p.os_v3_replacement.as_deref(), g, 4, Resolve::Absent),
-                    ]
-                })
+                let r = [
+                    &p.os_replacement,
+                    &p.os_v1_replacement,
+                    &p.os_v2_replacement,
+                    &p.os_v3_replacement,
+                ];
+                (&*p.regex, false, r.map(boxed))
             })
             .collect();
         let devices = regexes
@@ -290,33 +394,33 @@ impl UserAgentRules {
             .iter()
             .map(|p| {
                 let ci = p.regex_flag == Some(ua_parser::device::Flag::IgnoreCase);
-                rule(&p.regex, ci, &|g| {
-                    [
-                        templated(
-                            p.device_replacement.as_deref(),
-                            g,
-                            1,
-                            Resolve::Fixed("".into()),
-                        ),
-                        Resolve::Absent,
-                        Resolve::Absent,
-                        Resolve::Absent,
-                    ]
-                })
+                (
+                    &*p.regex,
+                    ci,
+                    [boxed(&p.device_replacement), None, None, None],
+                )
             })
             .collect();
+        let (sa, so, sd) = match stored {
+            Some(s) => (
+                Some(s.user_agent_parsers),
+                Some(s.os_parsers),
+                Some(s.device_parsers),
+            ),
+            None => (None, None, None),
+        };
         Some(UserAgentRules {
-            agents: RuleSet::new(agents),
-            os: RuleSet::new(os),
-            devices: RuleSet::new(devices),
+            agents: rules(RuleKind::Agent, agents, sa),
+            os: rules(RuleKind::Os, os, so),
+            devices: rules(RuleKind::Device, devices, sd),
         })
     }
 
     /// Agent, OS and device of a user agent, as ua-parser's `Extractor::extract`.
     pub fn extract(&self, ua: &str) -> Extracted {
         let parsed = |set: &RuleSet| {
-            set.first_match(ua).map(|(rule, c)| {
-                let [name, major, minor, patch] = &rule.fields;
+            set.first_match(ua).map(|(fields, c)| {
+                let [name, major, minor, patch] = fields;
                 Parsed {
                     family: name.resolve(&c).unwrap_or_default(),
                     major: major.resolve(&c),
@@ -652,12 +756,32 @@ mod tests {
     }
 
     #[test]
+    fn stored_atoms_are_current() {
+        let computed = computed_atoms().unwrap();
+        if std::env::var_os("ALF_WRITE_UA_ATOMS").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uap-atoms.json");
+            std::fs::write(path, serde_json::to_string(&computed).unwrap()).unwrap();
+            return;
+        }
+        let stored: StoredAtoms = serde_json::from_str(UAP_ATOMS).unwrap();
+        assert!(
+            stored == computed,
+            "data/uap-atoms.json is stale: ALF_WRITE_UA_ATOMS=1 cargo test -p alf-formats --lib stored_atoms"
+        );
+    }
+
+    #[test]
     fn rules_compile_only_for_candidates() {
         let rules = UserAgentRules::load().unwrap();
         rules.extract("curl/8.4.0");
         let compiled = [&rules.agents, &rules.os, &rules.devices]
             .iter()
-            .map(|s| s.rules.iter().filter(|r| r.regex.get().is_some()).count())
+            .map(|s| {
+                s.rules
+                    .iter()
+                    .filter(|r| r.compiled.get().is_some())
+                    .count()
+            })
             .sum::<usize>();
         assert!(compiled < 60, "{compiled} rules compiled for curl");
     }
