@@ -17,31 +17,21 @@
 //! ```
 
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use alf_bench::{Kind, generate, gzip};
+use alf_bench::{BenchObject, Kind, env_count, generate, gunzip_lines, gunzip_reader, gzip};
 use alf_formats::parallel::{BlockOptions, DEFAULT_BLOCK_BYTES, parse_object_blocks};
-use alf_formats::{Enricher, Format, ObjectInfo, ParseOptions, Redactor};
+use alf_formats::{Enricher, Redactor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The daemon's allocator, so the figures are those production gets.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const READ_BUF: usize = 64 * 1024;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 fn blocks(c: &mut Criterion) {
-    let records = env_or("ALF_BENCH_PIPELINE_RECORDS", 100_000);
+    let records = env_count("ALF_BENCH_PIPELINE_RECORDS", 100_000);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    let threads = env_or("ALF_BENCH_THREADS", cores).max(2) as usize;
+    let threads = env_count("ALF_BENCH_THREADS", cores).max(2) as usize;
     let plain = generate(Kind::CloudFront, records, 1);
     let gz = gzip(&plain);
     eprintln!(
@@ -50,22 +40,16 @@ fn blocks(c: &mut Criterion) {
         gz.len() as f64 / 1e6
     );
     drop(plain);
-    let object = ObjectInfo {
-        bucket: "amzn-s3-demo-logs".into(),
-        key: Kind::CloudFront.sample_key().into(),
-        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
-    };
-    let options = ParseOptions::default();
+    let bench = BenchObject::new(Kind::CloudFront);
     let enricher = Enricher::new();
     let redactor = Redactor::new();
-    let reader = || BufReader::with_capacity(READ_BUF, flate2::read::MultiGzDecoder::new(&gz[..]));
     let run = |threads: usize| {
         let mut bytes = 0usize;
         let stats = parse_object_blocks(
-            Format::CloudFront,
-            &mut reader(),
-            &object,
-            &options,
+            bench.format,
+            &mut gunzip_reader(&gz),
+            &bench.object,
+            &bench.options,
             &enricher,
             BlockOptions {
                 threads,
@@ -90,16 +74,7 @@ fn blocks(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(records));
     group.bench_function("floor-gunzip+lines", |b| {
-        b.iter(|| {
-            let mut r = reader();
-            let mut line = Vec::with_capacity(1024);
-            let mut n = 0u64;
-            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                n += 1;
-                line.clear();
-            }
-            black_box(n)
-        })
+        b.iter(|| black_box(gunzip_lines(&gz)))
     });
     group.bench_function("blocks-1-thread", |b| b.iter(|| run(1)));
     group.bench_function(format!("blocks-{threads}-threads"), |b| {

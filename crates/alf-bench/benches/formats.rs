@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use alf_bench::{BenchObject, Kind, Serializer, generate};
+use alf_bench::{BenchObject, Kind, Serializer, env_count, generate};
 use alf_formats::Enricher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -15,15 +15,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn records() -> u64 {
-    std::env::var("ALF_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000)
-}
-
 fn formats(c: &mut Criterion) {
-    let records = records();
+    let records = env_count("ALF_BENCH_RECORDS", 20_000);
     let mut group = c.benchmark_group("formats");
     group
         .sample_size(10)

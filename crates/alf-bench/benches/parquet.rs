@@ -9,25 +9,18 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use alf_bench::parquet::{write_ocsf_parquet, write_vpc_flow_parquet};
-use alf_bench::{Kind, Serializer, generate};
+use alf_bench::{BenchObject, Kind, Serializer, env_count, generate};
 use alf_formats::columnar::write::Codec;
 use alf_formats::columnar::{ParquetLimits, parse_parquet};
-use alf_formats::{Enricher, Format, ObjectInfo, ParseOptions, parse_object};
+use alf_formats::{Enricher, Format, parse_object};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn records() -> u64 {
-    std::env::var("ALF_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
-}
-
 fn parquet(c: &mut Criterion) {
-    let records = records();
+    let records = env_count("ALF_BENCH_RECORDS", 100_000);
     let mut group = c.benchmark_group("parquet");
     group
         .sample_size(10)
@@ -35,13 +28,9 @@ fn parquet(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(records));
     let enricher = Enricher::new();
-    let options = ParseOptions::default();
     let limits = ParquetLimits::default();
-    let object = ObjectInfo {
-        bucket: "amzn-s3-demo-logs".into(),
-        key: Kind::VpcFlow.sample_key().into(),
-        version: "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into(),
-    };
+    // The VPC flow sample key: the text and Parquet runs describe the same object.
+    let bench = BenchObject::new(Kind::VpcFlow);
 
     // The text twin: the same generator, seeds and chunking as the Parquet file.
     let text: Vec<u8> = (0..records.div_ceil(10_000))
@@ -63,8 +52,8 @@ fn parquet(c: &mut Criterion) {
             parse_object(
                 Format::VpcFlow,
                 &mut &text[..],
-                &object,
-                &options,
+                &bench.object,
+                &bench.options,
                 &enricher,
                 &mut sink,
             )
@@ -81,8 +70,8 @@ fn parquet(c: &mut Criterion) {
                 parse_parquet(
                     file.clone(),
                     None,
-                    &object,
-                    &options,
+                    &bench.object,
+                    &bench.options,
                     &limits,
                     &enricher,
                     &mut sink,
@@ -100,8 +89,8 @@ fn parquet(c: &mut Criterion) {
             parse_parquet(
                 ocsf.clone(),
                 None,
-                &object,
-                &options,
+                &bench.object,
+                &bench.options,
                 &limits,
                 &enricher,
                 &mut sink,

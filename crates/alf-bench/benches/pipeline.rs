@@ -13,10 +13,12 @@
 //! about the size of a busy distribution's 5-minute log file).
 
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use alf_bench::{BenchObject, Discard, Kind, PlainJson, Serializer, generate, gzip};
+use alf_bench::{
+    BenchObject, Discard, Kind, PlainJson, Serializer, env_count, generate, gunzip_lines,
+    gunzip_reader, gzip,
+};
 use alf_formats::Enricher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -25,13 +27,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Reader buffer: large enough that the decompressor works in big chunks.
-const READ_BUF: usize = 64 * 1024;
-
 fn pipeline(c: &mut Criterion) {
-    let records = std::env::var("ALF_BENCH_PIPELINE_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let records = env_count("ALF_BENCH_PIPELINE_RECORDS", 100_000);
     let plain = generate(Kind::CloudFront, records, 1);
     let gz = gzip(&plain);
     eprintln!(
@@ -42,7 +39,6 @@ fn pipeline(c: &mut Criterion) {
     drop(plain);
     let bench = BenchObject::new(Kind::CloudFront);
     let enricher = Enricher::new();
-    let reader = || BufReader::with_capacity(READ_BUF, flate2::read::MultiGzDecoder::new(&gz[..]));
 
     let mut group = c.benchmark_group("pipeline-cloudfront");
     group
@@ -51,36 +47,25 @@ fn pipeline(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(records));
 
-    group.bench_function("gunzip+lines", |b| {
-        b.iter(|| {
-            let mut r = reader();
-            let mut line = Vec::with_capacity(1024);
-            let mut n = 0u64;
-            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                n += 1;
-                line.clear();
-            }
-            black_box(n)
-        })
-    });
+    group.bench_function("gunzip+lines", |b| b.iter(|| black_box(gunzip_lines(&gz))));
     group.bench_function("parse", |b| {
         b.iter(|| {
             let mut sink = Discard(0);
-            let stats = bench.parse(&enricher, &mut reader(), &mut sink);
+            let stats = bench.parse(&enricher, &mut gunzip_reader(&gz), &mut sink);
             black_box((stats.ok(), sink.0))
         })
     });
     let mut plain = PlainJson(Vec::with_capacity(5 << 20));
     group.bench_function("parse+json-unredacted", |b| {
         b.iter(|| {
-            let stats = bench.parse(&enricher, &mut reader(), &mut plain);
+            let stats = bench.parse(&enricher, &mut gunzip_reader(&gz), &mut plain);
             black_box((stats.ok(), plain.0.len()))
         })
     });
     let mut sink = Serializer::new(4 << 20);
     group.bench_function("parse+json", |b| {
         b.iter(|| {
-            let stats = bench.parse(&enricher, &mut reader(), &mut sink);
+            let stats = bench.parse(&enricher, &mut gunzip_reader(&gz), &mut sink);
             black_box((stats.ok(), sink.buf.len()))
         })
     });

@@ -170,6 +170,36 @@ pub(crate) fn parse_generated(
     )
 }
 
+/// Read buffer of the benchmarks' decompressing readers (the daemon's S3 body buffer).
+pub const READ_BUF: usize = 64 * 1024;
+
+/// A size from the environment (`_` separators allowed, `1_000_000`), else `default`:
+/// how every benchmark takes its input size.
+pub fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// A buffered gzip reader over `gz`, as the daemon reads an S3 body.
+pub fn gunzip_reader(gz: &[u8]) -> std::io::BufReader<flate2::read::MultiGzDecoder<&[u8]>> {
+    std::io::BufReader::with_capacity(READ_BUF, flate2::read::MultiGzDecoder::new(gz))
+}
+
+/// Decompresses `gz` and splits it into lines, nothing more: the floor every parse is
+/// compared with. Returns the line count.
+pub fn gunzip_lines(gz: &[u8]) -> u64 {
+    let mut reader = gunzip_reader(gz);
+    let mut line = Vec::with_capacity(1024);
+    let mut lines = 0u64;
+    while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        lines += 1;
+        line.clear();
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;

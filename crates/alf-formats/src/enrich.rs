@@ -2,14 +2,10 @@
 //! split from the public suffix list, and `related.*` bookkeeping.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::event::{Event, Value};
 use crate::util::percent_decode;
-
-/// The uap-core data set (ua-parser/uap-core `regexes.yaml`, converted to JSON so that
-/// no YAML parser is needed). Apache-2.0; see `data/uap-LICENSE`.
-static UAP_REGEXES: &str = include_str!("../data/uap-regexes.json");
 
 /// User-agent fields as ECS names them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,17 +15,6 @@ pub struct UserAgentInfo {
     pub os_name: String,
     pub os_version: Option<String>,
     pub device_name: String,
-}
-
-/// The compiled uap extractor: built once per process (it compiles ~1,200 regexes).
-fn extractor() -> Option<&'static ua_parser::Extractor<'static>> {
-    static EXTRACTOR: OnceLock<Option<ua_parser::Extractor<'static>>> = OnceLock::new();
-    EXTRACTOR
-        .get_or_init(|| {
-            let regexes: ua_parser::Regexes<'static> = serde_json::from_str(UAP_REGEXES).ok()?;
-            ua_parser::Extractor::try_from(regexes).ok()
-        })
-        .as_ref()
 }
 
 fn join_version(parts: [Option<&str>; 3]) -> Option<String> {
@@ -45,7 +30,7 @@ fn join_version(parts: [Option<&str>; 3]) -> Option<String> {
 
 /// Parses a user agent with uap-core's rules, uncached.
 pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
-    let Some(x) = extractor() else {
+    let Some(rules) = crate::user_agent::UserAgentRules::get() else {
         return UserAgentInfo {
             name: "Other".into(),
             os_name: "Other".into(),
@@ -53,24 +38,22 @@ pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
             ..Default::default()
         };
     };
-    let (agent, os, dev) = x.extract(ua);
-    let (name, version) = match agent {
+    let found = rules.extract(ua);
+    let (name, version) = match found.agent {
         Some(a) => (
-            a.family.into_owned(),
-            join_version([a.major, a.minor, a.patch]),
+            a.family,
+            join_version([a.major.as_deref(), a.minor.as_deref(), a.patch.as_deref()]),
         ),
         None => ("Other".to_owned(), None),
     };
-    let (os_name, os_version) = match os {
+    let (os_name, os_version) = match found.os {
         Some(o) => (
-            o.os.into_owned(),
+            o.family,
             join_version([o.major.as_deref(), o.minor.as_deref(), o.patch.as_deref()]),
         ),
         None => ("Other".to_owned(), None),
     };
-    let device_name = dev
-        .map(|d| d.device.into_owned())
-        .unwrap_or_else(|| "Other".to_owned());
+    let device_name = found.device.unwrap_or_else(|| "Other".to_owned());
     UserAgentInfo {
         name,
         version,

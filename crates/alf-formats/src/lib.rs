@@ -29,6 +29,7 @@ pub mod parallel;
 pub mod readers;
 pub mod redact;
 pub mod registry;
+pub mod user_agent;
 pub mod util;
 
 use std::io::BufRead;
