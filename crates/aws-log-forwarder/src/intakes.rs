@@ -99,9 +99,11 @@ impl IntakeRoutes {
 
     /// Writes `event`'s payload for intake `route` into `out`.
     ///
-    /// A raw intake gets `event.original`; an event without one (the forwarder's own
-    /// `aws_log_forwarder.pipeline` events routed there) goes as ECS JSON rather than
-    /// not at all.
+    /// A raw intake gets `event.original`, redacted like every emitted string
+    /// (presigned-URL signatures and session tokens in a CloudFront or S3 access line
+    /// must not reach the SIEM because the intake wants the record as AWS wrote it);
+    /// an event without one (the forwarder's own `aws_log_forwarder.pipeline` events
+    /// routed there) goes as ECS JSON rather than not at all.
     pub fn write(
         &self,
         route: usize,
@@ -117,7 +119,10 @@ impl IntakeRoutes {
         if payload == PayloadMode::Raw
             && let Some(original) = event.get_str("event.original")
         {
-            out.extend_from_slice(original.as_bytes());
+            match redactor {
+                Some(r) => out.extend_from_slice(r.redact(original).as_bytes()),
+                None => out.extend_from_slice(original.as_bytes()),
+            }
             return;
         }
         // A record that could not be parsed keeps its text in ECS too: it is all there is.
@@ -234,6 +239,36 @@ mod tests {
         e.set("event.original", original.to_owned());
         e.set("source.ip", "10.0.0.1");
         e
+    }
+
+    #[test]
+    fn raw_payloads_are_redacted_like_every_emitted_string() {
+        let c = config(
+            "[[intakes]]\nname = \"cloudfront\"\ndatasets = [\"aws.cloudfront\"]\nurl = \"https://intake.eu2.sekoia.io\"\nkey = \"k2\"\npayload = \"raw\"\n",
+        );
+        let routes = IntakeRoutes::from_config(&c);
+        let line = "2024-01-01\t00:00:00\tFRA\t/file.pdf\tX-Amz-Signature=0123abcd&X-Amz-Security-Token=FwoGZXIvYXdz&a=b";
+        let e = event("aws.cloudfront", line);
+        let route = routes.route(&e);
+        let redactor = alf_formats::Redactor::new();
+        let mut out = Vec::new();
+        routes.write(route, e.clone(), Some(&redactor), &mut out);
+        let sent = String::from_utf8(out).unwrap();
+        assert!(
+            sent.starts_with("2024-01-01\t00:00:00\tFRA\t/file.pdf\t"),
+            "{sent}"
+        );
+        assert!(
+            !sent.contains("0123abcd") && !sent.contains("FwoGZXIvYXdz") && sent.ends_with("&a=b"),
+            "{sent}"
+        );
+        let mut plain = Vec::new();
+        routes.write(route, e, None, &mut plain);
+        assert_eq!(
+            plain,
+            line.as_bytes(),
+            "processing.redact = false sends it as is"
+        );
     }
 
     #[test]
