@@ -67,6 +67,9 @@ use crate::sqs::{
 
 /// After the grace period, how long abandoned tasks get to notice and stop.
 const ABANDON_WAIT: Duration = Duration::from_secs(5);
+/// Of that, how long an abandoned message's processing gets to end its objects
+/// (record their checkpoints) before it is dropped.
+const ABANDON_FINISH: Duration = Duration::from_secs(4);
 /// Longest pause between failed ReceiveMessage calls.
 const MAX_RECEIVE_BACKOFF: Duration = Duration::from_secs(30);
 /// Consecutive ReceiveMessage failures after which `/readyz` says SQS is unreachable.
@@ -831,15 +834,24 @@ async fn handle_message(
         let work =
             std::panic::AssertUnwindSafe(context.pipeline.process_message(&message)).catch_unwind();
         tokio::pin!(work);
+        let caught = |outcome: Result<MessageOutcome, Box<dyn std::any::Any + Send>>| {
+            outcome.unwrap_or_else(|payload| {
+                let what = panic_text(payload);
+                tracing::error!(message_id = %message.message_id, "processing message {} panicked: {what}; releasing it for redelivery at once", message.message_id);
+                MessageOutcome::Failed { reason: format!("panicked: {what}"), kind: FailureKind::Panicked }
+            })
+        };
         let outcome = loop {
             tokio::select! {
                 biased;
-                _ = context.abort.cancelled() => break None,
-                outcome = &mut work => break Some(outcome.unwrap_or_else(|payload| {
-                    let what = panic_text(payload);
-                    tracing::error!(message_id = %message.message_id, "processing message {} panicked: {what}; releasing it for redelivery at once", message.message_id);
-                    MessageOutcome::Failed { reason: format!("panicked: {what}"), kind: FailureKind::Panicked }
-                })),
+                _ = context.abort.cancelled() => {
+                    // The pipeline sees the abort too and ends its objects on its own,
+                    // writing their checkpoints on the way out: let it, rather than
+                    // dropping it mid-write (the events delivered since the last
+                    // periodic checkpoint would be sent again).
+                    break tokio::time::timeout(ABANDON_FINISH, &mut work).await.ok().map(caught);
+                }
+                outcome = &mut work => break Some(caught(outcome)),
                 _ = ticks.tick() => heartbeat.beat().await,
             }
         };
