@@ -78,7 +78,8 @@ impl Settled {
     pub fn sanitized(mut self) -> Self {
         let mut floor = self.reached;
         self.ahead.retain(|&(s, e)| {
-            let keep = s > floor && e > s;
+            // Runs may touch (`s == floor`): a run is saved as it was delivered.
+            let keep = s >= floor && e > s;
             if keep {
                 floor = e;
             }
@@ -137,8 +138,24 @@ impl Watermark {
             return;
         }
         if start > self.reached {
-            let slot = self.ahead.entry(start).or_insert(end);
-            *slot = (*slot).max(end);
+            // Joined with the runs it touches or overlaps, so the runs stay few (a
+            // checkpoint records at most a few hundred).
+            let (mut start, mut end) = (start, end);
+            if let Some((&s, &e)) = self.ahead.range(..=start).next_back()
+                && e >= start
+            {
+                self.ahead.remove(&s);
+                start = s;
+                end = end.max(e);
+            }
+            while let Some((&s, &e)) = self.ahead.range(start..).next() {
+                if s > end {
+                    break;
+                }
+                self.ahead.remove(&s);
+                end = end.max(e);
+            }
+            self.ahead.insert(start, end);
             return;
         }
         self.reached = end;
@@ -377,6 +394,23 @@ mod tests {
         );
         resumed.completed(400, 200);
         assert_eq!(resumed.watermark(), 650);
+    }
+
+    #[test]
+    fn touching_runs_are_joined_and_survive_a_checkpoint() {
+        let mut w = Watermark::default();
+        w.complete(100, 200);
+        w.complete(300, 400);
+        w.complete(200, 300);
+        w.complete(450, 500);
+        w.complete(400, 450);
+        assert_eq!(w.settled(16).ahead, vec![(100, 500)], "one run, not five");
+        // Runs saved touching (by an older build, or cut by the run limit) load whole.
+        let saved = Settled {
+            reached: 10,
+            ahead: vec![(20, 30), (30, 40), (40, 50)],
+        };
+        assert_eq!(saved.clone().sanitized(), saved);
     }
 
     #[test]

@@ -888,17 +888,26 @@ async fn handle_message(
     };
     if heartbeat.renewed {
         // The original is gone; a copy waits in the queue.
+        context
+            .pipeline
+            .message_settled(&message.message_id, false)
+            .await;
         return;
     }
-    settle_message(&context, &message, outcome).await;
+    let deleted = settle_message(&context, &message, outcome).await;
+    context
+        .pipeline
+        .message_settled(&message.message_id, deleted)
+        .await;
 }
 
-/// Acts on the outcome of a message.
+/// Acts on the outcome of a message; `true` when it left the queue (deleted because it
+/// is done, or moved to the dead-letter queue).
 async fn settle_message(
     context: &MessageContext,
     message: &ReceivedMessage,
     outcome: Option<MessageOutcome>,
-) {
+) -> bool {
     let (reason, kind) = match outcome {
         Some(MessageOutcome::Done) => {
             match context.acks.delete(&message.receipt_handle).await {
@@ -906,20 +915,21 @@ async fn settle_message(
                     metrics::counter!(m::MESSAGES_DELETED, "queue" => context.queue.clone())
                         .increment(1);
                     tracing::debug!(message_id = %message.message_id, "message done and deleted");
+                    return true;
                 }
                 Err(e) => tracing::warn!(
                     message_id = %message.message_id,
-                    "message processed but not deleted: {e}; it will be redelivered and its events sent again (same event.id)"
+                    "message processed but not deleted: {e}; it will be redelivered (its objects' checkpoints say they were delivered, so nothing is sent again where checkpoints are on)"
                 ),
             }
-            return;
+            return false;
         }
         None => {
             // Abandoned at shutdown: release it for another consumer right away (the
             // batching task may be gone: one direct call).
             let release = context.poller.set_visibility(&message.receipt_handle, 0);
             let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
-            return;
+            return false;
         }
         Some(MessageOutcome::Failed { reason, kind }) => (reason, kind),
     };
@@ -927,7 +937,7 @@ async fn settle_message(
     let visibility = match kind {
         FailureKind::Permanent(label) => {
             if dead_letter(context, message, &reason, label).await {
-                return;
+                return true;
             }
             context.remember_own_failure(&message.message_id);
             context.failure_visibility
@@ -962,6 +972,7 @@ async fn settle_message(
     {
         tracing::warn!(message_id = %message.message_id, "cannot change the visibility of a failed message: {e}");
     }
+    false
 }
 
 /// Moves a message that can never succeed to the dead-letter queue at once: a copy

@@ -635,6 +635,9 @@ pub struct Pipeline {
     abort: CancellationToken,
     filter: Arc<EventFilter>,
     checkpoints: Option<Checkpoints>,
+    /// Checkpoints of objects delivered whole, by message id, kept until the message
+    /// is deleted (see [`Pipeline::message_settled`]).
+    completed: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<ObjectCheckpoint>>>>>,
     routes: Arc<IntakeRoutes>,
 }
 
@@ -670,6 +673,7 @@ impl Pipeline {
             abort,
             filter: Arc::new(EventFilter::default()),
             checkpoints: None,
+            completed: Arc::default(),
             routes: Arc::new(IntakeRoutes::single()),
         }
     }
@@ -723,6 +727,23 @@ impl Pipeline {
         };
         let (checkpoint, skip) = ObjectCheckpoint::open(checkpoints, key).await;
         (Some(checkpoint), skip)
+    }
+
+    /// The message `message_id` is settled: deleted (`deleted`: the checkpoints of its
+    /// objects delivered whole are removed) or not (they stay, so its redelivery skips
+    /// those objects' events). Call once per processed message, whatever its outcome.
+    pub async fn message_settled(&self, message_id: &str, deleted: bool) {
+        let done = self
+            .completed
+            .lock()
+            .ok()
+            .and_then(|mut completed| completed.remove(message_id))
+            .unwrap_or_default();
+        if deleted {
+            for checkpoint in done {
+                checkpoint.finish().await;
+            }
+        }
     }
 
     /// Processes every object a message announces; `Done` only when all are done.
@@ -1029,6 +1050,20 @@ impl Pipeline {
                 {
                     settle_in_flight(&ack).await;
                     checkpoint.save(&ack).await
+                }
+                // Delivered whole, but the message is not deleted yet (SQS deletes are
+                // batched, and other objects of the message may still be running): a
+                // crash now would redeliver it and send the object again. The
+                // checkpoint, now saying "every event", stays until the message is
+                // deleted.
+                ObjectOutcome::Delivered => {
+                    checkpoint.save(&ack).await;
+                    if let Ok(mut completed) = self.completed.lock() {
+                        completed
+                            .entry(message_id.to_owned())
+                            .or_default()
+                            .push(Arc::clone(checkpoint));
+                    }
                 }
                 _ => checkpoint.finish().await,
             }

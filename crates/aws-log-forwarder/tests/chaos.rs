@@ -263,6 +263,8 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
 
     // Upload first (the generators are deterministic per seed), then start the daemon.
     let mut expected: HashSet<String> = HashSet::new();
+    // Which object each event belongs to, for the duplicates by object.
+    let mut object_of: std::collections::HashMap<String, usize> = Default::default();
     let mut uploads = Vec::new();
     for (i, (kind, records)) in OBJECTS.iter().enumerate() {
         let records = if i == 0 { large_records() } else { *records };
@@ -283,6 +285,8 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
             tokio::task::spawn_blocking(move || expected_ids(kind, &bucket, &key, &etag, &text))
                 .await
                 .expect("local parse");
+        let index = object_of.values().max().map_or(0, |m| m + 1);
+        object_of.extend(ids.iter().map(|id| (id.clone(), index)));
         expected.extend(ids);
     }
     let total = expected.len();
@@ -360,6 +364,13 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         .map(|&n| u64::from(n))
         .sum();
     let duplicates = delivered - (total - missing) as u64;
+    let mut by_object = vec![0u64; OBJECTS.len()];
+    for (id, &n) in &ids {
+        if let Some(&o) = object_of.get(id) {
+            by_object[o] += u64::from(n.saturating_sub(1));
+        }
+    }
+    eprintln!("chaos: duplicates by object (the first is the large one): {by_object:?}");
     let dlq = stack.dlq_counts().await.total();
     // Sums the series of `name` whose labels contain `label` ("" for all).
     let metric = |name: &str, label: &str| -> f64 {
