@@ -46,7 +46,6 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
-use alf_formats::{FormatDetector, ParseOptions};
 use aws_config::{BehaviorVersion, Region};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -182,12 +181,7 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
     let checkpoints = open_checkpoints(&config, &s3_client).await?;
     // Set once the grace period is over: everything still running gives up.
     let abort = CancellationToken::new();
-    let intakes = crate::intakes::start(
-        &config,
-        Some(Arc::new(dead_letter)),
-        config.processing.object_concurrency * 4,
-        &abort,
-    )?;
+    let intakes = crate::intakes::start(&config, Some(Arc::new(dead_letter)), &abort)?;
     for (source, poller, backlog, _, _) in &queues {
         tracing::info!(
             queue = poller.queue_url(),
@@ -231,10 +225,6 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
         });
     }
     let bucket_clients = bucket_clients(&config).await?;
-    let filter = || {
-        crate::filter::EventFilter::new(&config.processing.drop)
-            .map_err(|e| DaemonError::Config(crate::config::ConfigError::Source(e.to_string())))
-    };
     // Objects parsed at once, whichever queue announced them.
     let object_permits = Arc::new(Semaphore::new(config.processing.object_concurrency.max(1)));
     let tracker = TaskTracker::new();
@@ -267,20 +257,15 @@ pub(crate) async fn run(config: Config, shutdown: CancellationToken) -> Result<(
             );
         }
         let pipeline = Arc::new(
-            Pipeline::new(
+            Pipeline::from_config(
+                &config,
                 ObjectFetcher::new(source.s3).with_bucket_clients(Arc::clone(&bucket_clients)),
-                FormatDetector::new(rules),
-                ParseOptions {
-                    keep_original: config.processing.keep_original,
-                    ..ParseOptions::default()
-                },
-                config.processing.redact,
-                config.processing.object_concurrency,
+                rules,
                 intakes.events.clone(),
+                Arc::clone(&intakes.routes),
                 abort.clone(),
             )
-            .with_routes(Arc::clone(&intakes.routes))
-            .with_filter(filter()?)
+            .map_err(|e| DaemonError::Config(crate::config::ConfigError::Source(e.to_string())))?
             .with_checkpoints(checkpoints.clone())
             .with_object_permits(Arc::clone(&object_permits)),
         );

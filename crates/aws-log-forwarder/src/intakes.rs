@@ -145,13 +145,19 @@ pub struct StartedIntakes {
 }
 
 /// Builds a client per configured intake (sharing `dead_letter`) and starts their
-/// batchers. `channel` is the capacity of each channel.
+/// batchers. Each channel holds four chunks per object parsed at once
+/// (`processing.object_concurrency`): enough to keep the batchers fed, bounded so a
+/// slow intake holds the parsers back.
 pub fn start(
     config: &Config,
     dead_letter: Option<Arc<DeadLetterSink>>,
-    channel: usize,
     abort: &CancellationToken,
 ) -> Result<StartedIntakes, IntakeError> {
+    let channel = config
+        .processing
+        .object_concurrency
+        .saturating_mul(4)
+        .max(1);
     let mut clients = Vec::with_capacity(1 + config.intakes.len());
     let mut limits = Vec::with_capacity(1 + config.intakes.len());
     let settings = std::iter::once((None, &config.intake))
@@ -174,7 +180,7 @@ pub fn start(
         clients.iter().map(|c| Arc::clone(c.circuit())).collect(),
     ));
     let routes = Arc::new(IntakeRoutes::from_config(config));
-    let (events, rx) = mpsc::channel(channel.max(1));
+    let (events, rx) = mpsc::channel(channel);
     let batchers = if clients.len() == 1 {
         tokio::spawn(run_batcher(
             rx,
@@ -186,7 +192,7 @@ pub fn start(
         let mut senders = Vec::with_capacity(clients.len());
         let mut handles = Vec::with_capacity(clients.len());
         for (client, limits) in clients.iter().zip(limits) {
-            let (tx, rx) = mpsc::channel(channel.max(1));
+            let (tx, rx) = mpsc::channel(channel);
             senders.push(tx);
             handles.push(tokio::spawn(run_batcher(
                 rx,

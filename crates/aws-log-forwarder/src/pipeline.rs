@@ -27,8 +27,9 @@ use crate::ack::{ObjectAck, Settled};
 use crate::batch::EventChunk;
 use crate::checkpoint::{CheckpointKey, Checkpoints, ObjectCheckpoint};
 use crate::columnar;
+use crate::config::Config;
 use crate::decode::{self, Compression, CountingBufReader, CountingReader};
-use crate::filter::EventFilter;
+use crate::filter::{EventFilter, FilterError};
 use crate::intakes::IntakeRoutes;
 use crate::metrics as m;
 use crate::notification::{ObjectRef, parse_notification};
@@ -676,6 +677,34 @@ impl Pipeline {
             completed: Arc::default(),
             routes: Arc::new(IntakeRoutes::single()),
         }
+    }
+
+    /// A pipeline as `config` sets it up (parse options, redaction, drop rules, object
+    /// concurrency), detecting formats with `rules` and sending to the intakes through
+    /// `events` and `routes`: the daemon (one per queue) and `replay` build theirs the
+    /// same way.
+    pub fn from_config(
+        config: &Config,
+        fetcher: ObjectFetcher,
+        rules: Vec<alf_formats::DetectRule>,
+        events: mpsc::Sender<EventChunk>,
+        routes: Arc<IntakeRoutes>,
+        abort: CancellationToken,
+    ) -> Result<Self, FilterError> {
+        Ok(Pipeline::new(
+            fetcher,
+            FormatDetector::new(rules),
+            ParseOptions {
+                keep_original: config.processing.keep_original,
+                ..ParseOptions::default()
+            },
+            config.processing.redact,
+            config.processing.object_concurrency,
+            events,
+            abort,
+        )
+        .with_routes(routes)
+        .with_filter(EventFilter::new(&config.processing.drop)?))
     }
 
     /// Drops the events `filter` matches (counted per rule) instead of forwarding them.

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use alf_formats::detect::{Reason, SNIFF_BYTES};
-use alf_formats::{Decision, Format, FormatDetector, ParseOptions};
+use alf_formats::{Decision, Format, FormatDetector};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
@@ -39,7 +39,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::deadletter::DeadLetterSink;
 use crate::decode;
-use crate::filter::EventFilter;
 use crate::notification::ObjectRef;
 use crate::pipeline::{FailureKind, ObjectOutcome, Pipeline};
 use crate::s3::ObjectFetcher;
@@ -747,29 +746,16 @@ pub async fn run(
         let dead_letter =
             DeadLetterSink::open(&config.dead_letter.target(), Some(client.clone())).await?;
         let abort = CancellationToken::new();
-        let intakes = crate::intakes::start(
-            &config,
-            Some(Arc::new(dead_letter)),
-            config.processing.object_concurrency * 4,
-            &abort,
-        )?;
+        let intakes = crate::intakes::start(&config, Some(Arc::new(dead_letter)), &abort)?;
         let batcher = intakes.batchers;
-        let pipeline = Arc::new(
-            Pipeline::new(
-                ObjectFetcher::new(client.clone()),
-                FormatDetector::new(config.formats.detect_rules()),
-                ParseOptions {
-                    keep_original: config.processing.keep_original,
-                    ..ParseOptions::default()
-                },
-                config.processing.redact,
-                config.processing.object_concurrency,
-                intakes.events,
-                abort.clone(),
-            )
-            .with_filter(EventFilter::new(&config.processing.drop)?)
-            .with_routes(intakes.routes),
-        );
+        let pipeline = Arc::new(Pipeline::from_config(
+            &config,
+            ObjectFetcher::new(client.clone()),
+            config.formats.detect_rules(),
+            intakes.events,
+            intakes.routes,
+            abort.clone(),
+        )?);
         // The daemon holds at most max_messages_in_flight messages (one object each, as
         // AWS delivers them): the same number of objects are in flight here.
         let slots = Arc::new(Semaphore::new(config.sqs.max_messages_in_flight.max(1)));

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alf_bench::Kind;
 use common::intake::{Mode, Outage, TestIntake};
 use common::localstack::TestStack;
-use common::{DaemonProcess, aws_key, delivered_gzipped, gzip, set_config};
+use common::{DaemonProcess, aws_key, delivered_gzipped, expected_event_ids, gzip, set_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const VISIBILITY_SECONDS: i64 = 15;
@@ -48,10 +48,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 const LARGE_RECORDS: u64 = 200_000;
 
 fn large_records() -> u64 {
-    std::env::var("ALF_CHAOS_LARGE_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(LARGE_RECORDS)
+    alf_bench::env_count("ALF_CHAOS_LARGE_RECORDS", LARGE_RECORDS)
 }
 
 /// The objects: (kind, records). The first is the large one ([`large_records`]).
@@ -68,33 +65,6 @@ const OBJECTS: [(Kind, u64); 11] = [
     (Kind::S3Access, 2_000),
     (Kind::Lines, 2_000),
 ];
-
-/// The `event.id`s the daemon must deliver for `text` stored as `key` with `etag`.
-fn expected_ids(kind: Kind, bucket: &str, key: &str, etag: &str, text: &[u8]) -> Vec<String> {
-    let mut events: Vec<alf_formats::Event> = Vec::new();
-    let object = alf_formats::ObjectInfo {
-        bucket: bucket.into(),
-        key: key.into(),
-        version: etag.into(),
-    };
-    alf_formats::parse_object(
-        kind.format(),
-        &mut &text[..],
-        &object,
-        &alf_formats::ParseOptions::default(),
-        &alf_formats::Enricher::new(),
-        &mut events,
-    )
-    .unwrap_or_else(|e| panic!("local parse of {key}: {e}"));
-    events
-        .iter()
-        .map(|e| {
-            e.get_str("event.id")
-                .unwrap_or_else(|| panic!("an event of {key} has no event.id"))
-                .to_owned()
-        })
-        .collect()
-}
 
 /// A free loopback port for a daemon's metrics listener.
 fn free_port() -> u16 {
@@ -277,15 +247,15 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         };
         uploads.push((*kind, key, text, body));
     }
-    for (kind, key, text, body) in uploads {
+    for (index, (kind, key, text, body)) in uploads.into_iter().enumerate() {
         stack.put_object(&key, body).await;
         let etag = stack.etag(&key).await;
         let bucket = stack.bucket.clone();
-        let ids =
-            tokio::task::spawn_blocking(move || expected_ids(kind, &bucket, &key, &etag, &text))
-                .await
-                .expect("local parse");
-        let index = object_of.values().max().map_or(0, |m| m + 1);
+        let ids = tokio::task::spawn_blocking(move || {
+            expected_event_ids(kind.format(), &bucket, &key, &etag, &text)
+        })
+        .await
+        .expect("local parse");
         object_of.extend(ids.iter().map(|id| (id.clone(), index)));
         expected.extend(ids);
     }

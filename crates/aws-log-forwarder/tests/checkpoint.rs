@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use alf_bench::Kind;
 use common::intake::TestIntake;
 use common::localstack::TestStack;
-use common::{DaemonProcess, aws_key, gzip};
+use common::{DaemonProcess, aws_key, expected_event_ids, gzip};
 
 const RECORDS: u64 = 40_000;
 const INTERVAL_SECONDS: u64 = 1;
@@ -28,42 +28,7 @@ fn timeout() -> Duration {
 }
 
 fn records() -> u64 {
-    std::env::var("ALF_CHECKPOINT_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(RECORDS)
-}
-
-/// Collects only the `event.id`s (a million parsed events would not fit in memory).
-#[derive(Default)]
-struct EventIds(HashSet<String>);
-
-impl alf_formats::EventSink for EventIds {
-    fn emit(&mut self, event: alf_formats::Event) -> Result<(), alf_formats::Stop> {
-        self.0
-            .insert(event.get_str("event.id").expect("event.id").to_owned());
-        Ok(())
-    }
-}
-
-/// The `event.id`s of `text` parsed locally as CloudFront object `key`.
-fn expected_ids(bucket: &str, key: &str, etag: &str, text: &[u8]) -> HashSet<String> {
-    let mut ids = EventIds::default();
-    let object = alf_formats::ObjectInfo {
-        bucket: bucket.into(),
-        key: key.into(),
-        version: etag.into(),
-    };
-    alf_formats::parse_object(
-        Kind::CloudFront.format(),
-        &mut &text[..],
-        &object,
-        &alf_formats::ParseOptions::default(),
-        &alf_formats::Enricher::new(),
-        &mut ids,
-    )
-    .unwrap_or_else(|e| panic!("local parse of {key}: {e}"));
-    ids.0
+    alf_bench::env_count("ALF_CHECKPOINT_RECORDS", RECORDS)
 }
 
 /// What one kill-and-restart run measured.
@@ -114,9 +79,13 @@ async fn kill_in_the_middle(name: &str, checkpoints: bool, ending: Ending) -> Ki
     let bucket = stack.bucket.clone();
     let expected = {
         let key = key.clone();
-        tokio::task::spawn_blocking(move || expected_ids(&bucket, &key, &etag, &text))
-            .await
-            .expect("local parse")
+        tokio::task::spawn_blocking(move || {
+            expected_event_ids(Kind::CloudFront.format(), &bucket, &key, &etag, &text)
+                .into_iter()
+                .collect::<HashSet<String>>()
+        })
+        .await
+        .expect("local parse")
     };
     let total = expected.len();
     let arrived = || {

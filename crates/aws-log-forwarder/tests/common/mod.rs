@@ -263,6 +263,50 @@ pub fn parse_locally_as(
     text: &[u8],
 ) -> Vec<Value> {
     let mut events: Vec<alf_formats::Event> = Vec::new();
+    parse_object_into(format, bucket, key, version, text, &mut events);
+    let redactor = alf_formats::Redactor::new();
+    events
+        .iter()
+        .map(|e| {
+            serde_json::from_str(&e.to_json_string(Some(&redactor)))
+                .expect("the library serializes valid JSON")
+        })
+        .collect()
+}
+
+/// The `event.id`s of `text` parsed locally as object `bucket`/`key` at `version`,
+/// in order, without keeping the events (a million would not fit in memory).
+pub fn expected_event_ids(
+    format: alf_formats::Format,
+    bucket: &str,
+    key: &str,
+    version: &str,
+    text: &[u8],
+) -> Vec<String> {
+    struct EventIds(Vec<String>);
+    impl alf_formats::EventSink for EventIds {
+        fn emit(&mut self, event: alf_formats::Event) -> Result<(), alf_formats::Stop> {
+            let id = event
+                .get_str("event.id")
+                .expect("every event has an event.id");
+            self.0.push(id.to_owned());
+            Ok(())
+        }
+    }
+    let mut ids = EventIds(Vec::new());
+    parse_object_into(format, bucket, key, version, text, &mut ids);
+    ids.0
+}
+
+/// Parses `text` as the daemon would the object `bucket`/`key` at `version`.
+fn parse_object_into(
+    format: alf_formats::Format,
+    bucket: &str,
+    key: &str,
+    version: &str,
+    text: &[u8],
+    sink: &mut dyn alf_formats::EventSink,
+) {
     let object = alf_formats::ObjectInfo {
         bucket: bucket.into(),
         key: key.into(),
@@ -274,17 +318,9 @@ pub fn parse_locally_as(
         &object,
         &alf_formats::ParseOptions::default(),
         &alf_formats::Enricher::new(),
-        &mut events,
+        sink,
     )
     .unwrap_or_else(|e| panic!("local parse of {key} as {format}: {e}"));
-    let redactor = alf_formats::Redactor::new();
-    events
-        .iter()
-        .map(|e| {
-            serde_json::from_str(&e.to_json_string(Some(&redactor)))
-                .expect("the library serializes valid JSON")
-        })
-        .collect()
 }
 
 /// An S3 object key in the layout AWS uses when it delivers logs of `format` (the
