@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
 use crate::event::{Event, Value};
 use crate::util::percent_decode;
 
@@ -66,16 +68,20 @@ pub fn parse_user_agent(ua: &str) -> UserAgentInfo {
 /// A map from text to shared results, bounded by clearing it when full: simple, and
 /// the entries that matter (a log repeats a handful of agents and hosts) come back
 /// within the next few records.
+///
+/// Keys are hashed with XXH3: a user agent is ~130 bytes looked up once per event,
+/// and SipHash (the std default, built against flooding) cost more than the look-up
+/// saves here, where an attacker can at worst fill the cache, which then clears.
 #[derive(Debug)]
 struct BoundedCache<V> {
-    map: Mutex<HashMap<Box<str>, Arc<V>>>,
+    map: Mutex<HashMap<Box<str>, Arc<V>, Xxh3DefaultBuilder>>,
     max: usize,
 }
 
 impl<V> BoundedCache<V> {
     fn new(max: usize) -> Self {
         BoundedCache {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::with_hasher(Xxh3DefaultBuilder)),
             max,
         }
     }
@@ -95,7 +101,9 @@ impl<V> BoundedCache<V> {
 }
 
 /// Caches user-agent results: a log file repeats a handful of agents thousands of
-/// times, and one uap parse costs tens of microseconds.
+/// times, and one uap parse costs tens of microseconds. Keyed by the text as the log
+/// wrote it (CloudFront percent-encodes it), so a repeated agent is neither decoded
+/// nor copied again: its decoded original is shared too.
 #[derive(Debug)]
 pub struct UserAgentCache {
     cache: BoundedCache<CachedAgent>,
@@ -114,6 +122,8 @@ impl Default for UserAgentCache {
 /// five strings per event.
 #[derive(Debug)]
 struct CachedAgent {
+    /// The agent percent-decoded (`user_agent.original`).
+    original: Arc<str>,
     info: Arc<UserAgentInfo>,
     name: Arc<str>,
     version: Option<Arc<str>>,
@@ -123,8 +133,9 @@ struct CachedAgent {
 }
 
 impl CachedAgent {
-    fn new(info: UserAgentInfo) -> Self {
+    fn new(original: &str, info: UserAgentInfo) -> Self {
         CachedAgent {
+            original: original.into(),
             name: info.name.as_str().into(),
             version: info.version.as_deref().map(Arc::from),
             os_name: info.os_name.as_str().into(),
@@ -139,16 +150,18 @@ impl CachedAgent {
 const UA_CACHE_MAX: usize = 8192;
 
 impl UserAgentCache {
-    pub fn get(&self, ua: &str) -> Arc<UserAgentInfo> {
-        Arc::clone(&self.entry(ua).info)
+    /// The parsed fields of `raw`, an agent as a log wrote it (percent-encoded or not).
+    pub fn get(&self, raw: &str) -> Arc<UserAgentInfo> {
+        Arc::clone(&self.entry(raw).info)
     }
 
-    fn entry(&self, ua: &str) -> Arc<CachedAgent> {
-        if let Some(hit) = self.cache.get(ua) {
+    fn entry(&self, raw: &str) -> Arc<CachedAgent> {
+        if let Some(hit) = self.cache.get(raw) {
             return hit;
         }
-        let agent = Arc::new(CachedAgent::new(parse_user_agent(ua)));
-        self.cache.insert(ua, &agent);
+        let decoded = percent_decode(raw);
+        let agent = Arc::new(CachedAgent::new(&decoded, parse_user_agent(&decoded)));
+        self.cache.insert(raw, &agent);
         agent
     }
 }
@@ -217,10 +230,9 @@ impl Enricher {
         let Some(raw) = crate::util::field(raw) else {
             return;
         };
-        let decoded = percent_decode(raw);
-        let agent = self.ua.entry(&decoded);
+        let agent = self.ua.entry(raw);
         let shared = |s: &Arc<str>| Value::Shared(Arc::clone(s));
-        ev.set("user_agent.original", decoded.into_owned());
+        ev.set("user_agent.original", shared(&agent.original));
         ev.set("user_agent.name", shared(&agent.name));
         ev.set_opt("user_agent.version", agent.version.as_ref().map(shared));
         ev.set("user_agent.os.name", shared(&agent.os_name));

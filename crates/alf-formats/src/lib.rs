@@ -25,6 +25,7 @@ pub mod driver;
 pub mod enrich;
 pub mod event;
 pub mod formats;
+mod json_write;
 pub mod parallel;
 pub mod readers;
 pub mod redact;
