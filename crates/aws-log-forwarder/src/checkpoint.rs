@@ -135,10 +135,11 @@ impl S3Documents {
         format!("{}{name}", self.prefix)
     }
 
-    fn error(&self, key: &str, e: impl std::error::Error) -> CheckpointError {
+    /// The failure of a call about the document named `name`.
+    fn error(&self, name: &str, e: impl std::error::Error) -> CheckpointError {
         CheckpointError::S3 {
             bucket: self.bucket.clone(),
-            key: key.to_owned(),
+            key: self.key(name),
             message: DisplayErrorContext(e).to_string(),
         }
     }
@@ -185,12 +186,11 @@ impl CheckpointStore {
                 }
             }
             CheckpointStore::S3(s3) => {
-                let key = s3.key(&name);
                 match s3
                     .client
                     .get_object()
                     .bucket(&s3.bucket)
-                    .key(&key)
+                    .key(s3.key(&name))
                     .send()
                     .await
                 {
@@ -198,12 +198,12 @@ impl CheckpointStore {
                         .body
                         .collect()
                         .await
-                        .map_err(|e| s3.error(&key, e))?
+                        .map_err(|e| s3.error(&name, e))?
                         .to_vec(),
                     Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                         return Ok(Settled::default());
                     }
-                    Err(e) => return Err(s3.error(&key, e)),
+                    Err(e) => return Err(s3.error(&name, e)),
                 }
             }
         };
@@ -258,19 +258,17 @@ impl CheckpointStore {
                     .await
                     .map_err(file_error(&path))
             }
-            CheckpointStore::S3(s3) => {
-                let key = s3.key(&name);
-                s3.client
-                    .put_object()
-                    .bucket(&s3.bucket)
-                    .key(&key)
-                    .content_type("application/json")
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3.error(&key, e))
-            }
+            CheckpointStore::S3(s3) => s3
+                .client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key(s3.key(&name))
+                .content_type("application/json")
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| s3.error(&name, e)),
         }
     }
 
@@ -287,17 +285,15 @@ impl CheckpointStore {
                     _ => Ok(()),
                 }
             }
-            CheckpointStore::S3(s3) => {
-                let key = s3.key(&name);
-                s3.client
-                    .delete_object()
-                    .bucket(&s3.bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3.error(&key, e))
-            }
+            CheckpointStore::S3(s3) => s3
+                .client
+                .delete_object()
+                .bucket(&s3.bucket)
+                .key(s3.key(&name))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| s3.error(&name, e)),
         }
     }
 
