@@ -1,5 +1,5 @@
 //! EventBridge events delivered by Amazon Data Firehose, back to back without a
-//! separator: Inspector and Macie findings and EC2 state changes ([`EventBridge`]), and
+//! separator: Inspector and Macie findings and EC2 state changes ([`record`]), and
 //! Security Hub "Findings - Imported" batches of ASFF findings ([`SecurityHub`], a record
 //! is one finding, [`FINDINGS_PER_EVENT`] per event).
 
