@@ -19,7 +19,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use alf_bench::{BenchObject, Kind, env_count, generate, gunzip_lines, gunzip_reader, gzip};
+use alf_bench::{
+    BenchObject, CloudFrontInput, Kind, bench_group, env_count, gunzip_lines, gunzip_reader,
+};
 use alf_formats::parallel::{BlockOptions, DEFAULT_BLOCK_BYTES, parse_object_blocks};
 use alf_formats::{Enricher, Redactor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -32,14 +34,7 @@ fn blocks(c: &mut Criterion) {
     let records = env_count("ALF_BENCH_PIPELINE_RECORDS", 100_000);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     let threads = env_count("ALF_BENCH_THREADS", cores).max(2) as usize;
-    let plain = generate(Kind::CloudFront, records, 1);
-    let gz = gzip(&plain);
-    eprintln!(
-        "input: {records} CloudFront records, {:.1} MB plain, {:.1} MB gzip; {threads} threads",
-        plain.len() as f64 / 1e6,
-        gz.len() as f64 / 1e6
-    );
-    drop(plain);
+    let gz = CloudFrontInput::gz_announced(records, &format!("; {threads} threads"));
     let bench = BenchObject::new(Kind::CloudFront);
     let enricher = Enricher::new();
     let redactor = Redactor::new();
@@ -67,12 +62,8 @@ fn blocks(c: &mut Criterion) {
     // Compile the user-agent rules and fill the caches once, as a running daemon has.
     run(1);
 
-    let mut group = c.benchmark_group("blocks-cloudfront");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8))
-        .throughput(Throughput::Elements(records));
+    let mut group = bench_group(c, "blocks-cloudfront", Duration::from_secs(8));
+    group.throughput(Throughput::Elements(records));
     group.bench_function("floor-gunzip+lines", |b| {
         b.iter(|| black_box(gunzip_lines(&gz)))
     });

@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::io::{self, Read};
 use std::time::Duration;
 
-use alf_bench::{Kind, generate, gzip};
+use alf_bench::{CloudFrontInput, bench_group, env_count};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use miniz_oxide::inflate::stream::{InflateState, inflate};
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
@@ -119,20 +119,15 @@ async fn async_gunzip(data: &[u8]) -> io::Result<u64> {
 }
 
 fn decompress(c: &mut Criterion) {
-    let records = std::env::var("ALF_BENCH_DECOMPRESS_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(480_000);
-    let plain = generate(Kind::CloudFront, records, 1);
-    let gz = gzip(&plain);
+    let input = CloudFrontInput::new(env_count("ALF_BENCH_DECOMPRESS_RECORDS", 480_000));
+    let described = input.describe();
+    let CloudFrontInput { plain, gz, .. } = input;
     let zst = match zstd::bulk::compress(&plain, 3) {
         Ok(z) => z,
         Err(e) => panic!("zstd compress: {e}"),
     };
     eprintln!(
-        "input: {records} CloudFront records, {:.1} MB plain, {:.1} MB gzip (ratio {:.1}), {:.1} MB zstd-3",
-        plain.len() as f64 / 1e6,
-        gz.len() as f64 / 1e6,
+        "input: {described} (ratio {:.1}), {:.1} MB zstd-3",
         plain.len() as f64 / gz.len() as f64,
         zst.len() as f64 / 1e6
     );
@@ -160,12 +155,8 @@ fn decompress(c: &mut Criterion) {
     );
     drop(plain);
 
-    let mut group = c.benchmark_group("decompress");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8))
-        .throughput(Throughput::Bytes(expected));
+    let mut group = bench_group(c, "decompress", Duration::from_secs(8));
+    group.throughput(Throughput::Bytes(expected));
     group.bench_function("flate2-zlib-rs", |b| {
         b.iter(|| black_box(drain(flate2::read::MultiGzDecoder::new(&gz[..])).ok()))
     });

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use alf_bench::{BenchObject, Kind, Serializer, env_count, generate};
+use alf_bench::{BenchObject, Kind, Serializer, bench_group, env_count, generate};
 use alf_formats::Enricher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -17,11 +17,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn formats(c: &mut Criterion) {
     let records = env_count("ALF_BENCH_RECORDS", 20_000);
-    let mut group = c.benchmark_group("formats");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = bench_group(c, "formats", Duration::from_secs(3));
     // One enricher for the whole run, as the daemon keeps one per process (its
     // user-agent cache is warm after the first object).
     let enricher = Enricher::new();

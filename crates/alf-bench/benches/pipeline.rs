@@ -16,8 +16,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use alf_bench::{
-    BenchObject, Discard, Kind, PlainJson, Serializer, env_count, generate, gunzip_lines,
-    gunzip_reader, gzip,
+    BenchObject, CloudFrontInput, Discard, Kind, PlainJson, Serializer, bench_group, env_count,
+    gunzip_lines, gunzip_reader,
 };
 use alf_formats::Enricher;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -29,23 +29,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Reader buffer: large enough that the decompressor works in big chunks.
 fn pipeline(c: &mut Criterion) {
     let records = env_count("ALF_BENCH_PIPELINE_RECORDS", 100_000);
-    let plain = generate(Kind::CloudFront, records, 1);
-    let gz = gzip(&plain);
-    eprintln!(
-        "input: {records} CloudFront records, {:.1} MB plain, {:.1} MB gzip",
-        plain.len() as f64 / 1e6,
-        gz.len() as f64 / 1e6
-    );
-    drop(plain);
+    let gz = CloudFrontInput::gz_announced(records, "");
     let bench = BenchObject::new(Kind::CloudFront);
     let enricher = Enricher::new();
 
-    let mut group = c.benchmark_group("pipeline-cloudfront");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Elements(records));
+    let mut group = bench_group(c, "pipeline-cloudfront", Duration::from_secs(5));
+    group.throughput(Throughput::Elements(records));
 
     group.bench_function("gunzip+lines", |b| b.iter(|| black_box(gunzip_lines(&gz))));
     group.bench_function("parse", |b| {

@@ -170,6 +170,68 @@ pub(crate) fn parse_generated(
     )
 }
 
+/// The exit status of the harness binaries (`alf-bench`, `alf-gen-parquet`,
+/// `alf-read-parquet`) for the outcome of their work: the error on stderr, then failure.
+pub fn exit_code(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A criterion group as every benchmark here sets it up: 10 samples after 1 s of warm-up
+/// (each sample is a whole object, so 10 are plenty), measured for `measurement`.
+pub fn bench_group<'c>(
+    c: &'c mut criterion::Criterion,
+    name: &str,
+    measurement: std::time::Duration,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(measurement);
+    group
+}
+
+/// The input of the decompression, pipeline and blocks benchmarks: a generated
+/// CloudFront log (seed 1) and its gzip.
+#[derive(Debug)]
+pub struct CloudFrontInput {
+    pub records: u64,
+    pub plain: Vec<u8>,
+    pub gz: Vec<u8>,
+}
+
+impl CloudFrontInput {
+    pub fn new(records: u64) -> Self {
+        let plain = generate(Kind::CloudFront, records, 1);
+        let gz = gzip(&plain);
+        CloudFrontInput { records, plain, gz }
+    }
+
+    /// `N CloudFront records, X MB plain, Y MB gzip`: what the benchmarks print first.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} CloudFront records, {:.1} MB plain, {:.1} MB gzip",
+            self.records,
+            self.plain.len() as f64 / 1e6,
+            self.gz.len() as f64 / 1e6
+        )
+    }
+
+    /// The gzip of `records` generated records, after printing `input: ` with their
+    /// description and `detail`: the plain text is dropped before anything is measured.
+    pub fn gz_announced(records: u64, detail: &str) -> Vec<u8> {
+        let input = CloudFrontInput::new(records);
+        eprintln!("input: {}{detail}", input.describe());
+        input.gz
+    }
+}
+
 /// Read buffer of the benchmarks' decompressing readers (the daemon's S3 body buffer).
 pub const READ_BUF: usize = 64 * 1024;
 

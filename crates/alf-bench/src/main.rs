@@ -223,11 +223,5 @@ fn main() -> ExitCode {
         "run" => run(&args),
         other => Err(format!("unknown command `{other}`\n{USAGE}")),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    alf_bench::exit_code(result)
 }

@@ -340,11 +340,18 @@ mod tests {
         assert_eq!(ack.pending(), 6);
     }
 
+    /// A watermark after the runs of events `runs` settled, in that order.
+    fn watermark(runs: &[(u64, u64)]) -> Watermark {
+        let mut w = Watermark::default();
+        for &(start, end) in runs {
+            w.complete(start, end);
+        }
+        w
+    }
+
     #[test]
     fn the_watermark_waits_for_the_oldest_run() {
-        let mut w = Watermark::default();
-        w.complete(256, 512);
-        w.complete(768, 1000);
+        let mut w = watermark(&[(256, 512), (768, 1000)]);
         assert_eq!(w.reached(), 0, "events 0..256 are still out");
         assert_eq!(w.runs_ahead(), 2);
         w.complete(0, 100);
@@ -398,12 +405,7 @@ mod tests {
 
     #[test]
     fn touching_runs_are_joined_and_survive_a_checkpoint() {
-        let mut w = Watermark::default();
-        w.complete(100, 200);
-        w.complete(300, 400);
-        w.complete(200, 300);
-        w.complete(450, 500);
-        w.complete(400, 450);
+        let w = watermark(&[(100, 200), (300, 400), (200, 300), (450, 500), (400, 450)]);
         assert_eq!(w.settled(16).ahead, vec![(100, 500)], "one run, not five");
         // Runs saved touching (by an older build, or cut by the run limit) load whole.
         let saved = Settled {

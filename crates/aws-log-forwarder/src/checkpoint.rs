@@ -117,12 +117,32 @@ impl CheckpointKey {
 #[derive(Debug, Clone)]
 pub enum CheckpointStore {
     Directory(PathBuf),
-    S3 {
-        client: aws_sdk_s3::Client,
-        bucket: String,
-        /// Ends with `/` unless empty.
-        prefix: String,
-    },
+    S3(S3Documents),
+}
+
+/// Checkpoint documents in an S3 bucket, each at its prefix followed by its name.
+#[derive(Debug, Clone)]
+pub struct S3Documents {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    /// Ends with `/` unless empty.
+    prefix: String,
+}
+
+impl S3Documents {
+    /// The object key of the document named `name`.
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The failure of a call about the document named `name`.
+    fn error(&self, name: &str, e: impl std::error::Error) -> CheckpointError {
+        CheckpointError::S3 {
+            bucket: self.bucket.clone(),
+            key: self.key(name),
+            message: DisplayErrorContext(e).to_string(),
+        }
+    }
 }
 
 impl CheckpointStore {
@@ -135,26 +155,18 @@ impl CheckpointStore {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        CheckpointStore::S3 {
+        CheckpointStore::S3(S3Documents {
             client,
             bucket: bucket.to_owned(),
             prefix,
-        }
+        })
     }
 
     /// Where it is, for logs.
     pub fn describe(&self) -> String {
         match self {
             CheckpointStore::Directory(p) => p.display().to_string(),
-            CheckpointStore::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
-        }
-    }
-
-    fn s3_error(bucket: &str, key: &str, e: impl std::error::Error) -> CheckpointError {
-        CheckpointError::S3 {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message: DisplayErrorContext(e).to_string(),
+            CheckpointStore::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.prefix),
         }
     }
 
@@ -173,23 +185,25 @@ impl CheckpointStore {
                     Err(source) => return Err(CheckpointError::File { path, source }),
                 }
             }
-            CheckpointStore::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let key = format!("{prefix}{name}");
-                match client.get_object().bucket(bucket).key(&key).send().await {
+            CheckpointStore::S3(s3) => {
+                match s3
+                    .client
+                    .get_object()
+                    .bucket(&s3.bucket)
+                    .key(s3.key(&name))
+                    .send()
+                    .await
+                {
                     Ok(out) => out
                         .body
                         .collect()
                         .await
-                        .map_err(|e| Self::s3_error(bucket, &key, e))?
+                        .map_err(|e| s3.error(&name, e))?
                         .to_vec(),
                     Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                         return Ok(Settled::default());
                     }
-                    Err(e) => return Err(Self::s3_error(bucket, &key, e)),
+                    Err(e) => return Err(s3.error(&name, e)),
                 }
             }
         };
@@ -244,23 +258,17 @@ impl CheckpointStore {
                     .await
                     .map_err(file_error(&path))
             }
-            CheckpointStore::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let key = format!("{prefix}{name}");
-                client
-                    .put_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .content_type("application/json")
-                    .body(ByteStream::from(body))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| Self::s3_error(bucket, &key, e))
-            }
+            CheckpointStore::S3(s3) => s3
+                .client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key(s3.key(&name))
+                .content_type("application/json")
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| s3.error(&name, e)),
         }
     }
 
@@ -277,21 +285,15 @@ impl CheckpointStore {
                     _ => Ok(()),
                 }
             }
-            CheckpointStore::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let key = format!("{prefix}{name}");
-                client
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| Self::s3_error(bucket, &key, e))
-            }
+            CheckpointStore::S3(s3) => s3
+                .client
+                .delete_object()
+                .bucket(&s3.bucket)
+                .key(s3.key(&name))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| s3.error(&name, e)),
         }
     }
 

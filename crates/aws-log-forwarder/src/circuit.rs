@@ -136,6 +136,14 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// Fails unless `waiter` ends within a second: `woken_by` should have woken it.
+    async fn assert_woken(waiter: tokio::task::JoinHandle<()>, woken_by: &str) {
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect(woken_by)
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn opens_after_the_threshold_and_closes_on_success() {
         let circuit = Arc::new(IntakeCircuit::new(3));
@@ -152,10 +160,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "waits while open");
         circuit.record_success();
-        tokio::time::timeout(Duration::from_secs(1), waiter)
-            .await
-            .expect("closing wakes the waiter")
-            .unwrap();
+        assert_woken(waiter, "closing wakes the waiter").await;
         assert!(!circuit.is_open());
     }
 
@@ -176,10 +181,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "one intake is still down");
         b.record_success();
-        tokio::time::timeout(Duration::from_secs(1), waiter)
-            .await
-            .expect("all closed wakes the waiter")
-            .unwrap();
+        assert_woken(waiter, "all closed wakes the waiter").await;
     }
 
     #[tokio::test]

@@ -282,6 +282,78 @@ impl<T: 'static> Key<T> {
     }
 }
 
+/// Declares an enum of config keywords once, each variant with its spelling, and derives
+/// from that one list: `FromStr`, serde (through `TryFrom<String>`, blanks around the
+/// word ignored), the error naming the unknown word and every expected one (`unknown
+/// payload `x` (expected ecs or raw)`), and `Display` (the spelling).
+macro_rules! keywords {
+    (
+        $(#[doc = $doc:literal])*
+        pub enum $name:ident ($what:literal) {
+            $($(#[doc = $variant_doc:literal])* $variant:ident = $word:literal,)+
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String")]
+        pub enum $name {
+            $($(#[doc = $variant_doc])* #[serde(rename = $word)] $variant,)+
+        }
+
+        impl $name {
+            /// Every variant with its spelling.
+            const WORDS: &[($name, &str)] = &[$(($name::$variant, $word)),+];
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                keyword(s, $what, Self::WORDS)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.trim().parse()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $($name::$variant => $word,)+
+                })
+            }
+        }
+    };
+}
+
+/// The variant spelled `word` among `words`, else an error naming the `what` (`unknown
+/// protocol `x` (expected sekoia, ndjson or elasticsearch)`).
+fn keyword<T: Copy>(word: &str, what: &str, words: &[(T, &str)]) -> Result<T, String> {
+    if let Some((value, _)) = words.iter().find(|(_, w)| *w == word) {
+        return Ok(*value);
+    }
+    let mut expected = String::new();
+    for (i, (_, w)) in words.iter().enumerate() {
+        if i > 0 {
+            expected.push_str(if i + 1 == words.len() { " or " } else { ", " });
+        }
+        expected.push_str(w);
+    }
+    Err(format!("unknown {what} `{word}` (expected {expected})"))
+}
+
+/// What a `settings!` section gives [`Config::read`].
+trait Section: Sized {
+    /// The section's keys, in declaration order.
+    const KEYS: &'static [&'static str];
+
+    /// Reads every key of `table` (removing it); `None` when any was wrong.
+    fn read(section: &str, table: &mut Table, errors: &mut Vec<ConfigError>) -> Option<Self>;
+}
+
 /// Declares a section: its struct (with `Debug`, `Clone` and `Serialize` for the
 /// masked view), the list of its keys, and `read`, which reads every key on its own so
 /// each problem is reported. See the module documentation.
@@ -304,11 +376,9 @@ macro_rules! settings {
             )*
         }
 
-        impl $name {
-            /// The section's keys, in declaration order.
-            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+        impl Section for $name {
+            const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
 
-            /// Reads every key of `table` (removing it); `None` when any was wrong.
             fn read(section: &str, table: &mut Table, errors: &mut Vec<ConfigError>) -> Option<Self> {
                 $(
                     let $field: Option<$ty> = Key::read(
@@ -380,10 +450,9 @@ settings! {
 pub struct BucketRole {
     pub name: String,
     pub assume_role_arn: String,
-    #[serde(default, serialize_with = "mask_option")]
+    #[serde(serialize_with = "mask_option")]
     pub external_id: Option<String>,
     /// The bucket's region when it differs from the queue's.
-    #[serde(default)]
     pub region: Option<String>,
 }
 
@@ -439,20 +508,16 @@ pub struct QueueSettings {
     pub url: String,
     /// The `queue` label of its metrics and logs; default: the queue's name (the URL's
     /// last segment).
-    #[serde(default)]
     pub name: Option<String>,
     /// Default: the region in the URL, else `aws.region`.
-    #[serde(default)]
     pub region: Option<String>,
     /// A role to assume for this queue and the objects it announces (instead of
     /// `aws.assume_role_arn`).
-    #[serde(default)]
     pub role_arn: Option<String>,
-    #[serde(default, serialize_with = "mask_option")]
+    #[serde(serialize_with = "mask_option")]
     pub external_id: Option<String>,
     /// Parse every object this queue announces as this format (`cloudtrail`,
     /// `vpc-flow`...) instead of detecting it.
-    #[serde(default)]
     pub format: Option<String>,
 }
 
@@ -576,7 +641,7 @@ settings! {
         /// Proxy for intake requests (`http://proxy:3128`); `NO_PROXY` still applies.
         /// Unset: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` from the environment.
         pub proxy: Option<ProxyUrl> = default(None)
-            .parse(|text| http_url(&text).map(|u| Some(ProxyUrl(u))))
+            .parse(|text| http_url(&text).map(|u| Some(ProxyUrl(HttpUrl(u)))))
             .example("e.g. http://proxy.internal:3128"),
         /// Extra headers on every intake request (tenant ids, gateway tokens); values are
         /// treated as secrets: masked in `check-config` and never logged.
@@ -588,35 +653,15 @@ settings! {
     }
 }
 
-/// What an intake receives for each event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum PayloadMode {
-    /// The Elastic Common Schema event built by the parsers.
-    Ecs,
-    /// The original record, one per event (a CloudFront line, one CloudTrail record
-    /// out of its `Records` array, one flow record), so an intake that parses the AWS
-    /// format itself (Sekoia.io's per-type intakes) applies its own parser.
-    Raw,
-}
-
-impl TryFrom<String> for PayloadMode {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.trim() {
-            "ecs" => Ok(PayloadMode::Ecs),
-            "raw" => Ok(PayloadMode::Raw),
-            other => Err(format!("unknown payload `{other}` (expected ecs or raw)")),
-        }
-    }
-}
-
-impl fmt::Display for PayloadMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PayloadMode::Ecs => "ecs",
-            PayloadMode::Raw => "raw",
-        })
+keywords! {
+    /// What an intake receives for each event.
+    pub enum PayloadMode ("payload") {
+        /// The Elastic Common Schema event built by the parsers.
+        Ecs = "ecs",
+        /// The original record, one per event (a CloudFront line, one CloudTrail record
+        /// out of its `Records` array, one flow record), so an intake that parses the AWS
+        /// format itself (Sekoia.io's per-type intakes) applies its own parser.
+        Raw = "raw",
     }
 }
 
@@ -635,17 +680,11 @@ pub struct NamedIntake {
 /// The keys of an `[[intakes]]` entry besides those of `[intake]`.
 const NAMED_INTAKE_KEYS: [&str; 2] = ["name", "datasets"];
 
-/// `intake.proxy`: may carry `user:password`, which Debug and `check-config` mask.
+/// `intake.proxy`: an [`HttpUrl`] that may carry `user:password`, which Debug and
+/// `check-config` mask.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ProxyUrl(url::Url);
-
-impl TryFrom<String> for ProxyUrl {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        http_url(&text).map(ProxyUrl)
-    }
-}
+#[serde(transparent)]
+pub struct ProxyUrl(HttpUrl);
 
 impl ProxyUrl {
     /// The URL itself, password included; only the intake client should call this.
@@ -655,7 +694,7 @@ impl ProxyUrl {
 
     /// The URL with its password replaced by `***`.
     pub fn shown(&self) -> String {
-        let mut shown = self.0.clone();
+        let mut shown = self.0.0.clone();
         if shown.password().is_some() {
             let _ = shown.set_password(Some("***"));
         }
@@ -917,26 +956,13 @@ fn s3_prefix(text: String) -> Result<String, String> {
     Ok(prefix)
 }
 
-/// What to do with an event larger than `intake.max_event_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", try_from = "String")]
-pub enum OversizePolicy {
-    /// Cut its largest string fields (`event.original` first) and tag it `_truncated`.
-    Truncate,
-    /// Send it to the dead-letter sink untouched.
-    DeadLetter,
-}
-
-impl TryFrom<String> for OversizePolicy {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.trim() {
-            "truncate" => Ok(OversizePolicy::Truncate),
-            "dead_letter" => Ok(OversizePolicy::DeadLetter),
-            other => Err(format!(
-                "unknown policy `{other}` (expected truncate or dead_letter)"
-            )),
-        }
+keywords! {
+    /// What to do with an event larger than `intake.max_event_bytes`.
+    pub enum OversizePolicy ("policy") {
+        /// Cut its largest string fields (`event.original` first) and tag it `_truncated`.
+        Truncate = "truncate",
+        /// Send it to the dead-letter sink untouched.
+        DeadLetter = "dead_letter",
     }
 }
 
@@ -973,14 +999,12 @@ pub struct FormatsSettings {
     pub rules: Vec<FormatRule>,
 }
 
-/// One `[[formats.rules]]` entry; the regex was checked at load time.
+/// One `[[formats.rules]]` entry; the regex was checked at load time. Unset conditions
+/// are left out of `check-config` like every unset key ([`Config::masked`] drops nulls).
 #[derive(Debug, Clone, Serialize)]
 pub struct FormatRule {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_regex: Option<String>,
     #[serde(serialize_with = "serialize_display")]
     pub format: Format,
@@ -1021,65 +1045,23 @@ impl FormatsSettings {
     }
 }
 
-/// How batches are encoded for the intake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum IntakeProtocol {
-    /// Sekoia.io: `POST {url}/batch` with `{"intake_key":..., "jsons":[...]}`.
-    Sekoia,
-    /// One JSON event per line.
-    Ndjson,
-    /// Elasticsearch `_bulk` with `create` actions (data streams).
-    Elasticsearch,
-}
-
-impl FromStr for IntakeProtocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sekoia" => Ok(IntakeProtocol::Sekoia),
-            "ndjson" => Ok(IntakeProtocol::Ndjson),
-            "elasticsearch" => Ok(IntakeProtocol::Elasticsearch),
-            other => Err(format!(
-                "unknown protocol `{other}` (expected sekoia, ndjson or elasticsearch)"
-            )),
-        }
+keywords! {
+    /// How batches are encoded for the intake.
+    pub enum IntakeProtocol ("protocol") {
+        /// Sekoia.io: `POST {url}/batch` with `{"intake_key":..., "jsons":[...]}`.
+        Sekoia = "sekoia",
+        /// One JSON event per line.
+        Ndjson = "ndjson",
+        /// Elasticsearch `_bulk` with `create` actions (data streams).
+        Elasticsearch = "elasticsearch",
     }
 }
 
-impl TryFrom<String> for IntakeProtocol {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.trim().parse()
-    }
-}
-
-impl fmt::Display for IntakeProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IntakeProtocol::Sekoia => "sekoia",
-            IntakeProtocol::Ndjson => "ndjson",
-            IntakeProtocol::Elasticsearch => "elasticsearch",
-        })
-    }
-}
-
-/// The daemon's log lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
-impl TryFrom<String> for LogFormat {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        match s.trim() {
-            "json" => Ok(LogFormat::Json),
-            "text" => Ok(LogFormat::Text),
-            other => Err(format!("unknown format `{other}` (expected json or text)")),
-        }
+keywords! {
+    /// The daemon's log lines.
+    pub enum LogFormat ("format") {
+        Json = "json",
+        Text = "text",
     }
 }
 
@@ -1292,12 +1274,11 @@ impl Config {
 
     /// Reads every section of `root`, recording each problem in `errors`.
     fn read(root: &mut Table, env: &EnvLookup, errors: &mut Vec<ConfigError>) -> Option<Config> {
-        fn section<T>(
+        /// Reads section `name` (the type is the field of [`Config`] it fills).
+        fn section<T: Section>(
             name: &str,
-            keys: &[&str],
             root: &mut Table,
             errors: &mut Vec<ConfigError>,
-            read: fn(&str, &mut Table, &mut Vec<ConfigError>) -> Option<T>,
         ) -> Option<T> {
             let mut table = match root.remove(name).map(config::Value::into_table) {
                 None => Table::new(),
@@ -1307,59 +1288,23 @@ impl Config {
                     return None;
                 }
             };
-            let value = read(name, &mut table, errors);
+            let value = T::read(name, &mut table, errors);
             for unknown in table.keys() {
-                errors.push(ConfigError::unknown(name, unknown, "key", keys));
+                errors.push(ConfigError::unknown(name, unknown, "key", T::KEYS));
             }
             value
         }
-        let aws = section("aws", AwsSettings::KEYS, root, errors, AwsSettings::read);
-        let sqs = section("sqs", SqsSettings::KEYS, root, errors, SqsSettings::read);
-        let processing = section(
-            "processing",
-            ProcessingSettings::KEYS,
-            root,
-            errors,
-            ProcessingSettings::read,
-        );
+        let aws = section("aws", root, errors);
+        let sqs = section("sqs", root, errors);
+        let processing = section("processing", root, errors);
         let formats = read_formats(root.remove("formats"), errors);
-        let intake = section(
-            "intake",
-            IntakeSettings::KEYS,
-            root,
-            errors,
-            IntakeSettings::read,
-        );
+        let intake = section("intake", root, errors);
         let intakes = read_intakes(root.remove("intakes"), errors);
-        let batch = section(
-            "batch",
-            BatchSettings::KEYS,
-            root,
-            errors,
-            BatchSettings::read,
-        );
-        let log = section("log", LogSettings::KEYS, root, errors, LogSettings::read);
-        let metrics = section(
-            "metrics",
-            MetricsSettings::KEYS,
-            root,
-            errors,
-            MetricsSettings::read,
-        );
-        let dead_letter = section(
-            "dead_letter",
-            DeadLetterSettings::KEYS,
-            root,
-            errors,
-            DeadLetterSettings::read,
-        );
-        let checkpoint = section(
-            "checkpoint",
-            CheckpointSettings::KEYS,
-            root,
-            errors,
-            CheckpointSettings::read,
-        );
+        let batch = section("batch", root, errors);
+        let log = section("log", root, errors);
+        let metrics = section("metrics", root, errors);
+        let dead_letter = section("dead_letter", root, errors);
+        let checkpoint = section("checkpoint", root, errors);
         let mut config = Config {
             aws: aws?,
             sqs: sqs?,

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 /// Prometheus counter of dropped events, labelled by rule name.
 pub const EVENTS_DROPPED: &str = "alf_events_dropped_total";
 
-/// One rule as configured.
+/// One rule as configured (`check-config` leaves its unset tests out, as
+/// [`crate::config::Config::masked`] drops every null).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DropRuleSettings {
@@ -28,15 +29,10 @@ pub struct DropRuleSettings {
     pub dataset: String,
     /// Dotted path of the ECS field tested.
     pub field: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub equals: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gt: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lt: Option<f64>,
 }
 

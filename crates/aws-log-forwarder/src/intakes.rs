@@ -364,37 +364,35 @@ mod tests {
             Ok(_) => panic!("accepted: {extra}"),
             Err(e) => e.to_string(),
         };
-        let text = errors(
-            "[[intakes]]\nname = \"ct\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://x\"\n",
-        );
-        assert!(text.contains("intakes[0].key: required"), "{text}");
-        let text = errors(
-            "[[intakes]]\nname = \"a\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://x\"\nkey = \"k\"\n[[intakes]]\nname = \"a\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://y\"\nkey = \"k\"\nprotocol = \"elasticsearch\"\npayload = \"raw\"\n",
-        );
-        assert!(
-            text.contains("intakes[1].name: \"a\" names two intakes"),
-            "{text}"
-        );
-        assert!(
-            text.contains("intakes[1].datasets: aws.cloudtrail is already routed to intake \"a\""),
-            "{text}"
-        );
-        assert!(text.contains("intakes[1].payload: raw records"), "{text}");
-        let text = errors(
-            "[[intakes]]\nname = \"default\"\ndatasets = []\nurl = \"https://x\"\nkey = \"k\"\npayload = \"text\"\nurll = 1\n",
-        );
-        assert!(
-            text.contains("intakes[0].name: \"default\" is the name of [intake]"),
-            "{text}"
-        );
-        assert!(
-            text.contains("intakes[0].payload: unknown payload `text`"),
-            "{text}"
-        );
-        assert!(
-            text.contains("intakes[0].urll: unknown key; did you mean intakes[0].url?"),
-            "{text}"
-        );
+        // Each configuration and every error it must produce.
+        let cases: [(&str, &[&str]); 3] = [
+            (
+                "[[intakes]]\nname = \"ct\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://x\"\n",
+                &["intakes[0].key: required"],
+            ),
+            (
+                "[[intakes]]\nname = \"a\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://x\"\nkey = \"k\"\n[[intakes]]\nname = \"a\"\ndatasets = [\"aws.cloudtrail\"]\nurl = \"https://y\"\nkey = \"k\"\nprotocol = \"elasticsearch\"\npayload = \"raw\"\n",
+                &[
+                    "intakes[1].name: \"a\" names two intakes",
+                    "intakes[1].datasets: aws.cloudtrail is already routed to intake \"a\"",
+                    "intakes[1].payload: raw records",
+                ],
+            ),
+            (
+                "[[intakes]]\nname = \"default\"\ndatasets = []\nurl = \"https://x\"\nkey = \"k\"\npayload = \"text\"\nurll = 1\n",
+                &[
+                    "intakes[0].name: \"default\" is the name of [intake]",
+                    "intakes[0].payload: unknown payload `text`",
+                    "intakes[0].urll: unknown key; did you mean intakes[0].url?",
+                ],
+            ),
+        ];
+        for (extra, expected) in cases {
+            let text = errors(extra);
+            for want in expected {
+                assert!(text.contains(want), "{want}: {text}");
+            }
+        }
     }
 
     #[test]

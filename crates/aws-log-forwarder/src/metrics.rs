@@ -12,41 +12,138 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use metrics::{KeyName, SharedString, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-pub const MESSAGES_RECEIVED: &str = "alf_sqs_messages_received_total";
-pub const MESSAGES_DELETED: &str = "alf_sqs_messages_deleted_total";
-pub const MESSAGES_FAILED: &str = "alf_sqs_messages_failed_total";
-pub const RECEIVE_ERRORS: &str = "alf_sqs_receive_errors_total";
-pub const OBJECTS_PROCESSED: &str = "alf_objects_processed_total";
-pub const OBJECTS_FAILED: &str = "alf_objects_failed_total";
-pub const OBJECTS_SKIPPED: &str = "alf_objects_skipped_total";
-pub const EVENTS_PARSED: &str = "alf_events_parsed_total";
-pub const EVENTS_MALFORMED: &str = "alf_events_malformed_total";
-pub const EVENTS_DELIVERED: &str = "alf_events_delivered_total";
-pub const EVENTS_FAILED: &str = "alf_events_failed_total";
-pub const BYTES_COMPRESSED: &str = "alf_object_bytes_compressed_total";
-pub const BYTES_DECOMPRESSED: &str = "alf_object_bytes_decompressed_total";
-pub const INTAKE_REQUESTS: &str = "alf_intake_requests_total";
-pub const INTAKE_RETRIES: &str = "alf_intake_retries_total";
-pub const INTAKE_FAILURES: &str = "alf_intake_failures_total";
-pub const OBJECT_DURATION: &str = "alf_object_duration_seconds";
-pub const BATCH_EVENTS: &str = "alf_batch_events";
-pub const BATCH_BYTES: &str = "alf_batch_bytes";
-pub const CIRCUIT_OPEN: &str = "alf_intake_circuit_open";
-pub const SQS_API_CALLS: &str = "alf_sqs_api_calls_total";
-pub const S3_RESUMES: &str = "alf_s3_stream_resumes_total";
-pub const SQS_BATCHED_ENTRIES: &str = "alf_sqs_batched_entries_total";
-pub const MESSAGES_IN_FLIGHT: &str = "alf_sqs_messages_in_flight";
-pub const OBJECTS_IN_FLIGHT: &str = "alf_objects_in_flight";
-pub const OLDEST_IN_FLIGHT_AGE: &str = "alf_sqs_oldest_in_flight_message_age_seconds";
-pub const QUEUE_VISIBLE_MESSAGES: &str = "alf_sqs_queue_visible_messages";
-pub const MESSAGES_DEAD_LETTERED: &str = "alf_sqs_messages_dead_lettered_total";
-pub const CHECKPOINT_EVENTS_SKIPPED: &str = "alf_checkpoint_events_skipped_total";
-pub const CHECKPOINT_WRITES: &str = "alf_checkpoint_writes_total";
+/// What `describe` tells the recorder about a metric family: its `# TYPE` and unit
+/// (the kind) and `# HELP` text.
+struct Family {
+    kind: FamilyKind,
+    name: &'static str,
+    /// The family's doc comment, lines joined (each starts with a space).
+    help: &'static str,
+}
+
+/// A family's Prometheus type, with its unit where it has one.
+#[derive(Clone, Copy)]
+enum FamilyKind {
+    Counter,
+    BytesCounter,
+    Gauge,
+    SecondsGauge,
+    SecondsHistogram,
+    CountHistogram,
+    BytesHistogram,
+}
+
+/// Declares each metric family once: its doc comment is its Prometheus help text, so
+/// the name constant and the description cannot drift apart. Each entry becomes a
+/// `pub const` name and a row of [`FAMILIES`].
+macro_rules! families {
+    ($($(#[doc = $help:literal])+ $kind:ident $name:ident = $value:literal;)*) => {
+        $($(#[doc = $help])+ pub const $name: &str = $value;)*
+
+        /// The families declared here.
+        const FAMILIES: &[Family] = &[$(Family {
+            kind: FamilyKind::$kind,
+            name: $name,
+            help: concat!($($help),+),
+        }),*];
+    };
+}
+
+families! {
+    /// SQS messages received
+    Counter MESSAGES_RECEIVED = "alf_sqs_messages_received_total";
+    /// SQS messages deleted after full delivery
+    Counter MESSAGES_DELETED = "alf_sqs_messages_deleted_total";
+    /// SQS messages left for redelivery after a failure
+    Counter MESSAGES_FAILED = "alf_sqs_messages_failed_total";
+    /// Failed ReceiveMessage calls
+    Counter RECEIVE_ERRORS = "alf_sqs_receive_errors_total";
+    /// S3 objects processed, by outcome
+    Counter OBJECTS_PROCESSED = "alf_objects_processed_total";
+    /// S3 objects that failed (read, decode or delivery)
+    Counter OBJECTS_FAILED = "alf_objects_failed_total";
+    /// S3 objects skipped on purpose (e.g. CloudTrail digests)
+    Counter OBJECTS_SKIPPED = "alf_objects_skipped_total";
+    /// Events produced by the parsers
+    Counter EVENTS_PARSED = "alf_events_parsed_total";
+    /// Records that could not be parsed (forwarded raw)
+    Counter EVENTS_MALFORMED = "alf_events_malformed_total";
+    /// Events accepted by the intake
+    Counter EVENTS_DELIVERED = "alf_events_delivered_total";
+    /// Events the intake rejected or that ran out of retries
+    Counter EVENTS_FAILED = "alf_events_failed_total";
+    /// S3 object bytes read (as stored)
+    BytesCounter BYTES_COMPRESSED = "alf_object_bytes_compressed_total";
+    /// S3 object bytes after decompression
+    BytesCounter BYTES_DECOMPRESSED = "alf_object_bytes_decompressed_total";
+    /// Intake HTTP requests, by status class
+    Counter INTAKE_REQUESTS = "alf_intake_requests_total";
+    /// Intake requests retried
+    Counter INTAKE_RETRIES = "alf_intake_retries_total";
+    /// Intake batches that failed for good, by status class
+    Counter INTAKE_FAILURES = "alf_intake_failures_total";
+    /// Time to process one S3 object, fetch to last acknowledgement
+    SecondsHistogram OBJECT_DURATION = "alf_object_duration_seconds";
+    /// Events per intake batch
+    CountHistogram BATCH_EVENTS = "alf_batch_events";
+    /// Uncompressed body bytes per intake batch
+    BytesHistogram BATCH_BYTES = "alf_batch_bytes";
+    /// 1 while the intake circuit is open (intake down: receiving paused), else 0
+    Gauge CIRCUIT_OPEN = "alf_intake_circuit_open";
+    /// SQS API calls made, by operation
+    Counter SQS_API_CALLS = "alf_sqs_api_calls_total";
+    /// Dropped S3 streams resumed with a ranged GET from the byte reached
+    Counter S3_RESUMES = "alf_s3_stream_resumes_total";
+    /// Messages deleted or re-timed through batch calls, by operation (each would be one
+    /// call without batching)
+    Counter SQS_BATCHED_ENTRIES = "alf_sqs_batched_entries_total";
+    /// SQS messages being processed
+    Gauge MESSAGES_IN_FLIGHT = "alf_sqs_messages_in_flight";
+    /// S3 objects being processed
+    Gauge OBJECTS_IN_FLIGHT = "alf_objects_in_flight";
+    /// Age of the oldest message being processed (since this process received it)
+    SecondsGauge OLDEST_IN_FLIGHT_AGE = "alf_sqs_oldest_in_flight_message_age_seconds";
+    /// ApproximateNumberOfMessages of the queue, polled once a minute
+    Gauge QUEUE_VISIBLE_MESSAGES = "alf_sqs_queue_visible_messages";
+    /// Messages moved to the dead-letter queue at once because they can never succeed, by
+    /// reason
+    Counter MESSAGES_DEAD_LETTERED = "alf_sqs_messages_dead_lettered_total";
+    /// Events of redelivered objects not sent again because a checkpoint says they were
+    /// delivered
+    Counter CHECKPOINT_EVENTS_SKIPPED = "alf_checkpoint_events_skipped_total";
+    /// Checkpoints written for objects in progress, by outcome (ok, error)
+    Counter CHECKPOINT_WRITES = "alf_checkpoint_writes_total";
+}
+
+/// Families whose names other modules declare, beside the code that records them.
+const FAMILIES_ELSEWHERE: &[Family] = &[
+    Family {
+        kind: FamilyKind::Counter,
+        name: crate::filter::EVENTS_DROPPED,
+        help: "Events dropped by [[processing.drop]] rules, by rule",
+    },
+    Family {
+        kind: FamilyKind::SecondsHistogram,
+        name: crate::intake::REQUEST_DURATION,
+        help: "Intake request durations, by status class",
+    },
+    Family {
+        kind: FamilyKind::Counter,
+        name: crate::deadletter::DEAD_LETTER_EVENTS,
+        help: "Events the intake refused on their own, written to the dead-letter sink, by reason",
+    },
+    Family {
+        kind: FamilyKind::Counter,
+        name: crate::intake::EVENTS_TRUNCATED,
+        help: "Events cut to fit intake.max_event_bytes",
+    },
+];
 
 /// `2xx`, `4xx`, `5xx`, or `error` for requests that got no response.
 pub fn status_class(status: Option<u16>) -> &'static str {
@@ -61,113 +158,25 @@ pub fn status_class(status: Option<u16>) -> &'static str {
 }
 
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
-    describe_counter!(MESSAGES_RECEIVED, "SQS messages received");
-    describe_counter!(MESSAGES_DELETED, "SQS messages deleted after full delivery");
-    describe_counter!(
-        MESSAGES_FAILED,
-        "SQS messages left for redelivery after a failure"
-    );
-    describe_counter!(RECEIVE_ERRORS, "Failed ReceiveMessage calls");
-    describe_counter!(SQS_API_CALLS, "SQS API calls made, by operation");
-    describe_counter!(
-        S3_RESUMES,
-        "Dropped S3 streams resumed with a ranged GET from the byte reached"
-    );
-    describe_counter!(
-        CHECKPOINT_EVENTS_SKIPPED,
-        "Events of redelivered objects not sent again because a checkpoint says they were delivered"
-    );
-    describe_counter!(
-        CHECKPOINT_WRITES,
-        "Checkpoints written for objects in progress, by outcome (ok, error)"
-    );
-    describe_counter!(
-        SQS_BATCHED_ENTRIES,
-        "Messages deleted or re-timed through batch calls, by operation (each would be one call without batching)"
-    );
-    describe_counter!(
-        MESSAGES_DEAD_LETTERED,
-        "Messages moved to the dead-letter queue at once because they can never succeed, by reason"
-    );
-    metrics::describe_gauge!(MESSAGES_IN_FLIGHT, "SQS messages being processed");
-    metrics::describe_gauge!(OBJECTS_IN_FLIGHT, "S3 objects being processed");
-    metrics::describe_gauge!(
-        OLDEST_IN_FLIGHT_AGE,
-        Unit::Seconds,
-        "Age of the oldest message being processed (since this process received it)"
-    );
-    metrics::describe_gauge!(
-        QUEUE_VISIBLE_MESSAGES,
-        "ApproximateNumberOfMessages of the queue, polled once a minute"
-    );
-    metrics::describe_gauge!(
-        CIRCUIT_OPEN,
-        "1 while the intake circuit is open (intake down: receiving paused), else 0"
-    );
-    describe_counter!(OBJECTS_PROCESSED, "S3 objects processed, by outcome");
-    describe_counter!(
-        OBJECTS_FAILED,
-        "S3 objects that failed (read, decode or delivery)"
-    );
-    describe_counter!(
-        OBJECTS_SKIPPED,
-        "S3 objects skipped on purpose (e.g. CloudTrail digests)"
-    );
-    describe_counter!(EVENTS_PARSED, "Events produced by the parsers");
-    describe_counter!(
-        EVENTS_MALFORMED,
-        "Records that could not be parsed (forwarded raw)"
-    );
-    describe_counter!(
-        crate::filter::EVENTS_DROPPED,
-        "Events dropped by [[processing.drop]] rules, by rule"
-    );
-    describe_counter!(EVENTS_DELIVERED, "Events accepted by the intake");
-    describe_counter!(
-        EVENTS_FAILED,
-        "Events the intake rejected or that ran out of retries"
-    );
-    describe_counter!(
-        BYTES_COMPRESSED,
-        Unit::Bytes,
-        "S3 object bytes read (as stored)"
-    );
-    describe_counter!(
-        BYTES_DECOMPRESSED,
-        Unit::Bytes,
-        "S3 object bytes after decompression"
-    );
-    describe_counter!(INTAKE_REQUESTS, "Intake HTTP requests, by status class");
-    describe_counter!(INTAKE_RETRIES, "Intake requests retried");
-    describe_counter!(
-        INTAKE_FAILURES,
-        "Intake batches that failed for good, by status class"
-    );
-    describe_histogram!(
-        OBJECT_DURATION,
-        Unit::Seconds,
-        "Time to process one S3 object, fetch to last acknowledgement"
-    );
-    describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per intake batch");
-    describe_histogram!(
-        crate::intake::REQUEST_DURATION,
-        Unit::Seconds,
-        "Intake request durations, by status class"
-    );
-    describe_counter!(
-        crate::deadletter::DEAD_LETTER_EVENTS,
-        "Events the intake refused on their own, written to the dead-letter sink, by reason"
-    );
-    describe_counter!(
-        crate::intake::EVENTS_TRUNCATED,
-        "Events cut to fit intake.max_event_bytes"
-    );
-    describe_histogram!(
-        BATCH_BYTES,
-        Unit::Bytes,
-        "Uncompressed body bytes per intake batch"
-    );
+    for family in FAMILIES.iter().chain(FAMILIES_ELSEWHERE) {
+        let name = KeyName::from_const_str(family.name);
+        let help = SharedString::const_str(family.help.trim_start());
+        metrics::with_recorder(|recorder| match family.kind {
+            FamilyKind::Counter => recorder.describe_counter(name, None, help),
+            FamilyKind::BytesCounter => recorder.describe_counter(name, Some(Unit::Bytes), help),
+            FamilyKind::Gauge => recorder.describe_gauge(name, None, help),
+            FamilyKind::SecondsGauge => recorder.describe_gauge(name, Some(Unit::Seconds), help),
+            FamilyKind::SecondsHistogram => {
+                recorder.describe_histogram(name, Some(Unit::Seconds), help)
+            }
+            FamilyKind::CountHistogram => {
+                recorder.describe_histogram(name, Some(Unit::Count), help)
+            }
+            FamilyKind::BytesHistogram => {
+                recorder.describe_histogram(name, Some(Unit::Bytes), help)
+            }
+        });
+    }
 }
 
 /// Why the metrics listener could not start.
@@ -397,6 +406,11 @@ mod tests {
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
         assert!(metrics.contains("alf_events_parsed_total"), "{metrics}");
+        // The help text is the family's doc comment, lines joined.
+        assert!(
+            metrics.contains("# HELP alf_events_parsed_total Events produced by the parsers\n"),
+            "{metrics}"
+        );
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         readiness.set_intake_down(true);

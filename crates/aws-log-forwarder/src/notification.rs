@@ -70,11 +70,7 @@ pub fn parse_notification(body: &str) -> Result<Notification, NotificationError>
 }
 
 fn excerpt(body: &str) -> String {
-    let mut end = body.len().min(120);
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    body[..end].to_owned()
+    crate::sqs::cut(body, 120).to_owned()
 }
 
 fn parse_value(

@@ -80,14 +80,7 @@ impl RedrivePolicy {
 
 /// Cuts `text` to at most `max` bytes on a char boundary.
 pub(crate) fn cut(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..crate::intake::floor_char_boundary(text, max)]
 }
 
 /// An SQS failure, phrased for the operator.
@@ -432,9 +425,6 @@ impl SqsPoller {
 
     /// Deletes up to ten messages in one call; returns, per entry, `Ok` or the failure.
     async fn delete_batch(&self, receipts: &[String]) -> Result<Vec<Result<(), String>>, SqsError> {
-        count_call("DeleteMessageBatch");
-        metrics::counter!(m::SQS_BATCHED_ENTRIES, "operation" => "DeleteMessageBatch")
-            .increment(receipts.len() as u64);
         let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
             .iter()
             .enumerate()
@@ -446,19 +436,19 @@ impl SqsPoller {
                     .ok()
             })
             .collect();
-        let out = self
+        let request = self
             .client
             .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| self.classify("DeleteMessageBatch", e))?;
-        Ok(batch_results(
-            receipts.len(),
-            out.successful().iter().map(|ok| ok.id()),
-            out.failed(),
-        ))
+            .set_entries(Some(entries));
+        let out = self
+            .batch_call(
+                "DeleteMessageBatch",
+                receipts.len(),
+                request.queue_url(&self.queue_url).send(),
+            )
+            .await?;
+        let successful = out.successful().iter().map(|ok| ok.id());
+        Ok(batch_results(receipts.len(), successful, out.failed()))
     }
 
     /// Changes the visibility of up to ten messages in one call.
@@ -466,9 +456,6 @@ impl SqsPoller {
         &self,
         entries: &[(String, i32)],
     ) -> Result<Vec<Result<(), String>>, SqsError> {
-        count_call("ChangeMessageVisibilityBatch");
-        metrics::counter!(m::SQS_BATCHED_ENTRIES, "operation" => "ChangeMessageVisibilityBatch")
-            .increment(entries.len() as u64);
         let request_entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = entries
             .iter()
             .enumerate()
@@ -481,19 +468,36 @@ impl SqsPoller {
                     .ok()
             })
             .collect();
-        let out = self
+        let request = self
             .client
             .change_message_visibility_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(request_entries))
-            .send()
-            .await
-            .map_err(|e| self.classify("ChangeMessageVisibilityBatch", e))?;
-        Ok(batch_results(
-            entries.len(),
-            out.successful().iter().map(|ok| ok.id()),
-            out.failed(),
-        ))
+            .set_entries(Some(request_entries));
+        let out = self
+            .batch_call(
+                "ChangeMessageVisibilityBatch",
+                entries.len(),
+                request.queue_url(&self.queue_url).send(),
+            )
+            .await?;
+        let successful = out.successful().iter().map(|ok| ok.id());
+        Ok(batch_results(entries.len(), successful, out.failed()))
+    }
+
+    /// Counts a batch call of `entries` entries (the calls it saves show in
+    /// [`m::SQS_BATCHED_ENTRIES`]), awaits it and phrases its failure.
+    async fn batch_call<T, E>(
+        &self,
+        operation: &'static str,
+        entries: usize,
+        call: impl std::future::Future<Output = Result<T, SdkError<E>>>,
+    ) -> Result<T, SqsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        count_call(operation);
+        metrics::counter!(m::SQS_BATCHED_ENTRIES, "operation" => operation)
+            .increment(entries as u64);
+        call.await.map_err(|e| self.classify(operation, e))
     }
 }
 

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use alf_bench::Kind;
 use common::intake::TestIntake;
 use common::localstack::TestStack;
-use common::{DaemonProcess, aws_key, expected_event_ids, gzip};
+use common::{
+    DaemonProcess, RunningDaemon, aws_key, cloudfront_log, expected_event_ids, gzip,
+    wait_for_records_then_stop,
+};
 
 const RECORDS: u64 = 40_000;
 const INTERVAL_SECONDS: u64 = 1;
@@ -251,4 +254,40 @@ async fn an_unusable_checkpoint_store_is_a_start_up_error() {
         line.contains(&missing.display().to_string()) && line.contains("checkpoint.directory"),
         "{line}"
     );
+}
+
+/// The S3 store against LocalStack: the daemon starts only after its probe document was
+/// written, read back and deleted in the bucket, and an object delivered whole leaves no
+/// checkpoint behind there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_checkpoint_store_is_probed_and_left_clean() {
+    let (stack, intake) = TestStack::deploy_with_intake("checkpoint-s3").await;
+    // A bucket of its own: writing checkpoints to the stack's bucket would notify the queue.
+    let bucket = format!("{}-ckpt", stack.name);
+    stack
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create the checkpoint bucket");
+    let overrides = format!(
+        "[checkpoint]\ns3_bucket = \"{bucket}\"\ns3_prefix = \"ckpt\"\n\
+         interval_seconds = 1\nmin_object_bytes = 0\n"
+    );
+    let daemon = RunningDaemon::start(stack.daemon_config(&intake, &overrides));
+    let key = aws_key(Kind::CloudFront.format(), "s3-store");
+    stack.put_gzip(&key, cloudfront_log(2_000).as_bytes()).await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, &key, 2_003).await;
+    assert_eq!(events.len(), 2_003, "{}", intake.describe());
+
+    let listed = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("list the checkpoint bucket");
+    let left: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(left.is_empty(), "checkpoints left behind: {left:?}");
 }

@@ -128,8 +128,7 @@ async fn permanently_rejected_events_end_in_the_dead_letter_sink_not_the_queue()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_honours_retry_after_and_loses_nothing() {
-    let stack = TestStack::deploy("intake-429").await;
-    let intake = TestIntake::start().await;
+    let (stack, intake) = TestStack::deploy_with_intake("intake-429").await;
     intake.set_mode_for_next(
         1,
         Mode::TooManyRequests {
@@ -163,8 +162,7 @@ async fn throttling_honours_retry_after_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_are_retried() {
-    let stack = TestStack::deploy("intake-reset").await;
-    let intake = TestIntake::start().await;
+    let (stack, intake) = TestStack::deploy_with_intake("intake-reset").await;
     intake.set_mode_for_next(2, Mode::ResetConnection);
     let daemon = RunningDaemon::start(stack.daemon_config(&intake, ""));
 
@@ -185,8 +183,7 @@ async fn dropped_connections_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_slower_than_the_timeout_is_retried() {
-    let stack = TestStack::deploy("intake-timeout").await;
-    let intake = TestIntake::start().await;
+    let (stack, intake) = TestStack::deploy_with_intake("intake-timeout").await;
     intake.set_mode_for_next(1, Mode::Slow(Duration::from_secs(4)));
     let daemon =
         RunningDaemon::start(stack.daemon_config(&intake, "[intake]\ntimeout_seconds = 1\n"));
@@ -211,8 +208,7 @@ async fn intake_slower_than_the_timeout_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_delivery_keeps_the_message_invisible() {
-    let stack = TestStack::deploy("heartbeat").await;
-    let intake = TestIntake::start().await;
+    let (stack, intake) = TestStack::deploy_with_intake("heartbeat").await;
     // Longer than the 10 s visibility timeout the daemon asks for: only its heartbeat
     // (every 3 s) keeps SQS from handing the message out again meanwhile.
     intake.set_mode(Mode::Slow(Duration::from_secs(14)));

@@ -65,6 +65,18 @@ retry_max_backoff_ms = 500
     )
 }
 
+/// Uploads the CloudTrail records of [`cloudtrail_records`] and a CloudFront log of three
+/// lines; returns the records.
+async fn put_cloudtrail_and_cloudfront(stack: &TestStack) -> Vec<Value> {
+    let records = cloudtrail_records();
+    let trail = json!({ "Records": records }).to_string();
+    stack.put_gzip(CLOUDTRAIL_KEY, trail.as_bytes()).await;
+    stack
+        .put_gzip(CLOUDFRONT_KEY, cloudfront_log(0).as_bytes())
+        .await;
+    records
+}
+
 async fn wait_for_events(intake: &TestIntake, n: usize) -> Vec<Value> {
     let started = std::time::Instant::now();
     loop {
@@ -83,12 +95,7 @@ async fn a_raw_and_an_ecs_intake_each_receive_exactly_their_datasets() {
     let raw = TestIntake::start().await;
     let daemon = RunningDaemon::start(stack.daemon_config(&ecs, &config_overrides(&raw)));
 
-    let records = cloudtrail_records();
-    let trail = json!({ "Records": records }).to_string();
-    stack.put_gzip(CLOUDTRAIL_KEY, trail.as_bytes()).await;
-    stack
-        .put_gzip(CLOUDFRONT_KEY, cloudfront_log(0).as_bytes())
-        .await;
+    let records = put_cloudtrail_and_cloudfront(&stack).await;
 
     let ecs_events = wait_for_records(&ecs, CLOUDFRONT_KEY, 3, PIPELINE_TIMEOUT).await;
     wait_for_events(&raw, 3).await;
@@ -133,12 +140,7 @@ async fn a_message_waits_for_the_intake_its_events_were_routed_to() {
     raw.set_mode(Mode::Fail500);
     let daemon = RunningDaemon::start(stack.daemon_config(&ecs, &config_overrides(&raw)));
 
-    let records = cloudtrail_records();
-    let trail = json!({ "Records": records }).to_string();
-    stack.put_gzip(CLOUDTRAIL_KEY, trail.as_bytes()).await;
-    stack
-        .put_gzip(CLOUDFRONT_KEY, cloudfront_log(0).as_bytes())
-        .await;
+    let records = put_cloudtrail_and_cloudfront(&stack).await;
     // The raw intake refuses: its object's message stays in flight; the other intake
     // is unaffected by the first failures.
     let started = std::time::Instant::now();

@@ -162,10 +162,9 @@ async fn a_missing_bucket_is_never_dropped_and_is_named() {
         "an error names the missing bucket:\n{}",
         out.logs
     );
-    assert!(
-        !out.logs.contains("the notification is dropped"),
-        "a missing bucket is not a deleted object:\n{}",
-        out.logs
+    out.assert_not_logged(
+        "the notification is dropped",
+        "a missing bucket is not a deleted object",
     );
 }
 

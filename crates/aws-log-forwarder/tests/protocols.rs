@@ -5,7 +5,6 @@
 
 mod common;
 
-use common::intake::TestIntake;
 use common::localstack::{INTAKE_KEY, TestStack};
 use common::{RunningDaemon, cloudfront_log, event_id, str_field, wait_for_records_then_stop};
 
@@ -13,8 +12,7 @@ const KEY: &str = "cloudfront/E2TESTDIST0001.2024-05-01-14.0badf00d.gz";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_protocol_posts_one_event_per_line_with_the_key_headers() {
-    let stack = TestStack::deploy("proto-ndjson").await;
-    let intake = TestIntake::start().await;
+    let (stack, intake) = TestStack::deploy_with_intake("proto-ndjson").await;
     let daemon = RunningDaemon::start(stack.daemon_config(
         &intake,
         &format!(
@@ -54,8 +52,7 @@ async fn ndjson_protocol_posts_one_event_per_line_with_the_key_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_protocol_uses_bulk_create_with_the_index_and_api_key() {
-    let stack = TestStack::deploy("proto-es").await;
-    let intake = TestIntake::start().await;
+    let (stack, intake) = TestStack::deploy_with_intake("proto-es").await;
     let daemon = RunningDaemon::start(stack.daemon_config(
         &intake,
         "[intake]\nprotocol = \"elasticsearch\"\nelasticsearch_index = \"logs-aws.test-default\"\n",

@@ -50,15 +50,10 @@ async fn an_unreachable_intake_is_reported_at_start_and_the_forwarder_keeps_runn
     ] {
         assert!(line.contains(part), "{part:?} missing from {line}");
     }
-    assert!(
-        out.logs.contains("started"),
-        "it must keep running:\n{}",
-        out.logs
-    );
-    assert!(
-        !out.logs.contains("\"level\":\"ERROR\""),
-        "no error without an object to deliver:\n{}",
-        out.logs
+    out.assert_logged("started", "it must keep running");
+    out.assert_not_logged(
+        "\"level\":\"ERROR\"",
+        "no error without an object to deliver",
     );
 }
 

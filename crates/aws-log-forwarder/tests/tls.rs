@@ -41,12 +41,43 @@ fn path(p: &Path) -> String {
 }
 
 /// `[intake]` lines: `ca`, then a client certificate and its key.
-fn client_certificate(ca: &str, cert: &Path, key: &Path) -> String {
-    format!(
+/// Probes `front` trusting the CA of `ca` and presenting the client certificate `cert`.
+async fn probe_presenting(
+    front: &TlsFront,
+    ca: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<u16, String> {
+    let extra = format!(
         "{ca}client_cert = \"{}\"\nclient_key = \"{}\"\n",
         path(cert),
         path(key)
-    )
+    );
+    probe(&front.url(), &extra).await
+}
+
+/// A test intake behind a TLS front whose certificate a fresh private CA signed (the
+/// PKI's files are in `dir`).
+struct PrivateCaIntake {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    intake: TestIntake,
+    front: TlsFront,
+}
+
+impl PrivateCaIntake {
+    async fn start(require_client_certificate: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestPki::generate(dir.path());
+        let intake = TestIntake::start().await;
+        let front = TlsFront::start(&pki, backend(&intake), require_client_certificate).await;
+        PrivateCaIntake {
+            dir,
+            pki,
+            intake,
+            front,
+        }
+    }
 }
 
 async fn probe(url: &str, extra: &str) -> Result<u16, String> {
@@ -57,30 +88,30 @@ async fn probe(url: &str, extra: &str) -> Result<u16, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_ca_intake_is_trusted_with_ca_file_only() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pki = TestPki::generate(dir.path());
-    let intake = TestIntake::start().await;
-    let front = TlsFront::start(&pki, backend(&intake), false).await;
+    let tls = PrivateCaIntake::start(false).await;
 
-    let refused = probe(&front.url(), "").await;
+    let refused = probe(&tls.front.url(), "").await;
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("certificate")),
         "public roots only: the private CA must not be trusted: {refused:?}"
     );
     let trusted = probe(
-        &front.url(),
-        &format!("ca_file = \"{}\"", path(&pki.ca_file)),
+        &tls.front.url(),
+        &format!("ca_file = \"{}\"", path(&tls.pki.ca_file)),
     )
     .await;
     assert!(trusted.is_ok(), "with intake.ca_file: {trusted:?}");
-    assert_eq!(front.handshakes_ok(), 1);
+    assert_eq!(tls.front.handshakes_ok(), 1);
 
     // A file that is not PEM: one line naming the key.
-    let not_pem = dir.path().join("not-a-cert.pem");
+    let not_pem = tls.dir.path().join("not-a-cert.pem");
     std::fs::write(&not_pem, "hello").expect("write");
-    let e = probe(&front.url(), &format!("ca_file = \"{}\"", path(&not_pem)))
-        .await
-        .unwrap_err();
+    let e = probe(
+        &tls.front.url(),
+        &format!("ca_file = \"{}\"", path(&not_pem)),
+    )
+    .await
+    .unwrap_err();
     assert!(
         e.contains("intake.ca_file") && e.contains("no PEM certificate"),
         "{e}"
@@ -89,31 +120,26 @@ async fn a_private_ca_intake_is_trusted_with_ca_file_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mtls_intake_accepts_only_a_client_certificate_from_its_ca() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pki = TestPki::generate(dir.path());
-    let intake = TestIntake::start().await;
-    let front = TlsFront::start(&pki, backend(&intake), true).await;
-    let ca = format!("ca_file = \"{}\"\n", path(&pki.ca_file));
+    let tls = PrivateCaIntake::start(true).await;
+    let ca = format!("ca_file = \"{}\"\n", path(&tls.pki.ca_file));
 
-    let without = probe(&front.url(), &ca).await;
+    let without = probe(&tls.front.url(), &ca).await;
     assert!(without.is_err(), "no client certificate: {without:?}");
-    let rogue = probe(
-        &front.url(),
-        &client_certificate(&ca, &pki.rogue_client_cert, &pki.rogue_client_key),
+    let rogue = probe_presenting(
+        &tls.front,
+        &ca,
+        &tls.pki.rogue_client_cert,
+        &tls.pki.rogue_client_key,
     )
     .await;
     assert!(rogue.is_err(), "a certificate from another CA: {rogue:?}");
-    assert_eq!(front.handshakes_ok(), 0);
-    assert!(front.handshakes_failed() >= 2);
+    assert_eq!(tls.front.handshakes_ok(), 0);
+    assert!(tls.front.handshakes_failed() >= 2);
 
-    let with = probe(
-        &front.url(),
-        &client_certificate(&ca, &pki.client_cert, &pki.client_key),
-    )
-    .await;
+    let with = probe_presenting(&tls.front, &ca, &tls.pki.client_cert, &tls.pki.client_key).await;
     assert!(with.is_ok(), "with the client certificate: {with:?}");
-    assert_eq!(front.handshakes_ok(), 1);
-    intake.wait_for_probe(Duration::from_secs(5)).await;
+    assert_eq!(tls.front.handshakes_ok(), 1);
+    tls.intake.wait_for_probe(Duration::from_secs(5)).await;
 }
 
 #[test]
@@ -162,30 +188,28 @@ fn tls_options_are_checked_with_one_line_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_delivers_through_an_mtls_intake_with_extra_headers() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let pki = TestPki::generate(dir.path());
+    let tls = PrivateCaIntake::start(true).await;
     let stack = TestStack::deploy("tls-mtls").await;
-    let intake = TestIntake::start().await;
-    let front = TlsFront::start(&pki, backend(&intake), true).await;
     let daemon = RunningDaemon::start(stack.daemon_config(
-        &intake,
+        &tls.intake,
         &format!(
             "[intake]\nurl = \"{}/ingest\"\nprotocol = \"ndjson\"\nca_file = \"{}\"\n\
              client_cert = \"{}\"\nclient_key = \"{}\"\n\
              [intake.headers]\n\"X-Tenant\" = \"org-42\"\n",
-            front.url(),
-            path(&pki.ca_file),
-            path(&pki.client_cert),
-            path(&pki.client_key)
+            tls.front.url(),
+            path(&tls.pki.ca_file),
+            path(&tls.pki.client_cert),
+            path(&tls.pki.client_key)
         ),
     ));
     let key = "cloudfront/E2TESTDIST0001.2024-05-01-14.7105e111.gz";
     stack.put_gzip(key, cloudfront_log(3).as_bytes()).await;
-    let events = wait_for_records_then_stop(&stack, &intake, daemon, key, 6).await;
+    let events = wait_for_records_then_stop(&stack, &tls.intake, daemon, key, 6).await;
 
     assert_eq!(events.len(), 6);
-    assert!(front.handshakes_ok() >= 1);
-    let posts: Vec<_> = intake
+    assert!(tls.front.handshakes_ok() >= 1);
+    let posts: Vec<_> = tls
+        .intake
         .requests()
         .into_iter()
         .filter(|r| r.method == "POST")

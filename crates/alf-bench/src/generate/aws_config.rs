@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::LogWriter;
+use super::owned;
 use crate::clock::Clock;
 use crate::pools;
 use crate::rng::Rng;
@@ -22,8 +23,7 @@ impl LogWriter for ConfigHistory {
         if index > 0 {
             out.push(',');
         }
-        let mut time = String::with_capacity(24);
-        clock.iso_millis(&mut time);
+        let time = owned(|s| clock.iso_millis(s));
         let account = rng.pick(pools::ACCOUNTS);
         let region = rng.weighted(pools::REGIONS);
         let status = rng.weighted(&[

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::LogWriter;
 use super::json;
+use super::owned;
 use crate::clock::Clock;
 use crate::pools::{self, USER_AGENTS};
 use crate::rng::Rng;
@@ -117,8 +118,7 @@ impl LogWriter for CloudTrail {
         let (source, name, read_only, category) = rng.weighted(EVENTS);
         let region = rng.weighted(pools::REGIONS);
         let account = rng.pick(pools::ACCOUNTS);
-        let mut time = String::with_capacity(20);
-        clock.iso_secs(&mut time);
+        let time = owned(|s| clock.iso_secs(s));
         let who = match name {
             "ConsoleLogin" if rng.chance(10) => Who::Root,
             "ConsoleLogin" => Who::User,
@@ -267,10 +267,8 @@ impl LogWriter for CloudTrail {
                 },
             );
         }
-        let mut request_id = String::with_capacity(36);
-        pools::uuid(rng, &mut request_id);
-        let mut event_id = String::with_capacity(36);
-        pools::uuid(rng, &mut event_id);
+        let request_id = owned(|s| pools::uuid(rng, s));
+        let event_id = owned(|s| pools::uuid(rng, s));
         let _ = write!(
             out,
             r#","requestID":"{request_id}","eventID":"{event_id}","readOnly":{read_only}"#

@@ -1,25 +1,20 @@
 //! EventBridge events delivered by Amazon Data Firehose, back to back without a
-//! separator: Inspector and Macie findings and EC2 state changes ([`EventBridge`]), and
+//! separator: Inspector and Macie findings and EC2 state changes ([`record`]), and
 //! Security Hub "Findings - Imported" batches of ASFF findings ([`SecurityHub`], a record
 //! is one finding, [`FINDINGS_PER_EVENT`] per event).
 
 use std::fmt::Write;
 
-use super::LogWriter;
+use super::{LogWriter, owned};
 use crate::clock::Clock;
 use crate::pools;
 use crate::rng::Rng;
 
 pub const FINDINGS_PER_EVENT: u64 = 5;
 
-#[derive(Debug, Default)]
-pub struct EventBridge;
-
 fn envelope(rng: &mut Rng, clock: &Clock, detail_type: &str, source: &str, out: &mut String) {
-    let mut id = String::with_capacity(36);
-    pools::uuid(rng, &mut id);
-    let mut time = String::with_capacity(24);
-    clock.iso_secs(&mut time);
+    let id = owned(|s| pools::uuid(rng, s));
+    let time = owned(|s| clock.iso_secs(s));
     let account = rng.pick(pools::ACCOUNTS);
     let region = rng.weighted(pools::REGIONS);
     let _ = write!(
@@ -29,48 +24,47 @@ fn envelope(rng: &mut Rng, clock: &Clock, detail_type: &str, source: &str, out: 
     );
 }
 
-impl LogWriter for EventBridge {
-    fn record(&mut self, _index: u64, rng: &mut Rng, clock: &mut Clock, out: &mut String) {
-        clock.tick(rng, 2_000_000);
-        match rng.below(3) {
-            0 => {
-                envelope(rng, clock, "Inspector2 Finding", "aws.inspector2", out);
-                let _ = write!(
-                    out,
-                    r#"{{"description":"A buffer overflow allows remote code execution.","findingArn":"arn:aws:inspector2:us-east-1:123456789012:finding/{}","inspectorScore":{}.{},"packageVulnerabilityDetails":{{"source":"NVD","vulnerabilityId":"CVE-2024-{:04}","vulnerablePackages":[{{"name":"openssl","version":"3.0.7"}}]}},"severity":"{}","status":"ACTIVE","title":"CVE-2024-{:04} - openssl","type":"PACKAGE_VULNERABILITY"}}}}"#,
-                    rng.hex_string(32),
-                    rng.range(1, 9),
-                    rng.below(10),
-                    rng.range(1, 9999),
-                    rng.pick(&["LOW", "MEDIUM", "HIGH", "CRITICAL"]),
-                    rng.range(1, 9999)
-                );
-            }
-            1 => {
-                envelope(rng, clock, "Macie Finding", "aws.macie", out);
-                let _ = write!(
-                    out,
-                    r#"{{"schemaVersion":"1.0","id":"{}","type":"SensitiveData:S3Object/Personal","title":"The S3 object contains personal information.","description":"The object contains personal information.","severity":{{"score":2,"description":"Medium"}},"category":"CLASSIFICATION","resourcesAffected":{{"s3Bucket":{{"name":"exports-{}"}},"s3Object":{{"key":"2024/03/customers.csv","size":{}}}}}}}}}"#,
-                    rng.hex_string(32),
-                    rng.hex_string(6),
-                    rng.range(100, 9_000_000)
-                );
-            }
-            _ => {
-                envelope(
-                    rng,
-                    clock,
-                    "EC2 Instance State-change Notification",
-                    "aws.ec2",
-                    out,
-                );
-                let _ = write!(
-                    out,
-                    r#"{{"instance-id":"i-0{}","state":"{}"}}}}"#,
-                    rng.hex_string(16),
-                    rng.pick(&["pending", "running", "stopping", "terminated"])
-                );
-            }
+/// Appends one EventBridge event (an Inspector or Macie finding or an EC2 state change).
+pub fn record(rng: &mut Rng, clock: &mut Clock, out: &mut String) {
+    clock.tick(rng, 2_000_000);
+    match rng.below(3) {
+        0 => {
+            envelope(rng, clock, "Inspector2 Finding", "aws.inspector2", out);
+            let _ = write!(
+                out,
+                r#"{{"description":"A buffer overflow allows remote code execution.","findingArn":"arn:aws:inspector2:us-east-1:123456789012:finding/{}","inspectorScore":{}.{},"packageVulnerabilityDetails":{{"source":"NVD","vulnerabilityId":"CVE-2024-{:04}","vulnerablePackages":[{{"name":"openssl","version":"3.0.7"}}]}},"severity":"{}","status":"ACTIVE","title":"CVE-2024-{:04} - openssl","type":"PACKAGE_VULNERABILITY"}}}}"#,
+                rng.hex_string(32),
+                rng.range(1, 9),
+                rng.below(10),
+                rng.range(1, 9999),
+                rng.pick(&["LOW", "MEDIUM", "HIGH", "CRITICAL"]),
+                rng.range(1, 9999)
+            );
+        }
+        1 => {
+            envelope(rng, clock, "Macie Finding", "aws.macie", out);
+            let _ = write!(
+                out,
+                r#"{{"schemaVersion":"1.0","id":"{}","type":"SensitiveData:S3Object/Personal","title":"The S3 object contains personal information.","description":"The object contains personal information.","severity":{{"score":2,"description":"Medium"}},"category":"CLASSIFICATION","resourcesAffected":{{"s3Bucket":{{"name":"exports-{}"}},"s3Object":{{"key":"2024/03/customers.csv","size":{}}}}}}}}}"#,
+                rng.hex_string(32),
+                rng.hex_string(6),
+                rng.range(100, 9_000_000)
+            );
+        }
+        _ => {
+            envelope(
+                rng,
+                clock,
+                "EC2 Instance State-change Notification",
+                "aws.ec2",
+                out,
+            );
+            let _ = write!(
+                out,
+                r#"{{"instance-id":"i-0{}","state":"{}"}}}}"#,
+                rng.hex_string(16),
+                rng.pick(&["pending", "running", "stopping", "terminated"])
+            );
         }
     }
 }
@@ -99,8 +93,7 @@ impl LogWriter for SecurityHub {
         } else {
             out.push(',');
         }
-        let mut time = String::with_capacity(24);
-        clock.iso_millis(&mut time);
+        let time = owned(|s| clock.iso_millis(s));
         let account = rng.pick(pools::ACCOUNTS);
         let (control, title, label, normalized) = rng.pick(&[
             (

@@ -5,7 +5,6 @@
 
 use std::fmt::Write;
 
-use super::LogWriter;
 use crate::clock::Clock;
 use crate::pools;
 use crate::rng::Rng;
@@ -47,66 +46,62 @@ const QUERIES: &[(u32, (&str, &str, &str))] = &[
     (2, ("xmr.pool.example.net.", "A", "")),
 ];
 
-#[derive(Debug, Default)]
-pub struct Route53Resolver;
-
-impl LogWriter for Route53Resolver {
-    fn record(&mut self, _index: u64, rng: &mut Rng, clock: &mut Clock, out: &mut String) {
-        clock.tick(rng, 3_000);
-        let (name, qtype, answer) = rng.weighted(QUERIES);
-        let blocked = name.starts_with("xmr.");
-        let rcode = if blocked || !answer.is_empty() {
-            "NOERROR"
-        } else if name.starts_with("ip-") {
-            "SERVFAIL"
-        } else {
-            "NXDOMAIN"
-        };
-        let region = rng.weighted(pools::REGIONS);
+/// Appends one Route 53 Resolver query log record as a JSON line.
+pub fn record(rng: &mut Rng, clock: &mut Clock, out: &mut String) {
+    clock.tick(rng, 3_000);
+    let (name, qtype, answer) = rng.weighted(QUERIES);
+    let blocked = name.starts_with("xmr.");
+    let rcode = if blocked || !answer.is_empty() {
+        "NOERROR"
+    } else if name.starts_with("ip-") {
+        "SERVFAIL"
+    } else {
+        "NXDOMAIN"
+    };
+    let region = rng.weighted(pools::REGIONS);
+    let _ = write!(
+        out,
+        r#"{{"version":"1.100000","account_id":"{}","region":"{region}","vpc_id":"vpc-0a1b2c3d4e5f67890","query_timestamp":""#,
+        rng.pick(pools::ACCOUNTS)
+    );
+    clock.iso_secs(out);
+    let _ = write!(
+        out,
+        r#"","query_name":"{name}","query_type":"{qtype}","query_class":"IN","rcode":"{rcode}","answers":["#
+    );
+    if !answer.is_empty() && !blocked {
         let _ = write!(
             out,
-            r#"{{"version":"1.100000","account_id":"{}","region":"{region}","vpc_id":"vpc-0a1b2c3d4e5f67890","query_timestamp":""#,
-            rng.pick(pools::ACCOUNTS)
+            r#"{{"Rdata":"{answer}","Type":"{qtype}","Class":"IN"}}"#
         );
-        clock.iso_secs(out);
-        let _ = write!(
-            out,
-            r#"","query_name":"{name}","query_type":"{qtype}","query_class":"IN","rcode":"{rcode}","answers":["#
-        );
-        if !answer.is_empty() && !blocked {
-            let _ = write!(
-                out,
-                r#"{{"Rdata":"{answer}","Type":"{qtype}","Class":"IN"}}"#
-            );
-            if qtype == "CNAME" {
-                out.push_str(r#",{"Rdata":"140.82.112.6","Type":"A","Class":"IN"}"#);
-            }
+        if qtype == "CNAME" {
+            out.push_str(r#",{"Rdata":"140.82.112.6","Type":"A","Class":"IN"}"#);
         }
-        out.push_str(r#"],"srcaddr":""#);
-        if rng.chance(5) {
-            pools::ipv6(rng, out);
-        } else {
-            pools::private_ipv4(rng, out);
-        }
-        let _ = write!(
-            out,
-            r#"","srcport":"{}","transport":"{}","srcids":{{"#,
-            rng.range(1024, 65535),
-            if rng.chance(95) { "UDP" } else { "TCP" }
-        );
-        if rng.chance(85) {
-            out.push_str(r#""instance":"i-0"#);
-            rng.hex(out, 16);
-            out.push('"');
-        } else {
-            out.push_str(r#""resolver_endpoint":"rslvr-in-0123456789abcdef0""#);
-        }
-        out.push('}');
-        if blocked {
-            out.push_str(
-                r#","firewall_rule_action":"BLOCK","firewall_rule_group_id":"rslvr-frg-0123456789abcdef","firewall_domain_list_id":"rslvr-fdl-0123456789abcdef""#,
-            );
-        }
-        out.push_str("}\n");
     }
+    out.push_str(r#"],"srcaddr":""#);
+    if rng.chance(5) {
+        pools::ipv6(rng, out);
+    } else {
+        pools::private_ipv4(rng, out);
+    }
+    let _ = write!(
+        out,
+        r#"","srcport":"{}","transport":"{}","srcids":{{"#,
+        rng.range(1024, 65535),
+        if rng.chance(95) { "UDP" } else { "TCP" }
+    );
+    if rng.chance(85) {
+        out.push_str(r#""instance":"i-0"#);
+        rng.hex(out, 16);
+        out.push('"');
+    } else {
+        out.push_str(r#""resolver_endpoint":"rslvr-in-0123456789abcdef0""#);
+    }
+    out.push('}');
+    if blocked {
+        out.push_str(
+            r#","firewall_rule_action":"BLOCK","firewall_rule_group_id":"rslvr-frg-0123456789abcdef","firewall_domain_list_id":"rslvr-fdl-0123456789abcdef""#,
+        );
+    }
+    out.push_str("}\n");
 }

@@ -4,13 +4,15 @@
 
 use std::fmt::Write;
 
-use super::LogWriter;
 use crate::clock::Clock;
 use crate::pools;
 use crate::rng::Rng;
 
 pub const DEFAULT_FIELDS: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
 pub const CUSTOM_FIELDS: &str = "version account-id vpc-id subnet-id instance-id interface-id type srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr protocol bytes packets start end action tcp-flags log-status region az-id flow-direction traffic-path pkt-src-aws-service pkt-dst-aws-service";
+/// The header line of each layout: its field names.
+pub const DEFAULT_HEADER: &[&str] = &[DEFAULT_FIELDS, "\n"];
+pub const CUSTOM_HEADER: &[&str] = &[CUSTOM_FIELDS, "\n"];
 
 const ENIS: &[&str] = &[
     "eni-1235b8ca123456789",
@@ -140,97 +142,77 @@ fn flow(rng: &mut Rng, clock: &mut Clock) -> Flow {
 }
 
 /// The version 2 default layout.
-#[derive(Debug, Default)]
-pub struct VpcFlowDefault;
-
-impl LogWriter for VpcFlowDefault {
-    fn begin(&mut self, _rng: &mut Rng, _clock: &mut Clock, out: &mut String) {
-        out.push_str(DEFAULT_FIELDS);
-        out.push('\n');
-    }
-
-    fn record(&mut self, _index: u64, rng: &mut Rng, clock: &mut Clock, out: &mut String) {
-        let f = flow(rng, clock);
-        let account = rng.pick(pools::ACCOUNTS);
-        let eni = rng.pick(ENIS);
-        if f.status != "OK" {
-            let _ = writeln!(
-                out,
-                "2 {account} {eni} - - - - - - - {} {} - {}",
-                f.start, f.end, f.status
-            );
-            return;
-        }
+pub fn default_record(rng: &mut Rng, clock: &mut Clock, out: &mut String) {
+    let f = flow(rng, clock);
+    let account = rng.pick(pools::ACCOUNTS);
+    let eni = rng.pick(ENIS);
+    if f.status != "OK" {
         let _ = writeln!(
             out,
-            "2 {account} {eni} {} {} {} {} {} {} {} {} {} {} OK",
-            f.src,
-            f.dst,
-            f.src_port,
-            f.dst_port,
-            f.protocol,
-            f.packets,
-            f.bytes,
-            f.start,
-            f.end,
-            f.action
+            "2 {account} {eni} - - - - - - - {} {} - {}",
+            f.start, f.end, f.status
         );
+        return;
     }
+    let _ = writeln!(
+        out,
+        "2 {account} {eni} {} {} {} {} {} {} {} {} {} {} OK",
+        f.src,
+        f.dst,
+        f.src_port,
+        f.dst_port,
+        f.protocol,
+        f.packets,
+        f.bytes,
+        f.start,
+        f.end,
+        f.action
+    );
 }
 
 /// A custom version 5 layout (see [`CUSTOM_FIELDS`]).
-#[derive(Debug, Default)]
-pub struct VpcFlowCustom;
-
-impl LogWriter for VpcFlowCustom {
-    fn begin(&mut self, _rng: &mut Rng, _clock: &mut Clock, out: &mut String) {
-        out.push_str(CUSTOM_FIELDS);
-        out.push('\n');
-    }
-
-    fn record(&mut self, _index: u64, rng: &mut Rng, clock: &mut Clock, out: &mut String) {
-        let f = flow(rng, clock);
-        let account = rng.pick(pools::ACCOUNTS);
-        let eni_index = rng.below(ENIS.len() as u64) as usize;
-        let eni = ENIS[eni_index];
-        let instance = [
-            "i-01234567890abcdef",
-            "i-0fedcba9876543210",
-            "-",
-            "i-0a1b2c3d4e5f67890",
-        ][eni_index];
-        let (region, az) = rng.pick(&[("us-east-1", "use1-az1"), ("us-east-1", "use1-az4")]);
-        let _ = write!(
-            out,
-            "5 {account} vpc-0a1b2c3d4e5f67890 subnet-0{eni_index}23456789abcdef0 {instance} {eni} IPv{} ",
-            if f.src.contains(':') { 6 } else { 4 }
-        );
-        if f.status != "OK" {
-            let _ = writeln!(
-                out,
-                "- - - - - - - - - {} {} - - {} {region} {az} - - - -",
-                f.start, f.end, f.status
-            );
-            return;
-        }
+pub fn custom_record(rng: &mut Rng, clock: &mut Clock, out: &mut String) {
+    let f = flow(rng, clock);
+    let account = rng.pick(pools::ACCOUNTS);
+    let eni_index = rng.below(ENIS.len() as u64) as usize;
+    let eni = ENIS[eni_index];
+    let instance = [
+        "i-01234567890abcdef",
+        "i-0fedcba9876543210",
+        "-",
+        "i-0a1b2c3d4e5f67890",
+    ][eni_index];
+    let (region, az) = rng.pick(&[("us-east-1", "use1-az1"), ("us-east-1", "use1-az4")]);
+    let _ = write!(
+        out,
+        "5 {account} vpc-0a1b2c3d4e5f67890 subnet-0{eni_index}23456789abcdef0 {instance} {eni} IPv{} ",
+        if f.src.contains(':') { 6 } else { 4 }
+    );
+    if f.status != "OK" {
         let _ = writeln!(
             out,
-            "{src} {dst} {sp} {dp} {src} {dst} {proto} {bytes} {packets} {start} {end} {action} {flags} OK {region} {az} {dir} {path} {ss} {ds}",
-            src = f.src,
-            dst = f.dst,
-            sp = f.src_port,
-            dp = f.dst_port,
-            proto = f.protocol,
-            bytes = f.bytes,
-            packets = f.packets,
-            start = f.start,
-            end = f.end,
-            action = f.action,
-            flags = f.tcp_flags,
-            dir = if f.egress { "egress" } else { "ingress" },
-            path = if f.egress { "8" } else { "-" },
-            ss = f.src_service,
-            ds = f.dst_service,
+            "- - - - - - - - - {} {} - - {} {region} {az} - - - -",
+            f.start, f.end, f.status
         );
+        return;
     }
+    let _ = writeln!(
+        out,
+        "{src} {dst} {sp} {dp} {src} {dst} {proto} {bytes} {packets} {start} {end} {action} {flags} OK {region} {az} {dir} {path} {ss} {ds}",
+        src = f.src,
+        dst = f.dst,
+        sp = f.src_port,
+        dp = f.dst_port,
+        proto = f.protocol,
+        bytes = f.bytes,
+        packets = f.packets,
+        start = f.start,
+        end = f.end,
+        action = f.action,
+        flags = f.tcp_flags,
+        dir = if f.egress { "egress" } else { "ingress" },
+        path = if f.egress { "8" } else { "-" },
+        ss = f.src_service,
+        ds = f.dst_service,
+    );
 }

@@ -117,6 +117,12 @@ impl TestStack {
         Self::deploy_with(test_name, &[]).await
     }
 
+    /// Deploys the template with its default parameters and starts a test intake: how
+    /// most tests begin.
+    pub async fn deploy_with_intake(test_name: &str) -> (TestStack, TestIntake) {
+        (Self::deploy(test_name).await, TestIntake::start().await)
+    }
+
     /// Deploys the template with parameter overrides (e.g. `("MaxReceiveCount", "2")`)
     /// and waits for CREATE_COMPLETE.
     pub async fn deploy_with(test_name: &str, parameters: &[(&str, &str)]) -> TestStack {

@@ -103,6 +103,16 @@ impl DaemonOutput {
             .filter(|l| parts.iter().all(|part| l.contains(part)))
             .collect()
     }
+
+    /// Fails unless the logs contain `text`, printing `why` and the logs.
+    pub fn assert_logged(&self, text: &str, why: &str) {
+        assert!(self.logs.contains(text), "{why}:\n{}", self.logs);
+    }
+
+    /// Fails if the logs contain `text`, printing `why` and the logs.
+    pub fn assert_not_logged(&self, text: &str, why: &str) {
+        assert!(!self.logs.contains(text), "{why}:\n{}", self.logs);
+    }
 }
 
 impl DaemonProcess {
