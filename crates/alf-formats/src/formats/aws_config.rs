@@ -145,6 +145,7 @@ fn map_item(_cx: &LineContext<'_>, mut item: JsonMap) -> Result<Event, RecordErr
 
 #[cfg(test)]
 mod tests {
+    
     use crate::Format;
 
     const HISTORY: &str = r#"{"fileVersion":"1.0","configurationItems":[{"configurationItemVersion":"1.3","configurationItemCaptureTime":"2024-05-01T12:00:00.123Z","configurationStateId":1714564800123,"awsAccountId":"123456789012","configurationItemStatus":"OK","resourceType":"AWS::EC2::SecurityGroup","resourceId":"sg-0a1b2c3d4e5f67890","resourceName":"web","ARN":"arn:aws:ec2:us-east-1:123456789012:security-group/sg-0a1b2c3d4e5f67890","awsRegion":"us-east-1","availabilityZone":"Not Applicable","configurationStateMd5Hash":"","configuration":{"groupName":"web","ipPermissions":[{"ipProtocol":"tcp","fromPort":22,"toPort":22,"ipRanges":["0.0.0.0/0"]}]},"supplementaryConfiguration":{},"tags":{"env":"prod"},"relatedEvents":["4e5a0e1c-7a8b-4c4d-9e0f-1a2b3c4d5e6f"],"relationships":[{"resourceId":"vpc-0a1b2c3d","resourceType":"AWS::EC2::VPC","name":"Is contained in Vpc"}]},{"configurationItemVersion":"1.3","configurationItemCaptureTime":"2024-05-01T12:05:00.000Z","awsAccountId":"123456789012","configurationItemStatus":"ResourceDeleted","resourceType":"AWS::S3::Bucket","resourceId":"old-bucket","awsRegion":"us-east-1","configuration":null},{"configurationItemStatus":"OK"}]}"#;

@@ -752,9 +752,12 @@ fn verb_type(name: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use std::io::{BufReader, Read};
 
-    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{
+        Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, assert_fields, parse_object,
+    };
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/cloudtrail.log");
 
@@ -812,19 +815,24 @@ mod tests {
         let logins = by_action(&r.events, "ConsoleLogin");
         assert_eq!(logins.len(), 2);
         let ok = logins[0].to_json();
-        assert_eq!(ok["event"]["outcome"], "success");
-        assert_eq!(ok["event"]["category"][0], "authentication");
-        assert_eq!(ok["event"]["type"][0], "start");
-        assert_eq!(ok["event"]["provider"], "signin.amazonaws.com");
-        assert_eq!(ok["cloud"]["service"]["name"], "signin");
-        assert_eq!(ok["user"]["name"], "Mateo");
-        assert_eq!(ok["user"]["id"], "AIDACKCEVSQ6C2EXAMPLE");
-        assert_eq!(ok["source"]["ip"], "192.0.2.110");
-        assert_eq!(ok["related"]["ip"][0], "192.0.2.110");
-        assert_eq!(ok["user_agent"]["name"], "Firefox");
-        assert_eq!(
-            ok["aws"]["cloudtrail"]["console_login"]["additional_eventdata"]["mfa_used"],
-            true
+        assert_fields(
+            &ok,
+            json!({
+                "event": {
+                    "outcome": "success",
+                    "category": ["authentication"],
+                    "type": ["start"],
+                    "provider": "signin.amazonaws.com",
+                },
+                "cloud": {"service": {"name": "signin"}},
+                "user": {"name": "Mateo", "id": "AIDACKCEVSQ6C2EXAMPLE"},
+                "source": {"ip": "192.0.2.110"},
+                "related": {"ip": ["192.0.2.110"]},
+                "user_agent": {"name": "Firefox"},
+                "aws": {
+                    "cloudtrail": {"console_login": {"additional_eventdata": {"mfa_used": true}}},
+                },
+            }),
         );
         let bad = logins[1].to_json();
         assert_eq!(bad["event"]["outcome"], "failure");
@@ -839,44 +847,43 @@ mod tests {
     fn assumed_role_session_is_the_user_and_role_is_kept() {
         let r = run(SAMPLE);
         let e = by_action(&r.events, "PutObject")[0].to_json();
-        assert_eq!(e["user"]["name"], "jdoe@example.com");
-        assert_eq!(e["user"]["email"], "jdoe@example.com");
-        assert_eq!(
-            e["user"]["roles"][0],
-            "AWSReservedSSO_AdministratorAccess_0123456789abcdef"
+        assert_fields(
+            &e,
+            json!({
+                "user": {
+                    "name": "jdoe@example.com",
+                    "email": "jdoe@example.com",
+                    "roles": ["AWSReservedSSO_AdministratorAccess_0123456789abcdef"],
+                },
+                "aws": {
+                    "cloudtrail": {
+                        "user_identity": {
+                            "session_context": {
+                                "session_issuer": {
+                                    "user_name": "AWSReservedSSO_AdministratorAccess_0123456789abcdef",
+                                },
+                                "mfa_authenticated": false,
+                                "creation_date": "2024-05-01T09:12:44Z",
+                            },
+                        },
+                        "resources": {
+                            "0": {"arn": "arn:aws:s3:::amzn-s3-demo-bucket/reports/2024-05.csv"},
+                            "1": {"account_id": "111122223333"},
+                        },
+                        "read_only": false,
+                        "management_event": false,
+                        "event_category": "Data",
+                    },
+                },
+                "event": {"category": ["file"], "type": ["change"]},
+                "tls": {
+                    "version": "1.3",
+                    "version_protocol": "tls",
+                    "cipher": "TLS_AES_128_GCM_SHA256",
+                    "client": {"server_name": "amzn-s3-demo-bucket.s3.us-east-1.amazonaws.com"},
+                },
+            }),
         );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["user_identity"]["session_context"]["session_issuer"]["user_name"],
-            "AWSReservedSSO_AdministratorAccess_0123456789abcdef"
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["user_identity"]["session_context"]["mfa_authenticated"],
-            false
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["user_identity"]["session_context"]["creation_date"],
-            "2024-05-01T09:12:44Z"
-        );
-        assert_eq!(e["event"]["category"][0], "file");
-        assert_eq!(e["event"]["type"][0], "change");
-        assert_eq!(e["tls"]["version"], "1.3");
-        assert_eq!(e["tls"]["version_protocol"], "tls");
-        assert_eq!(e["tls"]["cipher"], "TLS_AES_128_GCM_SHA256");
-        assert_eq!(
-            e["tls"]["client"]["server_name"],
-            "amzn-s3-demo-bucket.s3.us-east-1.amazonaws.com"
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["resources"][0]["arn"],
-            "arn:aws:s3:::amzn-s3-demo-bucket/reports/2024-05.csv"
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["resources"][1]["account_id"],
-            "111122223333"
-        );
-        assert_eq!(e["aws"]["cloudtrail"]["read_only"], false);
-        assert_eq!(e["aws"]["cloudtrail"]["management_event"], false);
-        assert_eq!(e["aws"]["cloudtrail"]["event_category"], "Data");
     }
 
     #[test]
@@ -972,12 +979,17 @@ mod tests {
     fn iam_calls_name_their_target() {
         let r = run(SAMPLE);
         let e = by_action(&r.events, "CreateUser")[0].to_json();
-        assert_eq!(e["event"]["category"][0], "iam");
-        assert_eq!(e["event"]["type"], serde_json::json!(["user", "creation"]));
-        assert_eq!(e["user"]["target"]["name"], "Richard");
-        assert_eq!(e["user"]["target"]["id"], "AIDA6ON6E4XEGITEXAMPLE");
-        assert_eq!(e["user"]["name"], "root");
-        assert_eq!(e["related"]["user"], serde_json::json!(["root", "Richard"]));
+        assert_fields(
+            &e,
+            json!({
+                "event": {"category": ["iam"], "type": ["user", "creation"]},
+                "user": {
+                    "target": {"name": "Richard", "id": "AIDA6ON6E4XEGITEXAMPLE"},
+                    "name": "root",
+                },
+                "related": {"user": ["root", "Richard"]},
+            }),
+        );
     }
 
     fn record(id: u32, extra: &str) -> String {

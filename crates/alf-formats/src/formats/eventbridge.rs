@@ -264,6 +264,7 @@ fn generic(_cx: &ObjectParse<'_>, mut m: JsonMap) -> Result<Event, RecordError> 
 
 #[cfg(test)]
 mod tests {
+    
     use crate::Format;
 
     use crate::parse_json_for_test as run;

@@ -550,10 +550,11 @@ fn map_action(cx: &LineContext<'_>, ev: &mut Event, action: &JsonMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use std::io::BufReader;
 
     use super::{FindingType, severity_label, split_type};
-    use crate::{Event, Format, ParseOptions, ParseStats};
+    use crate::{Event, Format, ParseOptions, ParseStats, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/guardduty.log");
 
@@ -634,18 +635,21 @@ mod tests {
     fn port_probe_maps_prober_to_source() {
         let (events, _) = run(SAMPLE);
         let e = find(&events, "Recon:EC2/PortProbeUnprotectedPort");
-        assert_eq!(e["event"]["action"], "PORT_PROBE");
-        assert_eq!(e["rule"]["category"], "Recon");
-        assert_eq!(e["rule"]["ruleset"], "Recon:EC2");
-        assert_eq!(e["event"]["severity"], 2);
-        assert_eq!(e["aws"]["guardduty"]["severity"]["value"], "Low");
-        assert_eq!(e["source"]["ip"], "198.51.100.14");
-        assert_eq!(e["source"]["geo"]["country_name"], "Netherlands");
-        assert_eq!(e["source"]["as"]["number"], 64500);
-        assert_eq!(e["destination"]["ip"], "172.31.37.9");
-        assert_eq!(e["destination"]["port"], 22);
-        assert_eq!(e["cloud"]["instance"]["id"], "i-0a1b2c3d4e5f67890");
-        assert_eq!(e["cloud"]["instance"]["name"], "bastion-1");
+        assert_fields(
+            &e,
+            json!({
+                "event": {"action": "PORT_PROBE", "severity": 2},
+                "rule": {"category": "Recon", "ruleset": "Recon:EC2"},
+                "aws": {"guardduty": {"severity": {"value": "Low"}}},
+                "source": {
+                    "ip": "198.51.100.14",
+                    "geo": {"country_name": "Netherlands"},
+                    "as": {"number": 64500},
+                },
+                "destination": {"ip": "172.31.37.9", "port": 22},
+                "cloud": {"instance": {"id": "i-0a1b2c3d4e5f67890", "name": "bastion-1"}},
+            }),
+        );
         let related = e["related"]["ip"].as_array().unwrap();
         assert!(related.contains(&"203.0.113.90".into()), "{related:?}");
         assert!(related.contains(&"172.31.37.9".into()));
@@ -662,28 +666,34 @@ mod tests {
     fn connection_direction_decides_source_and_destination() {
         let (events, _) = run(SAMPLE);
         let inbound = find(&events, "UnauthorizedAccess:EC2/SSHBruteForce");
-        assert_eq!(inbound["network"]["direction"], "inbound");
-        assert_eq!(inbound["network"]["transport"], "tcp");
-        assert_eq!(inbound["source"]["ip"], "203.0.113.17");
-        assert_eq!(inbound["source"]["port"], 50214);
-        assert_eq!(inbound["destination"]["ip"], "172.31.37.9");
-        assert_eq!(inbound["destination"]["port"], 22);
+        assert_fields(
+            &inbound,
+            json!({
+                "network": {"direction": "inbound", "transport": "tcp"},
+                "source": {"ip": "203.0.113.17", "port": 50214},
+                "destination": {"ip": "172.31.37.9", "port": 22},
+            }),
+        );
 
         let outbound = find(&events, "CryptoCurrency:EC2/BitcoinTool.B");
-        assert_eq!(outbound["network"]["direction"], "outbound");
-        assert_eq!(outbound["source"]["ip"], "172.31.40.21");
-        assert_eq!(outbound["source"]["port"], 41822);
-        assert_eq!(outbound["destination"]["ip"], "192.0.2.200");
-        assert_eq!(outbound["destination"]["port"], 3333);
-        assert_eq!(
-            outbound["destination"]["geo"]["city_name"],
-            "Frankfurt am Main"
-        );
-        assert_eq!(outbound["event"]["severity"], 8);
-        assert_eq!(outbound["aws"]["guardduty"]["severity"]["value"], "High");
-        assert_eq!(
-            outbound["aws"]["guardduty"]["finding_type"]["detection_mechanism"],
-            "B"
+        assert_fields(
+            &outbound,
+            json!({
+                "network": {"direction": "outbound"},
+                "source": {"ip": "172.31.40.21", "port": 41822},
+                "destination": {
+                    "ip": "192.0.2.200",
+                    "port": 3333,
+                    "geo": {"city_name": "Frankfurt am Main"},
+                },
+                "event": {"severity": 8},
+                "aws": {
+                    "guardduty": {
+                        "severity": {"value": "High"},
+                        "finding_type": {"detection_mechanism": "B"},
+                    },
+                },
+            }),
         );
     }
 
@@ -710,13 +720,19 @@ mod tests {
         assert_eq!(dns["aws"]["guardduty"]["finding_type"]["artifact"], "DNS");
 
         let k8s = find(&events, "Discovery:Kubernetes/MaliciousIPCaller.Custom");
-        assert_eq!(k8s["event"]["action"], "KUBERNETES_API_CALL");
-        assert_eq!(k8s["source"]["ip"], "203.0.113.44");
-        assert_eq!(k8s["user"]["name"], "system:serviceaccount:payments:ledger");
-        assert_eq!(k8s["user"]["group"]["name"][0], "system:serviceaccounts");
-        assert_eq!(k8s["orchestrator"]["cluster"]["name"], "prod-eks");
-        assert_eq!(k8s["orchestrator"]["namespace"], "payments");
-        assert_eq!(k8s["http"]["response"]["status_code"], 403);
+        assert_fields(
+            &k8s,
+            json!({
+                "event": {"action": "KUBERNETES_API_CALL"},
+                "source": {"ip": "203.0.113.44"},
+                "user": {
+                    "name": "system:serviceaccount:payments:ledger",
+                    "group": {"name": {"0": "system:serviceaccounts"}},
+                },
+                "orchestrator": {"cluster": {"name": "prod-eks"}, "namespace": "payments"},
+                "http": {"response": {"status_code": 403}},
+            }),
+        );
 
         let rds = find(
             &events,

@@ -162,7 +162,10 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use super::*;
+
+    use crate::assert_fields;
 
     #[test]
     fn asff_finding() {
@@ -170,30 +173,22 @@ mod tests {
         let m = crate::readers::json_lines::json_object_line(text).unwrap();
         assert!(is_finding(&m));
         let e = map_finding(m).unwrap().to_json();
-        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
-        assert_eq!(e["event"]["kind"], "alert");
-        assert_eq!(e["event"]["severity"], 70);
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(
-            e["message"],
-            "S3 general purpose buckets should block public access"
-        );
-        assert_eq!(e["cloud"]["account"]["id"], "123456789012");
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["severity"]["label"],
-            "HIGH"
-        );
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["compliance"]["security_control_id"],
-            "S3.8"
-        );
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["workflow"]["status"],
-            "NEW"
-        );
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["resources"][0]["type"],
-            "AwsS3Bucket"
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-05-01T12:00:00Z",
+                "event": {"kind": "alert", "severity": 70, "outcome": "failure"},
+                "message": "S3 general purpose buckets should block public access",
+                "cloud": {"account": {"id": "123456789012"}},
+                "aws": {
+                    "securityhub_findings": {
+                        "severity": {"label": "HIGH"},
+                        "compliance": {"security_control_id": "S3.8"},
+                        "workflow": {"status": "NEW"},
+                        "resources": {"0": {"type": "AwsS3Bucket"}},
+                    },
+                },
+            }),
         );
         assert!(e["event"]["id"].is_null());
     }
