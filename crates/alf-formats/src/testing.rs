@@ -116,6 +116,34 @@ fn assert_fields_at(actual: &J, expected: &J, path: &mut String) {
     }
 }
 
+/// The `error.message` of an event, as JSON or not: what the tests of a record that
+/// did not parse look into.
+pub(crate) trait ErrorMessage {
+    fn error_message(&self) -> Option<&str>;
+}
+
+impl ErrorMessage for J {
+    fn error_message(&self) -> Option<&str> {
+        self["error"]["message"].as_str()
+    }
+}
+
+impl ErrorMessage for Event {
+    fn error_message(&self) -> Option<&str> {
+        self.get_str("error.message")
+    }
+}
+
+/// Asserts that `event` has an `error.message` that contains `needle`.
+#[track_caller]
+pub(crate) fn assert_error_contains(event: &impl ErrorMessage, needle: &str) {
+    let message = event.error_message();
+    assert!(
+        message.is_some_and(|m| m.contains(needle)),
+        "error.message {message:?} does not contain {needle:?}"
+    );
+}
+
 /// Parses `lines` as one object with `run` and asserts that each line became one raw
 /// `pipeline_error` event keeping the line; returns the events (for their messages).
 pub(crate) fn each_line_malformed(

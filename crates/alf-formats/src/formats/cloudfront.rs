@@ -466,7 +466,7 @@ fn is_log_file_name(key: &KeyParts<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use crate::{Event, Format, ParseOptions, ParseStats, assert_fields};
+    use crate::{Event, Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n";
 
@@ -622,12 +622,7 @@ mod tests {
         let bad = events[0].to_json();
         assert_eq!(bad["event"]["kind"], "pipeline_error");
         assert_eq!(bad["tags"][0], "_parse_failure");
-        assert!(
-            bad["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("line 3: expected 33 fields, found 3")
-        );
+        assert_error_contains(&bad, "line 3: expected 33 fields, found 3");
         assert_eq!(bad["event"]["original"], "2024-01-01\t00:00:00\tLAX1");
         assert_eq!(events[1].get_str("event.action"), Some("RefreshHit"));
     }
@@ -651,12 +646,7 @@ mod tests {
     fn without_header_the_default_layout_applies_and_bad_dates_are_errors() {
         let (events, stats) = run(&sekoia_line().replace("2023-12-05", "2023-02-30"));
         assert_eq!(stats.malformed, 1);
-        assert!(
-            events[0]
-                .get_str("error.message")
-                .unwrap()
-                .contains("date/time")
-        );
+        assert_error_contains(&events[0], "date/time");
         let (events, stats) = run(&sekoia_line());
         assert_eq!(stats.malformed, 0);
         assert_eq!(
@@ -776,12 +766,7 @@ mod tests {
         let (events, stats) = run(&text);
         assert_eq!((stats.events, stats.malformed), (3, 2));
         assert_eq!(events[0].get_str("event.kind"), Some("pipeline_error"));
-        assert!(
-            events[1]
-                .get_str("error.message")
-                .unwrap()
-                .contains("date/time")
-        );
+        assert_error_contains(&events[1], "date/time");
         assert_eq!(events[2].get_str("event.action"), Some("RefreshHit"));
     }
 }

@@ -487,7 +487,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        Enricher, Format, ObjectInfo, ParseOptions, ParseStats, assert_fields, parse_object,
+        Enricher, Format, ObjectInfo, ParseOptions, ParseStats, assert_error_contains, assert_fields, parse_object,
     };
 
     fn run(key: &str, input: &[u8]) -> (Vec<J>, ParseStats) {
@@ -677,12 +677,7 @@ mod tests {
             events[2]["aws"]["cloudwatch"]["log_group"],
             "aws-cloudtrail-logs-123456789012"
         );
-        assert!(
-            events[2]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("waf record")
-        );
+        assert_error_contains(&events[2], "waf record");
     }
 
     #[test]

@@ -554,7 +554,7 @@ mod tests {
     use std::io::BufReader;
 
     use super::{FindingType, severity_label, split_type};
-    use crate::{Event, Format, ParseOptions, ParseStats, assert_fields};
+    use crate::{Event, Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/guardduty.log");
 
@@ -796,12 +796,7 @@ mod tests {
         let (events, stats) = run(&text);
         assert_eq!(events.len(), 3);
         assert_eq!(stats.malformed, 2);
-        assert!(
-            events[1]
-                .get_str("error.message")
-                .unwrap()
-                .contains("invalid updatedAt")
-        );
+        assert_error_contains(&events[1], "invalid updatedAt");
         assert_eq!(events[2].get_str("event.kind"), Some("pipeline_error"));
         assert_eq!(
             events[2].get_str("event.original"),

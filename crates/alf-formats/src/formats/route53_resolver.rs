@@ -269,7 +269,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 mod tests {
     use serde_json::json;
 
-    use crate::{Format, assert_fields};
+    use crate::{Format, assert_error_contains, assert_fields};
 
     sample_test_helpers!(Format::Route53Resolver, "route53-resolver.log");
 
@@ -418,12 +418,7 @@ mod tests {
             "not json at all",
         ];
         let events = crate::each_line_malformed(run, &lines);
-        assert!(
-            events[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("query_timestamp")
-        );
+        assert_error_contains(&events[0], "query_timestamp");
         // Odd member types inside a valid record do not fail it.
         let (events, stats) = run(
             r#"{"query_name":7,"query_timestamp":"2024-06-16T08:00:01Z","answers":[1,{"Type":"A"},{}],"srcport":"x","srcaddr":"not-an-ip","srcids":[]}"#,

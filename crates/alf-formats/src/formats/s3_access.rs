@@ -446,7 +446,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 mod tests {
     use serde_json::json;
     use super::*;
-    use crate::{Format, ParseOptions, ParseStats, Redactor, assert_fields};
+    use crate::{Format, ParseOptions, ParseStats, Redactor, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/s3-access.log");
 
@@ -805,21 +805,11 @@ mod tests {
         let (events, stats) = run(&text);
         assert_eq!((stats.events, stats.malformed), (3, 2));
         assert_eq!(events[0].get_str("event.kind"), Some("pipeline_error"));
-        assert!(
-            events[0]
-                .get_str("error.message")
-                .unwrap()
-                .contains("expected 17 fields, found 5")
-        );
+        assert_error_contains(&events[0], "expected 17 fields, found 5");
         assert_eq!(
             events[1].get_str("event.action"),
             Some("REST.GET.BUCKETPOLICY")
         );
-        assert!(
-            events[2]
-                .get_str("error.message")
-                .unwrap()
-                .contains("invalid time")
-        );
+        assert_error_contains(&events[2], "invalid time");
     }
 }

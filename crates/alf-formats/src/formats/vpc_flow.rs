@@ -622,7 +622,7 @@ mod tests {
     use serde_json::json;
     use serde_json::Value as J;
 
-    use crate::{Format, ParseOptions, ParseStats, assert_fields};
+    use crate::{Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/vpc-flow.log");
 
@@ -851,12 +851,7 @@ mod tests {
         // An undocumented count is a field-count error, forwarded raw.
         let (events, stats) = run("2 123456789010 eni-1235b8ca123456789 1.2.3.4 5.6.7.8\n");
         assert_eq!(stats.malformed, 1);
-        assert!(
-            events[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("expected 14 fields, found 5")
-        );
+        assert_error_contains(&events[0], "expected 14 fields, found 5");
     }
 
     #[test]
@@ -897,12 +892,7 @@ mod tests {
             "\u{0}\u{1} garbage",
         ];
         let events = crate::each_line_malformed(run, &lines);
-        assert!(
-            events[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("invalid start")
-        );
+        assert_error_contains(&events[0], "invalid start");
     }
 
     #[test]
