@@ -3,6 +3,7 @@
 //! only what differs (the format, the object key, the sample file).
 
 use std::io::BufRead;
+use std::sync::LazyLock;
 
 use serde_json::Value as J;
 
@@ -160,20 +161,25 @@ pub(crate) fn each_line_malformed(
     events
 }
 
-/// An anonymous object with default options, for tests of a record mapper alone:
-/// `let object = TestObject::default(); let cx = object.context(format);`.
+/// An anonymous object with default options.
 #[derive(Default)]
-pub(crate) struct TestObject {
+struct TestObject {
     object: ObjectInfo,
     options: ParseOptions,
     enricher: Enricher,
 }
 
-impl TestObject {
-    /// The parse context of this object read as `format`.
-    pub(crate) fn context(&self, format: Format) -> ObjectParse<'_> {
-        ObjectParse::new(format, &self.object, &self.options, &self.enricher)
-    }
+/// The parse context of an anonymous CloudWatch Logs object with default options, for
+/// tests of the mappers of messages CloudWatch Logs carries (API Gateway, EKS, Route 53
+/// query logs): `let cx = cloudwatch_context();`.
+pub(crate) fn cloudwatch_context() -> ObjectParse<'static> {
+    static OBJECT: LazyLock<TestObject> = LazyLock::new(TestObject::default);
+    ObjectParse::new(
+        Format::CloudWatchLogs,
+        &OBJECT.object,
+        &OBJECT.options,
+        &OBJECT.enricher,
+    )
 }
 
 /// Declares, in a format's test module, `SAMPLE` (its file in `tests/samples/`), `run`

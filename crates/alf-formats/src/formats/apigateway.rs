@@ -193,13 +193,12 @@ pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, TestObject, assert_fields};
+    use crate::{assert_fields, cloudwatch_context};
     use serde_json::json;
 
     #[test]
     fn rest_api_json_access_log() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let record = r#"{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","ip":"198.51.100.7","caller":"-","user":"-","requestTime":"01/May/2024:12:00:00 +0000","httpMethod":"POST","resourcePath":"/pets","status":"403","protocol":"HTTP/1.1","responseLength":"42","userAgent":"curl/8.4.0"}"#;
         let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_access_log(&m));
@@ -225,8 +224,7 @@ mod tests {
 
     #[test]
     fn clf_access_log_line() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let e = map_clf_access(
             &cx,
             r#"198.51.100.7 - - [01/May/2024:12:00:00 +0000] "GET /pets HTTP/1.1" 200 312 c6af9ac6-7b61-11e6-9a41-93e8deadbeef"#,

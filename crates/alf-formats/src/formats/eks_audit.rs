@@ -160,13 +160,12 @@ pub(crate) fn map_control_plane(cluster: &str, stream: Option<&str>, text: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, TestObject, assert_fields};
+    use crate::{assert_fields, cloudwatch_context};
     use serde_json::json;
 
     #[test]
     fn audit_event_maps_user_verb_resource_and_result() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let record = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"4a2d5b9f-1c3e-4f6a-8b7d-9e0f1a2b3c4d","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/secrets/aws-auth","verb":"get","user":{"username":"kubernetes-admin","uid":"aws-iam-authenticator:123456789012:AIDAEXAMPLE","groups":["system:masters","system:authenticated"]},"sourceIPs":["203.0.113.10"],"userAgent":"kubectl/v1.29.0 (linux/amd64) kubernetes/3f7a50f","objectRef":{"resource":"secrets","namespace":"kube-system","name":"aws-auth","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":403},"requestReceivedTimestamp":"2024-05-01T12:00:00.123456Z","stageTimestamp":"2024-05-01T12:00:00.130000Z","annotations":{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":""}}"#;
         let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_audit_event(&m));

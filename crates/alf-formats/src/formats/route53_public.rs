@@ -80,13 +80,12 @@ pub(crate) fn map(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, TestObject, assert_fields};
+    use crate::{assert_fields, cloudwatch_context};
     use serde_json::json;
 
     #[test]
     fn query_log_line() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let line = "1.0 2017-12-13T08:15:50.235Z Z123412341234 example.com A NOERROR UDP FRA6 192.168.1.1 198.51.100.0/24";
         assert!(looks_like(line));
         let e = map(&cx, Some("example.com"), line).unwrap().to_json();
