@@ -9,6 +9,23 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::event::{Event, Value};
 
+/// `v` cut at the first `sep`: what comes before it, and what comes after it when `sep`
+/// occurs (`"api/stage"` gives `("api", Some("stage"))`, `"api"` gives `("api", None)`).
+pub fn split_first(v: &str, sep: char) -> (&str, Option<&str>) {
+    match v.split_once(sep) {
+        Some((before, after)) => (before, Some(after)),
+        None => (v, None),
+    }
+}
+
+/// [`split_first`] at the last `sep` (`"host:port"`).
+pub fn split_last(v: &str, sep: char) -> (&str, Option<&str>) {
+    match v.rsplit_once(sep) {
+        Some((before, after)) => (before, Some(after)),
+        None => (v, None),
+    }
+}
+
 /// `None` for the markers AWS uses for "no value": empty and `-`.
 pub fn present(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty() && *s != "-")
@@ -225,6 +242,15 @@ mod tests {
         assert_eq!(uint("-"), None);
         assert_eq!(non_negative_f64("-1"), None);
         assert_eq!(non_negative_f64("0.5"), Some(0.5));
+    }
+
+    #[test]
+    fn split_at_the_first_or_last_separator() {
+        assert_eq!(split_first("a/b/c", '/'), ("a", Some("b/c")));
+        assert_eq!(split_first("abc", '/'), ("abc", None));
+        assert_eq!(split_first("a/", '/'), ("a", Some("")));
+        assert_eq!(split_last("a:b:c", ':'), ("a:b", Some("c")));
+        assert_eq!(split_last("abc", ':'), ("abc", None));
     }
 
     #[test]

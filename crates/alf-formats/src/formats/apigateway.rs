@@ -168,10 +168,7 @@ pub(crate) fn map_clf_access(cx: &ObjectParse<'_>, text: &str) -> Option<Event> 
 pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
     let mut ev = Event::new();
     ev.set("cloud.service.name", "apigateway");
-    let (api, stage) = match group_rest.split_once('/') {
-        Some((a, s)) => (a, Some(s)),
-        None => (group_rest, None),
-    };
+    let (api, stage) = util::split_first(group_rest, '/');
     if !api.is_empty() {
         ev.set("aws.apigateway.api_id", api.to_owned());
     }

@@ -61,14 +61,8 @@ struct FindingType<'a> {
 fn split_type(t: &str) -> Option<FindingType<'_>> {
     let (threat_purpose, rest) = t.split_once(':')?;
     let (resource_type, rest) = rest.split_once('/')?;
-    let (name, artifact) = match rest.split_once('!') {
-        Some((n, a)) => (n, Some(a)),
-        None => (rest, None),
-    };
-    let (threat_family, detection_mechanism) = match name.split_once('.') {
-        Some((f, m)) => (f, Some(m)),
-        None => (name, None),
-    };
+    let (name, artifact) = util::split_first(rest, '!');
+    let (threat_family, detection_mechanism) = util::split_first(name, '.');
     Some(FindingType {
         threat_purpose,
         resource_type,

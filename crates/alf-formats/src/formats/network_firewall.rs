@@ -647,14 +647,15 @@ mod tests {
     #[test]
     fn zones_times_and_versions() {
         use super::{region_of_zone, suricata_time, tls_version};
-        assert_eq!(region_of_zone("us-east-2a").as_deref(), Some("us-east-2"));
-        assert_eq!(
-            region_of_zone("us-west-2-lax-1a").as_deref(),
-            Some("us-west-2")
-        );
-        assert_eq!(region_of_zone("use1-az5"), None);
-        assert_eq!(region_of_zone("zone"), None);
-        assert_eq!(region_of_zone(""), None);
+        for (zone, region) in [
+            ("us-east-2a", Some("us-east-2")),
+            ("us-west-2-lax-1a", Some("us-west-2")),
+            ("use1-az5", None),
+            ("zone", None),
+            ("", None),
+        ] {
+            assert_eq!(region_of_zone(zone).as_deref(), region, "{zone}");
+        }
         assert_eq!(
             suricata_time("2021-11-08T14:22:12.637611+0000").map(|t| t.0),
             Some("2021-11-08T14:22:12.637Z".to_owned())
@@ -664,10 +665,14 @@ mod tests {
             Some("2021-11-08T14:22:12Z".to_owned())
         );
         assert!(suricata_time("yesterday").is_none());
-        assert_eq!(tls_version("TLS 1.2"), Some(("tls", "1.2")));
-        assert_eq!(tls_version("TLSv1.3"), Some(("tls", "1.3")));
-        assert_eq!(tls_version("SSLv3"), Some(("ssl", "3")));
-        assert_eq!(tls_version("UNDETERMINED"), None);
+        for (version, protocol_and_number) in [
+            ("TLS 1.2", Some(("tls", "1.2"))),
+            ("TLSv1.3", Some(("tls", "1.3"))),
+            ("SSLv3", Some(("ssl", "3"))),
+            ("UNDETERMINED", None),
+        ] {
+            assert_eq!(tls_version(version), protocol_and_number, "{version}");
+        }
     }
 
     #[test]

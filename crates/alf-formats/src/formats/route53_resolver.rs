@@ -431,13 +431,14 @@ mod tests {
     #[test]
     fn reverse_lookup_names() {
         use super::reverse_lookup_ip;
-        assert_eq!(
-            reverse_lookup_ip("4.3.2.1.in-addr.arpa").as_deref(),
-            Some("1.2.3.4")
-        );
-        assert_eq!(reverse_lookup_ip("3.2.1.in-addr.arpa"), None);
-        assert_eq!(reverse_lookup_ip("300.2.1.0.in-addr.arpa"), None);
-        assert_eq!(reverse_lookup_ip("example.com"), None);
-        assert_eq!(reverse_lookup_ip("a.b.ip6.arpa"), None);
+        for (name, ip) in [
+            ("4.3.2.1.in-addr.arpa", Some("1.2.3.4")),
+            ("3.2.1.in-addr.arpa", None),
+            ("300.2.1.0.in-addr.arpa", None),
+            ("example.com", None),
+            ("a.b.ip6.arpa", None),
+        ] {
+            assert_eq!(reverse_lookup_ip(name).as_deref(), ip, "{name}");
+        }
     }
 }
