@@ -26,6 +26,20 @@ pub fn split_last(v: &str, sep: char) -> (&str, Option<&str>) {
     }
 }
 
+/// Sets `event.category` to these ECS categories.
+pub fn set_category(ev: &mut Event, categories: &[&'static str]) {
+    ev.set("event.category", statics(categories));
+}
+
+/// Sets `event.type` to these ECS event types.
+pub fn set_type(ev: &mut Event, types: &[&'static str]) {
+    ev.set("event.type", statics(types));
+}
+
+fn statics(values: &[&'static str]) -> Value {
+    Value::Arr(values.iter().map(|v| Value::Static(v)).collect())
+}
+
 /// `None` for the markers AWS uses for "no value": empty and `-`.
 pub fn present(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty() && *s != "-")

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::driver::ObjectParse;
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::readers::json_lines::text;
 use crate::readers::json_records::{snake_case, snake_keys};
 use crate::util;
@@ -54,8 +54,8 @@ fn clf_time(v: &str) -> Option<String> {
 pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) -> Event {
     let mut ev = Event::new();
     ev.set("cloud.service.name", "apigateway");
-    ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-    ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+    util::set_category(&mut ev, &["web"]);
+    util::set_type(&mut ev, &["access"]);
     let time = number(&m, "requestTimeEpoch")
         .and_then(|n| {
             // REST APIs give milliseconds, HTTP APIs seconds.

@@ -69,10 +69,7 @@ fn event_type(status: &str) -> &'static str {
 fn map_item(_cx: &LineContext<'_>, mut item: JsonMap) -> Result<Event, RecordError> {
     let mut ev = Event::new();
     ev.set("event.kind", "state");
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("configuration")]),
-    );
+    util::set_category(&mut ev, &["configuration"]);
     ev.set("cloud.service.name", "config");
     let capture = take_string(&mut item, "configurationItemCaptureTime")
         .ok_or_else(|| RecordError::Other("configuration item without a capture time".into()))?;

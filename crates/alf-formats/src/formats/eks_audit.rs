@@ -50,10 +50,7 @@ pub(crate) fn map(
             .ok_or_else(|| RecordError::invalid("requestReceivedTimestamp", t))?;
         ev.set("@timestamp", ts);
     }
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("web"), Value::Static("iam")]),
-    );
+    util::set_category(&mut ev, &["web", "iam"]);
     if let Some(verb) = str_at(&audit, &["verb"]) {
         ev.set("event.action", verb.to_owned());
         let kind = match verb {

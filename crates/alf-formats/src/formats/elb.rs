@@ -376,8 +376,8 @@ impl ElbParser {
         let received = h.get(RECEIVED_BYTES).and_then(util::uint);
         let sent = h.get(SENT_BYTES).and_then(util::uint);
         if is_http {
-            ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-            ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+            util::set_category(ev, &["web"]);
+            util::set_type(ev, &["access"]);
             ev.set("aws.elb.protocol", "http");
             if let Some(code) = elb_status {
                 ev.set("http.response.status_code", code);
@@ -403,8 +403,8 @@ impl ElbParser {
                 ev.set_opt("http.response.body.bytes", sent);
             }
         } else {
-            ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-            ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
+            util::set_category(ev, &["network"]);
+            util::set_type(ev, &["connection"]);
             ev.set("aws.elb.protocol", "tcp");
             ev.set("network.transport", "tcp");
             ev.set_opt("source.bytes", received);
@@ -528,8 +528,8 @@ impl ElbParser {
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the TLS connection ended.
         let end = stamp(ev, f, REQUIRED, TIME, "event.end")?;
-        ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
+        util::set_category(ev, &["network"]);
+        util::set_type(ev, &["connection"]);
         ev.set("aws.elb.type", "tls");
         ev.set("aws.elb.protocol", "tcp");
         ev.set("network.transport", "tcp");
@@ -598,8 +598,8 @@ impl ElbParser {
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the connection was established (or failed to be).
         stamp(ev, f, REQUIRED, TIME, "event.end")?;
-        ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
+        util::set_category(ev, &["network"]);
+        util::set_type(ev, &["connection"]);
         ev.set("aws.elb.protocol", "tcp");
         ev.set("network.transport", "tcp");
         if let Some(ip) = util::canonical_ip(&f[CLIENT_IP]) {

@@ -23,7 +23,7 @@ use serde_json::Value as J;
 
 use crate::Format;
 use crate::driver::{EventSink, LineContext, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
 use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
@@ -250,7 +250,7 @@ fn generic(_cx: &ObjectParse<'_>, mut m: JsonMap) -> Result<Event, RecordError> 
             if let Some(d) = detail.get("description").and_then(J::as_str) {
                 ev.set("rule.description", d.to_owned());
             }
-            ev.set("event.category", Value::Arr(vec![Value::Static("threat")]));
+            util::set_category(&mut ev, &["threat"]);
         }
         ev.set("aws.eventbridge.detail", snake_keys(J::Object(detail)));
     }

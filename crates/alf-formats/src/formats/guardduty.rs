@@ -94,10 +94,7 @@ pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event,
     }
     let mut ev = Event::new();
     ev.set("event.kind", "alert");
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("intrusion_detection")]),
-    );
+    util::set_category(&mut ev, &["intrusion_detection"]);
     ev.set("cloud.service.name", "guardduty");
 
     let updated = take_string(&mut f, "updatedAt");

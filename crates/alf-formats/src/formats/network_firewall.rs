@@ -344,7 +344,7 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
             .and_then(util::epoch_secs),
     };
     ev.set_opt("@timestamp", ts);
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
     ev.set("cloud.provider", "aws");
     ev.set("cloud.service.name", "network-firewall");

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use regex::{Captures, Regex};
 
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::formats::cloudwatch_inner::level;
 use crate::util;
 
@@ -125,10 +125,7 @@ fn postgres(ev: &mut Event, text: &str) -> bool {
     } else if message.starts_with("password authentication failed") {
         ev.set("event.action", "authentication_failed");
         ev.set("event.outcome", "failure");
-        ev.set(
-            "event.category",
-            Value::Arr(vec![Value::Static("authentication")]),
-        );
+        util::set_category(ev, &["authentication"]);
     }
     true
 }
@@ -202,10 +199,7 @@ fn audit(ev: &mut Event, text: &str) -> bool {
         );
     }
     if fields[6].starts_with("FAILED_CONNECT") || fields[6] == "CONNECT" {
-        ev.set(
-            "event.category",
-            Value::Arr(vec![Value::Static("authentication")]),
-        );
+        util::set_category(ev, &["authentication"]);
     }
     ev.set("message", text.to_owned());
     true

@@ -171,13 +171,7 @@ fn split_record(
 
 fn map_connection(line: &str) -> Result<Event, RecordError> {
     let (f, mut ev) = split_record(line, 9, 22, 1)?;
-    ev.set(
-        "event.category",
-        Value::Arr(vec![
-            Value::Static("authentication"),
-            Value::Static("session"),
-        ]),
-    );
+    util::set_category(&mut ev, &["authentication", "session"]);
     let action = cell(&f, 0).unwrap_or("-");
     ev.set("event.action", action.to_owned());
     let (kind, outcome) = match action {
@@ -236,7 +230,7 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
 
 fn map_user(line: &str) -> Result<Event, RecordError> {
     let (f, mut ev) = split_record(line, 11, 11, 10)?;
-    ev.set("event.category", Value::Arr(vec![Value::Static("iam")]));
+    util::set_category(&mut ev, &["iam"]);
     let action = cell(&f, 3).unwrap_or("-");
     ev.set("event.action", action.to_owned());
     let kind = match action {
@@ -275,11 +269,8 @@ fn map_activity(record: &str) -> Result<Event, RecordError> {
     let mut ev = Event::new();
     let ts = util::iso_timestamp(get(1)).ok_or_else(|| RecordError::invalid("time", get(1)))?;
     ev.set("@timestamp", ts);
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("database")]),
-    );
-    ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+    util::set_category(&mut ev, &["database"]);
+    util::set_type(&mut ev, &["access"]);
     for pair in get(2).split(' ') {
         let Some((k, v)) = pair.split_once('=') else {
             continue;

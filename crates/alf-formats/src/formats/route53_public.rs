@@ -10,7 +10,7 @@
 
 use crate::driver::{ObjectParse, RecordError};
 use crate::enrich::DomainField;
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::util;
 
 /// A Route 53 public query log line, by shape.
@@ -40,8 +40,8 @@ pub(crate) fn map(
     let mut ev = Event::new();
     ev.set("@timestamp", ts);
     ev.set("cloud.service.name", "route53");
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-    ev.set("event.type", Value::Arr(vec![Value::Static("protocol")]));
+    util::set_category(&mut ev, &["network"]);
+    util::set_type(&mut ev, &["protocol"]);
     ev.set("network.protocol", "dns");
     ev.set("dns.type", "query");
     ev.set("aws.route53.version", f[0].to_owned());

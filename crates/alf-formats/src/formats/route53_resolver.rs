@@ -158,7 +158,7 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
             util::iso_timestamp(raw).ok_or_else(|| RecordError::invalid("query_timestamp", raw))?;
         ev.set("@timestamp", ts);
     }
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("protocol")];
     ev.set("network.protocol", "dns");
     ev.set("cloud.provider", "aws");

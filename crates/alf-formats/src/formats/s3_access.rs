@@ -290,8 +290,8 @@ impl LineParser for S3AccessParser {
         let ts = access_time(&f[col::TIME])
             .ok_or_else(|| RecordError::invalid("time", &f[col::TIME]))?;
         ev.set("@timestamp", ts);
-        ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+        util::set_category(&mut ev, &["web"]);
+        util::set_type(&mut ev, &["access"]);
         ev.set("cloud.provider", "aws");
         ev.set("cloud.service.name", "s3");
 

@@ -109,13 +109,10 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
             _ => None,
         };
         ev.set_opt("event.outcome", outcome);
-        ev.set(
-            "event.category",
-            Value::Arr(vec![Value::Static("configuration")]),
-        );
+        util::set_category(&mut ev, &["configuration"]);
     }
     if !ev.contains("event.category") {
-        ev.set("event.category", Value::Arr(vec![Value::Static("threat")]));
+        util::set_category(&mut ev, &["threat"]);
     }
     if let Some(J::Array(resources)) = f.get("Resources") {
         for r in resources {

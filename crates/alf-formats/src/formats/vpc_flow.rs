@@ -343,7 +343,7 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
         ev.set("event.duration", nanos);
     }
 
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
     if let Some(action) = get(Col::Action) {
         ev.set("event.action", action.to_owned());

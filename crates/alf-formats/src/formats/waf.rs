@@ -282,10 +282,7 @@ fn map_record(map: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Recor
     .ok_or_else(|| RecordError::invalid("timestamp", &raw_ts.to_string()))?;
     let mut ev = Event::new();
     ev.set("@timestamp", ts);
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("web"), Value::Static("network")]),
-    );
+    util::set_category(&mut ev, &["web", "network"]);
     let mut types = vec![Value::Static("access")];
     ev.set("cloud.provider", "aws");
     ev.set("cloud.service.name", "waf");
