@@ -169,6 +169,13 @@ fn split_record(
     Ok((f, ev))
 }
 
+/// The last fields of a connection or user log event: its log type and the line.
+fn finish_record(mut ev: Event, log_type: &'static str, line: &str) -> Event {
+    ev.set("aws.redshift.log_type", log_type);
+    ev.set("message", line.trim_end().to_owned());
+    ev
+}
+
 fn map_connection(line: &str) -> Result<Event, RecordError> {
     let (f, mut ev) = split_record(line, 9, 22, 1)?;
     util::set_category(&mut ev, &["authentication", "session"]);
@@ -223,9 +230,7 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
     );
     ev.set_opt("aws.redshift.plugin_name", cell(&f, 18).map(str::to_owned));
     ev.set_opt("aws.redshift.session_id", cell(&f, 20).map(str::to_owned));
-    ev.set("aws.redshift.log_type", "connectionlog");
-    ev.set("message", line.trim_end().to_owned());
-    Ok(ev)
+    Ok(finish_record(ev, "connectionlog", line))
 }
 
 fn map_user(line: &str) -> Result<Event, RecordError> {
@@ -256,9 +261,7 @@ fn map_user(line: &str) -> Result<Event, RecordError> {
     ev.set_opt("aws.redshift.valuntil", cell(&f, 7).map(str::to_owned));
     ev.set_opt("process.pid", cell(&f, 8).and_then(util::uint));
     ev.set_opt("aws.redshift.xid", cell(&f, 9).and_then(util::uint));
-    ev.set("aws.redshift.log_type", "userlog");
-    ev.set("message", line.trim_end().to_owned());
-    Ok(ev)
+    Ok(finish_record(ev, "userlog", line))
 }
 
 fn map_activity(record: &str) -> Result<Event, RecordError> {
