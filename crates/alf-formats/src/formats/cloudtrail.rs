@@ -767,6 +767,15 @@ mod tests {
         stats: ParseStats,
     }
 
+    impl Run {
+        /// Asserts how many events the object gave and how many of them are raw
+        /// events of records that did not parse.
+        #[track_caller]
+        fn assert_counts(&self, events: usize, malformed: u64) {
+            assert_eq!((self.events.len(), self.stats.malformed), (events, malformed));
+        }
+    }
+
     fn run_with(reader: &mut dyn std::io::BufRead, key: &str, opts: &ParseOptions) -> Run {
         let (events, stats) =
             crate::parse_object_for_test(Format::CloudTrail, reader, "trail-bucket", key, opts);
@@ -1090,8 +1099,7 @@ mod tests {
 
         let array = format!("[\n {},\n {}\n]\n", record(1, "1"), record(2, "2"));
         let r = run_tiny_buffer(&array);
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.stats.malformed, 0);
+        r.assert_counts(2, 0);
 
         // Pretty-printed single record spanning lines.
         let pretty = serde_json::to_string_pretty(
@@ -1123,8 +1131,7 @@ mod tests {
             record(2, "2")
         );
         let r = run(&text);
-        assert_eq!(r.events.len(), 4);
-        assert_eq!(r.stats.malformed, 2);
+        r.assert_counts(4, 2);
         assert_eq!(r.events[1].get_str("event.kind"), Some("pipeline_error"));
         assert_eq!(
             r.events[1].get_str("event.original"),
@@ -1145,8 +1152,7 @@ mod tests {
             record(2, "2")
         );
         let r = run_tiny_buffer(&doc);
-        assert_eq!(r.events.len(), 5);
-        assert_eq!(r.stats.malformed, 3);
+        r.assert_counts(5, 3);
         assert_eq!(r.events[0].get_str("user.name"), Some("u1"));
         let bad_time = r.events[1].to_json();
         assert_eq!(bad_time["event"]["kind"], "pipeline_error");
@@ -1170,8 +1176,7 @@ mod tests {
         let doc = format!("{{\"Records\":[{},{}]}}", record(1, "1"), record(2, "2"));
         let cut = &doc[..doc.len() - 40];
         let r = run_tiny_buffer(cut);
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.stats.malformed, 1);
+        r.assert_counts(2, 1);
         let tail = r.events[1].to_json();
         assert_eq!(tail["event"]["kind"], "pipeline_error");
         assert_error_contains(&tail, "truncated");
@@ -1193,8 +1198,7 @@ mod tests {
         let doc = format!("{{\"Records\":[{},{}]}}", record(1, &big), record(2, "2"));
         let mut r = BufReader::with_capacity(64 * 1024, doc.as_bytes());
         let r = run_with(&mut r, KEY, &ParseOptions::default());
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.stats.malformed, 1);
+        r.assert_counts(2, 1);
         assert_error_contains(&r.events[0], "larger than");
         assert!(
             r.events[0].get_str("event.original").unwrap().len() <= crate::driver::ORIGINAL_KEEP
@@ -1210,8 +1214,7 @@ mod tests {
         doc.extend_from_slice(b"]}");
         let mut r: &[u8] = &doc;
         let r = run_with(&mut r, KEY, &ParseOptions::default());
-        assert_eq!(r.events.len(), 3);
-        assert_eq!(r.stats.malformed, 1);
+        r.assert_counts(3, 1);
         assert_eq!(r.events[2].get_str("user.name"), Some("u2"));
     }
 
