@@ -688,12 +688,11 @@ mod tests {
         let (events, _) = run(
             "2 123456789010 eni-1235b8ca123456789 172.31.9.69 172.31.9.12 49761 3389 6 20 4249 1418530010 1418530070 REJECT OK\n",
         );
-        let e = &events[0];
-        assert_eq!(e["event"]["action"], "REJECT");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(
-            e["event"]["type"],
-            serde_json::json!(["connection", "denied"])
+        assert_fields(
+            &events[0],
+            json!({
+                "event": {"action": "REJECT", "outcome": "failure", "type": ["connection", "denied"]},
+            }),
         );
     }
 
