@@ -26,6 +26,12 @@ pub fn split_last(v: &str, sep: char) -> (&str, Option<&str>) {
     }
 }
 
+/// Sets `cloud.provider` (`aws`) and `cloud.service.name`.
+pub fn set_aws_service(ev: &mut Event, service: &'static str) {
+    ev.set("cloud.provider", "aws");
+    ev.set("cloud.service.name", service);
+}
+
 /// Sets `event.category` to these ECS categories.
 pub fn set_category(ev: &mut Event, categories: &[&'static str]) {
     ev.set("event.category", statics(categories));

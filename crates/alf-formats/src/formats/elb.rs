@@ -675,8 +675,7 @@ impl LineParser for ElbParser {
             Variant::Classic => self.map_classic(&mut ev, &f, cx)?,
         }
         ev.set("aws.elb.log_type", variant.name());
-        ev.set("cloud.provider", "aws");
-        ev.set("cloud.service.name", "elasticloadbalancing");
+        util::set_aws_service(&mut ev, "elasticloadbalancing");
         if let Some((account, region)) = &self.origin {
             ev.set("cloud.account.id", account.clone());
             ev.set("cloud.region", region.clone());

@@ -346,8 +346,7 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
     ev.set_opt("@timestamp", ts);
     util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
-    ev.set("cloud.provider", "aws");
-    ev.set("cloud.service.name", "network-firewall");
+    util::set_aws_service(&mut ev, "network-firewall");
     ev.set("observer.vendor", "AWS");
     ev.set("observer.product", "Network Firewall");
     ev.set("observer.type", "firewall");

@@ -161,8 +161,7 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("protocol")];
     ev.set("network.protocol", "dns");
-    ev.set("cloud.provider", "aws");
-    ev.set("cloud.service.name", "route53");
+    util::set_aws_service(&mut ev, "route53");
 
     if let Some(name) = raw_name.map(|n| n.strip_suffix('.').unwrap_or(n))
         && !name.is_empty()

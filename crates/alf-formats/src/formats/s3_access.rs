@@ -292,8 +292,7 @@ impl LineParser for S3AccessParser {
         ev.set("@timestamp", ts);
         util::set_category(&mut ev, &["web"]);
         util::set_type(&mut ev, &["access"]);
-        ev.set("cloud.provider", "aws");
-        ev.set("cloud.service.name", "s3");
+        util::set_aws_service(&mut ev, "s3");
 
         let bucket = get(col::BUCKET);
         ev.set_str("aws.s3access.bucket_owner", get(col::BUCKET_OWNER));

@@ -284,8 +284,7 @@ fn map_record(map: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Recor
     ev.set("@timestamp", ts);
     util::set_category(&mut ev, &["web", "network"]);
     let mut types = vec![Value::Static("access")];
-    ev.set("cloud.provider", "aws");
-    ev.set("cloud.service.name", "waf");
+    util::set_aws_service(&mut ev, "waf");
     ev.set("observer.vendor", "AWS");
     ev.set("observer.product", "WAF");
     ev.set("observer.type", "waf");
