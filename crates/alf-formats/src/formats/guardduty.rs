@@ -559,7 +559,9 @@ mod tests {
         run_reader(&mut text.as_bytes())
     }
 
-    fn find(events: &[Event], rule: &str) -> serde_json::Value {
+    /// The event of the sample finding whose type (`rule.name`) is `rule`.
+    fn sample_finding(rule: &str) -> serde_json::Value {
+        let (events, _) = run(SAMPLE);
         events
             .iter()
             .find(|e| e.get_str("rule.name") == Some(rule))
@@ -624,8 +626,7 @@ mod tests {
 
     #[test]
     fn port_probe_maps_prober_to_source() {
-        let (events, _) = run(SAMPLE);
-        let e = find(&events, "Recon:EC2/PortProbeUnprotectedPort");
+        let e = sample_finding("Recon:EC2/PortProbeUnprotectedPort");
         assert_fields(
             &e,
             json!({
@@ -655,8 +656,7 @@ mod tests {
 
     #[test]
     fn connection_direction_decides_source_and_destination() {
-        let (events, _) = run(SAMPLE);
-        let inbound = find(&events, "UnauthorizedAccess:EC2/SSHBruteForce");
+        let inbound = sample_finding("UnauthorizedAccess:EC2/SSHBruteForce");
         assert_fields(
             &inbound,
             json!({
@@ -666,7 +666,7 @@ mod tests {
             }),
         );
 
-        let outbound = find(&events, "CryptoCurrency:EC2/BitcoinTool.B");
+        let outbound = sample_finding("CryptoCurrency:EC2/BitcoinTool.B");
         assert_fields(
             &outbound,
             json!({
@@ -690,10 +690,7 @@ mod tests {
 
     #[test]
     fn api_calls_dns_kubernetes_rds_and_malware() {
-        let (events, _) = run(SAMPLE);
-        let api = find(
-            &events,
-            "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+        let api = sample_finding("UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
         );
         assert_eq!(api["event"]["action"], "AWS_API_CALL");
         assert_eq!(api["source"]["ip"], "198.51.100.61");
@@ -704,13 +701,13 @@ mod tests {
         );
         assert_eq!(api["user_agent"]["name"], "Boto3");
 
-        let dns = find(&events, "Trojan:EC2/BlackholeTraffic!DNS");
+        let dns = sample_finding("Trojan:EC2/BlackholeTraffic!DNS");
         assert_eq!(dns["dns"]["question"]["name"], "update.blackholed.example");
         assert_eq!(dns["network"]["transport"], "udp");
         assert_eq!(dns["event"]["type"][0], "denied");
         assert_eq!(dns["aws"]["guardduty"]["finding_type"]["artifact"], "DNS");
 
-        let k8s = find(&events, "Discovery:Kubernetes/MaliciousIPCaller.Custom");
+        let k8s = sample_finding("Discovery:Kubernetes/MaliciousIPCaller.Custom");
         assert_fields(
             &k8s,
             json!({
@@ -725,22 +722,20 @@ mod tests {
             }),
         );
 
-        let rds = find(
-            &events,
-            "CredentialAccess:RDS/AnomalousBehavior.FailedLogin",
+        let rds = sample_finding("CredentialAccess:RDS/AnomalousBehavior.FailedLogin",
         );
         assert_eq!(rds["event"]["action"], "RDS_LOGIN_ATTEMPT");
         assert_eq!(rds["user"]["name"], "admin");
         assert_eq!(rds["source"]["ip"], "192.0.2.55");
 
-        let malware = find(&events, "Execution:EC2/MaliciousFile");
+        let malware = sample_finding("Execution:EC2/MaliciousFile");
         assert!(malware["event"].get("action").is_none());
         assert_eq!(
             malware["related"]["hash"][0],
             "4d3ff1fd4bd2e1c3e7f3a0c2b1d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f50"
         );
 
-        let runtime = find(&events, "Execution:Runtime/NewBinaryExecuted");
+        let runtime = sample_finding("Execution:Runtime/NewBinaryExecuted");
         assert_eq!(runtime["process"]["name"], "xmrig");
         assert_eq!(runtime["process"]["pid"], 21455);
         assert_eq!(
