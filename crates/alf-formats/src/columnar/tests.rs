@@ -1,6 +1,8 @@
 //! Parquet objects the tests write themselves (with [`super::write`]) and read back.
 
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value as J, json};
 
 use super::write::{Codec, OCSF_SCHEMA, vpc_flow_text_to_parquet, write_json_records};
@@ -529,13 +531,8 @@ fn keys_of_parquet_deliveries_are_recognised() {
 /// outcome is events or an error naming the object, never a panic or a hang.
 #[test]
 fn damaged_bytes_give_errors_or_events_never_panics() {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = StdRng::seed_from_u64(0x9E37_79B9_7F4A_7C15);
+    let mut next = move || rng.next_u64();
     let records = security_lake_records();
     let files = [
         vpc_parquet(Codec::Snappy, 3),
