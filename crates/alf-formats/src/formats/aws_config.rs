@@ -18,7 +18,7 @@ use serde_json::Value as J;
 use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule, has_json_keys};
 use crate::util;
 
 /// Marker in the key of Config's bucket write test.
@@ -43,7 +43,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 5,
         what: "{\"configurationItems\": [...]}",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"configurationItems\""),
+        matches: |line| has_json_keys(line, &["configurationItems"]),
     }],
     skip: Some(SkipRule {
         key_contains: WRITABILITY_CHECK,

@@ -18,7 +18,7 @@ use crate::event::{Event, Value};
 use crate::util;
 
 use crate::readers::json_records::{JsonMap, snake_case, take_object, take_string};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule, has_json_keys};
 
 /// CloudTrail records: `{"Records": [...]}` documents, bare arrays, or one per line.
 pub(crate) const SPEC: FormatSpec = FormatSpec {
@@ -50,7 +50,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
             rank: 101,
             what: "CloudTrail record",
             first_line: FirstLine::Json,
-            matches: |line| line.contains("\"eventVersion\"") && line.contains("\"eventSource\""),
+            matches: |line| has_json_keys(line, &["eventVersion", "eventSource"]),
         },
     ],
     // Digest files hold integrity hashes of log files, not events.

@@ -27,7 +27,7 @@ use crate::event::Event;
 use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
 use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader, has_json_keys};
 use crate::util;
 
 /// EventBridge events delivered by Firehose (no key marker: recognised by content).
@@ -42,11 +42,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 5,
         what: "EventBridge event",
         first_line: FirstLine::Json,
-        matches: |line| {
-            line.contains("\"detail-type\"")
-                && line.contains("\"source\"")
-                && line.contains("\"account\"")
-        },
+        matches: |line| has_json_keys(line, &["detail-type", "source", "account"]),
     }],
     skip: None,
     options: &[],

@@ -17,7 +17,7 @@ use crate::event::{Event, Value};
 use crate::readers::json_records::{
     JsonMap, snake_case, snake_keys, string_list, take_object, take_string, take_string_into,
 };
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// GuardDuty findings exported to S3: one per line, or inside `{"findings": [...]}`.
@@ -34,11 +34,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 140,
         what: "GuardDuty finding",
         first_line: FirstLine::Json,
-        matches: |line| {
-            line.contains("\"schemaVersion\"")
-                && line.contains("\"severity\"")
-                && line.contains("\"service\"")
-        },
+        matches: |line| has_json_keys(line, &["schemaVersion", "severity", "service"]),
     }],
     skip: None,
     options: &[],

@@ -19,7 +19,7 @@ use crate::driver::{
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::readers::json_lines::{keep_unmapped, number, text};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// Keys of `event` mapped here; any other is kept under `aws.firewall`.
@@ -470,7 +470,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 120,
         what: "network firewall record",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"firewall_name\"") && line.contains("\"event\""),
+        matches: |line| has_json_keys(line, &["firewall_name", "event"]),
     }],
     skip: None,
     options: &[],

@@ -13,7 +13,7 @@ use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
 use crate::readers::json_lines::{keep_unmapped, text};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// Top-level keys this module maps; any other key is kept under `aws.route53`.
@@ -257,7 +257,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 130,
         what: "resolver query record",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"query_name\"") && line.contains("\"query_type\""),
+        matches: |line| has_json_keys(line, &["query_name", "query_type"]),
     }],
     skip: None,
     options: &[],

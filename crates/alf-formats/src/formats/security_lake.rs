@@ -16,7 +16,7 @@ use serde_json::Value as J;
 
 use crate::driver::RecordError;
 use crate::event::{Event, Value};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// OCSF class uids this module maps beyond the common attributes.
@@ -408,7 +408,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 125,
         what: "OCSF record (class_uid, metadata)",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"class_uid\"") && line.contains("\"metadata\""),
+        matches: |line| has_json_keys(line, &["class_uid", "metadata"]),
     }],
     skip: None,
     options: &[],

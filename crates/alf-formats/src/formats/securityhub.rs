@@ -19,7 +19,7 @@ use serde_json::Value as J;
 use crate::driver::RecordError;
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string, take_string_into};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader, has_json_keys};
 use crate::util;
 
 /// ASFF findings: Security Hub exports, or EventBridge batches (see
@@ -33,7 +33,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 5,
         what: "ASFF finding",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"SchemaVersion\"") && line.contains("\"ProductArn\""),
+        matches: |line| has_json_keys(line, &["SchemaVersion", "ProductArn"]),
     }],
     skip: None,
     options: &[],
