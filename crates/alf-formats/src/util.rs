@@ -26,6 +26,14 @@ pub fn split_last(v: &str, sep: char) -> (&str, Option<&str>) {
     }
 }
 
+/// Sets `event.outcome`: `success` when the operation succeeded, `failure` otherwise.
+pub fn set_outcome(ev: &mut Event, succeeded: bool) {
+    ev.set(
+        "event.outcome",
+        if succeeded { "success" } else { "failure" },
+    );
+}
+
 /// Sets `cloud.provider` (`aws`) and `cloud.service.name`.
 pub fn set_aws_service(ev: &mut Event, service: &'static str) {
     ev.set("cloud.provider", "aws");

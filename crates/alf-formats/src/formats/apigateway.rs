@@ -89,10 +89,7 @@ pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) ->
     ev.set_str("url.path", path);
     if let Some(status) = number(&m, "status").and_then(|s| u16::try_from(s).ok()) {
         ev.set("http.response.status_code", status);
-        ev.set(
-            "event.outcome",
-            if status < 400 { "success" } else { "failure" },
-        );
+        util::set_outcome(&mut ev, status < 400);
     }
     if let Some(p) = text(&m, "protocol") {
         if let Some(v) = p.strip_prefix("HTTP/") {

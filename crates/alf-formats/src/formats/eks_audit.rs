@@ -100,10 +100,7 @@ pub(crate) fn map(
         .and_then(|c| u16::try_from(c).ok())
     {
         ev.set("http.response.status_code", code);
-        ev.set(
-            "event.outcome",
-            if code < 400 { "success" } else { "failure" },
-        );
+        util::set_outcome(&mut ev, code < 400);
     }
     if let Some(reason) = audit
         .get("annotations")

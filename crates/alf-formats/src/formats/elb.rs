@@ -554,14 +554,7 @@ impl ElbParser {
         ev.set_opt("aws.elb.tls_handshake_time.ms", handshake);
         // No handshake time: the handshake did not complete.
         ev.set("tls.established", handshake.is_some());
-        ev.set(
-            "event.outcome",
-            if handshake.is_some() {
-                "success"
-            } else {
-                "failure"
-            },
-        );
+        util::set_outcome(ev, handshake.is_some());
 
         let received = get(RECEIVED_BYTES).and_then(util::uint);
         let sent = get(SENT_BYTES).and_then(util::uint);

@@ -223,14 +223,7 @@ fn map_json(ev: &mut Event, text: &str, mut m: serde_json::Map<String, J>) {
             ev.set("faas.coldstart", true);
         }
         if let Some(status) = text_at(&["status"]) {
-            ev.set(
-                "event.outcome",
-                if status == "success" {
-                    "success"
-                } else {
-                    "failure"
-                },
-            );
+            util::set_outcome(ev, status == "success");
             ev.set("aws.lambda.status", status);
         }
         ev.set("message", text.to_owned());

@@ -193,10 +193,7 @@ fn audit(ev: &mut Event, text: &str) -> bool {
     }
     if let Some(code) = util::uint(retcode.trim()) {
         ev.set("aws.rds.return_code", code);
-        ev.set(
-            "event.outcome",
-            if code == 0 { "success" } else { "failure" },
-        );
+        util::set_outcome(ev, code == 0);
     }
     if fields[6].starts_with("FAILED_CONNECT") || fields[6] == "CONNECT" {
         util::set_category(ev, &["authentication"]);

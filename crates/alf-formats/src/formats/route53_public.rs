@@ -66,14 +66,7 @@ pub(crate) fn map(
     if let Some(subnet) = util::field(f[9]) {
         ev.set("aws.route53.edns_client_subnet", subnet.to_owned());
     }
-    ev.set(
-        "event.outcome",
-        if f[5] == "NOERROR" {
-            "success"
-        } else {
-            "failure"
-        },
-    );
+    util::set_outcome(&mut ev, f[5] == "NOERROR");
     Ok(ev)
 }
 

@@ -173,14 +173,7 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     if let Some(rcode) = text(map, "rcode") {
         ev.set("dns.type", "answer");
         ev.set("dns.response_code", rcode.to_owned());
-        ev.set(
-            "event.outcome",
-            if rcode.eq_ignore_ascii_case("NOERROR") {
-                "success"
-            } else {
-                "failure"
-            },
-        );
+        util::set_outcome(&mut ev, rcode.eq_ignore_ascii_case("NOERROR"));
     }
     if let Some(J::Array(answers)) = map.get("answers") {
         map_answers(&mut ev, answers);

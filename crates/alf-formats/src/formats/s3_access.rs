@@ -323,7 +323,7 @@ impl LineParser for S3AccessParser {
         ev.set_str("error.code", error_code);
         let failed = error_code.is_some() || status.is_some_and(|s| s >= 400);
         // Lifecycle and other service-internal operations log no status; they happened.
-        ev.set("event.outcome", if failed { "failure" } else { "success" });
+        util::set_outcome(&mut ev, !failed);
 
         // "Bytes sent" excludes HTTP protocol overhead: it is the body.
         ev.set_opt(

@@ -295,7 +295,7 @@ fn map_record(map: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Recor
         // request had no valid token, so it was not forwarded.
         let allowed = action.eq_ignore_ascii_case("ALLOW");
         types.push(Value::Static(if allowed { "allowed" } else { "denied" }));
-        ev.set("event.outcome", if allowed { "success" } else { "failure" });
+        util::set_outcome(&mut ev, allowed);
     }
     ev.set("event.type", Value::Arr(types));
 
