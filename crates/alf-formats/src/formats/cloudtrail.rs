@@ -17,7 +17,9 @@ use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::util;
 
-use crate::readers::json_records::{JsonMap, snake_case, take_object, take_string};
+use crate::readers::json_records::{
+    JsonMap, snake_case, take_object, take_string, take_strings_into,
+};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule, has_json_keys};
 
 /// CloudTrail records: `{"Records": [...]}` documents, bare arrays, or one per line.
@@ -214,15 +216,17 @@ pub(crate) fn map_record(cx: &LineContext<'_>, mut rec: JsonMap) -> Result<Event
     );
     ev.set_opt("aws.cloudtrail.event_type", event_type);
     ev.set_opt("aws.cloudtrail.event_category", event_category);
-    for (path, key) in [
-        ("aws.cloudtrail.request_id", "requestID"),
-        ("aws.cloudtrail.api_version", "apiVersion"),
-        ("aws.cloudtrail.shared_event_id", "sharedEventID"),
-        ("aws.cloudtrail.vpc_endpoint_id", "vpcEndpointId"),
-        ("aws.cloudtrail.vpc_endpoint_account_id", "vpcEndpointAccountId"),
-    ] {
-        ev.set_opt(path, take_string(&mut rec, key));
-    }
+    take_strings_into(
+        &mut rec,
+        &mut ev,
+        &[
+            ("aws.cloudtrail.request_id", "requestID"),
+            ("aws.cloudtrail.api_version", "apiVersion"),
+            ("aws.cloudtrail.shared_event_id", "sharedEventID"),
+            ("aws.cloudtrail.vpc_endpoint_id", "vpcEndpointId"),
+            ("aws.cloudtrail.vpc_endpoint_account_id", "vpcEndpointAccountId"),
+        ],
+    );
     if let Some(v) = rec.remove("readOnly") {
         ev.set_opt("aws.cloudtrail.read_only", json_bool(&v));
     }
@@ -321,13 +325,15 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
                 "aws.cloudtrail.user_identity.session_context.session_issuer.user_name",
                 issuer_name.clone(),
             );
-            for (path, key) in [
-                ("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id", "principalId"),
-                ("aws.cloudtrail.user_identity.session_context.session_issuer.arn", "arn"),
-                ("aws.cloudtrail.user_identity.session_context.session_issuer.account_id", "accountId"),
-            ] {
-                ev.set_opt(path, take_string(&mut issuer, key));
-            }
+            take_strings_into(
+                &mut issuer,
+                ev,
+                &[
+                    ("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id", "principalId"),
+                    ("aws.cloudtrail.user_identity.session_context.session_issuer.arn", "arn"),
+                    ("aws.cloudtrail.user_identity.session_context.session_issuer.account_id", "accountId"),
+                ],
+            );
             copy_rest(
                 ev,
                 "aws.cloudtrail.user_identity.session_context.session_issuer",
@@ -402,14 +408,16 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
     ev.set_opt("user.id", principal);
     ev.set_opt("aws.cloudtrail.user_identity.type", kind);
     ev.set_opt("aws.cloudtrail.user_identity.arn", arn);
-    for (path, key) in [
-        ("aws.cloudtrail.user_identity.access_key_id", "accessKeyId"),
-        ("aws.cloudtrail.user_identity.invoked_by", "invokedBy"),
-        ("aws.cloudtrail.user_identity.identity_provider", "identityProvider"),
-        ("aws.cloudtrail.user_identity.credential_id", "credentialId"),
-    ] {
-        ev.set_opt(path, take_string(&mut ui, key));
-    }
+    take_strings_into(
+        &mut ui,
+        ev,
+        &[
+            ("aws.cloudtrail.user_identity.access_key_id", "accessKeyId"),
+            ("aws.cloudtrail.user_identity.invoked_by", "invokedBy"),
+            ("aws.cloudtrail.user_identity.identity_provider", "identityProvider"),
+            ("aws.cloudtrail.user_identity.credential_id", "credentialId"),
+        ],
+    );
     copy_rest(ev, "aws.cloudtrail.user_identity", ui);
     Identity { account_id }
 }

@@ -16,6 +16,7 @@ use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{
     JsonMap, snake_case, snake_keys, string_list, take_object, take_string, take_string_into,
+    take_strings_into,
 };
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
@@ -111,16 +112,18 @@ pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event,
     ev.set_opt("aws.guardduty.created_at", created);
     ev.set_opt("aws.guardduty.updated_at", updated);
 
-    for (path, key) in [
-        ("event.id", "id"),
-        ("aws.guardduty.arn", "arn"),
-        ("cloud.account.id", "accountId"),
-        ("cloud.region", "region"),
-        ("aws.guardduty.partition", "partition"),
-        ("aws.guardduty.schema_version", "schemaVersion"),
-    ] {
-        ev.set_opt(path, take_string(&mut f, key));
-    }
+    take_strings_into(
+        &mut f,
+        &mut ev,
+        &[
+            ("event.id", "id"),
+            ("aws.guardduty.arn", "arn"),
+            ("cloud.account.id", "accountId"),
+            ("cloud.region", "region"),
+            ("aws.guardduty.partition", "partition"),
+            ("aws.guardduty.schema_version", "schemaVersion"),
+        ],
+    );
 
     if let Some(t) = take_string(&mut f, "type") {
         if let Some(parts) = split_type(&t) {
