@@ -1,4 +1,6 @@
-//! Small field helpers shared by every format: absent markers, numbers, IPs, times.
+//! Small field helpers shared by every format: absent markers, numbers, IPs, times,
+//! and the ECS fields most mappers set the same way (category, type, outcome, the AWS
+//! service).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
