@@ -56,6 +56,19 @@ fn statics(values: &[&'static str]) -> Value {
     Value::Arr(values.iter().map(|v| Value::Static(v)).collect())
 }
 
+/// `s` cut to at most `max` bytes, on a char boundary: the one place that shortens
+/// text for a field, a log line or a message attribute without splitting a char.
+pub fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// `None` for the markers AWS uses for "no value": empty and `-`.
 pub fn present(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty() && *s != "-")
@@ -272,6 +285,14 @@ mod tests {
         assert_eq!(uint("-"), None);
         assert_eq!(non_negative_f64("-1"), None);
         assert_eq!(non_negative_f64("0.5"), Some(0.5));
+    }
+
+    #[test]
+    fn truncation_keeps_whole_chars() {
+        assert_eq!(truncate_at_char("héllo", 2), "h");
+        assert_eq!(truncate_at_char("héllo", 3), "hé");
+        assert_eq!(truncate_at_char("abc", 10), "abc");
+        assert_eq!(truncate_at_char("abc", 0), "");
     }
 
     #[test]
