@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::enrich::Enricher;
 use crate::event::{Event, Value};
-use crate::{ECS_VERSION, Format, ObjectInfo, ParseOptions};
+use crate::{ECS_VERSION, Format, ObjectInfo, ParseOptions, util};
 
 /// Longest line a line-oriented format accepts. Longer lines are reported as malformed
 /// (with their first [`ORIGINAL_KEEP`] bytes) so memory stays bounded whatever the input.
@@ -64,7 +64,7 @@ impl RecordError {
     pub fn invalid(field: &'static str, value: &str) -> Self {
         RecordError::InvalidField {
             field,
-            value: truncate_at_char(value, 200).to_owned(),
+            value: util::truncate_at_char(value, 200).to_owned(),
         }
     }
 }
@@ -270,7 +270,7 @@ impl<'a> ObjectParse<'a> {
             offset,
             reason,
         } = *failure;
-        let kept = truncate_at_char(raw, ORIGINAL_KEEP);
+        let kept = util::truncate_at_char(raw, ORIGINAL_KEEP);
         ev.set("message", kept.to_owned());
         ev.set("event.original", kept.to_owned());
         ev.set("event.kind", "pipeline_error");
@@ -320,18 +320,6 @@ fn hex128(h: u128) -> String {
         s.push(char::from(HEX[((h >> (shift * 4)) & 0xf) as usize]));
     }
     s
-}
-
-/// `s` cut to at most `max` bytes, on a char boundary.
-pub(crate) fn truncate_at_char(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// What [`LineParser::parse_line`] made of a line: `Ok(true)` a record (its events

@@ -99,6 +99,16 @@ pub enum FirstLine {
     Text,
 }
 
+/// Whether the (possibly cut) JSON `line` names every one of `keys` as a quoted string
+/// (`"source"`): how JSON clues recognise a record without parsing it. Keys hold no
+/// quote.
+pub fn has_json_keys(line: &str, keys: &[&str]) -> bool {
+    keys.iter().all(|key| {
+        line.match_indices(key)
+            .any(|(at, _)| line[..at].ends_with('"') && line[at + key.len()..].starts_with('"'))
+    })
+}
+
 /// A shape of the first line of an object.
 #[derive(Debug, Clone, Copy)]
 pub struct ContentClue {
@@ -434,6 +444,23 @@ mod tests {
     use super::*;
     use crate::detect::{self, Decision, FormatDetector};
     use crate::enrich::Enricher;
+
+    #[test]
+    fn json_keys_are_found_quoted_only() {
+        let line = r#"{"sourceIPAddress":"10.0.0.1","my-source":"x","account":"source","detail-ty"#;
+        for (keys, found) in [
+            (&["account"][..], true),
+            (&["source"], true),
+            (&["sourceIPAddress", "account"], true),
+            (&["IPAddress"], false),
+            (&["account", "detail-type"], false),
+            (&["detail-ty"], false),
+        ] {
+            let by_contains = keys.iter().all(|k| line.contains(&format!("\"{k}\"")));
+            assert_eq!(by_contains, found, "{keys:?}");
+            assert_eq!(has_json_keys(line, keys), found, "{keys:?}");
+        }
+    }
 
     #[test]
     fn names_and_datasets_are_unique_and_round_trip() {

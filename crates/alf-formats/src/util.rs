@@ -1,4 +1,6 @@
-//! Small field helpers shared by every format: absent markers, numbers, IPs, times.
+//! Small field helpers shared by every format: absent markers, numbers, IPs, times,
+//! and the ECS fields most mappers set the same way (category, type, outcome, the AWS
+//! service).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
@@ -8,6 +10,64 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::event::{Event, Value};
+
+/// `v` cut at the first `sep`: what comes before it, and what comes after it when `sep`
+/// occurs (`"api/stage"` gives `("api", Some("stage"))`, `"api"` gives `("api", None)`).
+pub fn split_first(v: &str, sep: char) -> (&str, Option<&str>) {
+    match v.split_once(sep) {
+        Some((before, after)) => (before, Some(after)),
+        None => (v, None),
+    }
+}
+
+/// [`split_first`] at the last `sep` (`"host:port"`).
+pub fn split_last(v: &str, sep: char) -> (&str, Option<&str>) {
+    match v.rsplit_once(sep) {
+        Some((before, after)) => (before, Some(after)),
+        None => (v, None),
+    }
+}
+
+/// Sets `event.outcome`: `success` when the operation succeeded, `failure` otherwise.
+pub fn set_outcome(ev: &mut Event, succeeded: bool) {
+    ev.set(
+        "event.outcome",
+        if succeeded { "success" } else { "failure" },
+    );
+}
+
+/// Sets `cloud.provider` (`aws`) and `cloud.service.name`.
+pub fn set_aws_service(ev: &mut Event, service: &'static str) {
+    ev.set("cloud.provider", "aws");
+    ev.set("cloud.service.name", service);
+}
+
+/// Sets `event.category` to these ECS categories.
+pub fn set_category(ev: &mut Event, categories: &[&'static str]) {
+    ev.set("event.category", statics(categories));
+}
+
+/// Sets `event.type` to these ECS event types.
+pub fn set_type(ev: &mut Event, types: &[&'static str]) {
+    ev.set("event.type", statics(types));
+}
+
+fn statics(values: &[&'static str]) -> Value {
+    Value::Arr(values.iter().map(|v| Value::Static(v)).collect())
+}
+
+/// `s` cut to at most `max` bytes, on a char boundary: the one place that shortens
+/// text for a field, a log line or a message attribute without splitting a char.
+pub fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// `None` for the markers AWS uses for "no value": empty and `-`.
 pub fn present(v: Option<&str>) -> Option<&str> {
@@ -231,6 +291,23 @@ mod tests {
         assert_eq!(uint("-"), None);
         assert_eq!(non_negative_f64("-1"), None);
         assert_eq!(non_negative_f64("0.5"), Some(0.5));
+    }
+
+    #[test]
+    fn truncation_keeps_whole_chars() {
+        assert_eq!(truncate_at_char("héllo", 2), "h");
+        assert_eq!(truncate_at_char("héllo", 3), "hé");
+        assert_eq!(truncate_at_char("abc", 10), "abc");
+        assert_eq!(truncate_at_char("abc", 0), "");
+    }
+
+    #[test]
+    fn split_at_the_first_or_last_separator() {
+        assert_eq!(split_first("a/b/c", '/'), ("a", Some("b/c")));
+        assert_eq!(split_first("abc", '/'), ("abc", None));
+        assert_eq!(split_first("a/", '/'), ("a", Some("")));
+        assert_eq!(split_last("a:b:c", ':'), ("a:b", Some("c")));
+        assert_eq!(split_last("abc", ':'), ("abc", None));
     }
 
     #[test]

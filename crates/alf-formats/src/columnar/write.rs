@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use parquet::basic::{Compression, Repetition, Type as PhysicalType};
 use parquet::data_type::{
-    BoolType, ByteArray, ByteArrayType, DoubleType, FloatType, Int32Type, Int64Type,
+    BoolType, ByteArray, ByteArrayType, DataType, DoubleType, FloatType, Int32Type, Int64Type,
 };
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::{SchemaDescriptor, Type};
 use serde_json::Value as J;
@@ -324,6 +324,18 @@ pub fn write_json_records<W: Write + Send, R: Borrow<J>>(
     Ok(writer.into_inner()?)
 }
 
+/// Writes one leaf's values, with its definition and repetition levels, as Parquet
+/// type `T`.
+fn write_values<T: DataType>(
+    column: &mut SerializedColumnWriter<'_>,
+    values: &[T::T],
+    defs: Option<&[i16]>,
+    reps: Option<&[i16]>,
+) -> Result<(), WriteError> {
+    column.typed::<T>().write_batch(values, defs, reps)?;
+    Ok(())
+}
+
 fn flush<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
     leaves: &mut [Leaf],
@@ -337,35 +349,19 @@ fn flush<W: Write + Send>(
         let reps = (leaf.max_rep > 0).then_some(leaf.reps.as_slice());
         match leaf.physical {
             PhysicalType::BYTE_ARRAY | PhysicalType::FIXED_LEN_BYTE_ARRAY => {
-                column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&leaf.bytes, defs, reps)?;
+                write_values::<ByteArrayType>(&mut column, &leaf.bytes, defs, reps)?;
             }
-            PhysicalType::INT32 => {
-                column
-                    .typed::<Int32Type>()
-                    .write_batch(&leaf.ints, defs, reps)?;
-            }
-            PhysicalType::INT64 => {
-                column
-                    .typed::<Int64Type>()
-                    .write_batch(&leaf.longs, defs, reps)?;
-            }
+            PhysicalType::INT32 => write_values::<Int32Type>(&mut column, &leaf.ints, defs, reps)?,
+            PhysicalType::INT64 => write_values::<Int64Type>(&mut column, &leaf.longs, defs, reps)?,
             PhysicalType::DOUBLE => {
-                column
-                    .typed::<DoubleType>()
-                    .write_batch(&leaf.doubles, defs, reps)?;
+                write_values::<DoubleType>(&mut column, &leaf.doubles, defs, reps)?;
             }
             PhysicalType::FLOAT => {
                 let floats: Vec<f32> = leaf.doubles.iter().map(|d| *d as f32).collect();
-                column
-                    .typed::<FloatType>()
-                    .write_batch(&floats, defs, reps)?;
+                write_values::<FloatType>(&mut column, &floats, defs, reps)?;
             }
             PhysicalType::BOOLEAN => {
-                column
-                    .typed::<BoolType>()
-                    .write_batch(&leaf.bools, defs, reps)?;
+                write_values::<BoolType>(&mut column, &leaf.bools, defs, reps)?
             }
             PhysicalType::INT96 => {}
         }

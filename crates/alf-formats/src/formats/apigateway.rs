@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::driver::ObjectParse;
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::readers::json_lines::text;
 use crate::readers::json_records::{snake_case, snake_keys};
 use crate::util;
@@ -54,8 +54,8 @@ fn clf_time(v: &str) -> Option<String> {
 pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) -> Event {
     let mut ev = Event::new();
     ev.set("cloud.service.name", "apigateway");
-    ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-    ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+    util::set_category(&mut ev, &["web"]);
+    util::set_type(&mut ev, &["access"]);
     let time = number(&m, "requestTimeEpoch")
         .and_then(|n| {
             // REST APIs give milliseconds, HTTP APIs seconds.
@@ -89,10 +89,7 @@ pub(crate) fn map_access(cx: &ObjectParse<'_>, m: serde_json::Map<String, J>) ->
     ev.set_str("url.path", path);
     if let Some(status) = number(&m, "status").and_then(|s| u16::try_from(s).ok()) {
         ev.set("http.response.status_code", status);
-        ev.set(
-            "event.outcome",
-            if status < 400 { "success" } else { "failure" },
-        );
+        util::set_outcome(&mut ev, status < 400);
     }
     if let Some(p) = text(&m, "protocol") {
         if let Some(v) = p.strip_prefix("HTTP/") {
@@ -168,10 +165,7 @@ pub(crate) fn map_clf_access(cx: &ObjectParse<'_>, text: &str) -> Option<Event> 
 pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
     let mut ev = Event::new();
     ev.set("cloud.service.name", "apigateway");
-    let (api, stage) = match group_rest.split_once('/') {
-        Some((a, s)) => (a, Some(s)),
-        None => (group_rest, None),
-    };
+    let (api, stage) = util::split_first(group_rest, '/');
     if !api.is_empty() {
         ev.set("aws.apigateway.api_id", api.to_owned());
     }
@@ -193,37 +187,38 @@ pub(crate) fn map_execution(group_rest: &str, text: &str) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, TestObject};
+    use crate::{assert_fields, cloudwatch_context};
+    use serde_json::json;
 
     #[test]
     fn rest_api_json_access_log() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let record = r#"{"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","ip":"198.51.100.7","caller":"-","user":"-","requestTime":"01/May/2024:12:00:00 +0000","httpMethod":"POST","resourcePath":"/pets","status":"403","protocol":"HTTP/1.1","responseLength":"42","userAgent":"curl/8.4.0"}"#;
         let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_access_log(&m));
         let e = map_access(&cx, m).to_json();
-        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
-        assert_eq!(e["source"]["ip"], "198.51.100.7");
-        assert_eq!(e["http"]["request"]["method"], "POST");
-        assert_eq!(
-            e["http"]["request"]["id"],
-            "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-05-01T12:00:00Z",
+                "source": {"ip": "198.51.100.7"},
+                "http": {
+                    "request": {"method": "POST", "id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"},
+                    "response": {"status_code": 403, "body": {"bytes": 42}},
+                    "version": "1.1",
+                },
+                "url": {"path": "/pets"},
+                "event": {"outcome": "failure"},
+                "user_agent": {"name": "curl"},
+            }),
         );
-        assert_eq!(e["url"]["path"], "/pets");
-        assert_eq!(e["http"]["response"]["status_code"], 403);
-        assert_eq!(e["http"]["response"]["body"]["bytes"], 42);
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["http"]["version"], "1.1");
-        assert_eq!(e["user_agent"]["name"], "curl");
         assert!(e["user"].is_null(), "`-` is no user");
         assert_eq!(e["aws"]["apigateway"]["resource_path"], "/pets");
     }
 
     #[test]
     fn clf_access_log_line() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let e = map_clf_access(
             &cx,
             r#"198.51.100.7 - - [01/May/2024:12:00:00 +0000] "GET /pets HTTP/1.1" 200 312 c6af9ac6-7b61-11e6-9a41-93e8deadbeef"#,

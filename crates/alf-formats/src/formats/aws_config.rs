@@ -18,7 +18,7 @@ use serde_json::Value as J;
 use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule, has_json_keys};
 use crate::util;
 
 /// Marker in the key of Config's bucket write test.
@@ -43,7 +43,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 5,
         what: "{\"configurationItems\": [...]}",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"configurationItems\""),
+        matches: |line| has_json_keys(line, &["configurationItems"]),
     }],
     skip: Some(SkipRule {
         key_contains: WRITABILITY_CHECK,
@@ -69,10 +69,7 @@ fn event_type(status: &str) -> &'static str {
 fn map_item(_cx: &LineContext<'_>, mut item: JsonMap) -> Result<Event, RecordError> {
     let mut ev = Event::new();
     ev.set("event.kind", "state");
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("configuration")]),
-    );
+    util::set_category(&mut ev, &["configuration"]);
     ev.set("cloud.service.name", "config");
     let capture = take_string(&mut item, "configurationItemCaptureTime")
         .ok_or_else(|| RecordError::Other("configuration item without a capture time".into()))?;
@@ -145,6 +142,7 @@ fn map_item(_cx: &LineContext<'_>, mut item: JsonMap) -> Result<Event, RecordErr
 
 #[cfg(test)]
 mod tests {
+    
     use crate::Format;
 
     const HISTORY: &str = r#"{"fileVersion":"1.0","configurationItems":[{"configurationItemVersion":"1.3","configurationItemCaptureTime":"2024-05-01T12:00:00.123Z","configurationStateId":1714564800123,"awsAccountId":"123456789012","configurationItemStatus":"OK","resourceType":"AWS::EC2::SecurityGroup","resourceId":"sg-0a1b2c3d4e5f67890","resourceName":"web","ARN":"arn:aws:ec2:us-east-1:123456789012:security-group/sg-0a1b2c3d4e5f67890","awsRegion":"us-east-1","availabilityZone":"Not Applicable","configurationStateMd5Hash":"","configuration":{"groupName":"web","ipPermissions":[{"ipProtocol":"tcp","fromPort":22,"toPort":22,"ipRanges":["0.0.0.0/0"]}]},"supplementaryConfiguration":{},"tags":{"env":"prod"},"relatedEvents":["4e5a0e1c-7a8b-4c4d-9e0f-1a2b3c4d5e6f"],"relationships":[{"resourceId":"vpc-0a1b2c3d","resourceType":"AWS::EC2::VPC","name":"Is contained in Vpc"}]},{"configurationItemVersion":"1.3","configurationItemCaptureTime":"2024-05-01T12:05:00.000Z","awsAccountId":"123456789012","configurationItemStatus":"ResourceDeleted","resourceType":"AWS::S3::Bucket","resourceId":"old-bucket","awsRegion":"us-east-1","configuration":null},{"configurationItemStatus":"OK"}]}"#;

@@ -465,7 +465,8 @@ fn is_log_file_name(key: &KeyParts<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Event, Format, ParseOptions, ParseStats};
+    use serde_json::json;
+    use crate::{Event, Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const HEADER: &str = "#Version: 1.0\n#Fields: date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end\n";
 
@@ -522,48 +523,62 @@ mod tests {
         let (events, stats) = run(&(HEADER.to_owned() + &sekoia_line()));
         assert_eq!((stats.headers, stats.events, stats.malformed), (2, 1, 0));
         let e = events[0].to_json();
-        assert_eq!(e["@timestamp"], "2023-12-05T16:15:33Z");
-        assert_eq!(e["source"]["ip"], "0:111:222:3333:4444:5555:6666:7777");
-        assert_eq!(e["source"]["port"], 58622);
-        assert_eq!(e["related"]["ip"][0], "0:111:222:3333:4444:5555:6666:7777");
-        assert_eq!(e["event"]["action"], "RefreshHit");
-        assert_eq!(e["event"]["category"][0], "web");
-        assert_eq!(e["event"]["type"][0], "access");
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["event"]["duration"], 358_000_000u64);
-        assert_eq!(e["http"]["request"]["method"], "GET");
-        assert_eq!(e["http"]["response"]["status_code"], 302);
-        assert_eq!(e["http"]["response"]["bytes"], 484);
-        assert_eq!(e["http"]["request"]["bytes"], 258);
-        assert_eq!(e["http"]["version"], "2.0");
-        assert_eq!(
-            e["http"]["response"]["mime_type"],
-            "text/html; charset=UTF-8"
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2023-12-05T16:15:33Z",
+                "source": {"ip": "0:111:222:3333:4444:5555:6666:7777", "port": 58622},
+                "related": {"ip": ["0:111:222:3333:4444:5555:6666:7777"]},
+                "event": {
+                    "action": "RefreshHit",
+                    "category": ["web"],
+                    "type": ["access"],
+                    "outcome": "success",
+                    "duration": 358_000_000u64,
+                },
+                "http": {
+                    "request": {"method": "GET", "bytes": 258},
+                    "response": {
+                        "status_code": 302,
+                        "bytes": 484,
+                        "mime_type": "text/html; charset=UTF-8",
+                    },
+                    "version": "2.0",
+                },
+                "destination": {
+                    "domain": "test.cloudfront.net",
+                    "registered_domain": "cloudfront.net",
+                    "subdomain": "test",
+                    "top_level_domain": "net",
+                },
+                "aws": {
+                    "cloudfront": {
+                        "domain": "dtest.cloudfront.net",
+                        "edge_result_type": "Miss",
+                        "time_to_first_byte": 0.358,
+                    },
+                },
+                "url": {
+                    "domain": "test.cloudfront.net",
+                    "path": "/",
+                    "scheme": "https",
+                    "full": "https://test.cloudfront.net/",
+                },
+                "network": {"protocol": "https"},
+                "server": {"geo": {"name": "test-P1"}},
+                "tls": {
+                    "version": "1.3",
+                    "version_protocol": "tls",
+                    "cipher": "TLS_AES_128_GCM_SHA256",
+                },
+                "user_agent": {
+                    "name": "Safari",
+                    "version": "17.1",
+                    "original": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+                },
+                "cloud": {"provider": "aws", "service": {"name": "cloudfront"}},
+            }),
         );
-        assert_eq!(e["destination"]["domain"], "test.cloudfront.net");
-        assert_eq!(e["destination"]["registered_domain"], "cloudfront.net");
-        assert_eq!(e["destination"]["subdomain"], "test");
-        assert_eq!(e["aws"]["cloudfront"]["domain"], "dtest.cloudfront.net");
-        assert_eq!(e["destination"]["top_level_domain"], "net");
-        assert_eq!(e["url"]["domain"], "test.cloudfront.net");
-        assert_eq!(e["url"]["path"], "/");
-        assert_eq!(e["url"]["scheme"], "https");
-        assert_eq!(e["url"]["full"], "https://test.cloudfront.net/");
-        assert_eq!(e["network"]["protocol"], "https");
-        assert_eq!(e["server"]["geo"]["name"], "test-P1");
-        assert_eq!(e["tls"]["version"], "1.3");
-        assert_eq!(e["tls"]["version_protocol"], "tls");
-        assert_eq!(e["tls"]["cipher"], "TLS_AES_128_GCM_SHA256");
-        assert_eq!(e["user_agent"]["name"], "Safari");
-        assert_eq!(e["user_agent"]["version"], "17.1");
-        assert_eq!(
-            e["user_agent"]["original"],
-            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
-        );
-        assert_eq!(e["cloud"]["provider"], "aws");
-        assert_eq!(e["cloud"]["service"]["name"], "cloudfront");
-        assert_eq!(e["aws"]["cloudfront"]["edge_result_type"], "Miss");
-        assert_eq!(e["aws"]["cloudfront"]["time_to_first_byte"], 0.358);
         assert!(
             e["related"]["hosts"]
                 .as_array()
@@ -581,13 +596,17 @@ mod tests {
         let text = "#Version: 1.0\n#Fields: time date c-ip sc-status cs-uri-stem cs-uri-query x-new-field\n10:00:01\t2024-02-29\t192.0.2.10\t404\t/a%20b.JPG\tq=1&X-Amz-Signature=deadbeef\tnewvalue\n";
         let (events, _) = run(text);
         let e = events[0].to_json();
-        assert_eq!(e["@timestamp"], "2024-02-29T10:00:01Z");
-        assert_eq!(e["source"]["ip"], "192.0.2.10");
-        assert_eq!(e["http"]["response"]["status_code"], 404);
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["url"]["path"], "/a%20b.JPG");
-        assert_eq!(e["url"]["extension"], "jpg");
-        assert_eq!(e["aws"]["cloudfront"]["new_field"], "newvalue");
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-02-29T10:00:01Z",
+                "source": {"ip": "192.0.2.10"},
+                "http": {"response": {"status_code": 404}},
+                "event": {"outcome": "failure"},
+                "url": {"path": "/a%20b.JPG", "extension": "jpg"},
+                "aws": {"cloudfront": {"new_field": "newvalue"}},
+            }),
+        );
         let redacted = events[0].to_json_string(Some(&crate::Redactor::new()));
         assert!(
             redacted.contains("q=1&X-Amz-Signature=REDACTED"),
@@ -603,12 +622,7 @@ mod tests {
         let bad = events[0].to_json();
         assert_eq!(bad["event"]["kind"], "pipeline_error");
         assert_eq!(bad["tags"][0], "_parse_failure");
-        assert!(
-            bad["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("line 3: expected 33 fields, found 3")
-        );
+        assert_error_contains(&bad, "line 3: expected 33 fields, found 3");
         assert_eq!(bad["event"]["original"], "2024-01-01\t00:00:00\tLAX1");
         assert_eq!(events[1].get_str("event.action"), Some("RefreshHit"));
     }
@@ -632,12 +646,7 @@ mod tests {
     fn without_header_the_default_layout_applies_and_bad_dates_are_errors() {
         let (events, stats) = run(&sekoia_line().replace("2023-12-05", "2023-02-30"));
         assert_eq!(stats.malformed, 1);
-        assert!(
-            events[0]
-                .get_str("error.message")
-                .unwrap()
-                .contains("date/time")
-        );
+        assert_error_contains(&events[0], "date/time");
         let (events, stats) = run(&sekoia_line());
         assert_eq!(stats.malformed, 0);
         assert_eq!(
@@ -757,12 +766,7 @@ mod tests {
         let (events, stats) = run(&text);
         assert_eq!((stats.events, stats.malformed), (3, 2));
         assert_eq!(events[0].get_str("event.kind"), Some("pipeline_error"));
-        assert!(
-            events[1]
-                .get_str("error.message")
-                .unwrap()
-                .contains("date/time")
-        );
+        assert_error_contains(&events[1], "date/time");
         assert_eq!(events[2].get_str("event.action"), Some("RefreshHit"));
     }
 }

@@ -17,8 +17,10 @@ use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::util;
 
-use crate::readers::json_records::{JsonMap, snake_case, take_object, take_string};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule};
+use crate::readers::json_records::{
+    JsonMap, snake_case, take_object, take_string, take_strings_into,
+};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, SkipRule, has_json_keys};
 
 /// CloudTrail records: `{"Records": [...]}` documents, bare arrays, or one per line.
 pub(crate) const SPEC: FormatSpec = FormatSpec {
@@ -50,7 +52,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
             rank: 101,
             what: "CloudTrail record",
             first_line: FirstLine::Json,
-            matches: |line| line.contains("\"eventVersion\"") && line.contains("\"eventSource\""),
+            matches: |line| has_json_keys(line, &["eventVersion", "eventSource"]),
         },
     ],
     // Digest files hold integrity hashes of log files, not events.
@@ -214,15 +216,17 @@ pub(crate) fn map_record(cx: &LineContext<'_>, mut rec: JsonMap) -> Result<Event
     );
     ev.set_opt("aws.cloudtrail.event_type", event_type);
     ev.set_opt("aws.cloudtrail.event_category", event_category);
-    for (path, key) in [
-        ("aws.cloudtrail.request_id", "requestID"),
-        ("aws.cloudtrail.api_version", "apiVersion"),
-        ("aws.cloudtrail.shared_event_id", "sharedEventID"),
-        ("aws.cloudtrail.vpc_endpoint_id", "vpcEndpointId"),
-        ("aws.cloudtrail.vpc_endpoint_account_id", "vpcEndpointAccountId"),
-    ] {
-        ev.set_opt(path, take_string(&mut rec, key));
-    }
+    take_strings_into(
+        &mut rec,
+        &mut ev,
+        &[
+            ("aws.cloudtrail.request_id", "requestID"),
+            ("aws.cloudtrail.api_version", "apiVersion"),
+            ("aws.cloudtrail.shared_event_id", "sharedEventID"),
+            ("aws.cloudtrail.vpc_endpoint_id", "vpcEndpointId"),
+            ("aws.cloudtrail.vpc_endpoint_account_id", "vpcEndpointAccountId"),
+        ],
+    );
     if let Some(v) = rec.remove("readOnly") {
         ev.set_opt("aws.cloudtrail.read_only", json_bool(&v));
     }
@@ -321,13 +325,15 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
                 "aws.cloudtrail.user_identity.session_context.session_issuer.user_name",
                 issuer_name.clone(),
             );
-            for (path, key) in [
-                ("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id", "principalId"),
-                ("aws.cloudtrail.user_identity.session_context.session_issuer.arn", "arn"),
-                ("aws.cloudtrail.user_identity.session_context.session_issuer.account_id", "accountId"),
-            ] {
-                ev.set_opt(path, take_string(&mut issuer, key));
-            }
+            take_strings_into(
+                &mut issuer,
+                ev,
+                &[
+                    ("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id", "principalId"),
+                    ("aws.cloudtrail.user_identity.session_context.session_issuer.arn", "arn"),
+                    ("aws.cloudtrail.user_identity.session_context.session_issuer.account_id", "accountId"),
+                ],
+            );
             copy_rest(
                 ev,
                 "aws.cloudtrail.user_identity.session_context.session_issuer",
@@ -402,14 +408,16 @@ fn map_user_identity(ev: &mut Event, mut ui: JsonMap) -> Identity {
     ev.set_opt("user.id", principal);
     ev.set_opt("aws.cloudtrail.user_identity.type", kind);
     ev.set_opt("aws.cloudtrail.user_identity.arn", arn);
-    for (path, key) in [
-        ("aws.cloudtrail.user_identity.access_key_id", "accessKeyId"),
-        ("aws.cloudtrail.user_identity.invoked_by", "invokedBy"),
-        ("aws.cloudtrail.user_identity.identity_provider", "identityProvider"),
-        ("aws.cloudtrail.user_identity.credential_id", "credentialId"),
-    ] {
-        ev.set_opt(path, take_string(&mut ui, key));
-    }
+    take_strings_into(
+        &mut ui,
+        ev,
+        &[
+            ("aws.cloudtrail.user_identity.access_key_id", "accessKeyId"),
+            ("aws.cloudtrail.user_identity.invoked_by", "invokedBy"),
+            ("aws.cloudtrail.user_identity.identity_provider", "identityProvider"),
+            ("aws.cloudtrail.user_identity.credential_id", "credentialId"),
+        ],
+    );
     copy_rest(ev, "aws.cloudtrail.user_identity", ui);
     Identity { account_id }
 }
@@ -752,15 +760,28 @@ fn verb_type(name: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use std::io::{BufReader, Read};
 
-    use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, parse_object};
+    use crate::{
+        Enricher, Event, Format, ObjectInfo, ParseOptions, ParseStats, assert_error_contains,
+        assert_fields, parse_object,
+    };
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/cloudtrail.log");
 
     struct Run {
         events: Vec<Event>,
         stats: ParseStats,
+    }
+
+    impl Run {
+        /// Asserts how many events the object gave and how many of them are raw
+        /// events of records that did not parse.
+        #[track_caller]
+        fn assert_counts(&self, events: usize, malformed: u64) {
+            assert_eq!((self.events.len(), self.stats.malformed), (events, malformed));
+        }
     }
 
     fn run_with(reader: &mut dyn std::io::BufRead, key: &str, opts: &ParseOptions) -> Run {
@@ -812,19 +833,24 @@ mod tests {
         let logins = by_action(&r.events, "ConsoleLogin");
         assert_eq!(logins.len(), 2);
         let ok = logins[0].to_json();
-        assert_eq!(ok["event"]["outcome"], "success");
-        assert_eq!(ok["event"]["category"][0], "authentication");
-        assert_eq!(ok["event"]["type"][0], "start");
-        assert_eq!(ok["event"]["provider"], "signin.amazonaws.com");
-        assert_eq!(ok["cloud"]["service"]["name"], "signin");
-        assert_eq!(ok["user"]["name"], "Mateo");
-        assert_eq!(ok["user"]["id"], "AIDACKCEVSQ6C2EXAMPLE");
-        assert_eq!(ok["source"]["ip"], "192.0.2.110");
-        assert_eq!(ok["related"]["ip"][0], "192.0.2.110");
-        assert_eq!(ok["user_agent"]["name"], "Firefox");
-        assert_eq!(
-            ok["aws"]["cloudtrail"]["console_login"]["additional_eventdata"]["mfa_used"],
-            true
+        assert_fields(
+            &ok,
+            json!({
+                "event": {
+                    "outcome": "success",
+                    "category": ["authentication"],
+                    "type": ["start"],
+                    "provider": "signin.amazonaws.com",
+                },
+                "cloud": {"service": {"name": "signin"}},
+                "user": {"name": "Mateo", "id": "AIDACKCEVSQ6C2EXAMPLE"},
+                "source": {"ip": "192.0.2.110"},
+                "related": {"ip": ["192.0.2.110"]},
+                "user_agent": {"name": "Firefox"},
+                "aws": {
+                    "cloudtrail": {"console_login": {"additional_eventdata": {"mfa_used": true}}},
+                },
+            }),
         );
         let bad = logins[1].to_json();
         assert_eq!(bad["event"]["outcome"], "failure");
@@ -839,44 +865,43 @@ mod tests {
     fn assumed_role_session_is_the_user_and_role_is_kept() {
         let r = run(SAMPLE);
         let e = by_action(&r.events, "PutObject")[0].to_json();
-        assert_eq!(e["user"]["name"], "jdoe@example.com");
-        assert_eq!(e["user"]["email"], "jdoe@example.com");
-        assert_eq!(
-            e["user"]["roles"][0],
-            "AWSReservedSSO_AdministratorAccess_0123456789abcdef"
+        assert_fields(
+            &e,
+            json!({
+                "user": {
+                    "name": "jdoe@example.com",
+                    "email": "jdoe@example.com",
+                    "roles": ["AWSReservedSSO_AdministratorAccess_0123456789abcdef"],
+                },
+                "aws": {
+                    "cloudtrail": {
+                        "user_identity": {
+                            "session_context": {
+                                "session_issuer": {
+                                    "user_name": "AWSReservedSSO_AdministratorAccess_0123456789abcdef",
+                                },
+                                "mfa_authenticated": false,
+                                "creation_date": "2024-05-01T09:12:44Z",
+                            },
+                        },
+                        "resources": {
+                            "0": {"arn": "arn:aws:s3:::amzn-s3-demo-bucket/reports/2024-05.csv"},
+                            "1": {"account_id": "111122223333"},
+                        },
+                        "read_only": false,
+                        "management_event": false,
+                        "event_category": "Data",
+                    },
+                },
+                "event": {"category": ["file"], "type": ["change"]},
+                "tls": {
+                    "version": "1.3",
+                    "version_protocol": "tls",
+                    "cipher": "TLS_AES_128_GCM_SHA256",
+                    "client": {"server_name": "amzn-s3-demo-bucket.s3.us-east-1.amazonaws.com"},
+                },
+            }),
         );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["user_identity"]["session_context"]["session_issuer"]["user_name"],
-            "AWSReservedSSO_AdministratorAccess_0123456789abcdef"
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["user_identity"]["session_context"]["mfa_authenticated"],
-            false
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["user_identity"]["session_context"]["creation_date"],
-            "2024-05-01T09:12:44Z"
-        );
-        assert_eq!(e["event"]["category"][0], "file");
-        assert_eq!(e["event"]["type"][0], "change");
-        assert_eq!(e["tls"]["version"], "1.3");
-        assert_eq!(e["tls"]["version_protocol"], "tls");
-        assert_eq!(e["tls"]["cipher"], "TLS_AES_128_GCM_SHA256");
-        assert_eq!(
-            e["tls"]["client"]["server_name"],
-            "amzn-s3-demo-bucket.s3.us-east-1.amazonaws.com"
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["resources"][0]["arn"],
-            "arn:aws:s3:::amzn-s3-demo-bucket/reports/2024-05.csv"
-        );
-        assert_eq!(
-            e["aws"]["cloudtrail"]["resources"][1]["account_id"],
-            "111122223333"
-        );
-        assert_eq!(e["aws"]["cloudtrail"]["read_only"], false);
-        assert_eq!(e["aws"]["cloudtrail"]["management_event"], false);
-        assert_eq!(e["aws"]["cloudtrail"]["event_category"], "Data");
     }
 
     #[test]
@@ -942,14 +967,18 @@ mod tests {
             .find(|e| e.get_str("aws.cloudtrail.event_type") == Some("AwsServiceEvent"))
             .unwrap()
             .to_json();
-        assert_eq!(svc["source"]["address"], "backup.amazonaws.com");
-        assert_eq!(svc["source"]["domain"], "backup.amazonaws.com");
-        assert_eq!(svc["source"]["registered_domain"], "amazonaws.com");
-        assert!(svc["source"].get("ip").is_none());
-        assert_eq!(
-            svc["aws"]["cloudtrail"]["user_identity"]["invoked_by"],
-            "backup.amazonaws.com"
+        assert_fields(
+            &svc,
+            json!({
+                "source": {
+                    "address": "backup.amazonaws.com",
+                    "domain": "backup.amazonaws.com",
+                    "registered_domain": "amazonaws.com",
+                },
+                "aws": {"cloudtrail": {"user_identity": {"invoked_by": "backup.amazonaws.com"}}},
+            }),
         );
+        assert!(svc["source"].get("ip").is_none());
         assert!(svc["aws"]["cloudtrail"]["service_event_details"].is_object());
 
         let insight = r
@@ -972,12 +1001,17 @@ mod tests {
     fn iam_calls_name_their_target() {
         let r = run(SAMPLE);
         let e = by_action(&r.events, "CreateUser")[0].to_json();
-        assert_eq!(e["event"]["category"][0], "iam");
-        assert_eq!(e["event"]["type"], serde_json::json!(["user", "creation"]));
-        assert_eq!(e["user"]["target"]["name"], "Richard");
-        assert_eq!(e["user"]["target"]["id"], "AIDA6ON6E4XEGITEXAMPLE");
-        assert_eq!(e["user"]["name"], "root");
-        assert_eq!(e["related"]["user"], serde_json::json!(["root", "Richard"]));
+        assert_fields(
+            &e,
+            json!({
+                "event": {"category": ["iam"], "type": ["user", "creation"]},
+                "user": {
+                    "target": {"name": "Richard", "id": "AIDA6ON6E4XEGITEXAMPLE"},
+                    "name": "root",
+                },
+                "related": {"user": ["root", "Richard"]},
+            }),
+        );
     }
 
     fn record(id: u32, extra: &str) -> String {
@@ -1077,8 +1111,7 @@ mod tests {
 
         let array = format!("[\n {},\n {}\n]\n", record(1, "1"), record(2, "2"));
         let r = run_tiny_buffer(&array);
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.stats.malformed, 0);
+        r.assert_counts(2, 0);
 
         // Pretty-printed single record spanning lines.
         let pretty = serde_json::to_string_pretty(
@@ -1110,8 +1143,7 @@ mod tests {
             record(2, "2")
         );
         let r = run(&text);
-        assert_eq!(r.events.len(), 4);
-        assert_eq!(r.stats.malformed, 2);
+        r.assert_counts(4, 2);
         assert_eq!(r.events[1].get_str("event.kind"), Some("pipeline_error"));
         assert_eq!(
             r.events[1].get_str("event.original"),
@@ -1132,27 +1164,16 @@ mod tests {
             record(2, "2")
         );
         let r = run_tiny_buffer(&doc);
-        assert_eq!(r.events.len(), 5);
-        assert_eq!(r.stats.malformed, 3);
+        r.assert_counts(5, 3);
         assert_eq!(r.events[0].get_str("user.name"), Some("u1"));
         let bad_time = r.events[1].to_json();
         assert_eq!(bad_time["event"]["kind"], "pipeline_error");
-        assert!(
-            bad_time["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("cloudtrail line 2: invalid eventTime")
-        );
+        assert_error_contains(&bad_time, "cloudtrail line 2: invalid eventTime");
         assert_eq!(
             bad_time["event"]["original"],
             "{\"eventTime\":\"yesterday\",\"eventName\":\"X\"}"
         );
-        assert!(
-            r.events[2]
-                .get_str("error.message")
-                .unwrap()
-                .contains("invalid JSON")
-        );
+        assert_error_contains(&r.events[2], "invalid JSON");
         assert_eq!(r.events[3].get_str("event.original"), Some("42"));
         assert_eq!(r.events[4].get_str("user.name"), Some("u2"));
         // Malformed records still get distinct deterministic ids.
@@ -1167,16 +1188,10 @@ mod tests {
         let doc = format!("{{\"Records\":[{},{}]}}", record(1, "1"), record(2, "2"));
         let cut = &doc[..doc.len() - 40];
         let r = run_tiny_buffer(cut);
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.stats.malformed, 1);
+        r.assert_counts(2, 1);
         let tail = r.events[1].to_json();
         assert_eq!(tail["event"]["kind"], "pipeline_error");
-        assert!(
-            tail["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("truncated")
-        );
+        assert_error_contains(&tail, "truncated");
         assert!(record(2, "2").starts_with(tail["event"]["original"].as_str().unwrap()));
 
         // Cut inside the wrapper key itself.
@@ -1195,14 +1210,8 @@ mod tests {
         let doc = format!("{{\"Records\":[{},{}]}}", record(1, &big), record(2, "2"));
         let mut r = BufReader::with_capacity(64 * 1024, doc.as_bytes());
         let r = run_with(&mut r, KEY, &ParseOptions::default());
-        assert_eq!(r.events.len(), 2);
-        assert_eq!(r.stats.malformed, 1);
-        assert!(
-            r.events[0]
-                .get_str("error.message")
-                .unwrap()
-                .contains("larger than")
-        );
+        r.assert_counts(2, 1);
+        assert_error_contains(&r.events[0], "larger than");
         assert!(
             r.events[0].get_str("event.original").unwrap().len() <= crate::driver::ORIGINAL_KEEP
         );
@@ -1217,8 +1226,7 @@ mod tests {
         doc.extend_from_slice(b"]}");
         let mut r: &[u8] = &doc;
         let r = run_with(&mut r, KEY, &ParseOptions::default());
-        assert_eq!(r.events.len(), 3);
-        assert_eq!(r.stats.malformed, 1);
+        r.assert_counts(3, 1);
         assert_eq!(r.events[2].get_str("user.name"), Some("u2"));
     }
 

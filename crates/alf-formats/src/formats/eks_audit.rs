@@ -50,10 +50,7 @@ pub(crate) fn map(
             .ok_or_else(|| RecordError::invalid("requestReceivedTimestamp", t))?;
         ev.set("@timestamp", ts);
     }
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("web"), Value::Static("iam")]),
-    );
+    util::set_category(&mut ev, &["web", "iam"]);
     if let Some(verb) = str_at(&audit, &["verb"]) {
         ev.set("event.action", verb.to_owned());
         let kind = match verb {
@@ -103,10 +100,7 @@ pub(crate) fn map(
         .and_then(|c| u16::try_from(c).ok())
     {
         ev.set("http.response.status_code", code);
-        ev.set(
-            "event.outcome",
-            if code < 400 { "success" } else { "failure" },
-        );
+        util::set_outcome(&mut ev, code < 400);
     }
     if let Some(reason) = audit
         .get("annotations")
@@ -160,29 +154,31 @@ pub(crate) fn map_control_plane(cluster: &str, stream: Option<&str>, text: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, TestObject};
+    use crate::{assert_fields, cloudwatch_context};
+    use serde_json::json;
 
     #[test]
     fn audit_event_maps_user_verb_resource_and_result() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let record = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"4a2d5b9f-1c3e-4f6a-8b7d-9e0f1a2b3c4d","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/secrets/aws-auth","verb":"get","user":{"username":"kubernetes-admin","uid":"aws-iam-authenticator:123456789012:AIDAEXAMPLE","groups":["system:masters","system:authenticated"]},"sourceIPs":["203.0.113.10"],"userAgent":"kubectl/v1.29.0 (linux/amd64) kubernetes/3f7a50f","objectRef":{"resource":"secrets","namespace":"kube-system","name":"aws-auth","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":403},"requestReceivedTimestamp":"2024-05-01T12:00:00.123456Z","stageTimestamp":"2024-05-01T12:00:00.130000Z","annotations":{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/reason":""}}"#;
         let m = crate::readers::json_lines::json_object_line(record).unwrap();
         assert!(is_audit_event(&m));
         let e = map(&cx, Some("prod"), m).unwrap().to_json();
-        assert_eq!(e["user"]["name"], "kubernetes-admin");
-        assert_eq!(e["user"]["group"]["name"][0], "system:masters");
-        assert_eq!(e["source"]["ip"], "203.0.113.10");
-        assert_eq!(e["event"]["action"], "get");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["http"]["response"]["status_code"], 403);
-        assert_eq!(e["orchestrator"]["resource"]["type"], "secrets");
-        assert_eq!(e["orchestrator"]["namespace"], "kube-system");
-        assert_eq!(e["orchestrator"]["cluster"]["name"], "prod");
-        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00.123456Z");
-        assert_eq!(
-            e["kubernetes"]["audit"]["audit_id"],
-            "4a2d5b9f-1c3e-4f6a-8b7d-9e0f1a2b3c4d"
+        assert_fields(
+            &e,
+            json!({
+                "user": {"name": "kubernetes-admin", "group": {"name": {"0": "system:masters"}}},
+                "source": {"ip": "203.0.113.10"},
+                "event": {"action": "get", "outcome": "failure"},
+                "http": {"response": {"status_code": 403}},
+                "orchestrator": {
+                    "resource": {"type": "secrets"},
+                    "namespace": "kube-system",
+                    "cluster": {"name": "prod"},
+                },
+                "@timestamp": "2024-05-01T12:00:00.123456Z",
+                "kubernetes": {"audit": {"audit_id": "4a2d5b9f-1c3e-4f6a-8b7d-9e0f1a2b3c4d"}},
+            }),
         );
     }
 

@@ -376,8 +376,8 @@ impl ElbParser {
         let received = h.get(RECEIVED_BYTES).and_then(util::uint);
         let sent = h.get(SENT_BYTES).and_then(util::uint);
         if is_http {
-            ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-            ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+            util::set_category(ev, &["web"]);
+            util::set_type(ev, &["access"]);
             ev.set("aws.elb.protocol", "http");
             if let Some(code) = elb_status {
                 ev.set("http.response.status_code", code);
@@ -403,8 +403,8 @@ impl ElbParser {
                 ev.set_opt("http.response.body.bytes", sent);
             }
         } else {
-            ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-            ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
+            util::set_category(ev, &["network"]);
+            util::set_type(ev, &["connection"]);
             ev.set("aws.elb.protocol", "tcp");
             ev.set("network.transport", "tcp");
             ev.set_opt("source.bytes", received);
@@ -528,8 +528,8 @@ impl ElbParser {
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the TLS connection ended.
         let end = stamp(ev, f, REQUIRED, TIME, "event.end")?;
-        ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
+        util::set_category(ev, &["network"]);
+        util::set_type(ev, &["connection"]);
         ev.set("aws.elb.type", "tls");
         ev.set("aws.elb.protocol", "tcp");
         ev.set("network.transport", "tcp");
@@ -554,14 +554,7 @@ impl ElbParser {
         ev.set_opt("aws.elb.tls_handshake_time.ms", handshake);
         // No handshake time: the handshake did not complete.
         ev.set("tls.established", handshake.is_some());
-        ev.set(
-            "event.outcome",
-            if handshake.is_some() {
-                "success"
-            } else {
-                "failure"
-            },
-        );
+        util::set_outcome(ev, handshake.is_some());
 
         let received = get(RECEIVED_BYTES).and_then(util::uint);
         let sent = get(SENT_BYTES).and_then(util::uint);
@@ -598,8 +591,8 @@ impl ElbParser {
         let get = |i: usize| f.get(i).and_then(|v| field(v));
         // Stamped when the connection was established (or failed to be).
         stamp(ev, f, REQUIRED, TIME, "event.end")?;
-        ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("connection")]));
+        util::set_category(ev, &["network"]);
+        util::set_type(ev, &["connection"]);
         ev.set("aws.elb.protocol", "tcp");
         ev.set("network.transport", "tcp");
         if let Some(ip) = util::canonical_ip(&f[CLIENT_IP]) {
@@ -675,8 +668,7 @@ impl LineParser for ElbParser {
             Variant::Classic => self.map_classic(&mut ev, &f, cx)?,
         }
         ev.set("aws.elb.log_type", variant.name());
-        ev.set("cloud.provider", "aws");
-        ev.set("cloud.service.name", "elasticloadbalancing");
+        util::set_aws_service(&mut ev, "elasticloadbalancing");
         if let Some((account, region)) = &self.origin {
             ev.set("cloud.account.id", account.clone());
             ev.set("cloud.region", region.clone());
@@ -718,8 +710,9 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use super::*;
-    use crate::{Format, ParseOptions, ParseStats};
+    use crate::{Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/elb.log");
     const KEY: &str = "lb/AWSLogs/111122223333/elasticloadbalancing/eu-west-1/2024/03/04/111122223333_elasticloadbalancing_eu-west-1_app.shop-prod-alb.6d1f0e3a9b2c4d5e_20240304T0920Z_10.20.0.5_2k9f8e7d.log.gz";
@@ -760,66 +753,88 @@ mod tests {
     #[test]
     fn alb_https_request_maps_every_field() {
         let e = one(sample_line("https 2024-03-04T09:15:02"));
-        assert_eq!(e["@timestamp"], "2024-03-04T09:15:02.384Z");
-        assert_eq!(e["event"]["end"], "2024-03-04T09:15:02.384Z");
-        assert_eq!(e["event"]["start"], "2024-03-04T09:15:02.335Z");
         // computed from the full microsecond times
-        assert_eq!(e["event"]["duration"], 49_211_000u64);
-        assert_eq!(e["event"]["category"][0], "web");
-        assert_eq!(e["event"]["type"][0], "access");
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["source"]["ip"], "198.51.100.23");
-        assert_eq!(e["source"]["port"], 52814);
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-03-04T09:15:02.384Z",
+                "event": {
+                    "end": "2024-03-04T09:15:02.384Z",
+                    "start": "2024-03-04T09:15:02.335Z",
+                    "duration": 49_211_000u64,
+                    "category": ["web"],
+                    "type": ["access"],
+                    "outcome": "success",
+                },
+                "source": {"ip": "198.51.100.23", "port": 52814},
+            }),
+        );
         let elb = &e["aws"]["elb"];
-        assert_eq!(elb["log_type"], "alb_access");
-        assert_eq!(elb["type"], "https");
-        assert_eq!(elb["name"], "app/shop-prod-alb/6d1f0e3a9b2c4d5e");
-        assert_eq!(elb["backend"]["ip"], "10.20.1.17");
-        assert_eq!(elb["backend"]["port"], 8080);
-        assert_eq!(elb["backend"]["http"]["response"]["status_code"], 200);
-        assert_eq!(elb["request_processing_time"]["sec"], 0.001);
-        assert_eq!(elb["backend_processing_time"]["sec"], 0.048);
-        assert_eq!(elb["response_processing_time"]["sec"], 0.0);
-        assert_eq!(
-            elb["target_group"]["arn"],
-            "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/shop-web/8e2c6a1f3b5d7094"
+        assert_fields(
+            elb,
+            json!({
+                "log_type": "alb_access",
+                "type": "https",
+                "name": "app/shop-prod-alb/6d1f0e3a9b2c4d5e",
+                "backend": {
+                    "ip": "10.20.1.17",
+                    "port": 8080,
+                    "http": {"response": {"status_code": 200}},
+                },
+                "request_processing_time": {"sec": 0.001},
+                "backend_processing_time": {"sec": 0.048},
+                "response_processing_time": {"sec": 0.0},
+                "target_group": {
+                    "arn": "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/shop-web/8e2c6a1f3b5d7094",
+                },
+                "matched_rule_priority": "10",
+                "action_executed": ["forward"],
+                "target_port": ["10.20.1.17:8080"],
+                "target_status_code": ["200"],
+                "conn_trace_id": "TID_7f3e9a1c5b2d4e6f8a0b1c2d3e4f5a6b",
+                "trace_id": "Root=1-65e5914e-2b7c0d9e8f1a3b4c5d6e7f80",
+            }),
         );
-        assert_eq!(elb["matched_rule_priority"], "10");
-        assert_eq!(elb["action_executed"], serde_json::json!(["forward"]));
-        assert_eq!(elb["target_port"], serde_json::json!(["10.20.1.17:8080"]));
-        assert_eq!(elb["target_status_code"], serde_json::json!(["200"]));
-        assert_eq!(elb["conn_trace_id"], "TID_7f3e9a1c5b2d4e6f8a0b1c2d3e4f5a6b");
-        assert_eq!(elb["trace_id"], "Root=1-65e5914e-2b7c0d9e8f1a3b4c5d6e7f80");
-        assert_eq!(e["trace"]["id"], "1-65e5914e-2b7c0d9e8f1a3b4c5d6e7f80");
-        assert_eq!(e["http"]["request"]["method"], "GET");
-        assert_eq!(e["http"]["version"], "1.1");
-        assert_eq!(e["http"]["response"]["status_code"], 200);
         // ALB byte counts include headers
-        assert_eq!(e["http"]["request"]["bytes"], 842);
-        assert_eq!(e["http"]["response"]["bytes"], 15320);
+        assert_fields(
+            &e,
+            json!({
+                "trace": {"id": "1-65e5914e-2b7c0d9e8f1a3b4c5d6e7f80"},
+                "http": {
+                    "request": {"method": "GET", "bytes": 842},
+                    "version": "1.1",
+                    "response": {"status_code": 200, "bytes": 15320},
+                },
+            }),
+        );
         assert!(e["http"]["response"].get("body").is_none());
-        assert_eq!(e["url"]["scheme"], "https");
-        assert_eq!(e["url"]["domain"], "shop.example.com");
-        assert_eq!(e["url"]["registered_domain"], "example.com");
-        assert_eq!(e["url"]["port"], 443);
-        assert_eq!(e["url"]["path"], "/catalog/items");
-        assert_eq!(e["url"]["query"], "page=2&sort=price");
-        assert_eq!(
-            e["url"]["original"],
-            "https://shop.example.com:443/catalog/items?page=2&sort=price"
+        assert_fields(
+            &e,
+            json!({
+                "url": {
+                    "scheme": "https",
+                    "domain": "shop.example.com",
+                    "registered_domain": "example.com",
+                    "port": 443,
+                    "path": "/catalog/items",
+                    "query": "page=2&sort=price",
+                    "original": "https://shop.example.com:443/catalog/items?page=2&sort=price",
+                },
+                "user_agent": {"name": "Firefox"},
+                "tls": {
+                    "version": "1.2",
+                    "cipher": "ECDHE-RSA-AES128-GCM-SHA256",
+                    "client": {"server_name": "shop.example.com"},
+                },
+                "destination": {"domain": "shop.example.com"},
+                "related": {"ip": ["198.51.100.23", "10.20.1.17"]},
+                "cloud": {
+                    "service": {"name": "elasticloadbalancing"},
+                    "account": {"id": "111122223333"},
+                    "region": "eu-west-1",
+                },
+            }),
         );
-        assert_eq!(e["user_agent"]["name"], "Firefox");
-        assert_eq!(e["tls"]["version"], "1.2");
-        assert_eq!(e["tls"]["cipher"], "ECDHE-RSA-AES128-GCM-SHA256");
-        assert_eq!(e["tls"]["client"]["server_name"], "shop.example.com");
-        assert_eq!(e["destination"]["domain"], "shop.example.com");
-        assert_eq!(
-            e["related"]["ip"],
-            serde_json::json!(["198.51.100.23", "10.20.1.17"])
-        );
-        assert_eq!(e["cloud"]["service"]["name"], "elasticloadbalancing");
-        assert_eq!(e["cloud"]["account"]["id"], "111122223333");
-        assert_eq!(e["cloud"]["region"], "eu-west-1");
         assert!(elb.get("extra_fields").is_none());
     }
 
@@ -856,13 +871,19 @@ mod tests {
     #[test]
     fn ipv6_clients_http2_and_hop_trace_headers() {
         let e = one(sample_line("h2 "));
-        assert_eq!(e["source"]["ip"], "2001:db8:85a3::8a2e:370:7334");
-        assert_eq!(e["source"]["port"], 61022);
-        assert_eq!(e["network"]["type"], "ipv6");
-        assert_eq!(e["http"]["version"], "2.0");
-        assert_eq!(e["http"]["request"]["method"], "POST");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["http"]["response"]["status_code"], 502);
+        assert_fields(
+            &e,
+            json!({
+                "source": {"ip": "2001:db8:85a3::8a2e:370:7334", "port": 61022},
+                "network": {"type": "ipv6"},
+                "http": {
+                    "version": "2.0",
+                    "request": {"method": "POST"},
+                    "response": {"status_code": 502},
+                },
+                "event": {"outcome": "failure"},
+            }),
+        );
         assert!(e["aws"]["elb"]["backend"]["http"].is_null());
         assert!(e["aws"]["elb"].get("target_status_code").is_none());
         // the trace root, not this hop's `Self=` id
@@ -900,18 +921,22 @@ mod tests {
         let e = one(sample_line("2024-03-04T09:30:01"));
         assert_eq!(e["aws"]["elb"]["log_type"], "classic");
         assert!(e["aws"]["elb"].get("type").is_none());
-        assert_eq!(e["aws"]["elb"]["name"], "legacy-web");
         // classic logs stamp the time the request came in
-        assert_eq!(e["@timestamp"], "2024-03-04T09:30:01.118Z");
-        assert_eq!(e["event"]["start"], "2024-03-04T09:30:01.118Z");
-        assert_eq!(e["event"]["duration"], 18_389_000u64);
-        assert_eq!(e["event"]["end"], "2024-03-04T09:30:01.136Z");
-        assert_eq!(e["aws"]["elb"]["backend"]["ip"], "10.40.0.12");
         // classic HTTP byte counts are bodies only
-        assert_eq!(e["http"]["response"]["body"]["bytes"], 5120);
-        assert_eq!(e["http"]["request"]["body"]["bytes"], 0);
-        assert_eq!(e["url"]["domain"], "legacy.example.com");
-        assert_eq!(e["url"]["path"], "/status.html");
+        assert_fields(
+            &e,
+            json!({
+                "aws": {"elb": {"name": "legacy-web", "backend": {"ip": "10.40.0.12"}}},
+                "@timestamp": "2024-03-04T09:30:01.118Z",
+                "event": {
+                    "start": "2024-03-04T09:30:01.118Z",
+                    "duration": 18_389_000u64,
+                    "end": "2024-03-04T09:30:01.136Z",
+                },
+                "http": {"response": {"body": {"bytes": 5120}}, "request": {"body": {"bytes": 0}}},
+                "url": {"domain": "legacy.example.com", "path": "/status.html"},
+            }),
+        );
         assert!(e.get("tls").is_none());
 
         let e = one(sample_line("2024-03-04T09:30:02"));
@@ -920,12 +945,16 @@ mod tests {
         assert_eq!(e["url"]["query"], "id=7");
 
         let e = one(sample_line("2024-03-04T09:30:05"));
-        assert_eq!(e["event"]["category"][0], "network");
-        assert_eq!(e["aws"]["elb"]["protocol"], "tcp");
-        assert_eq!(e["network"]["transport"], "tcp");
-        assert_eq!(e["source"]["bytes"], 1832);
-        assert_eq!(e["destination"]["bytes"], 412);
-        assert_eq!(e["network"]["bytes"], 2244);
+        assert_fields(
+            &e,
+            json!({
+                "event": {"category": ["network"]},
+                "aws": {"elb": {"protocol": "tcp"}},
+                "network": {"transport": "tcp", "bytes": 2244},
+                "source": {"bytes": 1832},
+                "destination": {"bytes": 412},
+            }),
+        );
         assert!(e.get("http").is_none());
         assert!(e.get("url").is_none());
         assert!(e.get("user_agent").is_none());
@@ -935,27 +964,38 @@ mod tests {
     #[test]
     fn nlb_tls_connections() {
         let e = one(sample_line("tls 2.0 2024-03-04T09:20:12"));
-        assert_eq!(e["aws"]["elb"]["log_type"], "nlb_tls");
-        assert_eq!(e["@timestamp"], "2024-03-04T09:20:12Z");
-        assert_eq!(e["event"]["start"], "2024-03-04T09:19:38Z");
-        assert_eq!(e["event"]["duration"], 34_012_000_000u64);
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["source"]["ip"], "192.0.2.45");
-        assert_eq!(e["source"]["bytes"], 12844);
         // the listener address the client connected to
-        assert_eq!(e["destination"]["ip"], "10.30.0.10");
-        assert_eq!(e["destination"]["port"], 8883);
-        assert_eq!(e["destination"]["bytes"], 9920);
-        assert_eq!(e["destination"]["domain"], "mqtt.example.com");
-        assert_eq!(e["tls"]["client"]["server_name"], "mqtt.example.com");
-        assert_eq!(e["tls"]["version"], "1.2");
-        assert_eq!(e["tls"]["established"], true);
-        assert_eq!(e["tls"]["next_protocol"], "h2");
-        assert_eq!(e["aws"]["elb"]["listener"], "7c8d9e0f1a2b3c4d");
-        assert_eq!(e["aws"]["elb"]["tls_handshake_time"]["ms"], 18.0);
-        assert_eq!(
-            e["aws"]["elb"]["alpn_client_preference_list"],
-            serde_json::json!(["h2", "http/1.1"])
+        assert_fields(
+            &e,
+            json!({
+                "aws": {
+                    "elb": {
+                        "log_type": "nlb_tls",
+                        "listener": "7c8d9e0f1a2b3c4d",
+                        "tls_handshake_time": {"ms": 18.0},
+                        "alpn_client_preference_list": ["h2", "http/1.1"],
+                    },
+                },
+                "@timestamp": "2024-03-04T09:20:12Z",
+                "event": {
+                    "start": "2024-03-04T09:19:38Z",
+                    "duration": 34_012_000_000u64,
+                    "outcome": "success",
+                },
+                "source": {"ip": "192.0.2.45", "bytes": 12844},
+                "destination": {
+                    "ip": "10.30.0.10",
+                    "port": 8883,
+                    "bytes": 9920,
+                    "domain": "mqtt.example.com",
+                },
+                "tls": {
+                    "client": {"server_name": "mqtt.example.com"},
+                    "version": "1.2",
+                    "established": true,
+                    "next_protocol": "h2",
+                },
+            }),
         );
 
         let e = one(sample_line("tls 2.0 2024-03-04T09:20:15"));
@@ -969,16 +1009,21 @@ mod tests {
     #[test]
     fn alb_connection_logs() {
         let e = one(sample_line("2024-03-04T09:15:02.301877Z"));
-        assert_eq!(e["aws"]["elb"]["log_type"], "alb_connection");
-        assert_eq!(e["source"]["ip"], "198.51.100.23");
-        assert_eq!(e["source"]["port"], 52814);
-        assert_eq!(e["destination"]["port"], 443);
-        assert_eq!(e["tls"]["version"], "1.2");
-        assert_eq!(e["aws"]["elb"]["tls_handshake_latency"], 0.012);
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(
-            e["aws"]["elb"]["conn_trace_id"],
-            "TID_7f3e9a1c5b2d4e6f8a0b1c2d3e4f5a6b"
+        assert_fields(
+            &e,
+            json!({
+                "aws": {
+                    "elb": {
+                        "log_type": "alb_connection",
+                        "tls_handshake_latency": 0.012,
+                        "conn_trace_id": "TID_7f3e9a1c5b2d4e6f8a0b1c2d3e4f5a6b",
+                    },
+                },
+                "source": {"ip": "198.51.100.23", "port": 52814},
+                "destination": {"port": 443},
+                "tls": {"version": "1.2"},
+                "event": {"outcome": "success"},
+            }),
         );
         assert!(e["tls"].get("client").is_none());
 
@@ -1022,24 +1067,9 @@ mod tests {
         let text = "garbage that is no elb log\nhttp 2024-03-04T09:15:02.384211Z app/x/y 192.0.2.1:1 - 0 0 0\n2024-13-45T00:00:00Z legacy 1.2.3.4:5 - 1 1 1 200 200 0 0 \"GET / HTTP/1.1\" \"-\" - -\n";
         let (events, stats) = run_key(text, "plain.log");
         assert_eq!((stats.events, stats.malformed), (3, 3));
-        assert!(
-            events[0]
-                .get_str("error.message")
-                .unwrap()
-                .contains("not an ELB")
-        );
-        assert!(
-            events[1]
-                .get_str("error.message")
-                .unwrap()
-                .contains("expected 16 fields, found 8")
-        );
-        assert!(
-            events[2]
-                .get_str("error.message")
-                .unwrap()
-                .contains("not an ELB")
-        );
+        assert_error_contains(&events[0], "not an ELB");
+        assert_error_contains(&events[1], "expected 16 fields, found 8");
+        assert_error_contains(&events[2], "not an ELB");
         assert!(
             events
                 .iter()

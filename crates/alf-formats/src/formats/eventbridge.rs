@@ -23,11 +23,11 @@ use serde_json::Value as J;
 
 use crate::Format;
 use crate::driver::{EventSink, LineContext, ORIGINAL_KEEP, ObjectParse, ParseError, RecordError};
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::readers::json_records::{JsonMap, snake_keys, take_object, take_string};
 use crate::readers::json_values::{Item, MAX_VALUE, ValueReader};
 use crate::formats::{cloudtrail, guardduty, securityhub};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader, has_json_keys};
 use crate::util;
 
 /// EventBridge events delivered by Firehose (no key marker: recognised by content).
@@ -42,11 +42,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 5,
         what: "EventBridge event",
         first_line: FirstLine::Json,
-        matches: |line| {
-            line.contains("\"detail-type\"")
-                && line.contains("\"source\"")
-                && line.contains("\"account\"")
-        },
+        matches: |line| has_json_keys(line, &["detail-type", "source", "account"]),
     }],
     skip: None,
     options: &[],
@@ -250,7 +246,7 @@ fn generic(_cx: &ObjectParse<'_>, mut m: JsonMap) -> Result<Event, RecordError> 
             if let Some(d) = detail.get("description").and_then(J::as_str) {
                 ev.set("rule.description", d.to_owned());
             }
-            ev.set("event.category", Value::Arr(vec![Value::Static("threat")]));
+            util::set_category(&mut ev, &["threat"]);
         }
         ev.set("aws.eventbridge.detail", snake_keys(J::Object(detail)));
     }
@@ -264,6 +260,7 @@ fn generic(_cx: &ObjectParse<'_>, mut m: JsonMap) -> Result<Event, RecordError> 
 
 #[cfg(test)]
 mod tests {
+    
     use crate::Format;
 
     use crate::parse_json_for_test as run;

@@ -16,8 +16,9 @@ use crate::driver::{LineContext, RecordError};
 use crate::event::{Event, Value};
 use crate::readers::json_records::{
     JsonMap, snake_case, snake_keys, string_list, take_object, take_string, take_string_into,
+    take_strings_into,
 };
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// GuardDuty findings exported to S3: one per line, or inside `{"findings": [...]}`.
@@ -34,11 +35,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 140,
         what: "GuardDuty finding",
         first_line: FirstLine::Json,
-        matches: |line| {
-            line.contains("\"schemaVersion\"")
-                && line.contains("\"severity\"")
-                && line.contains("\"service\"")
-        },
+        matches: |line| has_json_keys(line, &["schemaVersion", "severity", "service"]),
     }],
     skip: None,
     options: &[],
@@ -61,14 +58,8 @@ struct FindingType<'a> {
 fn split_type(t: &str) -> Option<FindingType<'_>> {
     let (threat_purpose, rest) = t.split_once(':')?;
     let (resource_type, rest) = rest.split_once('/')?;
-    let (name, artifact) = match rest.split_once('!') {
-        Some((n, a)) => (n, Some(a)),
-        None => (rest, None),
-    };
-    let (threat_family, detection_mechanism) = match name.split_once('.') {
-        Some((f, m)) => (f, Some(m)),
-        None => (name, None),
-    };
+    let (name, artifact) = util::split_first(rest, '!');
+    let (threat_family, detection_mechanism) = util::split_first(name, '.');
     Some(FindingType {
         threat_purpose,
         resource_type,
@@ -100,10 +91,7 @@ pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event,
     }
     let mut ev = Event::new();
     ev.set("event.kind", "alert");
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("intrusion_detection")]),
-    );
+    util::set_category(&mut ev, &["intrusion_detection"]);
     ev.set("cloud.service.name", "guardduty");
 
     let updated = take_string(&mut f, "updatedAt");
@@ -124,16 +112,18 @@ pub(crate) fn map_finding(cx: &LineContext<'_>, mut f: JsonMap) -> Result<Event,
     ev.set_opt("aws.guardduty.created_at", created);
     ev.set_opt("aws.guardduty.updated_at", updated);
 
-    for (path, key) in [
-        ("event.id", "id"),
-        ("aws.guardduty.arn", "arn"),
-        ("cloud.account.id", "accountId"),
-        ("cloud.region", "region"),
-        ("aws.guardduty.partition", "partition"),
-        ("aws.guardduty.schema_version", "schemaVersion"),
-    ] {
-        ev.set_opt(path, take_string(&mut f, key));
-    }
+    take_strings_into(
+        &mut f,
+        &mut ev,
+        &[
+            ("event.id", "id"),
+            ("aws.guardduty.arn", "arn"),
+            ("cloud.account.id", "accountId"),
+            ("cloud.region", "region"),
+            ("aws.guardduty.partition", "partition"),
+            ("aws.guardduty.schema_version", "schemaVersion"),
+        ],
+    );
 
     if let Some(t) = take_string(&mut f, "type") {
         if let Some(parts) = split_type(&t) {
@@ -550,10 +540,11 @@ fn map_action(cx: &LineContext<'_>, ev: &mut Event, action: &JsonMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use std::io::BufReader;
 
     use super::{FindingType, severity_label, split_type};
-    use crate::{Event, Format, ParseOptions, ParseStats};
+    use crate::{Event, Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/guardduty.log");
 
@@ -567,7 +558,9 @@ mod tests {
         run_reader(&mut text.as_bytes())
     }
 
-    fn find(events: &[Event], rule: &str) -> serde_json::Value {
+    /// The event of the sample finding whose type (`rule.name`) is `rule`.
+    fn sample_finding(rule: &str) -> serde_json::Value {
+        let (events, _) = run(SAMPLE);
         events
             .iter()
             .find(|e| e.get_str("rule.name") == Some(rule))
@@ -632,20 +625,22 @@ mod tests {
 
     #[test]
     fn port_probe_maps_prober_to_source() {
-        let (events, _) = run(SAMPLE);
-        let e = find(&events, "Recon:EC2/PortProbeUnprotectedPort");
-        assert_eq!(e["event"]["action"], "PORT_PROBE");
-        assert_eq!(e["rule"]["category"], "Recon");
-        assert_eq!(e["rule"]["ruleset"], "Recon:EC2");
-        assert_eq!(e["event"]["severity"], 2);
-        assert_eq!(e["aws"]["guardduty"]["severity"]["value"], "Low");
-        assert_eq!(e["source"]["ip"], "198.51.100.14");
-        assert_eq!(e["source"]["geo"]["country_name"], "Netherlands");
-        assert_eq!(e["source"]["as"]["number"], 64500);
-        assert_eq!(e["destination"]["ip"], "172.31.37.9");
-        assert_eq!(e["destination"]["port"], 22);
-        assert_eq!(e["cloud"]["instance"]["id"], "i-0a1b2c3d4e5f67890");
-        assert_eq!(e["cloud"]["instance"]["name"], "bastion-1");
+        let e = sample_finding("Recon:EC2/PortProbeUnprotectedPort");
+        assert_fields(
+            &e,
+            json!({
+                "event": {"action": "PORT_PROBE", "severity": 2},
+                "rule": {"category": "Recon", "ruleset": "Recon:EC2"},
+                "aws": {"guardduty": {"severity": {"value": "Low"}}},
+                "source": {
+                    "ip": "198.51.100.14",
+                    "geo": {"country_name": "Netherlands"},
+                    "as": {"number": 64500},
+                },
+                "destination": {"ip": "172.31.37.9", "port": 22},
+                "cloud": {"instance": {"id": "i-0a1b2c3d4e5f67890", "name": "bastion-1"}},
+            }),
+        );
         let related = e["related"]["ip"].as_array().unwrap();
         assert!(related.contains(&"203.0.113.90".into()), "{related:?}");
         assert!(related.contains(&"172.31.37.9".into()));
@@ -660,39 +655,41 @@ mod tests {
 
     #[test]
     fn connection_direction_decides_source_and_destination() {
-        let (events, _) = run(SAMPLE);
-        let inbound = find(&events, "UnauthorizedAccess:EC2/SSHBruteForce");
-        assert_eq!(inbound["network"]["direction"], "inbound");
-        assert_eq!(inbound["network"]["transport"], "tcp");
-        assert_eq!(inbound["source"]["ip"], "203.0.113.17");
-        assert_eq!(inbound["source"]["port"], 50214);
-        assert_eq!(inbound["destination"]["ip"], "172.31.37.9");
-        assert_eq!(inbound["destination"]["port"], 22);
-
-        let outbound = find(&events, "CryptoCurrency:EC2/BitcoinTool.B");
-        assert_eq!(outbound["network"]["direction"], "outbound");
-        assert_eq!(outbound["source"]["ip"], "172.31.40.21");
-        assert_eq!(outbound["source"]["port"], 41822);
-        assert_eq!(outbound["destination"]["ip"], "192.0.2.200");
-        assert_eq!(outbound["destination"]["port"], 3333);
-        assert_eq!(
-            outbound["destination"]["geo"]["city_name"],
-            "Frankfurt am Main"
+        let inbound = sample_finding("UnauthorizedAccess:EC2/SSHBruteForce");
+        assert_fields(
+            &inbound,
+            json!({
+                "network": {"direction": "inbound", "transport": "tcp"},
+                "source": {"ip": "203.0.113.17", "port": 50214},
+                "destination": {"ip": "172.31.37.9", "port": 22},
+            }),
         );
-        assert_eq!(outbound["event"]["severity"], 8);
-        assert_eq!(outbound["aws"]["guardduty"]["severity"]["value"], "High");
-        assert_eq!(
-            outbound["aws"]["guardduty"]["finding_type"]["detection_mechanism"],
-            "B"
+
+        let outbound = sample_finding("CryptoCurrency:EC2/BitcoinTool.B");
+        assert_fields(
+            &outbound,
+            json!({
+                "network": {"direction": "outbound"},
+                "source": {"ip": "172.31.40.21", "port": 41822},
+                "destination": {
+                    "ip": "192.0.2.200",
+                    "port": 3333,
+                    "geo": {"city_name": "Frankfurt am Main"},
+                },
+                "event": {"severity": 8},
+                "aws": {
+                    "guardduty": {
+                        "severity": {"value": "High"},
+                        "finding_type": {"detection_mechanism": "B"},
+                    },
+                },
+            }),
         );
     }
 
     #[test]
     fn api_calls_dns_kubernetes_rds_and_malware() {
-        let (events, _) = run(SAMPLE);
-        let api = find(
-            &events,
-            "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+        let api = sample_finding("UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
         );
         assert_eq!(api["event"]["action"], "AWS_API_CALL");
         assert_eq!(api["source"]["ip"], "198.51.100.61");
@@ -703,37 +700,41 @@ mod tests {
         );
         assert_eq!(api["user_agent"]["name"], "Boto3");
 
-        let dns = find(&events, "Trojan:EC2/BlackholeTraffic!DNS");
+        let dns = sample_finding("Trojan:EC2/BlackholeTraffic!DNS");
         assert_eq!(dns["dns"]["question"]["name"], "update.blackholed.example");
         assert_eq!(dns["network"]["transport"], "udp");
         assert_eq!(dns["event"]["type"][0], "denied");
         assert_eq!(dns["aws"]["guardduty"]["finding_type"]["artifact"], "DNS");
 
-        let k8s = find(&events, "Discovery:Kubernetes/MaliciousIPCaller.Custom");
-        assert_eq!(k8s["event"]["action"], "KUBERNETES_API_CALL");
-        assert_eq!(k8s["source"]["ip"], "203.0.113.44");
-        assert_eq!(k8s["user"]["name"], "system:serviceaccount:payments:ledger");
-        assert_eq!(k8s["user"]["group"]["name"][0], "system:serviceaccounts");
-        assert_eq!(k8s["orchestrator"]["cluster"]["name"], "prod-eks");
-        assert_eq!(k8s["orchestrator"]["namespace"], "payments");
-        assert_eq!(k8s["http"]["response"]["status_code"], 403);
+        let k8s = sample_finding("Discovery:Kubernetes/MaliciousIPCaller.Custom");
+        assert_fields(
+            &k8s,
+            json!({
+                "event": {"action": "KUBERNETES_API_CALL"},
+                "source": {"ip": "203.0.113.44"},
+                "user": {
+                    "name": "system:serviceaccount:payments:ledger",
+                    "group": {"name": {"0": "system:serviceaccounts"}},
+                },
+                "orchestrator": {"cluster": {"name": "prod-eks"}, "namespace": "payments"},
+                "http": {"response": {"status_code": 403}},
+            }),
+        );
 
-        let rds = find(
-            &events,
-            "CredentialAccess:RDS/AnomalousBehavior.FailedLogin",
+        let rds = sample_finding("CredentialAccess:RDS/AnomalousBehavior.FailedLogin",
         );
         assert_eq!(rds["event"]["action"], "RDS_LOGIN_ATTEMPT");
         assert_eq!(rds["user"]["name"], "admin");
         assert_eq!(rds["source"]["ip"], "192.0.2.55");
 
-        let malware = find(&events, "Execution:EC2/MaliciousFile");
+        let malware = sample_finding("Execution:EC2/MaliciousFile");
         assert!(malware["event"].get("action").is_none());
         assert_eq!(
             malware["related"]["hash"][0],
             "4d3ff1fd4bd2e1c3e7f3a0c2b1d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f50"
         );
 
-        let runtime = find(&events, "Execution:Runtime/NewBinaryExecuted");
+        let runtime = sample_finding("Execution:Runtime/NewBinaryExecuted");
         assert_eq!(runtime["process"]["name"], "xmrig");
         assert_eq!(runtime["process"]["pid"], 21455);
         assert_eq!(
@@ -780,12 +781,7 @@ mod tests {
         let (events, stats) = run(&text);
         assert_eq!(events.len(), 3);
         assert_eq!(stats.malformed, 2);
-        assert!(
-            events[1]
-                .get_str("error.message")
-                .unwrap()
-                .contains("invalid updatedAt")
-        );
+        assert_error_contains(&events[1], "invalid updatedAt");
         assert_eq!(events[2].get_str("event.kind"), Some("pipeline_error"));
         assert_eq!(
             events[2].get_str("event.original"),

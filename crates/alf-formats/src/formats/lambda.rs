@@ -223,14 +223,7 @@ fn map_json(ev: &mut Event, text: &str, mut m: serde_json::Map<String, J>) {
             ev.set("faas.coldstart", true);
         }
         if let Some(status) = text_at(&["status"]) {
-            ev.set(
-                "event.outcome",
-                if status == "success" {
-                    "success"
-                } else {
-                    "failure"
-                },
-            );
+            util::set_outcome(ev, status == "success");
             ev.set("aws.lambda.status", status);
         }
         ev.set("message", text.to_owned());
@@ -265,6 +258,9 @@ fn map_json(ev: &mut Event, text: &str, mut m: serde_json::Map<String, J>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    use crate::assert_fields;
 
     fn run(function: Option<&str>, text: &str) -> J {
         let json = serde_json::from_str(text).ok();
@@ -277,17 +273,25 @@ mod tests {
             Some("my-function"),
             "REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\tMax Memory Used: 18 MB\tInit Duration: 130.24 ms\t",
         );
-        assert_eq!(e["faas"]["name"], "my-function");
-        assert_eq!(
-            e["faas"]["execution"],
-            "3604209a-e9a3-11e6-939a-754dd98c7be3"
+        assert_fields(
+            &e,
+            json!({
+                "faas": {
+                    "name": "my-function",
+                    "execution": "3604209a-e9a3-11e6-939a-754dd98c7be3",
+                    "coldstart": true,
+                },
+                "aws": {
+                    "lambda": {
+                        "billed_duration_ms": 13.0,
+                        "memory_size_mb": 128,
+                        "max_memory_used_mb": 18,
+                        "init_duration_ms": 130.24,
+                    },
+                },
+                "event": {"duration": 12_340_000},
+            }),
         );
-        assert_eq!(e["faas"]["coldstart"], true);
-        assert_eq!(e["aws"]["lambda"]["billed_duration_ms"], 13.0);
-        assert_eq!(e["aws"]["lambda"]["memory_size_mb"], 128);
-        assert_eq!(e["aws"]["lambda"]["max_memory_used_mb"], 18);
-        assert_eq!(e["aws"]["lambda"]["init_duration_ms"], 130.24);
-        assert_eq!(e["event"]["duration"], 12_340_000);
         let warm = run(
             None,
             "REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 18 MB",

@@ -19,7 +19,7 @@ use crate::driver::{
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
 use crate::readers::json_lines::{keep_unmapped, number, text};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// Keys of `event` mapped here; any other is kept under `aws.firewall`.
@@ -344,10 +344,9 @@ fn map_record(root: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Reco
             .and_then(util::epoch_secs),
     };
     ev.set_opt("@timestamp", ts);
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
-    ev.set("cloud.provider", "aws");
-    ev.set("cloud.service.name", "network-firewall");
+    util::set_aws_service(&mut ev, "network-firewall");
     ev.set("observer.vendor", "AWS");
     ev.set("observer.product", "Network Firewall");
     ev.set("observer.type", "firewall");
@@ -471,7 +470,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 120,
         what: "network firewall record",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"firewall_name\"") && line.contains("\"event\""),
+        matches: |line| has_json_keys(line, &["firewall_name", "event"]),
     }],
     skip: None,
     options: &[],
@@ -482,44 +481,52 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 mod tests {
     use serde_json::json;
 
-    use crate::Format;
+    use crate::{Format, assert_fields};
 
     sample_test_helpers!(Format::NetworkFirewall, "network-firewall.log");
 
     #[test]
     fn blocked_http_alert() {
         let e = sample(0);
-        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01.512Z");
-        assert_eq!(e["event"]["kind"], "alert");
-        assert_eq!(e["event"]["action"], "blocked");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["event"]["type"], json!(["connection", "denied"]));
-        assert_eq!(e["event"]["severity"], 3);
-        assert_eq!(e["event"]["dataset"], "aws.firewall_logs");
-        assert_eq!(e["rule"]["id"], "1000003");
-        assert_eq!(e["rule"]["name"], "Block plain HTTP to the internet");
-        assert_eq!(e["rule"]["version"], "1");
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-06-16T08:00:01.512Z",
+                "event": {
+                    "kind": "alert",
+                    "action": "blocked",
+                    "outcome": "failure",
+                    "type": ["connection", "denied"],
+                    "severity": 3,
+                    "dataset": "aws.firewall_logs",
+                },
+                "rule": {
+                    "id": "1000003",
+                    "name": "Block plain HTTP to the internet",
+                    "version": "1",
+                },
+            }),
+        );
         assert!(e["rule"].get("category").is_none());
-        assert_eq!(e["observer"]["name"], "egress-firewall");
-        assert_eq!(e["observer"]["type"], "firewall");
-        assert_eq!(e["cloud"]["availability_zone"], "eu-west-1a");
-        assert_eq!(e["cloud"]["region"], "eu-west-1");
-        assert_eq!(e["source"]["ip"], "10.0.1.15");
-        assert_eq!(e["source"]["port"], 51254);
-        assert_eq!(e["destination"]["ip"], "203.0.113.50");
-        assert_eq!(e["destination"]["port"], 80);
-        assert_eq!(e["destination"]["domain"], "updates.example.com");
-        assert_eq!(e["network"]["transport"], "tcp");
-        assert_eq!(e["network"]["iana_number"], "6");
-        assert_eq!(e["network"]["protocol"], "http");
-        assert_eq!(e["url"]["domain"], "updates.example.com");
-        assert_eq!(e["url"]["original"], "/v2/check?channel=stable");
-        assert_eq!(e["url"]["path"], "/v2/check");
-        assert_eq!(e["url"]["query"], "channel=stable");
-        assert_eq!(e["http"]["request"]["method"], "GET");
-        assert_eq!(e["http"]["version"], "1.1");
-        assert_eq!(e["user_agent"]["name"], "Firefox");
-        assert_eq!(e["aws"]["firewall"]["flow_id"], "1770453319291727");
+        assert_fields(
+            &e,
+            json!({
+                "observer": {"name": "egress-firewall", "type": "firewall"},
+                "cloud": {"availability_zone": "eu-west-1a", "region": "eu-west-1"},
+                "source": {"ip": "10.0.1.15", "port": 51254},
+                "destination": {"ip": "203.0.113.50", "port": 80, "domain": "updates.example.com"},
+                "network": {"transport": "tcp", "iana_number": "6", "protocol": "http"},
+                "url": {
+                    "domain": "updates.example.com",
+                    "original": "/v2/check?channel=stable",
+                    "path": "/v2/check",
+                    "query": "channel=stable",
+                },
+                "http": {"request": {"method": "GET"}, "version": "1.1"},
+                "user_agent": {"name": "Firefox"},
+                "aws": {"firewall": {"flow_id": "1770453319291727"}},
+            }),
+        );
         // The alert's `signature` is mapped to rule.name, never kept under a key the
         // serializer's redaction would treat as a secret.
         assert!(e["aws"]["firewall"].get("alert").is_none());
@@ -528,36 +535,47 @@ mod tests {
     #[test]
     fn allowed_tls_alert_with_categories() {
         let e = sample(1);
-        assert_eq!(e["event"]["action"], "allowed");
-        assert_eq!(e["event"]["type"], json!(["connection", "allowed"]));
-        assert_eq!(e["tls"]["client"]["server_name"], "api.example.com");
-        assert_eq!(e["tls"]["version"], "1.3");
-        assert_eq!(e["tls"]["version_protocol"], "tls");
-        assert_eq!(
-            e["tls"]["client"]["ja3"],
-            "0123456789abcdef0123456789abcdef"
-        );
-        assert_eq!(e["destination"]["domain"], "api.example.com");
-        assert_eq!(e["aws"]["firewall"]["tls_inspected"], false);
-        assert_eq!(
-            e["aws"]["firewall"]["aws_category"],
-            json!(["Technology and Internet"])
+        assert_fields(
+            &e,
+            json!({
+                "event": {"action": "allowed", "type": ["connection", "allowed"]},
+                "tls": {
+                    "client": {
+                        "server_name": "api.example.com",
+                        "ja3": "0123456789abcdef0123456789abcdef",
+                    },
+                    "version": "1.3",
+                    "version_protocol": "tls",
+                },
+                "destination": {"domain": "api.example.com"},
+                "aws": {
+                    "firewall": {
+                        "tls_inspected": false,
+                        "aws_category": ["Technology and Internet"],
+                    },
+                },
+            }),
         );
     }
 
     #[test]
     fn netflow_records_counts_times_and_flags() {
         let e = sample(2);
-        assert_eq!(e["event"]["kind"], "event");
-        assert_eq!(e["event"]["type"], json!(["connection"]));
-        assert_eq!(e["@timestamp"], "2024-06-16T08:01:00.315Z");
-        assert_eq!(e["event"]["start"], "2024-06-16T07:59:41.99Z");
-        assert_eq!(e["event"]["end"], "2024-06-16T07:59:44.125Z");
-        assert_eq!(e["event"]["duration"], 2_135_238_000u64);
-        assert_eq!(e["source"]["packets"], 12);
-        assert_eq!(e["source"]["bytes"], 1840);
-        assert_eq!(e["network"]["bytes"], 1840);
-        assert_eq!(e["network"]["packets"], 12);
+        assert_fields(
+            &e,
+            json!({
+                "event": {
+                    "kind": "event",
+                    "type": ["connection"],
+                    "start": "2024-06-16T07:59:41.99Z",
+                    "end": "2024-06-16T07:59:44.125Z",
+                    "duration": 2_135_238_000u64,
+                },
+                "@timestamp": "2024-06-16T08:01:00.315Z",
+                "source": {"packets": 12, "bytes": 1840},
+                "network": {"bytes": 1840, "packets": 12},
+            }),
+        );
         assert!(e["network"].get("protocol").is_none());
         assert_eq!(e["aws"]["firewall"]["tcp_flags"], "1b");
         assert_eq!(
@@ -588,15 +606,19 @@ mod tests {
     #[test]
     fn tls_inspection_logs() {
         let err = sample(5);
-        assert_eq!(err["@timestamp"], "2024-06-16T08:01:03.412Z");
-        assert_eq!(err["aws"]["firewall"]["event_type"], "tls");
-        assert_eq!(err["source"]["port"], 59844);
-        assert_eq!(err["destination"]["port"], 443);
-        assert_eq!(
-            err["event"]["reason"],
-            "Server name is not found in client hello."
+        assert_fields(
+            &err,
+            json!({
+                "@timestamp": "2024-06-16T08:01:03.412Z",
+                "aws": {"firewall": {"event_type": "tls"}},
+                "source": {"port": 59844},
+                "destination": {"port": 443},
+                "event": {
+                    "reason": "Server name is not found in client hello.",
+                    "outcome": "failure",
+                },
+            }),
         );
-        assert_eq!(err["event"]["outcome"], "failure");
         assert!(err.get("error").is_none());
         assert!(err.get("tls").is_none(), "`-` SNI is absent");
         let revoked = sample(6);
@@ -624,14 +646,15 @@ mod tests {
     #[test]
     fn zones_times_and_versions() {
         use super::{region_of_zone, suricata_time, tls_version};
-        assert_eq!(region_of_zone("us-east-2a").as_deref(), Some("us-east-2"));
-        assert_eq!(
-            region_of_zone("us-west-2-lax-1a").as_deref(),
-            Some("us-west-2")
-        );
-        assert_eq!(region_of_zone("use1-az5"), None);
-        assert_eq!(region_of_zone("zone"), None);
-        assert_eq!(region_of_zone(""), None);
+        for (zone, region) in [
+            ("us-east-2a", Some("us-east-2")),
+            ("us-west-2-lax-1a", Some("us-west-2")),
+            ("use1-az5", None),
+            ("zone", None),
+            ("", None),
+        ] {
+            assert_eq!(region_of_zone(zone).as_deref(), region, "{zone}");
+        }
         assert_eq!(
             suricata_time("2021-11-08T14:22:12.637611+0000").map(|t| t.0),
             Some("2021-11-08T14:22:12.637Z".to_owned())
@@ -641,10 +664,14 @@ mod tests {
             Some("2021-11-08T14:22:12Z".to_owned())
         );
         assert!(suricata_time("yesterday").is_none());
-        assert_eq!(tls_version("TLS 1.2"), Some(("tls", "1.2")));
-        assert_eq!(tls_version("TLSv1.3"), Some(("tls", "1.3")));
-        assert_eq!(tls_version("SSLv3"), Some(("ssl", "3")));
-        assert_eq!(tls_version("UNDETERMINED"), None);
+        for (version, protocol_and_number) in [
+            ("TLS 1.2", Some(("tls", "1.2"))),
+            ("TLSv1.3", Some(("tls", "1.3"))),
+            ("SSLv3", Some(("ssl", "3"))),
+            ("UNDETERMINED", None),
+        ] {
+            assert_eq!(tls_version(version), protocol_and_number, "{version}");
+        }
     }
 
     #[test]
@@ -653,21 +680,26 @@ mod tests {
         let (events, stats) = run(line);
         assert_eq!(stats.malformed, 0);
         let e = &events[0];
-        assert_eq!(e["tls"]["server"]["subject"], "CN=bad.example.com");
-        assert_eq!(e["tls"]["server"]["issuer"], "CN=Example CA");
-        assert_eq!(e["tls"]["server"]["x509"]["serial_number"], "00:AB");
-        assert_eq!(e["tls"]["server"]["hash"]["sha1"], "AABBCC");
-        assert_eq!(e["tls"]["server"]["not_before"], "2024-01-01T00:00:00Z");
-        assert_eq!(e["tls"]["server"]["not_after"], "2025-01-01T00:00:00Z");
-        assert_eq!(
-            e["tls"]["server"]["ja3s"],
-            "fedcba9876543210fedcba9876543210"
+        assert_fields(
+            e,
+            json!({
+                "tls": {
+                    "server": {
+                        "subject": "CN=bad.example.com",
+                        "issuer": "CN=Example CA",
+                        "x509": {"serial_number": "00:AB"},
+                        "hash": {"sha1": "AABBCC"},
+                        "not_before": "2024-01-01T00:00:00Z",
+                        "not_after": "2025-01-01T00:00:00Z",
+                        "ja3s": "fedcba9876543210fedcba9876543210",
+                    },
+                },
+                "source": {"packets": 4},
+                "destination": {"bytes": 3000},
+                "network": {"bytes": 3400, "packets": 7},
+                "event": {"start": "2024-06-16T08:00:00Z"},
+            }),
         );
-        assert_eq!(e["source"]["packets"], 4);
-        assert_eq!(e["destination"]["bytes"], 3000);
-        assert_eq!(e["network"]["bytes"], 3400);
-        assert_eq!(e["network"]["packets"], 7);
-        assert_eq!(e["event"]["start"], "2024-06-16T08:00:00Z");
     }
 
     #[test]

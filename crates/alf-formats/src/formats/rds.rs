@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use regex::{Captures, Regex};
 
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::formats::cloudwatch_inner::level;
 use crate::util;
 
@@ -125,10 +125,7 @@ fn postgres(ev: &mut Event, text: &str) -> bool {
     } else if message.starts_with("password authentication failed") {
         ev.set("event.action", "authentication_failed");
         ev.set("event.outcome", "failure");
-        ev.set(
-            "event.category",
-            Value::Arr(vec![Value::Static("authentication")]),
-        );
+        util::set_category(ev, &["authentication"]);
     }
     true
 }
@@ -196,16 +193,10 @@ fn audit(ev: &mut Event, text: &str) -> bool {
     }
     if let Some(code) = util::uint(retcode.trim()) {
         ev.set("aws.rds.return_code", code);
-        ev.set(
-            "event.outcome",
-            if code == 0 { "success" } else { "failure" },
-        );
+        util::set_outcome(ev, code == 0);
     }
     if fields[6].starts_with("FAILED_CONNECT") || fields[6] == "CONNECT" {
-        ev.set(
-            "event.category",
-            Value::Arr(vec![Value::Static("authentication")]),
-        );
+        util::set_category(ev, &["authentication"]);
     }
     ev.set("message", text.to_owned());
     true
@@ -261,6 +252,9 @@ fn slow_query(ev: &mut Event, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    use crate::assert_fields;
 
     #[test]
     fn postgres_lines() {
@@ -270,16 +264,24 @@ mod tests {
             "2024-05-01 12:00:00 UTC:10.0.0.5(52345):app_user@orders:[12345]:LOG:  duration: 1523.456 ms  statement: SELECT * FROM orders",
         )
         .to_json();
-        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
-        assert_eq!(e["source"]["ip"], "10.0.0.5");
-        assert_eq!(e["source"]["port"], 52345);
-        assert_eq!(e["user"]["name"], "app_user");
-        assert_eq!(e["aws"]["rds"]["database"], "orders");
-        assert_eq!(e["process"]["pid"], 12345);
-        assert_eq!(e["log"]["level"], "log");
-        assert_eq!(e["event"]["duration"], 1_523_456_000u64);
-        assert_eq!(e["aws"]["rds"]["statement"], "SELECT * FROM orders");
-        assert_eq!(e["aws"]["rds"]["db_instance_identifier"], "orders-db");
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-05-01T12:00:00Z",
+                "source": {"ip": "10.0.0.5", "port": 52345},
+                "user": {"name": "app_user"},
+                "aws": {
+                    "rds": {
+                        "database": "orders",
+                        "statement": "SELECT * FROM orders",
+                        "db_instance_identifier": "orders-db",
+                    },
+                },
+                "process": {"pid": 12345},
+                "log": {"level": "log"},
+                "event": {"duration": 1_523_456_000u64},
+            }),
+        );
         let e = map(
             "/aws/rds/instance/orders-db/postgresql",
             None,
@@ -306,12 +308,21 @@ mod tests {
             "20240501 12:00:00,ip-10-0-0-5,admin,10.0.0.8,26,0,QUERY,shop,'SELECT id, name FROM users',0",
         )
         .to_json();
-        assert_eq!(e["event"]["action"], "query");
-        assert_eq!(e["user"]["name"], "admin");
-        assert_eq!(e["source"]["ip"], "10.0.0.8");
-        assert_eq!(e["aws"]["rds"]["statement"], "SELECT id, name FROM users");
-        assert_eq!(e["aws"]["rds"]["db_cluster_identifier"], "shop-cluster");
-        assert_eq!(e["aws"]["rds"]["db_instance_identifier"], "shop-instance-1");
+        assert_fields(
+            &e,
+            json!({
+                "event": {"action": "query"},
+                "user": {"name": "admin"},
+                "source": {"ip": "10.0.0.8"},
+                "aws": {
+                    "rds": {
+                        "statement": "SELECT id, name FROM users",
+                        "db_cluster_identifier": "shop-cluster",
+                        "db_instance_identifier": "shop-instance-1",
+                    },
+                },
+            }),
+        );
         let e = map(
             "/aws/rds/instance/shop/slowquery",
             None,

@@ -169,15 +169,16 @@ fn split_record(
     Ok((f, ev))
 }
 
+/// The last fields of a connection or user log event: its log type and the line.
+fn finish_record(mut ev: Event, log_type: &'static str, line: &str) -> Event {
+    ev.set("aws.redshift.log_type", log_type);
+    ev.set("message", line.trim_end().to_owned());
+    ev
+}
+
 fn map_connection(line: &str) -> Result<Event, RecordError> {
     let (f, mut ev) = split_record(line, 9, 22, 1)?;
-    ev.set(
-        "event.category",
-        Value::Arr(vec![
-            Value::Static("authentication"),
-            Value::Static("session"),
-        ]),
-    );
+    util::set_category(&mut ev, &["authentication", "session"]);
     let action = cell(&f, 0).unwrap_or("-");
     ev.set("event.action", action.to_owned());
     let (kind, outcome) = match action {
@@ -229,14 +230,12 @@ fn map_connection(line: &str) -> Result<Event, RecordError> {
     );
     ev.set_opt("aws.redshift.plugin_name", cell(&f, 18).map(str::to_owned));
     ev.set_opt("aws.redshift.session_id", cell(&f, 20).map(str::to_owned));
-    ev.set("aws.redshift.log_type", "connectionlog");
-    ev.set("message", line.trim_end().to_owned());
-    Ok(ev)
+    Ok(finish_record(ev, "connectionlog", line))
 }
 
 fn map_user(line: &str) -> Result<Event, RecordError> {
     let (f, mut ev) = split_record(line, 11, 11, 10)?;
-    ev.set("event.category", Value::Arr(vec![Value::Static("iam")]));
+    util::set_category(&mut ev, &["iam"]);
     let action = cell(&f, 3).unwrap_or("-");
     ev.set("event.action", action.to_owned());
     let kind = match action {
@@ -262,9 +261,7 @@ fn map_user(line: &str) -> Result<Event, RecordError> {
     ev.set_opt("aws.redshift.valuntil", cell(&f, 7).map(str::to_owned));
     ev.set_opt("process.pid", cell(&f, 8).and_then(util::uint));
     ev.set_opt("aws.redshift.xid", cell(&f, 9).and_then(util::uint));
-    ev.set("aws.redshift.log_type", "userlog");
-    ev.set("message", line.trim_end().to_owned());
-    Ok(ev)
+    Ok(finish_record(ev, "userlog", line))
 }
 
 fn map_activity(record: &str) -> Result<Event, RecordError> {
@@ -275,11 +272,8 @@ fn map_activity(record: &str) -> Result<Event, RecordError> {
     let mut ev = Event::new();
     let ts = util::iso_timestamp(get(1)).ok_or_else(|| RecordError::invalid("time", get(1)))?;
     ev.set("@timestamp", ts);
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("database")]),
-    );
-    ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+    util::set_category(&mut ev, &["database"]);
+    util::set_type(&mut ev, &["access"]);
     for pair in get(2).split(' ') {
         let Some((k, v)) = pair.split_once('=') else {
             continue;
@@ -384,7 +378,8 @@ impl Pending {
 
 #[cfg(test)]
 mod tests {
-    use crate::Format;
+    use serde_json::json;
+    use crate::{Format, assert_fields};
 
     fn run(key: &str, text: &str) -> (Vec<serde_json::Value>, crate::ParseStats) {
         crate::parse_key_json_for_test(Format::RedshiftAudit, "b", key, text.as_bytes())
@@ -399,15 +394,21 @@ mod tests {
         let (events, stats) = run(&format!("{PREFIX}_connectionlog_2024-05-01T12:00.gz"), text);
         assert_eq!((stats.events, stats.malformed), (2, 0));
         let e = &events[0];
-        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00.123Z");
-        assert_eq!(e["source"]["ip"], "10.0.0.5");
-        assert_eq!(e["source"]["port"], 52345);
-        assert_eq!(e["user"]["name"], "admin");
-        assert_eq!(e["event"]["action"], "authenticated");
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["aws"]["redshift"]["database"], "dev");
-        assert_eq!(e["tls"]["version"], "TLSv1.2");
-        assert_eq!(e["event"]["dataset"], "aws.redshift");
+        assert_fields(
+            e,
+            json!({
+                "@timestamp": "2024-05-01T12:00:00.123Z",
+                "source": {"ip": "10.0.0.5", "port": 52345},
+                "user": {"name": "admin"},
+                "event": {
+                    "action": "authenticated",
+                    "outcome": "success",
+                    "dataset": "aws.redshift",
+                },
+                "aws": {"redshift": {"database": "dev"}},
+                "tls": {"version": "TLSv1.2"},
+            }),
+        );
         assert_eq!(events[1]["event"]["outcome"], "failure");
     }
 
@@ -425,14 +426,15 @@ mod tests {
             text,
         );
         assert_eq!((stats.events, stats.malformed), (2, 0));
-        assert_eq!(
-            events[0]["aws"]["redshift"]["query"],
-            "SELECT id,\n  name\nFROM users;"
+        assert_fields(
+            &events[0],
+            json!({
+                "aws": {"redshift": {"query": "SELECT id,\n  name\nFROM users;"}},
+                "event": {"action": "select"},
+                "user": {"name": "admin"},
+            }),
         );
-        assert_eq!(events[0]["event"]["action"], "select");
-        assert_eq!(events[0]["user"]["name"], "admin");
-        assert_eq!(events[1]["event"]["action"], "drop");
-        assert_eq!(events[1]["log"]["offset"], 120);
+        assert_fields(&events[1], json!({"event": {"action": "drop"}, "log": {"offset": 120}}));
     }
 
     #[test]

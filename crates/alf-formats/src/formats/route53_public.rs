@@ -10,7 +10,7 @@
 
 use crate::driver::{ObjectParse, RecordError};
 use crate::enrich::DomainField;
-use crate::event::{Event, Value};
+use crate::event::Event;
 use crate::util;
 
 /// A Route 53 public query log line, by shape.
@@ -40,8 +40,8 @@ pub(crate) fn map(
     let mut ev = Event::new();
     ev.set("@timestamp", ts);
     ev.set("cloud.service.name", "route53");
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-    ev.set("event.type", Value::Arr(vec![Value::Static("protocol")]));
+    util::set_category(&mut ev, &["network"]);
+    util::set_type(&mut ev, &["protocol"]);
     ev.set("network.protocol", "dns");
     ev.set("dns.type", "query");
     ev.set("aws.route53.version", f[0].to_owned());
@@ -66,38 +66,41 @@ pub(crate) fn map(
     if let Some(subnet) = util::field(f[9]) {
         ev.set("aws.route53.edns_client_subnet", subnet.to_owned());
     }
-    ev.set(
-        "event.outcome",
-        if f[5] == "NOERROR" {
-            "success"
-        } else {
-            "failure"
-        },
-    );
+    util::set_outcome(&mut ev, f[5] == "NOERROR");
     Ok(ev)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, TestObject};
+    use crate::{assert_fields, cloudwatch_context};
+    use serde_json::json;
 
     #[test]
     fn query_log_line() {
-        let object = TestObject::default();
-        let cx = object.context(Format::CloudWatchLogs);
+        let cx = cloudwatch_context();
         let line = "1.0 2017-12-13T08:15:50.235Z Z123412341234 example.com A NOERROR UDP FRA6 192.168.1.1 198.51.100.0/24";
         assert!(looks_like(line));
         let e = map(&cx, Some("example.com"), line).unwrap().to_json();
-        assert_eq!(e["@timestamp"], "2017-12-13T08:15:50.235Z");
-        assert_eq!(e["dns"]["question"]["name"], "example.com");
-        assert_eq!(e["dns"]["question"]["registered_domain"], "example.com");
-        assert_eq!(e["dns"]["question"]["type"], "A");
-        assert_eq!(e["dns"]["response_code"], "NOERROR");
-        assert_eq!(e["network"]["transport"], "udp");
-        assert_eq!(e["source"]["ip"], "192.168.1.1");
-        assert_eq!(e["aws"]["route53"]["edge_location"], "FRA6");
-        assert_eq!(e["aws"]["route53"]["edns_client_subnet"], "198.51.100.0/24");
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2017-12-13T08:15:50.235Z",
+                "dns": {
+                    "question": {
+                        "name": "example.com",
+                        "registered_domain": "example.com",
+                        "type": "A",
+                    },
+                    "response_code": "NOERROR",
+                },
+                "network": {"transport": "udp"},
+                "source": {"ip": "192.168.1.1"},
+                "aws": {
+                    "route53": {"edge_location": "FRA6", "edns_client_subnet": "198.51.100.0/24"},
+                },
+            }),
+        );
         assert!(map(&cx, None, "1.0 too short").is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
 use crate::readers::json_lines::{keep_unmapped, text};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// Top-level keys this module maps; any other key is kept under `aws.route53`.
@@ -158,11 +158,10 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
             util::iso_timestamp(raw).ok_or_else(|| RecordError::invalid("query_timestamp", raw))?;
         ev.set("@timestamp", ts);
     }
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("protocol")];
     ev.set("network.protocol", "dns");
-    ev.set("cloud.provider", "aws");
-    ev.set("cloud.service.name", "route53");
+    util::set_aws_service(&mut ev, "route53");
 
     if let Some(name) = raw_name.map(|n| n.strip_suffix('.').unwrap_or(n))
         && !name.is_empty()
@@ -174,14 +173,7 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     if let Some(rcode) = text(map, "rcode") {
         ev.set("dns.type", "answer");
         ev.set("dns.response_code", rcode.to_owned());
-        ev.set(
-            "event.outcome",
-            if rcode.eq_ignore_ascii_case("NOERROR") {
-                "success"
-            } else {
-                "failure"
-            },
-        );
+        util::set_outcome(&mut ev, rcode.eq_ignore_ascii_case("NOERROR"));
     }
     if let Some(J::Array(answers)) = map.get("answers") {
         map_answers(&mut ev, answers);
@@ -258,7 +250,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 130,
         what: "resolver query record",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"query_name\"") && line.contains("\"query_type\""),
+        matches: |line| has_json_keys(line, &["query_name", "query_type"]),
     }],
     skip: None,
     options: &[],
@@ -269,7 +261,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 mod tests {
     use serde_json::json;
 
-    use crate::Format;
+    use crate::{Format, assert_error_contains, assert_fields};
 
     sample_test_helpers!(Format::Route53Resolver, "route53-resolver.log");
 
@@ -281,45 +273,55 @@ mod tests {
         let (events, stats) = run(SAMPLE.lines().next().unwrap());
         assert_eq!(stats.malformed, 0);
         let e = &events[0];
-        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01Z");
-        assert_eq!(e["event"]["category"], json!(["network"]));
-        assert_eq!(e["event"]["type"], json!(["protocol"]));
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["event"]["dataset"], "aws.route53_resolver_logs");
-        assert_eq!(e["network"]["protocol"], "dns");
-        assert_eq!(e["network"]["transport"], "udp");
-        assert_eq!(e["network"]["iana_number"], "17");
-        assert_eq!(e["dns"]["type"], "answer");
-        assert_eq!(e["dns"]["question"]["name"], "www.example.com");
-        assert_eq!(e["dns"]["question"]["registered_domain"], "example.com");
-        assert_eq!(e["dns"]["question"]["subdomain"], "www");
-        assert_eq!(e["dns"]["question"]["top_level_domain"], "com");
-        assert_eq!(e["dns"]["question"]["type"], "A");
-        assert_eq!(e["dns"]["question"]["class"], "IN");
+        assert_fields(
+            e,
+            json!({
+                "@timestamp": "2024-06-16T08:00:01Z",
+                "event": {
+                    "category": ["network"],
+                    "type": ["protocol"],
+                    "outcome": "success",
+                    "dataset": "aws.route53_resolver_logs",
+                },
+                "network": {"protocol": "dns", "transport": "udp", "iana_number": "17"},
+                "dns": {
+                    "type": "answer",
+                    "question": {
+                        "name": "www.example.com",
+                        "registered_domain": "example.com",
+                        "subdomain": "www",
+                        "top_level_domain": "com",
+                        "type": "A",
+                        "class": "IN",
+                    },
+                },
+            }),
+        );
         assert!(e["dns"]["question"].get("domain").is_none());
-        assert_eq!(e["dns"]["response_code"], "NOERROR");
-        assert_eq!(
-            e["dns"]["answers"],
-            json!([
-                {"data": "www.example.com.cdn.example.net", "type": "CNAME", "class": "IN"},
-                {"data": "192.0.2.80", "type": "A", "class": "IN"},
-                {"data": "192.0.2.81", "type": "A", "class": "IN"}
-            ])
-        );
-        assert_eq!(e["dns"]["resolved_ip"], json!(["192.0.2.80", "192.0.2.81"]));
-        assert_eq!(e["source"]["ip"], "10.0.1.15");
-        assert_eq!(e["source"]["port"], 48701);
-        assert_eq!(e["cloud"]["account"]["id"], "123456789012");
-        assert_eq!(e["cloud"]["region"], "eu-west-1");
-        assert_eq!(e["cloud"]["instance"]["id"], "i-0fedcba9876543210");
-        assert_eq!(e["aws"]["route53"]["vpc_id"], "vpc-0abc1234def567890");
-        assert_eq!(
-            e["related"]["hosts"],
-            json!(["www.example.com", "www.example.com.cdn.example.net"])
-        );
-        assert_eq!(
-            e["related"]["ip"],
-            json!(["192.0.2.80", "192.0.2.81", "10.0.1.15"])
+        assert_fields(
+            e,
+            json!({
+                "dns": {
+                    "response_code": "NOERROR",
+                    "answers": [
+                        {"data": "www.example.com.cdn.example.net", "type": "CNAME", "class": "IN"},
+                        {"data": "192.0.2.80", "type": "A", "class": "IN"},
+                        {"data": "192.0.2.81", "type": "A", "class": "IN"},
+                    ],
+                    "resolved_ip": ["192.0.2.80", "192.0.2.81"],
+                },
+                "source": {"ip": "10.0.1.15", "port": 48701},
+                "cloud": {
+                    "account": {"id": "123456789012"},
+                    "region": "eu-west-1",
+                    "instance": {"id": "i-0fedcba9876543210"},
+                },
+                "aws": {"route53": {"vpc_id": "vpc-0abc1234def567890"}},
+                "related": {
+                    "hosts": ["www.example.com", "www.example.com.cdn.example.net"],
+                    "ip": ["192.0.2.80", "192.0.2.81", "10.0.1.15"],
+                },
+            }),
         );
     }
 
@@ -327,20 +329,28 @@ mod tests {
     fn firewall_block_maps_rule_and_action() {
         let (events, _) = run(FIREWALL_BLOCK);
         let e = &events[0];
-        assert_eq!(e["@timestamp"], "2021-02-04T17:51:55Z");
-        assert_eq!(e["event"]["action"], "BLOCK");
-        assert_eq!(e["event"]["type"], json!(["protocol", "denied"]));
         // The DNS transaction itself answered NOERROR (with the firewall's response).
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["rule"]["ruleset"], "rslvr-frg-01234567890abcdef");
-        assert_eq!(e["rule"]["id"], "rslvr-fdl-01234567890abcdef");
-        assert_eq!(e["aws"]["route53"]["firewall"]["action"], "BLOCK");
-        assert_eq!(
-            e["aws"]["route53"]["firewall"]["domain_list"]["id"],
-            "rslvr-fdl-01234567890abcdef"
-        );
         // A reverse lookup is about an address: no domain split, the IP is related.
-        assert_eq!(e["dns"]["question"]["name"], "15.3.4.32.in-addr.arpa");
+        assert_fields(
+            e,
+            json!({
+                "@timestamp": "2021-02-04T17:51:55Z",
+                "event": {"action": "BLOCK", "type": ["protocol", "denied"], "outcome": "success"},
+                "rule": {
+                    "ruleset": "rslvr-frg-01234567890abcdef",
+                    "id": "rslvr-fdl-01234567890abcdef",
+                },
+                "aws": {
+                    "route53": {
+                        "firewall": {
+                            "action": "BLOCK",
+                            "domain_list": {"id": "rslvr-fdl-01234567890abcdef"},
+                        },
+                    },
+                },
+                "dns": {"question": {"name": "15.3.4.32.in-addr.arpa"}},
+            }),
+        );
         assert!(e["dns"]["question"].get("registered_domain").is_none());
         assert_eq!(e["related"]["ip"], json!(["32.4.3.15", "4.5.64.102"]));
         assert!(e["dns"].get("resolved_ip").is_none());
@@ -400,12 +410,7 @@ mod tests {
             "not json at all",
         ];
         let events = crate::each_line_malformed(run, &lines);
-        assert!(
-            events[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("query_timestamp")
-        );
+        assert_error_contains(&events[0], "query_timestamp");
         // Odd member types inside a valid record do not fail it.
         let (events, stats) = run(
             r#"{"query_name":7,"query_timestamp":"2024-06-16T08:00:01Z","answers":[1,{"Type":"A"},{}],"srcport":"x","srcaddr":"not-an-ip","srcids":[]}"#,
@@ -418,13 +423,14 @@ mod tests {
     #[test]
     fn reverse_lookup_names() {
         use super::reverse_lookup_ip;
-        assert_eq!(
-            reverse_lookup_ip("4.3.2.1.in-addr.arpa").as_deref(),
-            Some("1.2.3.4")
-        );
-        assert_eq!(reverse_lookup_ip("3.2.1.in-addr.arpa"), None);
-        assert_eq!(reverse_lookup_ip("300.2.1.0.in-addr.arpa"), None);
-        assert_eq!(reverse_lookup_ip("example.com"), None);
-        assert_eq!(reverse_lookup_ip("a.b.ip6.arpa"), None);
+        for (name, ip) in [
+            ("4.3.2.1.in-addr.arpa", Some("1.2.3.4")),
+            ("3.2.1.in-addr.arpa", None),
+            ("300.2.1.0.in-addr.arpa", None),
+            ("example.com", None),
+            ("a.b.ip6.arpa", None),
+        ] {
+            assert_eq!(reverse_lookup_ip(name).as_deref(), ip, "{name}");
+        }
     }
 }

@@ -290,10 +290,9 @@ impl LineParser for S3AccessParser {
         let ts = access_time(&f[col::TIME])
             .ok_or_else(|| RecordError::invalid("time", &f[col::TIME]))?;
         ev.set("@timestamp", ts);
-        ev.set("event.category", Value::Arr(vec![Value::Static("web")]));
-        ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
-        ev.set("cloud.provider", "aws");
-        ev.set("cloud.service.name", "s3");
+        util::set_category(&mut ev, &["web"]);
+        util::set_type(&mut ev, &["access"]);
+        util::set_aws_service(&mut ev, "s3");
 
         let bucket = get(col::BUCKET);
         ev.set_str("aws.s3access.bucket_owner", get(col::BUCKET_OWNER));
@@ -324,7 +323,7 @@ impl LineParser for S3AccessParser {
         ev.set_str("error.code", error_code);
         let failed = error_code.is_some() || status.is_some_and(|s| s >= 400);
         // Lifecycle and other service-internal operations log no status; they happened.
-        ev.set("event.outcome", if failed { "failure" } else { "success" });
+        util::set_outcome(&mut ev, !failed);
 
         // "Bytes sent" excludes HTTP protocol overhead: it is the body.
         ev.set_opt(
@@ -444,8 +443,9 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use super::*;
-    use crate::{Format, ParseOptions, ParseStats, Redactor};
+    use crate::{Format, ParseOptions, ParseStats, Redactor, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/s3-access.log");
 
@@ -493,34 +493,51 @@ mod tests {
         let (events, stats) = run(&format!("{BLOG_RECORD}\n"));
         assert_eq!((stats.events, stats.malformed), (1, 0));
         let e = events[0].to_json();
-        assert_eq!(e["@timestamp"], "2013-11-26T22:01:39Z");
-        assert_eq!(e["user"]["name"], "bob@example.com");
-        assert_eq!(e["user"]["roles"][0], "ADFS-Dev");
-        assert_eq!(
-            e["user"]["id"],
-            "arn:aws:sts::123456789012:assumed-role/ADFS-Dev/bob@example.com"
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2013-11-26T22:01:39Z",
+                "user": {
+                    "name": "bob@example.com",
+                    "roles": ["ADFS-Dev"],
+                    "id": "arn:aws:sts::123456789012:assumed-role/ADFS-Dev/bob@example.com",
+                },
+                "aws": {
+                    "s3access": {
+                        "requester_account_id": "123456789012",
+                        "requester_type": "assumed-role",
+                    },
+                },
+            }),
         );
-        assert_eq!(e["aws"]["s3access"]["requester_account_id"], "123456789012");
-        assert_eq!(e["aws"]["s3access"]["requester_type"], "assumed-role");
         // the requester's account is not the bucket's
         assert!(e["cloud"].get("account").is_none());
-        assert_eq!(e["related"]["user"][0], "bob@example.com");
-        assert_eq!(e["source"]["ip"], "10.1.2.3");
-        assert_eq!(e["related"]["ip"][0], "10.1.2.3");
-        assert_eq!(e["event"]["action"], "REST.GET.OBJECT");
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["event"]["duration"], 275_000_000u64);
-        assert_eq!(e["http"]["request"]["id"], "0F81ECBB712F2F79");
-        assert_eq!(e["http"]["request"]["method"], "GET");
-        assert_eq!(e["http"]["version"], "1.1");
-        assert_eq!(e["http"]["response"]["status_code"], 200);
-        assert_eq!(e["http"]["response"]["body"]["bytes"], 2523);
-        assert_eq!(e["aws"]["s3access"]["object_size"], 2523);
-        assert_eq!(e["aws"]["s3access"]["turn_around_time"], 274);
-        assert_eq!(e["aws"]["s3access"]["bucket"], "mybucket");
-        assert_eq!(e["aws"]["s3access"]["key"], "files/secretformula.pdf");
-        assert_eq!(e["url"]["path"], "/mybucket/files/secretformula.pdf");
-        assert_eq!(e["url"]["extension"], "pdf");
+        assert_fields(
+            &e,
+            json!({
+                "related": {"user": {"0": "bob@example.com"}, "ip": ["10.1.2.3"]},
+                "source": {"ip": "10.1.2.3"},
+                "event": {
+                    "action": "REST.GET.OBJECT",
+                    "outcome": "success",
+                    "duration": 275_000_000u64,
+                },
+                "http": {
+                    "request": {"id": "0F81ECBB712F2F79", "method": "GET"},
+                    "version": "1.1",
+                    "response": {"status_code": 200, "body": {"bytes": 2523}},
+                },
+                "aws": {
+                    "s3access": {
+                        "object_size": 2523,
+                        "turn_around_time": 274,
+                        "bucket": "mybucket",
+                        "key": "files/secretformula.pdf",
+                    },
+                },
+                "url": {"path": "/mybucket/files/secretformula.pdf", "extension": "pdf"},
+            }),
+        );
         assert!(
             e["url"]["query"]
                 .as_str()
@@ -610,37 +627,39 @@ mod tests {
         assert_eq!(e["@timestamp"], "2019-02-05T23:00:38Z");
         assert_eq!(e["user"]["name"], "alice");
         assert!(e["user"].get("roles").is_none());
-        assert_eq!(e["aws"]["s3access"]["requester_type"], "iam-user");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["error"]["code"], "NoSuchBucketPolicy");
-        assert_eq!(e["http"]["response"]["status_code"], 404);
-        assert_eq!(e["url"]["path"], "/amzn-s3-demo-bucket1");
-        assert_eq!(e["url"]["query"], "policy");
-        assert_eq!(
-            e["url"]["domain"],
-            "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com"
+        assert_fields(
+            &e,
+            json!({
+                "aws": {"s3access": {"requester_type": "iam-user"}},
+                "event": {"outcome": "failure"},
+                "error": {"code": "NoSuchBucketPolicy"},
+                "http": {"response": {"status_code": 404}},
+                "url": {
+                    "path": "/amzn-s3-demo-bucket1",
+                    "query": "policy",
+                    "domain": "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com",
+                    "scheme": "https",
+                },
+                "cloud": {"region": "us-west-1"},
+                "tls": {
+                    "version": "1.2",
+                    "version_protocol": "tls",
+                    "cipher": "ECDHE-RSA-AES128-GCM-SHA256",
+                },
+            }),
         );
-        assert_eq!(e["url"]["scheme"], "https");
-        assert_eq!(e["cloud"]["region"], "us-west-1");
-        assert_eq!(e["tls"]["version"], "1.2");
-        assert_eq!(e["tls"]["version_protocol"], "tls");
-        assert_eq!(e["tls"]["cipher"], "ECDHE-RSA-AES128-GCM-SHA256");
         let s3 = &e["aws"]["s3access"];
-        assert_eq!(s3["signature_version"], "SigV4");
-        assert_eq!(s3["authentication_type"], "AuthHeader");
-        assert_eq!(
-            s3["host_id"],
-            "9vKBE6vMhrNiWHZmb2L0mXOcqPGzQOI5XLnCtZNPxev+Hf+7tpT6sxDwDty4LHBUOZJG96N1234="
-        );
-        assert_eq!(
-            s3["access_point_arn"],
-            "arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP"
-        );
-        assert_eq!(s3["acl_required"], true);
-        assert_eq!(s3["source_region"], "us-east-1");
-        assert_eq!(
-            s3["host_header"],
-            "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com"
+        assert_fields(
+            s3,
+            json!({
+                "signature_version": "SigV4",
+                "authentication_type": "AuthHeader",
+                "host_id": "9vKBE6vMhrNiWHZmb2L0mXOcqPGzQOI5XLnCtZNPxev+Hf+7tpT6sxDwDty4LHBUOZJG96N1234=",
+                "access_point_arn": "arn:aws:s3:us-west-1:123456789012:accesspoint/example-AP",
+                "acl_required": true,
+                "source_region": "us-east-1",
+                "host_header": "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com",
+            }),
         );
         assert!(s3.get("extra_fields").is_none());
         assert_eq!(e["http"]["response"]["body"]["bytes"], 297);
@@ -785,21 +804,11 @@ mod tests {
         let (events, stats) = run(&text);
         assert_eq!((stats.events, stats.malformed), (3, 2));
         assert_eq!(events[0].get_str("event.kind"), Some("pipeline_error"));
-        assert!(
-            events[0]
-                .get_str("error.message")
-                .unwrap()
-                .contains("expected 17 fields, found 5")
-        );
+        assert_error_contains(&events[0], "expected 17 fields, found 5");
         assert_eq!(
             events[1].get_str("event.action"),
             Some("REST.GET.BUCKETPOLICY")
         );
-        assert!(
-            events[2]
-                .get_str("error.message")
-                .unwrap()
-                .contains("invalid time")
-        );
+        assert_error_contains(&events[2], "invalid time");
     }
 }

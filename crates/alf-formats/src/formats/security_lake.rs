@@ -16,7 +16,7 @@ use serde_json::Value as J;
 
 use crate::driver::RecordError;
 use crate::event::{Event, Value};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
 /// OCSF class uids this module maps beyond the common attributes.
@@ -227,10 +227,7 @@ fn map_api(ev: &mut Event, record: &J) {
     ev.set_str("event.provider", text(record, "api.service.name"));
     ev.set_str("error.code", text(record, "api.response.error"));
     ev.set_str("error.message", text(record, "api.response.message"));
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("configuration")]),
-    );
+    util::set_category(ev, &["configuration"]);
     // activity_id: 1 Create, 2 Read, 3 Update, 4 Delete.
     let kind = match uint(record, "activity_id") {
         Some(1) => "creation",
@@ -247,7 +244,7 @@ fn map_api(ev: &mut Event, record: &J) {
 
 /// Network Activity: VPC flow logs. Same ECS fields as the flow log text mapping.
 fn map_network(ev: &mut Event, record: &J) {
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
     // action_id: 1 Allowed, 2 Denied (OCSF 1.1); disposition_id in 1.0.
     let action = uint(record, "action_id").or_else(|| uint(record, "disposition_id"));
@@ -293,11 +290,8 @@ fn map_network(ev: &mut Event, record: &J) {
 
 /// HTTP Activity: WAF and ALB logs.
 fn map_http(ev: &mut Event, record: &J) {
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("network"), Value::Static("web")]),
-    );
-    ev.set("event.type", Value::Arr(vec![Value::Static("access")]));
+    util::set_category(ev, &["network", "web"]);
+    util::set_type(ev, &["access"]);
     ev.set_str(
         "event.action",
         text(record, "action")
@@ -328,8 +322,8 @@ fn map_http(ev: &mut Event, record: &J) {
 
 /// DNS Activity: Route 53 resolver query logs.
 fn map_dns(ev: &mut Event, record: &J) {
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
-    ev.set("event.type", Value::Arr(vec![Value::Static("protocol")]));
+    util::set_category(ev, &["network"]);
+    util::set_type(ev, &["protocol"]);
     ev.set("network.protocol", "dns");
     ev.set_str("event.action", text(record, "activity_name"));
     if let Some(name) = text(record, "query.hostname") {
@@ -380,8 +374,8 @@ fn map_dns(ev: &mut Event, record: &J) {
 /// Security Finding (1.0) and Detection Finding (1.1): Security Hub findings.
 fn map_finding(ev: &mut Event, record: &J) {
     ev.set("event.kind", "alert");
-    ev.set("event.category", Value::Arr(vec![Value::Static("threat")]));
-    ev.set("event.type", Value::Arr(vec![Value::Static("indicator")]));
+    util::set_category(ev, &["threat"]);
+    util::set_type(ev, &["indicator"]);
     ev.set_str("event.action", text(record, "activity_name"));
     // Detection Finding (1.1) has `finding_info`; Security Finding (1.0) `finding`.
     let info = if at(record, "finding_info").is_some() {
@@ -414,7 +408,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 125,
         what: "OCSF record (class_uid, metadata)",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"class_uid\"") && line.contains("\"metadata\""),
+        matches: |line| has_json_keys(line, &["class_uid", "metadata"]),
     }],
     skip: None,
     options: &[],

@@ -19,7 +19,7 @@ use serde_json::Value as J;
 use crate::driver::RecordError;
 use crate::event::{Event, Value};
 use crate::readers::json_records::{JsonMap, snake_case, snake_keys, take_string, take_string_into};
-use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
+use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader, has_json_keys};
 use crate::util;
 
 /// ASFF findings: Security Hub exports, or EventBridge batches (see
@@ -33,7 +33,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
         rank: 5,
         what: "ASFF finding",
         first_line: FirstLine::Json,
-        matches: |line| line.contains("\"SchemaVersion\"") && line.contains("\"ProductArn\""),
+        matches: |line| has_json_keys(line, &["SchemaVersion", "ProductArn"]),
     }],
     skip: None,
     options: &[],
@@ -109,13 +109,10 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
             _ => None,
         };
         ev.set_opt("event.outcome", outcome);
-        ev.set(
-            "event.category",
-            Value::Arr(vec![Value::Static("configuration")]),
-        );
+        util::set_category(&mut ev, &["configuration"]);
     }
     if !ev.contains("event.category") {
-        ev.set("event.category", Value::Arr(vec![Value::Static("threat")]));
+        util::set_category(&mut ev, &["threat"]);
     }
     if let Some(J::Array(resources)) = f.get("Resources") {
         for r in resources {
@@ -162,7 +159,10 @@ pub(crate) fn map_finding(mut f: JsonMap) -> Result<Event, RecordError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use super::*;
+
+    use crate::assert_fields;
 
     #[test]
     fn asff_finding() {
@@ -170,30 +170,22 @@ mod tests {
         let m = crate::readers::json_lines::json_object_line(text).unwrap();
         assert!(is_finding(&m));
         let e = map_finding(m).unwrap().to_json();
-        assert_eq!(e["@timestamp"], "2024-05-01T12:00:00Z");
-        assert_eq!(e["event"]["kind"], "alert");
-        assert_eq!(e["event"]["severity"], 70);
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(
-            e["message"],
-            "S3 general purpose buckets should block public access"
-        );
-        assert_eq!(e["cloud"]["account"]["id"], "123456789012");
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["severity"]["label"],
-            "HIGH"
-        );
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["compliance"]["security_control_id"],
-            "S3.8"
-        );
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["workflow"]["status"],
-            "NEW"
-        );
-        assert_eq!(
-            e["aws"]["securityhub_findings"]["resources"][0]["type"],
-            "AwsS3Bucket"
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-05-01T12:00:00Z",
+                "event": {"kind": "alert", "severity": 70, "outcome": "failure"},
+                "message": "S3 general purpose buckets should block public access",
+                "cloud": {"account": {"id": "123456789012"}},
+                "aws": {
+                    "securityhub_findings": {
+                        "severity": {"label": "HIGH"},
+                        "compliance": {"security_control_id": "S3.8"},
+                        "workflow": {"status": "NEW"},
+                        "resources": {"0": {"type": "AwsS3Bucket"}},
+                    },
+                },
+            }),
         );
         assert!(e["event"]["id"].is_null());
     }

@@ -343,7 +343,7 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
         ev.set("event.duration", nanos);
     }
 
-    ev.set("event.category", Value::Arr(vec![Value::Static("network")]));
+    util::set_category(&mut ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
     if let Some(action) = get(Col::Action) {
         ev.set("event.action", action.to_owned());
@@ -619,9 +619,10 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use serde_json::Value as J;
 
-    use crate::{Format, ParseOptions, ParseStats};
+    use crate::{Format, ParseOptions, ParseStats, assert_error_contains, assert_fields};
 
     const SAMPLE: &str = include_str!("../../../../tests/samples/vpc-flow.log");
 
@@ -643,37 +644,40 @@ mod tests {
         );
         assert_eq!((stats.records, stats.malformed), (1, 0));
         let e = &events[0];
-        assert_eq!(e["@timestamp"], "2014-12-14T04:07:50Z");
-        assert_eq!(e["event"]["start"], "2014-12-14T04:06:50Z");
-        assert_eq!(e["event"]["end"], "2014-12-14T04:07:50Z");
-        assert_eq!(e["event"]["duration"], 60_000_000_000u64);
-        assert_eq!(e["event"]["action"], "ACCEPT");
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(
-            e["event"]["type"],
-            serde_json::json!(["connection", "allowed"])
+        assert_fields(
+            e,
+            json!({
+                "@timestamp": "2014-12-14T04:07:50Z",
+                "event": {
+                    "start": "2014-12-14T04:06:50Z",
+                    "end": "2014-12-14T04:07:50Z",
+                    "duration": 60_000_000_000u64,
+                    "action": "ACCEPT",
+                    "outcome": "success",
+                    "type": ["connection", "allowed"],
+                    "category": ["network"],
+                    "dataset": "aws.vpcflow",
+                },
+                "source": {"ip": "172.31.16.139", "port": 20641, "packets": 20, "bytes": 4249},
+                "destination": {"ip": "172.31.16.21", "port": 22},
+                "network": {
+                    "transport": "tcp",
+                    "iana_number": "6",
+                    "type": "ipv4",
+                    "bytes": 4249,
+                    "packets": 20,
+                },
+                "cloud": {"account": {"id": "123456789010"}},
+                "related": {"ip": ["172.31.16.139", "172.31.16.21"]},
+                "aws": {
+                    "vpcflow": {
+                        "interface_id": "eni-1235b8ca123456789",
+                        "log_status": "OK",
+                        "version": "2",
+                    },
+                },
+            }),
         );
-        assert_eq!(e["event"]["category"], serde_json::json!(["network"]));
-        assert_eq!(e["event"]["dataset"], "aws.vpcflow");
-        assert_eq!(e["source"]["ip"], "172.31.16.139");
-        assert_eq!(e["source"]["port"], 20641);
-        assert_eq!(e["source"]["packets"], 20);
-        assert_eq!(e["source"]["bytes"], 4249);
-        assert_eq!(e["destination"]["ip"], "172.31.16.21");
-        assert_eq!(e["destination"]["port"], 22);
-        assert_eq!(e["network"]["transport"], "tcp");
-        assert_eq!(e["network"]["iana_number"], "6");
-        assert_eq!(e["network"]["type"], "ipv4");
-        assert_eq!(e["network"]["bytes"], 4249);
-        assert_eq!(e["network"]["packets"], 20);
-        assert_eq!(e["cloud"]["account"]["id"], "123456789010");
-        assert_eq!(
-            e["related"]["ip"],
-            serde_json::json!(["172.31.16.139", "172.31.16.21"])
-        );
-        assert_eq!(e["aws"]["vpcflow"]["interface_id"], "eni-1235b8ca123456789");
-        assert_eq!(e["aws"]["vpcflow"]["log_status"], "OK");
-        assert_eq!(e["aws"]["vpcflow"]["version"], "2");
         // Mapped values are not duplicated under aws.vpcflow.
         assert!(e["aws"]["vpcflow"].get("srcaddr").is_none());
         assert!(e["aws"]["vpcflow"].get("start").is_none());
@@ -684,12 +688,11 @@ mod tests {
         let (events, _) = run(
             "2 123456789010 eni-1235b8ca123456789 172.31.9.69 172.31.9.12 49761 3389 6 20 4249 1418530010 1418530070 REJECT OK\n",
         );
-        let e = &events[0];
-        assert_eq!(e["event"]["action"], "REJECT");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(
-            e["event"]["type"],
-            serde_json::json!(["connection", "denied"])
+        assert_fields(
+            &events[0],
+            json!({
+                "event": {"action": "REJECT", "outcome": "failure", "type": ["connection", "denied"]},
+            }),
         );
     }
 
@@ -720,19 +723,20 @@ mod tests {
         let (events, stats) = run(text);
         assert_eq!((stats.headers, stats.events, stats.malformed), (1, 1, 0));
         let e = &events[0];
-        assert_eq!(e["source"]["ip"], "10.40.1.175");
-        assert_eq!(e["source"]["bytes"], 3128);
-        assert_eq!(e["source"]["packets"], 20);
-        assert_eq!(e["aws"]["vpcflow"]["pkt_srcaddr"], "10.20.33.164");
-        assert_eq!(e["aws"]["vpcflow"]["vpc_id"], "vpc-abcdefab012345678");
-        assert_eq!(e["aws"]["vpcflow"]["tcp_flags"], "18");
-        assert_eq!(
-            e["aws"]["vpcflow"]["tcp_flags_array"],
-            serde_json::json!(["syn", "ack"])
-        );
-        assert_eq!(
-            e["related"]["ip"],
-            serde_json::json!(["10.40.1.175", "10.40.2.236", "10.20.33.164"])
+        assert_fields(
+            e,
+            json!({
+                "source": {"ip": "10.40.1.175", "bytes": 3128, "packets": 20},
+                "aws": {
+                    "vpcflow": {
+                        "pkt_srcaddr": "10.20.33.164",
+                        "vpc_id": "vpc-abcdefab012345678",
+                        "tcp_flags": "18",
+                        "tcp_flags_array": ["syn", "ack"],
+                    },
+                },
+                "related": {"ip": ["10.40.1.175", "10.40.2.236", "10.20.33.164"]},
+            }),
         );
         assert!(e["cloud"].get("instance").is_none());
     }
@@ -744,27 +748,38 @@ mod tests {
         let (events, stats) = run(text);
         assert_eq!(stats.malformed, 0);
         let e = &events[0];
-        assert_eq!(e["source"]["ip"], "2001:db8::1");
-        assert_eq!(e["network"]["type"], "ipv6");
-        assert_eq!(e["network"]["transport"], "ipv6-icmp");
-        assert_eq!(e["network"]["iana_number"], "58");
-        assert_eq!(e["network"]["direction"], "egress");
-        assert_eq!(e["cloud"]["region"], "eu-west-1");
-        assert_eq!(e["cloud"]["availability_zone"], "euw1-az2");
-        assert_eq!(e["event"]["reason"], "BPA");
-        assert_eq!(e["aws"]["vpcflow"]["pkt_dst_aws_service"], "DYNAMODB");
-        assert_eq!(e["aws"]["vpcflow"]["traffic_path"], "2");
-        assert_eq!(e["orchestrator"]["type"], "ecs");
-        assert_eq!(e["orchestrator"]["cluster"]["name"], "web");
-        assert_eq!(
-            e["orchestrator"]["cluster"]["id"],
-            "arn:aws:ecs:eu-west-1:123456789012:cluster/web"
-        );
-        assert_eq!(e["service"]["name"], "checkout");
-        assert_eq!(e["container"]["id"], "0a1b2c3d-01");
-        assert_eq!(e["aws"]["vpcflow"]["ecs_container_id"], "0a1b2c3d-01");
         // A field this parser does not know yet is kept, with `_` for `-`.
-        assert_eq!(e["aws"]["vpcflow"]["encryption_status"], "1");
+        assert_fields(
+            e,
+            json!({
+                "source": {"ip": "2001:db8::1"},
+                "network": {
+                    "type": "ipv6",
+                    "transport": "ipv6-icmp",
+                    "iana_number": "58",
+                    "direction": "egress",
+                },
+                "cloud": {"region": "eu-west-1", "availability_zone": "euw1-az2"},
+                "event": {"reason": "BPA"},
+                "aws": {
+                    "vpcflow": {
+                        "pkt_dst_aws_service": "DYNAMODB",
+                        "traffic_path": "2",
+                        "ecs_container_id": "0a1b2c3d-01",
+                        "encryption_status": "1",
+                    },
+                },
+                "orchestrator": {
+                    "type": "ecs",
+                    "cluster": {
+                        "name": "web",
+                        "id": "arn:aws:ecs:eu-west-1:123456789012:cluster/web",
+                    },
+                },
+                "service": {"name": "checkout"},
+                "container": {"id": "0a1b2c3d-01"},
+            }),
+        );
     }
 
     /// Parse options with `vpc_flow_fields` set as a configuration rule sets it.
@@ -815,26 +830,27 @@ mod tests {
         let (events, stats) = run(tgw);
         assert_eq!(stats.malformed, 0, "{events:?}");
         let e = &events[0];
-        assert_eq!(e["source"]["ip"], "10.0.1.15");
-        assert_eq!(e["destination"]["port"], 443);
-        assert_eq!(e["network"]["direction"], "egress");
-        assert_eq!(e["aws"]["vpcflow"]["tgw_id"], "tgw-0a1b2c3d4e5f60718");
-        assert_eq!(
-            e["aws"]["vpcflow"]["tgw_dst_vpc_id"],
-            "vpc-0fed4321cba098765"
+        assert_fields(
+            e,
+            json!({
+                "source": {"ip": "10.0.1.15"},
+                "destination": {"port": 443},
+                "network": {"direction": "egress"},
+                "aws": {
+                    "vpcflow": {
+                        "tgw_id": "tgw-0a1b2c3d4e5f60718",
+                        "tgw_dst_vpc_id": "vpc-0fed4321cba098765",
+                        "resource_type": "TransitGateway",
+                        "packets_lost_blackhole": 3,
+                    },
+                },
+                "cloud": {"region": "eu-west-1"},
+            }),
         );
-        assert_eq!(e["aws"]["vpcflow"]["resource_type"], "TransitGateway");
-        assert_eq!(e["aws"]["vpcflow"]["packets_lost_blackhole"], 3);
-        assert_eq!(e["cloud"]["region"], "eu-west-1");
         // An undocumented count is a field-count error, forwarded raw.
         let (events, stats) = run("2 123456789010 eni-1235b8ca123456789 1.2.3.4 5.6.7.8\n");
         assert_eq!(stats.malformed, 1);
-        assert!(
-            events[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("expected 14 fields, found 5")
-        );
+        assert_error_contains(&events[0], "expected 14 fields, found 5");
     }
 
     #[test]
@@ -875,12 +891,7 @@ mod tests {
             "\u{0}\u{1} garbage",
         ];
         let events = crate::each_line_malformed(run, &lines);
-        assert!(
-            events[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("invalid start")
-        );
+        assert_error_contains(&events[0], "invalid start");
     }
 
     #[test]

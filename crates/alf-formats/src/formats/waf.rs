@@ -282,13 +282,9 @@ fn map_record(map: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Recor
     .ok_or_else(|| RecordError::invalid("timestamp", &raw_ts.to_string()))?;
     let mut ev = Event::new();
     ev.set("@timestamp", ts);
-    ev.set(
-        "event.category",
-        Value::Arr(vec![Value::Static("web"), Value::Static("network")]),
-    );
+    util::set_category(&mut ev, &["web", "network"]);
     let mut types = vec![Value::Static("access")];
-    ev.set("cloud.provider", "aws");
-    ev.set("cloud.service.name", "waf");
+    util::set_aws_service(&mut ev, "waf");
     ev.set("observer.vendor", "AWS");
     ev.set("observer.product", "WAF");
     ev.set("observer.type", "waf");
@@ -299,7 +295,7 @@ fn map_record(map: &Map<String, J>, cx: &LineContext<'_>) -> Result<Event, Recor
         // request had no valid token, so it was not forwarded.
         let allowed = action.eq_ignore_ascii_case("ALLOW");
         types.push(Value::Static(if allowed { "allowed" } else { "denied" }));
-        ev.set("event.outcome", if allowed { "success" } else { "failure" });
+        util::set_outcome(&mut ev, allowed);
     }
     ev.set("event.type", Value::Arr(types));
 
@@ -445,87 +441,115 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
 mod tests {
     use serde_json::json;
 
-    use crate::Format;
+    use crate::{Format, assert_fields};
 
     sample_test_helpers!(Format::Waf, "waf.log");
 
     #[test]
     fn allowed_request_by_the_default_action() {
         let e = sample(0);
-        assert_eq!(e["@timestamp"], "2024-06-16T08:00:01.123Z");
-        assert_eq!(e["event"]["action"], "ALLOW");
-        assert_eq!(e["event"]["outcome"], "success");
-        assert_eq!(e["event"]["type"], json!(["access", "allowed"]));
-        assert_eq!(e["event"]["dataset"], "aws.waf");
-        assert_eq!(e["cloud"]["account"]["id"], "123456789012");
-        assert_eq!(e["cloud"]["region"], "eu-west-1");
-        assert_eq!(e["aws"]["waf"]["web_acl"]["name"], "shop-web-acl");
-        assert_eq!(e["rule"]["id"], "Default_Action");
-        assert_eq!(e["rule"]["name"], "Default_Action");
-        assert_eq!(e["rule"]["ruleset"], "shop-web-acl");
-        assert_eq!(e["source"]["ip"], "198.51.100.23");
-        assert_eq!(e["source"]["geo"]["country_iso_code"], "FR");
-        assert_eq!(e["http"]["request"]["method"], "GET");
-        assert_eq!(
-            e["http"]["request"]["id"],
-            "1-666e9c81-0a1b2c3d4e5f60718293a4b5"
+        assert_fields(
+            &e,
+            json!({
+                "@timestamp": "2024-06-16T08:00:01.123Z",
+                "event": {
+                    "action": "ALLOW",
+                    "outcome": "success",
+                    "type": ["access", "allowed"],
+                    "dataset": "aws.waf",
+                },
+                "cloud": {"account": {"id": "123456789012"}, "region": "eu-west-1"},
+                "aws": {
+                    "waf": {
+                        "web_acl": {"name": "shop-web-acl"},
+                        "labels": [
+                            "awswaf:clientip:geo:country:FR",
+                            "awswaf:clientip:geo:region:FR-IDF",
+                        ],
+                        "request": {"headers": {"accept": "text/html"}},
+                        "source": {"name": "ALB"},
+                        "format_version": "1",
+                    },
+                },
+                "rule": {
+                    "id": "Default_Action",
+                    "name": "Default_Action",
+                    "ruleset": "shop-web-acl",
+                },
+                "source": {"ip": "198.51.100.23", "geo": {"country_iso_code": "FR"}},
+                "http": {
+                    "request": {
+                        "method": "GET",
+                        "id": "1-666e9c81-0a1b2c3d4e5f60718293a4b5",
+                        "referrer": "https://www.example.com/",
+                    },
+                    "version": "2.0",
+                },
+                "url": {
+                    "path": "/products/42",
+                    "query": "color=blue",
+                    "original": "/products/42?color=blue",
+                    "domain": "shop.example.com",
+                },
+                "destination": {"domain": "shop.example.com", "registered_domain": "example.com"},
+                "user_agent": {"name": "Chrome"},
+                "network": {"protocol": "http", "transport": "tcp"},
+            }),
         );
-        assert_eq!(e["http"]["request"]["referrer"], "https://www.example.com/");
-        assert_eq!(e["http"]["version"], "2.0");
-        assert_eq!(e["url"]["path"], "/products/42");
-        assert_eq!(e["url"]["query"], "color=blue");
-        assert_eq!(e["url"]["original"], "/products/42?color=blue");
-        assert_eq!(e["url"]["domain"], "shop.example.com");
-        assert_eq!(e["destination"]["domain"], "shop.example.com");
-        assert_eq!(e["destination"]["registered_domain"], "example.com");
-        assert_eq!(e["user_agent"]["name"], "Chrome");
-        assert_eq!(e["network"]["protocol"], "http");
-        assert_eq!(e["network"]["transport"], "tcp");
-        assert_eq!(
-            e["aws"]["waf"]["labels"],
-            json!([
-                "awswaf:clientip:geo:country:FR",
-                "awswaf:clientip:geo:region:FR-IDF"
-            ])
-        );
-        assert_eq!(e["aws"]["waf"]["request"]["headers"]["accept"], "text/html");
-        assert_eq!(e["aws"]["waf"]["source"]["name"], "ALB");
-        assert_eq!(e["aws"]["waf"]["format_version"], "1");
         assert!(e["aws"]["waf"].get("request_headers_inserted").is_none());
     }
 
     #[test]
     fn blocked_sqli_with_match_details_and_redacted_cookie() {
         let e = sample(1);
-        assert_eq!(e["event"]["action"], "BLOCK");
-        assert_eq!(e["event"]["outcome"], "failure");
-        assert_eq!(e["event"]["type"], json!(["access", "denied"]));
-        assert_eq!(e["event"]["reason"], "SQL_INJECTION");
-        assert_eq!(e["rule"]["id"], "block-sqli-query");
-        assert_eq!(e["http"]["response"]["status_code"], 403);
-        assert_eq!(
-            e["aws"]["waf"]["terminating_rule_match_details"][0]["location"],
-            "QUERY_STRING"
+        assert_fields(
+            &e,
+            json!({
+                "event": {
+                    "action": "BLOCK",
+                    "outcome": "failure",
+                    "type": ["access", "denied"],
+                    "reason": "SQL_INJECTION",
+                },
+                "rule": {"id": "block-sqli-query"},
+                "http": {"response": {"status_code": 403}},
+                "aws": {
+                    "waf": {
+                        "terminating_rule_match_details": {"0": {"location": "QUERY_STRING"}},
+                        "request": {"headers": {"cookie": "REDACTED"}},
+                    },
+                },
+            }),
         );
-        assert_eq!(e["aws"]["waf"]["request"]["headers"]["cookie"], "REDACTED");
         assert!(!e.to_string().contains("fake-session-token"));
     }
 
     #[test]
     fn managed_rule_group_names_the_inner_rule() {
         let e = sample(2);
-        assert_eq!(e["rule"]["id"], "AWS-AWSManagedRulesCommonRuleSet");
-        assert_eq!(e["rule"]["name"], "SizeRestrictions_BODY");
-        assert_eq!(e["rule"]["ruleset"], "AWS#AWSManagedRulesCommonRuleSet");
-        assert_eq!(e["cloud"]["region"], "us-east-1");
-        assert_eq!(e["source"]["ip"], "2001:db8:1234:a100:8d6e:3477:df66:f105");
-        assert_eq!(e["network"]["type"], "ipv6");
-        assert_eq!(e["http"]["request"]["body"]["bytes"], 10_485_760);
-        assert_eq!(e["http"]["request"]["mime_type"], "application/json");
-        assert_eq!(e["aws"]["waf"]["request_body_size_inspected_by_waf"], 8192);
-        assert_eq!(
-            e["aws"]["waf"]["rule_group_list"][0]["terminatingRule"]["ruleId"],
-            "SizeRestrictions_BODY"
+        assert_fields(
+            &e,
+            json!({
+                "rule": {
+                    "id": "AWS-AWSManagedRulesCommonRuleSet",
+                    "name": "SizeRestrictions_BODY",
+                    "ruleset": "AWS#AWSManagedRulesCommonRuleSet",
+                },
+                "cloud": {"region": "us-east-1"},
+                "source": {"ip": "2001:db8:1234:a100:8d6e:3477:df66:f105"},
+                "network": {"type": "ipv6"},
+                "http": {
+                    "request": {"body": {"bytes": 10_485_760}, "mime_type": "application/json"},
+                },
+                "aws": {
+                    "waf": {
+                        "request_body_size_inspected_by_waf": 8192,
+                        "rule_group_list": {
+                            "0": {"terminatingRule": {"ruleId": "SizeRestrictions_BODY"}},
+                        },
+                    },
+                },
+            }),
         );
     }
 
@@ -557,18 +581,20 @@ mod tests {
     #[test]
     fn rate_based_block_with_port_forwarded_for_and_redacted_authorization() {
         let e = sample(4);
-        assert_eq!(e["aws"]["waf"]["terminating_rule_type"], "RATE_BASED");
-        assert_eq!(
-            e["aws"]["waf"]["rate_based_rule_list"][0]["limitValue"],
-            "192.0.2.99"
-        );
-        assert_eq!(e["url"]["domain"], "api.example.com");
-        assert_eq!(e["url"]["port"], 8443);
-        assert_eq!(e["network"]["forwarded_ip"], "198.51.100.200");
-        assert_eq!(e["related"]["ip"], json!(["192.0.2.99", "198.51.100.200"]));
-        assert_eq!(
-            e["aws"]["waf"]["request"]["headers"]["authorization"],
-            "REDACTED"
+        assert_fields(
+            &e,
+            json!({
+                "aws": {
+                    "waf": {
+                        "terminating_rule_type": "RATE_BASED",
+                        "rate_based_rule_list": {"0": {"limitValue": "192.0.2.99"}},
+                        "request": {"headers": {"authorization": "REDACTED"}},
+                    },
+                },
+                "url": {"domain": "api.example.com", "port": 8443},
+                "network": {"forwarded_ip": "198.51.100.200"},
+                "related": {"ip": ["192.0.2.99", "198.51.100.200"]},
+            }),
         );
         assert!(!e.to_string().contains("fake-token-for-tests"));
     }

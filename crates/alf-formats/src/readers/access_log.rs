@@ -195,14 +195,8 @@ pub(crate) fn set_url(ev: &mut Event, enricher: &crate::Enricher, target: &str, 
         }
         _ => target,
     };
-    let (before_fragment, fragment) = match path_and_query.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (path_and_query, None),
-    };
-    let (path, query) = match before_fragment.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (before_fragment, None),
-    };
+    let (before_fragment, fragment) = util::split_first(path_and_query, '#');
+    let (path, query) = util::split_first(before_fragment, '?');
     if !path.is_empty() {
         ev.set("url.path", path.to_owned());
         let last = path.rsplit('/').next().unwrap_or("");
@@ -233,10 +227,7 @@ fn split_host_port(v: &str) -> Option<(&str, Option<u16>)> {
             None => return None,
         }
     } else {
-        match v.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (v, None),
-        }
+        util::split_last(v, ':')
     };
     if host.is_empty() {
         return None;

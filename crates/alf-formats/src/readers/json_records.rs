@@ -523,6 +523,18 @@ pub(crate) fn take_string_into(
     }
 }
 
+/// Removes the `key` of each `(path, key)` and sets it at `path` when it is a
+/// non-empty string.
+pub(crate) fn take_strings_into(
+    m: &mut JsonMap,
+    ev: &mut crate::event::Event,
+    fields: &[(&'static str, &str)],
+) {
+    for &(path, key) in fields {
+        ev.set_opt(path, take_string(m, key));
+    }
+}
+
 /// Removes `key` and returns it when it is an object.
 pub(crate) fn take_object(m: &mut JsonMap, key: &str) -> Option<JsonMap> {
     match m.remove(key)? {
