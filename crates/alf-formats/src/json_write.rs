@@ -188,19 +188,22 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value, redactor: Option<&Re
         // Static strings are the parsers' own constants, never input.
         Value::Static(s) => write_str(out, s),
         Value::Shared(s) => write_redacted(out, s, redactor),
-        Value::Arr(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item, redactor);
-            }
-            out.push(b']');
-        }
+        Value::Arr(items) => write_array(out, items, |out, item| write_value(out, item, redactor)),
         Value::Obj(map) => write_map(out, map, redactor),
         Value::Json(json) => write_json_value(out, json, redactor),
     }
+}
+
+/// Appends `[item,item,...]`, each item written by `write`.
+fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
 }
 
 /// Appends a JSON document kept as it came, redacting its strings, and the value of a
@@ -217,16 +220,9 @@ fn write_json_value(out: &mut Vec<u8>, json: &serde_json::Value, redactor: Optio
             }
         }
         J::String(s) => write_redacted(out, s, redactor),
-        J::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json_value(out, item, redactor);
-            }
-            out.push(b']');
-        }
+        J::Array(items) => write_array(out, items, |out, item| {
+            write_json_value(out, item, redactor)
+        }),
         J::Object(members) => {
             out.push(b'{');
             for (i, (key, value)) in members.iter().enumerate() {

@@ -312,15 +312,13 @@ fn map_record(
             },
         );
     }
-    ev.set_opt(
-        "http.response.bytes",
-        get(Col::ScBytes).and_then(util::uint),
-    );
-    ev.set_opt("http.request.bytes", get(Col::CsBytes).and_then(util::uint));
-    ev.set_opt(
-        "http.response.body.bytes",
-        get(Col::ContentLen).and_then(util::uint),
-    );
+    for (path, col) in [
+        ("http.response.bytes", Col::ScBytes),
+        ("http.request.bytes", Col::CsBytes),
+        ("http.response.body.bytes", Col::ContentLen),
+    ] {
+        ev.set_opt(path, get(col).and_then(util::uint));
+    }
     if let Some(ct) = get(Col::ContentType) {
         ev.set(
             "http.response.mime_type",
@@ -401,14 +399,12 @@ fn map_record(
         "aws.cloudfront.fle_encrypted_fields",
         get(Col::FleEncryptedFields).and_then(util::uint),
     );
-    ev.set_opt(
-        "aws.cloudfront.range_start",
-        get(Col::RangeStart).and_then(util::int),
-    );
-    ev.set_opt(
-        "aws.cloudfront.range_end",
-        get(Col::RangeEnd).and_then(util::int),
-    );
+    for (path, col) in [
+        ("aws.cloudfront.range_start", Col::RangeStart),
+        ("aws.cloudfront.range_end", Col::RangeEnd),
+    ] {
+        ev.set_opt(path, get(col).and_then(util::int));
+    }
     for (name, value) in others {
         if let Some(v) = field(value) {
             ev.set_dyn("aws.cloudfront", name, v.to_owned());
