@@ -93,6 +93,7 @@ impl Map {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    #[inline]
     fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
         self.0
             .iter_mut()
@@ -106,6 +107,7 @@ impl Map {
     }
 
     /// Inserts or replaces `key`, returning the value it replaced.
+    #[inline]
     fn replace(&mut self, key: Key, value: Value) -> Option<Value> {
         match self.get_mut(&key) {
             Some(slot) => Some(std::mem::replace(slot, value)),
@@ -164,6 +166,7 @@ impl Map {
 
     /// The object at position `i`, which holds one (checked by the caller, or just made
     /// by [`Map::child_index`]); `self` in the impossible case that it does not.
+    #[inline]
     fn object_at(&mut self, i: usize) -> &mut Map {
         if !matches!(self.0.get(i), Some((_, Value::Obj(_)))) {
             return self;
@@ -237,6 +240,7 @@ impl ParentSlot {
     }
 
     /// Whether every remembered position still holds an object.
+    #[inline]
     fn holds_objects(&self, root: &Map) -> bool {
         let mut map = root;
         for &p in self.positions() {
@@ -249,6 +253,7 @@ impl ParentSlot {
     }
 
     /// The object at the remembered positions (checked with [`ParentSlot::holds_objects`]).
+    #[inline]
     fn descend<'m>(&self, root: &'m mut Map) -> &'m mut Map {
         let mut map = root;
         for &p in self.positions() {
@@ -269,6 +274,7 @@ struct ParentCache {
 
 impl ParentCache {
     /// The slot of `parent`; the one used last is tried first (fields come in runs).
+    #[inline]
     fn find(&mut self, parent: &str) -> Option<ParentSlot> {
         let last = self.slots[self.last];
         if last.depth > 0 && same_key(last.parent, parent) {
@@ -307,8 +313,9 @@ impl PartialEq for Event {
 /// Splits `a.b.c` into the parent path (`a.b`) and the leaf (`c`). Paths are
 /// short static strings; a byte loop beats the generic `str::split` machinery here
 /// (this runs ~50 times per event).
+#[inline]
 fn split_path(path: &'static str) -> (&'static str, &'static str) {
-    match path.bytes().rposition(|b| b == b'.') {
+    match memchr::memrchr(b'.', path.as_bytes()) {
         Some(dot) => (&path[..dot], &path[dot + 1..]),
         None => ("", path),
     }
@@ -350,6 +357,7 @@ impl Event {
 
     /// Inserts `key` into the object at `parent`. Replacing an object forgets the
     /// remembered parents: one of them may lead through it.
+    #[inline]
     fn insert_under(&mut self, parent: &'static str, key: Key, value: Value) {
         if let Some(Value::Obj(_)) = self.parent_map(parent).replace(key, value) {
             self.parents = ParentCache::default();
@@ -358,6 +366,7 @@ impl Event {
 
     /// The object at the dotted `parent` path (the root for `""`), created as needed,
     /// found through the [`ParentCache`] when it was used lately.
+    #[inline]
     fn parent_map(&mut self, parent: &'static str) -> &mut Map {
         if parent.is_empty() {
             return &mut self.root;
