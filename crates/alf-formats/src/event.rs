@@ -147,7 +147,7 @@ impl Map {
             Some(i) => i,
             None => {
                 self.0
-                    .push((Cow::Borrowed(key), Value::Obj(Map(Vec::with_capacity(4)))));
+                    .push((Cow::Borrowed(key), Value::Obj(Map(Vec::with_capacity(8)))));
                 self.0.len() - 1
             }
         };
@@ -344,7 +344,7 @@ impl Event {
     pub fn new() -> Self {
         // ECS events have 10-20 top-level objects: avoid regrowing the root.
         Event {
-            root: Map(Vec::with_capacity(16)),
+            root: Map(Vec::with_capacity(24)),
             parents: ParentCache::default(),
         }
     }
