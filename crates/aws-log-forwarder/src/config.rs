@@ -522,11 +522,26 @@ settings! {
     /// `[processing]`: parsing.
     pub struct ProcessingSettings {
         pub object_concurrency: usize = default(4).range(1, 1_024),
+        /// Worker threads parsing one line-oriented object (CloudFront, S3 access,
+        /// ELB, WAF, ...) in blocks; 0 (the default) is one per available core, 1
+        /// parses each object on one thread (see [`ProcessingSettings::parse_workers`]).
+        pub parse_threads: usize = default(0).range(0, 256),
         pub keep_original: bool = default(false),
         pub redact: bool = default(true),
         /// `[[processing.drop]]` rules (see [`crate::filter`]), compiled in [`cross_checks`].
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub drop: Vec<crate::filter::DropRuleSettings> = default(Vec::new()),
+    }
+}
+
+impl ProcessingSettings {
+    /// Workers per line-oriented object: `parse_threads`, or the available cores
+    /// when it is 0.
+    pub fn parse_workers(&self) -> usize {
+        match self.parse_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 }
 
