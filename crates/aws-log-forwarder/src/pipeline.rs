@@ -589,6 +589,13 @@ impl<'a> ChunkSink<'a> {
         ChunkSink { skip, ..self }
     }
 
+    /// Sends the open chunk as the object's last (even empty: it tells the batcher
+    /// that this object adds nothing more to the open batch).
+    fn finish(&mut self) -> Result<(), Stop> {
+        self.chunk.ends_object = true;
+        self.flush()
+    }
+
     fn new_chunk(ack: &Arc<ObjectAck>) -> EventChunk {
         EventChunk::new(Arc::clone(ack), 64 * 1024, CHUNK_EVENTS)
     }
@@ -600,7 +607,7 @@ impl<'a> ChunkSink<'a> {
         if self.abort.is_cancelled() || self.ack.has_failed() {
             return Err(Stop);
         }
-        if self.chunk.is_empty() {
+        if self.chunk.is_empty() && !self.chunk.ends_object {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.chunk, Self::new_chunk(self.ack));
@@ -1152,7 +1159,7 @@ impl Pipeline {
                     let _ = sink.emit(error);
                 }
                 metrics::counter!(m::CHECKPOINT_EVENTS_SKIPPED).increment(sink.skipped);
-                let flushed = sink.flush();
+                let flushed = sink.finish();
                 if let (Ok(_), Err(stop)) = (&result, flushed) {
                     result = Err(StreamError::Stopped(stop));
                 }
