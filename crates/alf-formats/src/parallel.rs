@@ -112,7 +112,6 @@ pub fn parse_object_blocks(
         reader,
         object,
         options,
-        enricher,
         BlockPlan {
             threads: how.threads,
             block_bytes,
@@ -138,6 +137,11 @@ pub struct BlockPlan {
 /// workers (at least one); only for formats that [`splits_into_blocks`] (others get an
 /// `InvalidInput` error: parse them with [`crate::parse_object`]).
 ///
+/// Each worker enriches with an [`Enricher`] of its own: its caches of user agents
+/// and hosts warm up within a block or two, while one shared enricher's locks and the
+/// reference counts of its shared strings, touched by every worker for every event,
+/// cost the 2-worker daemon 15-23% more CPU than one thread (crates/alf-bench/E2E.md).
+///
 /// When reading the object fails, the blocks read before the failure, and the complete
 /// lines after them, are still parsed and delivered before the error is returned, as
 /// the sequential parser emits every record before the point where its input broke.
@@ -147,7 +151,6 @@ pub fn parse_object_blocks_into<S, M>(
     reader: &mut dyn BufRead,
     object: &ObjectInfo,
     options: &ParseOptions,
-    enricher: &Enricher,
     plan: BlockPlan,
     new_sink: &M,
     deliver: &mut dyn FnMut(S) -> Result<(), Stop>,
@@ -171,6 +174,7 @@ where
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
             scope.spawn(move || {
+                let enricher = Enricher::new();
                 loop {
                     // The lock is held only to take the next job.
                     let next = match job_rx.lock() {
@@ -181,7 +185,7 @@ where
                     // A panic must not leave the collector waiting for this block
                     // forever: it becomes the object's error.
                     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        parse_block(format, &job, object, options, enricher, new_sink())
+                        parse_block(format, &job, object, options, &enricher, new_sink())
                     }))
                     .unwrap_or_else(|_| {
                         Err(ParseError::Io(io::Error::other(
