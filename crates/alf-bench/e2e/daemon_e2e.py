@@ -103,11 +103,13 @@ def main():
     ap.add_argument("--extra", default="", help="more TOML sections")
     ap.add_argument("--extra-processing", default="", help="more [processing] lines")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the daemon")
+    ap.add_argument("--expected", type=int, default=0,
+                    help="events to wait for (default: the objects' lines not starting with #)")
     ap.add_argument("--latency", type=int, default=0,
                     help="upload the (one) object this many times, one after the other")
     args = ap.parse_args()
 
-    expected = sum(count_records(p) for p in args.objects)
+    expected = args.expected or sum(count_records(p) for p in args.objects)
     kw = dict(endpoint_url=args.endpoint, region_name="us-east-1",
               aws_access_key_id="test", aws_secret_access_key="test")
     s3 = boto3.client("s3", **kw)
