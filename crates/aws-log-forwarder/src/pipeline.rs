@@ -610,11 +610,17 @@ impl<'a> ChunkSink<'a> {
         let chunk = std::mem::replace(&mut self.chunk, Self::new_chunk(self.ack));
         let n = chunk.len() as u64;
         self.ack.add_pending(n);
-        self.tx.blocking_send(chunk).map_err(|_| {
-            // The batcher is gone (shutdown): these events will never be acknowledged.
-            self.ack.failed(n, "shutting down");
-            Stop
-        })
+        match self.tx.blocking_send(chunk) {
+            Ok(()) => Ok(()),
+            // An empty last chunk only hurries the batcher: without a batcher there is
+            // nothing to hurry, and every event of the object was sent before it.
+            Err(_) if n == 0 => Ok(()),
+            Err(_) => {
+                // The batcher is gone (shutdown): these events will never be acknowledged.
+                self.ack.failed(n, "shutting down");
+                Err(Stop)
+            }
+        }
     }
 }
 
