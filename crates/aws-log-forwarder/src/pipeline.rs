@@ -810,6 +810,13 @@ pub struct Pipeline {
     block_plan: BlockPlan,
 }
 
+/// The block workers of one object when `parsing` objects (this one included) are
+/// parsed at once and `parse_threads` workers are configured: a fair share, at least
+/// one.
+fn workers_per_object(parse_threads: usize, parsing: usize) -> usize {
+    (parse_threads / parsing.max(1)).max(1)
+}
+
 /// Decompressed bytes per block when the daemon parses an object on several threads:
 /// a few hundred records, so the hand-off stays noise, while the blocks read ahead and
 /// waiting (two per worker, each with its serialized events, about twice its size) stay
@@ -925,10 +932,9 @@ impl Pipeline {
     fn block_plan_now(&self) -> BlockPlan {
         let parsing = self
             .object_concurrency
-            .saturating_sub(self.object_permits.available_permits())
-            .max(1);
+            .saturating_sub(self.object_permits.available_permits());
         BlockPlan {
-            threads: (self.block_plan.threads / parsing).max(1),
+            threads: workers_per_object(self.block_plan.threads, parsing),
             ..self.block_plan
         }
     }
@@ -1656,6 +1662,20 @@ mod tests {
             assert_eq!(parsed.decompressed_bytes, data.len() as u64);
             assert_eq!(events.len(), rows);
         }
+    }
+
+    #[test]
+    fn parse_workers_are_shared_among_the_objects_parsed_at_once() {
+        assert_eq!(workers_per_object(8, 1), 8, "an object alone gets them all");
+        assert_eq!(workers_per_object(8, 2), 4);
+        assert_eq!(workers_per_object(8, 3), 2);
+        assert_eq!(workers_per_object(2, 4), 1, "at least one each");
+        assert_eq!(workers_per_object(1, 1), 1);
+        assert_eq!(
+            workers_per_object(4, 0),
+            4,
+            "a count of 0 reads as this one alone"
+        );
     }
 
     /// What the batcher receives from one object parsed by the daemon's step.
