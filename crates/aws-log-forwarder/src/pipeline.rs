@@ -676,15 +676,24 @@ impl ChunkSink<'_> {
     ) -> Result<ParseStats, ParseError> {
         let (filter, routes, redactor) = (self.filter, self.routes, self.redactor);
         let rules = self.dropped.len();
-        let new_block = || PreparedBlock {
-            filter,
-            routes,
-            redactor,
-            data: Vec::with_capacity(plan.block_bytes.saturating_mul(2).min(CHUNK_BYTES * 4)),
-            ends: Vec::new(),
-            routes_of_events: Vec::new(),
-            dropped: vec![0; rules],
-            malformed: Vec::new(),
+        // The buffers of delivered blocks go back to the workers: a fresh megabyte per
+        // block, freed on another thread, was faulted in and zeroed again every time.
+        let spare: std::sync::Mutex<Vec<BlockBuffers>> = std::sync::Mutex::default();
+        let new_block = || {
+            let buffers = spare.lock().ok().and_then(|mut spare| spare.pop());
+            let buffers = buffers.unwrap_or_else(|| BlockBuffers {
+                data: Vec::with_capacity(plan.block_bytes.saturating_mul(4).min(CHUNK_BYTES * 4)),
+                ends: Vec::new(),
+                routes_of_events: Vec::new(),
+            });
+            PreparedBlock {
+                filter,
+                routes,
+                redactor,
+                buffers,
+                dropped: vec![0; rules],
+                malformed: Vec::new(),
+            }
         };
         parse_object_blocks_into(
             format,
@@ -693,21 +702,35 @@ impl ChunkSink<'_> {
             options,
             plan,
             &new_block,
-            &mut |block: PreparedBlock<'_>| self.take_block(block),
+            &mut |block: PreparedBlock<'_>| {
+                let mut buffers = self.take_block(block)?;
+                buffers.clear();
+                if let Ok(mut spare) = spare.lock() {
+                    spare.push(buffers);
+                }
+                Ok(())
+            },
         )
     }
 
-    /// Sends one block's events (in order, after those of the blocks before it).
-    fn take_block(&mut self, block: PreparedBlock<'_>) -> Result<(), Stop> {
+    /// Sends one block's events (in order, after those of the blocks before it);
+    /// returns its buffers for the next block.
+    fn take_block(&mut self, block: PreparedBlock<'_>) -> Result<BlockBuffers, Stop> {
         for (total, n) in self.dropped.iter_mut().zip(&block.dropped) {
             *total += n;
         }
         for (line, reason) in &block.malformed {
             self.malformed(*line, reason);
         }
+        let buffers = block.buffers;
+        let BlockBuffers {
+            data,
+            ends,
+            routes_of_events,
+        } = &buffers;
         let mut start = 0;
-        for (&end, &route) in block.ends.iter().zip(&block.routes_of_events) {
-            let event = block.data.get(start..end).unwrap_or_default();
+        for (&end, &route) in ends.iter().zip(routes_of_events) {
+            let event = data.get(start..end).unwrap_or_default();
             self.push(route, |out| out.extend_from_slice(event))?;
             start = end;
         }
@@ -716,7 +739,23 @@ impl ChunkSink<'_> {
         if self.abort.is_cancelled() || self.ack.has_failed() {
             return Err(Stop);
         }
-        Ok(())
+        Ok(buffers)
+    }
+}
+
+/// The buffers of a [`PreparedBlock`], reused from block to block.
+struct BlockBuffers {
+    /// The events' payloads, concatenated; `ends` and `routes_of_events` per event.
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    routes_of_events: Vec<usize>,
+}
+
+impl BlockBuffers {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.routes_of_events.clear();
     }
 }
 
@@ -726,10 +765,7 @@ struct PreparedBlock<'a> {
     filter: &'a EventFilter,
     routes: &'a IntakeRoutes,
     redactor: Option<&'a Redactor>,
-    /// The events' payloads, concatenated; `ends` and `routes_of_events` per event.
-    data: Vec<u8>,
-    ends: Vec<usize>,
-    routes_of_events: Vec<usize>,
+    buffers: BlockBuffers,
     /// Events dropped, by rule.
     dropped: Vec<u64>,
     /// Records that did not parse (line, reason), for the object's log.
@@ -745,10 +781,11 @@ impl EventSink for PreparedBlock<'_> {
             return Ok(());
         }
         let route = self.routes.route(&event);
+        let buffers = &mut self.buffers;
         self.routes
-            .write(route, event, self.redactor, &mut self.data);
-        self.ends.push(self.data.len());
-        self.routes_of_events.push(route);
+            .write(route, event, self.redactor, &mut buffers.data);
+        buffers.ends.push(buffers.data.len());
+        buffers.routes_of_events.push(route);
         Ok(())
     }
 
