@@ -12,6 +12,13 @@ Reports: wall time from the first upload to the last event at the intake, the
 daemon's CPU seconds (utime + stime from /proc/PID/stat), its peak RSS (VmHWM from
 /proc/PID/status) and events per CPU-second. The intake runs in this Python process,
 so its CPU is not the daemon's.
+
+    ... --latency 5 --objects /tmp/cf10.log.gz
+        uploads the object 5 times, one after the other, each once the previous one's
+        events all arrived, and reports for each the delay from the end of its upload
+        to its first and to its last event at the intake.
+    ... --env MIMALLOC_PURGE_DELAY=0 --extra-processing 'parse_threads = 1'
+        runs the daemon with an environment variable / more [processing] keys.
 """
 
 import argparse
@@ -37,6 +44,7 @@ class Counter:
         self.events = 0
         self.requests = 0
         self.last = None
+        self.first = None
 
 
 COUNTER = Counter()
@@ -54,6 +62,8 @@ class Intake(http.server.BaseHTTPRequestHandler):
             COUNTER.events += n
             COUNTER.requests += 1
             COUNTER.last = time.monotonic()
+            if COUNTER.first is None:
+                COUNTER.first = COUNTER.last
         self.send_response(200)
         self.send_header("content-length", "2")
         self.send_header("content-type", "application/json")
@@ -91,9 +101,15 @@ def main():
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--extra-intake", default="", help="more [intake] lines")
     ap.add_argument("--extra", default="", help="more TOML sections")
+    ap.add_argument("--extra-processing", default="", help="more [processing] lines")
+    ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the daemon")
+    ap.add_argument("--expected", type=int, default=0,
+                    help="events to wait for (default: the objects' lines not starting with #)")
+    ap.add_argument("--latency", type=int, default=0,
+                    help="upload the (one) object this many times, one after the other")
     args = ap.parse_args()
 
-    expected = sum(count_records(p) for p in args.objects)
+    expected = args.expected or sum(count_records(p) for p in args.objects)
     kw = dict(endpoint_url=args.endpoint, region_name="us-east-1",
               aws_access_key_id="test", aws_secret_access_key="test")
     s3 = boto3.client("s3", **kw)
@@ -122,6 +138,7 @@ queue_url = "{queue_url}"
 wait_time_seconds = 1
 [processing]
 object_concurrency = {args.object_concurrency}
+{args.extra_processing}
 [intake]
 url = "{intake}"
 protocol = "ndjson"
@@ -137,10 +154,14 @@ level = "error"
     cfg.close()
     env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    env.update(kv.split("=", 1) for kv in args.env)
     daemon = subprocess.Popen([args.binary, "run", "--config", cfg.name], env=env)
     try:
         time.sleep(2)  # start-up and the first (empty) poll
         idle_cpu, idle_hwm = proc_cpu(daemon.pid), proc_hwm_kb(daemon.pid)
+        if args.latency:
+            latency_runs(args, s3, name, daemon, expected)
+            return
         start = time.monotonic()
         threads = []
         for i, path in enumerate(args.objects):
@@ -168,11 +189,35 @@ level = "error"
             "upload_s": round(uploaded, 2), "wall_upload_to_last_event_s": round(wall, 2),
             "daemon_cpu_s": round(cpu, 2), "events_per_cpu_s": round(COUNTER.events / cpu),
             "idle_rss_mb": round(idle_hwm / 1024, 1), "peak_rss_mb": round(hwm / 1024, 1),
+            "load_avg_1m": os.getloadavg()[0],
         }))
     finally:
         daemon.terminate()
         daemon.wait()
         os.unlink(cfg.name)
+
+
+def latency_runs(args, s3, bucket, daemon, per_object):
+    """Uploads the one object `args.latency` times in a row; for each, the delay from
+    the end of its upload to its first and its last event at the intake."""
+    results = []
+    for i in range(args.latency):
+        with COUNTER.lock:
+            COUNTER.first = None
+            before = COUNTER.events
+        key = f"AWSLogs/cf/E2EL.2026-12-07-00.{uuid.uuid4().hex[:8]}.gz"
+        s3.upload_file(args.objects[0], bucket, key)
+        uploaded = time.monotonic()
+        while COUNTER.events < before + per_object:
+            if daemon.poll() is not None:
+                sys.exit(f"the daemon exited with {daemon.returncode}")
+            if time.monotonic() - uploaded > args.timeout:
+                sys.exit(f"timeout: {COUNTER.events - before} of {per_object} events")
+            time.sleep(0.005)
+        results.append({"first_event_s": round(COUNTER.first - uploaded, 3),
+                        "last_event_s": round(COUNTER.last - uploaded, 3)})
+    print(json.dumps({"latency_runs": results, "events_per_object": per_object,
+                      "load_avg_1m": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":

@@ -99,14 +99,82 @@ pub fn parse_object_blocks(
         sink.flush()?;
         return Ok(stats);
     }
+    let redactor = how.redactor;
+    let new_sink = || {
+        let mut block = Block::default();
+        block
+            .ndjson
+            .reserve(block_bytes.min(DEFAULT_BLOCK_BYTES) * 2);
+        BlockWriter { block, redactor }
+    };
+    parse_object_blocks_into(
+        format,
+        reader,
+        object,
+        options,
+        BlockPlan {
+            threads: how.threads,
+            block_bytes,
+        },
+        &new_sink,
+        &mut |writer: BlockWriter<'_>| deliver(writer.block),
+    )
+}
+
+/// How many workers parse an object and how large its blocks are.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockPlan {
+    /// Worker threads (at least one is started).
+    pub threads: usize,
+    /// Target decompressed bytes per block ([`DEFAULT_BLOCK_BYTES`]).
+    pub block_bytes: usize,
+}
+
+/// The general form of [`parse_object_blocks`], for callers that keep more than the
+/// JSON of a block (the daemon routes, filters and numbers its events): every block is
+/// parsed by a worker into a sink of its own, made by `new_sink`, and the filled sinks
+/// are handed to `deliver` on the calling thread in object order. Always runs `threads`
+/// workers (at least one); only for formats that [`splits_into_blocks`] (others get an
+/// `InvalidInput` error: parse them with [`crate::parse_object`]).
+///
+/// Each worker enriches with an [`Enricher`] of its own: its caches of user agents
+/// and hosts warm up within a block or two, while one shared enricher's locks and the
+/// reference counts of its shared strings, touched by every worker for every event,
+/// cost the 2-worker daemon 15-23% more CPU than one thread (crates/alf-bench/E2E.md).
+///
+/// When reading the object fails, the blocks read before the failure, and the complete
+/// lines after them, are still parsed and delivered before the error is returned, as
+/// the sequential parser emits every record before the point where its input broke.
+#[allow(clippy::too_many_arguments)]
+pub fn parse_object_blocks_into<S, M>(
+    format: Format,
+    reader: &mut dyn BufRead,
+    object: &ObjectInfo,
+    options: &ParseOptions,
+    plan: BlockPlan,
+    new_sink: &M,
+    deliver: &mut dyn FnMut(S) -> Result<(), Stop>,
+) -> Result<ParseStats, ParseError>
+where
+    S: EventSink + Send,
+    M: Fn() -> S + Sync,
+{
+    if !splits_into_blocks(format) {
+        return Err(ParseError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{format} objects cannot be parsed in blocks"),
+        )));
+    }
+    let threads = plan.threads.max(1);
     let (job_tx, job_rx) = mpsc::channel::<(u64, Job)>();
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<(u64, Done)>();
+    let (done_tx, done_rx) = mpsc::channel::<(u64, Done<S>)>();
     std::thread::scope(|scope| {
-        for _ in 0..how.threads {
+        for _ in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let done_tx = done_tx.clone();
             scope.spawn(move || {
+                let enricher = Enricher::new();
                 loop {
                     // The lock is held only to take the next job.
                     let next = match job_rx.lock() {
@@ -117,7 +185,7 @@ pub fn parse_object_blocks(
                     // A panic must not leave the collector waiting for this block
                     // forever: it becomes the object's error.
                     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        parse_block(format, &job, object, options, enricher, how.redactor)
+                        parse_block(format, &job, object, options, &enricher, new_sink())
                     }))
                     .unwrap_or_else(|_| {
                         Err(ParseError::Io(io::Error::other(
@@ -134,8 +202,8 @@ pub fn parse_object_blocks(
         let result = split_and_collect(
             format,
             reader,
-            block_bytes,
-            how.threads,
+            plan.block_bytes.max(1),
+            threads,
             &job_tx,
             &done_rx,
             deliver,
@@ -161,67 +229,78 @@ struct Job {
 }
 
 /// What a worker hands back.
-type Done = Result<(Block, ParseStats), ParseError>;
+type Done<S> = Result<(S, ParseStats), ParseError>;
 
-fn parse_block(
+fn parse_block<S: EventSink>(
     format: Format,
     job: &Job,
     object: &ObjectInfo,
     options: &ParseOptions,
     enricher: &Enricher,
-    redactor: Option<&Redactor>,
-) -> Done {
+    mut sink: S,
+) -> Done<S> {
     let mut cx = ObjectParse::new(format, object, options, enricher);
     let replay_bytes = job.replay.len() as u64;
     cx.resume_at(
         job.first_line.saturating_sub(1 + job.replay_lines),
         job.offset.saturating_sub(replay_bytes),
     );
-    let mut sink = BlockSink::new(usize::MAX, redactor, None);
-    sink.block.ndjson.reserve(job.data.len() * 2);
     let mut input = io::Read::chain(&job.replay[..], &job.data[..]);
     crate::registry::parse(format, &mut input, &mut cx, &mut sink)?;
     let mut stats = cx.stats;
     stats.headers = stats.headers.saturating_sub(job.replay_lines);
     stats.bytes = stats.bytes.saturating_sub(replay_bytes) + job.dropped;
-    Ok((sink.block, stats))
+    Ok((sink, stats))
 }
 
 /// Reads blocks, queues them, and delivers the workers' results in order, with at most
 /// `2 x threads` blocks queued or waiting.
-fn split_and_collect(
+fn split_and_collect<S>(
     format: Format,
     reader: &mut dyn BufRead,
     block_bytes: usize,
     threads: usize,
     jobs: &mpsc::Sender<(u64, Job)>,
-    done: &mpsc::Receiver<(u64, Done)>,
-    deliver: &mut dyn FnMut(Block) -> Result<(), Stop>,
+    done: &mpsc::Receiver<(u64, Done<S>)>,
+    deliver: &mut dyn FnMut(S) -> Result<(), Stop>,
 ) -> Result<ParseStats, ParseError> {
     let max_in_flight = 2 * threads as u64;
     let mut splitter = Splitter::new(format, block_bytes);
     let mut total = ParseStats::default();
-    let mut waiting: BTreeMap<u64, (Block, ParseStats)> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, (S, ParseStats)> = BTreeMap::new();
     let (mut queued, mut delivered) = (0u64, 0u64);
     let mut finished = false;
+    // A read error, returned once the blocks before it are delivered.
+    let mut broken: Option<io::Error> = None;
     loop {
         // Deliver what is ready, in order.
-        while let Some((block, stats)) = waiting.remove(&delivered) {
+        while let Some((sink, stats)) = waiting.remove(&delivered) {
             add_stats(&mut total, &stats);
-            deliver(block)?;
+            deliver(sink)?;
             delivered += 1;
         }
         if finished && delivered == queued {
-            return Ok(total);
+            return match broken {
+                Some(e) => Err(ParseError::Io(e)),
+                None => Ok(total),
+            };
         }
         if !finished && queued - delivered < max_in_flight {
-            match splitter.next_block(reader)? {
+            let next = match splitter.next_block(reader) {
+                Ok(next) => next,
+                Err(e) => {
+                    broken = Some(e);
+                    splitter.complete_lines_read()
+                }
+            };
+            match next {
                 Some(job) => {
                     jobs.send((queued, job)).map_err(|_| worker_gone())?;
                     queued += 1;
                 }
                 None => finished = true,
             }
+            finished |= broken.is_some();
             // Take finished blocks without waiting, then read on.
             while let Ok((seq, result)) = done.try_recv() {
                 waiting.insert(seq, result?);
@@ -332,8 +411,14 @@ impl Splitter {
                 line
             }
         };
+        Ok(self.next_block_from_pending(data, dropped))
+    }
+
+    /// The job for `data`, the next lines of the object (`dropped`: bytes of an
+    /// over-long last line not kept); `None` when empty.
+    fn next_block_from_pending(&mut self, data: Vec<u8>, dropped: u64) -> Option<Job> {
         if data.is_empty() {
-            return Ok(None);
+            return None;
         }
         let lines = memchr::memchr_iter(b'\n', &data).count() as u64
             + u64::from(data.last() != Some(&b'\n'));
@@ -348,7 +433,18 @@ impl Splitter {
         self.next_line += lines;
         self.next_offset += job.data.len() as u64 + dropped;
         self.note_headers(&job.data);
-        Ok(Some(job))
+        Some(job)
+    }
+
+    /// After a read error: the complete lines read but not yet queued, as a last block
+    /// (a partial last line is lost with the rest of the input, as in the sequential
+    /// reader).
+    fn complete_lines_read(&mut self) -> Option<Job> {
+        let last = memchr::memrchr(b'\n', &self.pending)?;
+        self.pending.truncate(last + 1);
+        self.eof = true;
+        let data = std::mem::take(&mut self.pending);
+        self.next_block_from_pending(data, 0)
     }
 
     fn read_more_into(&mut self, reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
@@ -420,6 +516,25 @@ impl EventSink for BlockSink<'_, '_> {
         if self.block.ndjson.len() >= self.flush_at {
             self.flush()?;
         }
+        event.write_json(&mut self.block.ndjson, self.redactor);
+        self.block.ndjson.push(b'\n');
+        self.block.events += 1;
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, reason: &str) {
+        self.block.malformed.push((line, reason.to_owned()));
+    }
+}
+
+/// A worker's sink: serializes the events of one block.
+struct BlockWriter<'r> {
+    block: Block,
+    redactor: Option<&'r Redactor>,
+}
+
+impl EventSink for BlockWriter<'_> {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
         event.write_json(&mut self.block.ndjson, self.redactor);
         self.block.ndjson.push(b'\n');
         self.block.events += 1;

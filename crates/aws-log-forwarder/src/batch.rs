@@ -51,6 +51,11 @@ pub struct EventChunk {
     pub first_seq: u64,
     /// Index of the intake its events go to (see [`crate::intakes`]; 0 is `[intake]`).
     pub route: usize,
+    /// The last chunk of its object (it may hold no event): when nothing else is
+    /// queued behind it, the batcher sends its open batch at once instead of after
+    /// `linger_ms`, so a small object reaches the intake within a request's time of
+    /// its notification, while the chunks of large objects still fill whole batches.
+    pub ends_object: bool,
     /// The batcher copied the events into batches, which answer for them now.
     handed_over: bool,
 }
@@ -74,6 +79,7 @@ impl EventChunk {
             ack,
             first_seq: 0,
             route: 0,
+            ends_object: false,
             handed_over: false,
         }
     }
@@ -415,7 +421,11 @@ pub async fn run_batcher<S: BatchSender>(
                     }
                 }
                 chunk.handed_over();
-                if batch.len() >= limits.max_events || batch.body_bytes() >= max_bytes {
+                let nothing_follows = chunk.ends_object && rx.is_empty();
+                if batch.len() >= limits.max_events
+                    || batch.body_bytes() >= max_bytes
+                    || nothing_follows
+                {
                     deadline = None;
                     if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
                         requests.abort_all();
@@ -651,6 +661,40 @@ mod tests {
         assert_eq!(a.settled().await, Ok(()));
         // The channel is still open: the batcher keeps running.
         assert!(!task.is_finished());
+        drop(tx);
+        task.await.unwrap();
+    }
+
+    /// The last chunk of an object with nothing queued behind it is sent at once; the
+    /// end of an object with more chunks queued (another object's) waits for them.
+    #[tokio::test(start_paused = true)]
+    async fn the_end_of_an_object_is_sent_without_lingering_when_nothing_follows() {
+        let (tx, rx) = mpsc::channel(4);
+        let sender = Arc::new(Recorder::default());
+        let task = tokio::spawn(run_batcher(
+            rx,
+            limits(100, 1_000_000, 60_000),
+            Arc::clone(&sender),
+            CancellationToken::new(),
+        ));
+        let (a, b) = (Arc::new(ObjectAck::new()), Arc::new(ObjectAck::new()));
+        let mut a_end = chunk(&a, &["a1"]);
+        a_end.ends_object = true;
+        // Queued together: a's end is followed by b's chunk, so both share a batch.
+        tx.send(a_end).await.unwrap();
+        tx.send(chunk(&b, &["b1"])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(sender.batches.lock().unwrap().is_empty(), "sent early");
+        let mut b_end = chunk(&b, &[]);
+        b_end.ends_object = true;
+        tx.send(b_end).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            *sender.batches.lock().unwrap(),
+            vec![vec!["a1".to_string(), "b1".to_string()]]
+        );
+        assert_eq!(a.settled().await, Ok(()));
+        assert_eq!(b.settled().await, Ok(()));
         drop(tx);
         task.await.unwrap();
     }

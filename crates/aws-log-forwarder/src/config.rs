@@ -587,11 +587,30 @@ settings! {
     /// `[processing]`: parsing.
     pub struct ProcessingSettings {
         pub object_concurrency: usize = default(4).range(1, 1_024),
+        /// Worker threads parsing one line-oriented object (CloudFront, S3 access,
+        /// ELB, WAF, ...) in blocks, shared among the objects parsed at once; 0 is
+        /// one per available core, 1 (the default) parses each object on one thread
+        /// (see [`ProcessingSettings::parse_workers`]). The default is 1 because two
+        /// workers cost 15-25% more CPU per event and ~35 MB more resident memory,
+        /// and were not faster on a busy 2-core machine (crates/alf-bench/E2E.md);
+        /// set 0 when large objects arrive alone on idle cores.
+        pub parse_threads: usize = default(1).range(0, 256),
         pub keep_original: bool = default(false),
         pub redact: bool = default(true),
         /// `[[processing.drop]]` rules (see [`crate::filter`]), compiled in [`cross_checks`].
         #[serde(skip_serializing_if = "Vec::is_empty")]
         pub drop: Vec<crate::filter::DropRuleSettings> = default(Vec::new()),
+    }
+}
+
+impl ProcessingSettings {
+    /// Workers per line-oriented object: `parse_threads`, or the available cores
+    /// when it is 0.
+    pub fn parse_workers(&self) -> usize {
+        match self.parse_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 }
 

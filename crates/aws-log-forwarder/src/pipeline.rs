@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alf_formats::detect::SNIFF_BYTES;
+use alf_formats::parallel::{BlockPlan, parse_object_blocks_into, splits_into_blocks};
 use alf_formats::{
     Decision, Enricher, Event, EventSink, Format, FormatDetector, ObjectInfo, ParseError,
     ParseOptions, ParseStats, Redactor, Stop, parse_object,
@@ -145,16 +146,55 @@ where
     R: Read + Send + 'static,
     F: FnOnce(Format, &mut dyn io::BufRead, &ParseOptions) -> Result<ParseStats, ParseError>,
 {
+    let step = match step {
+        ParseStep::Sequential { enricher, sink } => Step::Sequential { enricher, sink },
+        ParseStep::Custom(parse) => Step::Custom(parse),
+    };
+    decode_and_parse(raw, object, detector, forced, options, step)
+}
+
+/// [`ParseStep`] with the daemon's own step.
+enum Step<'a, 's, F> {
+    Sequential {
+        enricher: &'a Enricher,
+        sink: &'a mut dyn EventSink,
+    },
+    Custom(F),
+    /// Line formats in blocks on `plan.threads` workers when there are several, the
+    /// rest (and everything with one thread) sequentially into `sink`.
+    Daemon {
+        enricher: &'a Enricher,
+        sink: &'a mut ChunkSink<'s>,
+        plan: BlockPlan,
+    },
+}
+
+fn decode_and_parse<R, F>(
+    raw: R,
+    object: &ObjectInfo,
+    detector: &FormatDetector,
+    forced: Option<Format>,
+    options: &ParseOptions,
+    step: Step<'_, '_, F>,
+) -> Result<Parsed, StreamError>
+where
+    R: Read + Send + 'static,
+    F: FnOnce(Format, &mut dyn io::BufRead, &ParseOptions) -> Result<ParseStats, ParseError>,
+{
     let (decoded, compression) = decode::decoder_with_kind(raw)?;
     let mut decoded = CountingBufReader::new(decoded);
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = decode::read_up_to(&mut decoded, &mut head)?;
     head.truncate(n);
     if alf_formats::columnar::is_parquet(&head) {
-        let ParseStep::Sequential { enricher, sink } = step else {
-            return Err(StreamError::Unsupported(
-                "Apache Parquet in blocks (read it with one thread)",
-            ));
+        let (enricher, sink): (&Enricher, &mut dyn EventSink) = match step {
+            Step::Sequential { enricher, sink } => (enricher, sink),
+            Step::Daemon { enricher, sink, .. } => (enricher, sink),
+            Step::Custom(_) => {
+                return Err(StreamError::Unsupported(
+                    "Apache Parquet in blocks (read it with one thread)",
+                ));
+            }
         };
         // Parquet needs random access: spooled to a temporary file (crate::columnar).
         let spooled =
@@ -207,10 +247,17 @@ where
     // The peeked head goes back in front of the rest of the stream.
     let mut reader = Cursor::new(head).chain(&mut decoded);
     let stats = match step {
-        ParseStep::Sequential { enricher, sink } => {
+        Step::Sequential { enricher, sink } => {
             parse_object(format, &mut reader, object, &options, enricher, sink)?
         }
-        ParseStep::Custom(parse) => parse(format, &mut reader, &options)?,
+        Step::Custom(parse) => parse(format, &mut reader, &options)?,
+        // The workers enrich with enrichers of their own (see parse_object_blocks_into).
+        Step::Daemon { sink, plan, .. } if plan.threads > 1 && splits_into_blocks(format) => {
+            sink.parse_in_blocks(format, &mut reader, object, &options, plan)?
+        }
+        Step::Daemon { enricher, sink, .. } => {
+            parse_object(format, &mut reader, object, &options, enricher, sink)?
+        }
     };
     // Formats that stop early (one JSON document) may leave trailing bytes; they
     // still count as read for the byte metrics.
@@ -539,6 +586,13 @@ impl<'a> ChunkSink<'a> {
         ChunkSink { skip, ..self }
     }
 
+    /// Sends the open chunk as the object's last (even empty: it tells the batcher
+    /// that this object adds nothing more to the open batch).
+    fn finish(&mut self) -> Result<(), Stop> {
+        self.chunk.ends_object = true;
+        self.flush()
+    }
+
     fn new_chunk(ack: &Arc<ObjectAck>) -> EventChunk {
         EventChunk::new(Arc::clone(ack), 64 * 1024, CHUNK_EVENTS)
     }
@@ -550,28 +604,31 @@ impl<'a> ChunkSink<'a> {
         if self.abort.is_cancelled() || self.ack.has_failed() {
             return Err(Stop);
         }
-        if self.chunk.is_empty() {
+        if self.chunk.is_empty() && !self.chunk.ends_object {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.chunk, Self::new_chunk(self.ack));
         let n = chunk.len() as u64;
         self.ack.add_pending(n);
-        self.tx.blocking_send(chunk).map_err(|_| {
-            // The batcher is gone (shutdown): these events will never be acknowledged.
-            self.ack.failed(n, "shutting down");
-            Stop
-        })
+        match self.tx.blocking_send(chunk) {
+            Ok(()) => Ok(()),
+            // An empty last chunk only hurries the batcher: without a batcher there is
+            // nothing to hurry, and every event of the object was sent before it.
+            Err(_) if n == 0 => Ok(()),
+            Err(_) => {
+                // The batcher is gone (shutdown): these events will never be acknowledged.
+                self.ack.failed(n, "shutting down");
+                Err(Stop)
+            }
+        }
     }
 }
 
-impl EventSink for ChunkSink<'_> {
-    fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        if let Some(rule) = self.filter.matching(&event) {
-            if let Some(n) = self.dropped.get_mut(rule) {
-                *n += 1;
-            }
-            return Ok(());
-        }
+impl ChunkSink<'_> {
+    /// Numbers the next event (going to intake `route`, written by `write`) and sends
+    /// it, or skips it when an earlier attempt delivered it. Events dropped by the
+    /// filter never get here, so they take no number.
+    fn push(&mut self, route: usize, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), Stop> {
         if self.skip.contains(self.events, &mut self.skip_cursor) {
             // A chunk covers consecutive events (its acknowledgement settles a run):
             // send what precedes the gap first.
@@ -589,7 +646,6 @@ impl EventSink for ChunkSink<'_> {
             return Ok(());
         }
         // A chunk goes to one intake and holds consecutive events.
-        let route = self.routes.route(&event);
         if route != self.chunk.route && !self.chunk.is_empty() {
             self.flush()?;
         }
@@ -597,14 +653,158 @@ impl EventSink for ChunkSink<'_> {
             self.chunk.first_seq = self.events;
             self.chunk.route = route;
         }
-        let (redactor, routes) = (self.redactor, self.routes);
-        self.chunk
-            .push_with(|out| routes.write(route, event, redactor, out));
+        self.chunk.push_with(write);
         self.events += 1;
         if self.chunk.len() >= CHUNK_EVENTS || self.chunk.data.len() >= CHUNK_BYTES {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Parses the object in blocks on `plan.threads` workers: each worker filters,
+    /// routes and serializes the events of its block ([`PreparedBlock`]); this thread
+    /// takes the blocks in object order and numbers, skips, chunks and sends their
+    /// events exactly as [`EventSink::emit`] does one by one, so the chunks, their
+    /// event numbers and the acknowledgements are those of the one-thread path.
+    fn parse_in_blocks(
+        &mut self,
+        format: Format,
+        reader: &mut dyn io::BufRead,
+        object: &ObjectInfo,
+        options: &ParseOptions,
+        plan: BlockPlan,
+    ) -> Result<ParseStats, ParseError> {
+        let (filter, routes, redactor) = (self.filter, self.routes, self.redactor);
+        let rules = self.dropped.len();
+        // The buffers of delivered blocks go back to the workers: a fresh megabyte per
+        // block, freed on another thread, was faulted in and zeroed again every time.
+        let spare: std::sync::Mutex<Vec<BlockBuffers>> = std::sync::Mutex::default();
+        let new_block = || {
+            let buffers = spare.lock().ok().and_then(|mut spare| spare.pop());
+            let buffers = buffers.unwrap_or_else(|| BlockBuffers {
+                data: Vec::with_capacity(plan.block_bytes.saturating_mul(4).min(CHUNK_BYTES * 4)),
+                ends: Vec::new(),
+                routes_of_events: Vec::new(),
+            });
+            PreparedBlock {
+                filter,
+                routes,
+                redactor,
+                buffers,
+                dropped: vec![0; rules],
+                malformed: Vec::new(),
+            }
+        };
+        parse_object_blocks_into(
+            format,
+            reader,
+            object,
+            options,
+            plan,
+            &new_block,
+            &mut |block: PreparedBlock<'_>| {
+                let mut buffers = self.take_block(block)?;
+                buffers.clear();
+                if let Ok(mut spare) = spare.lock() {
+                    spare.push(buffers);
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Sends one block's events (in order, after those of the blocks before it);
+    /// returns its buffers for the next block.
+    fn take_block(&mut self, block: PreparedBlock<'_>) -> Result<BlockBuffers, Stop> {
+        for (total, n) in self.dropped.iter_mut().zip(&block.dropped) {
+            *total += n;
+        }
+        for (line, reason) in &block.malformed {
+            self.malformed(*line, reason);
+        }
+        let buffers = block.buffers;
+        let BlockBuffers {
+            data,
+            ends,
+            routes_of_events,
+        } = &buffers;
+        let mut start = 0;
+        for (&end, &route) in ends.iter().zip(routes_of_events) {
+            let event = data.get(start..end).unwrap_or_default();
+            self.push(route, |out| out.extend_from_slice(event))?;
+            start = end;
+        }
+        // The one-thread path looks for a stop at every flush; a block whose events
+        // were all skipped or dropped must not read on after a shutdown either.
+        if self.abort.is_cancelled() || self.ack.has_failed() {
+            return Err(Stop);
+        }
+        Ok(buffers)
+    }
+}
+
+/// The buffers of a [`PreparedBlock`], reused from block to block.
+struct BlockBuffers {
+    /// The events' payloads, concatenated; `ends` and `routes_of_events` per event.
+    data: Vec<u8>,
+    ends: Vec<usize>,
+    routes_of_events: Vec<usize>,
+}
+
+impl BlockBuffers {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.routes_of_events.clear();
+    }
+}
+
+/// The events of one block as a parsing worker prepares them for [`ChunkSink`]:
+/// filtered by the drop rules, routed and serialized (redacted) for their intake.
+struct PreparedBlock<'a> {
+    filter: &'a EventFilter,
+    routes: &'a IntakeRoutes,
+    redactor: Option<&'a Redactor>,
+    buffers: BlockBuffers,
+    /// Events dropped, by rule.
+    dropped: Vec<u64>,
+    /// Records that did not parse (line, reason), for the object's log.
+    malformed: Vec<(u64, String)>,
+}
+
+impl EventSink for PreparedBlock<'_> {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        if let Some(rule) = self.filter.matching(&event) {
+            if let Some(n) = self.dropped.get_mut(rule) {
+                *n += 1;
+            }
+            return Ok(());
+        }
+        let route = self.routes.route(&event);
+        let buffers = &mut self.buffers;
+        self.routes
+            .write(route, event, self.redactor, &mut buffers.data);
+        buffers.ends.push(buffers.data.len());
+        buffers.routes_of_events.push(route);
+        Ok(())
+    }
+
+    fn malformed(&mut self, line: u64, reason: &str) {
+        self.malformed.push((line, reason.to_owned()));
+    }
+}
+
+impl EventSink for ChunkSink<'_> {
+    fn emit(&mut self, event: Event) -> Result<(), Stop> {
+        if let Some(rule) = self.filter.matching(&event) {
+            if let Some(n) = self.dropped.get_mut(rule) {
+                *n += 1;
+            }
+            return Ok(());
+        }
+        let route = self.routes.route(&event);
+        let (redactor, routes) = (self.redactor, self.routes);
+        self.push(route, |out| routes.write(route, event, redactor, out))
     }
 
     fn malformed(&mut self, line: u64, reason: &str) {
@@ -632,6 +832,8 @@ pub struct Pipeline {
     enricher: Arc<Enricher>,
     redactor: Option<Arc<Redactor>>,
     object_permits: Arc<Semaphore>,
+    /// The permits `object_permits` started with (objects parsed at once).
+    object_concurrency: usize,
     events: mpsc::Sender<EventChunk>,
     abort: CancellationToken,
     filter: Arc<EventFilter>,
@@ -640,7 +842,23 @@ pub struct Pipeline {
     /// is deleted (see [`Pipeline::message_settled`]).
     completed: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<ObjectCheckpoint>>>>>,
     routes: Arc<IntakeRoutes>,
+    /// How a line-oriented object is parsed: `threads` 1 parses it on its own
+    /// blocking thread, more in blocks on that many workers.
+    block_plan: BlockPlan,
 }
+
+/// The block workers of one object when `parsing` objects (this one included) are
+/// parsed at once and `parse_threads` workers are configured: a fair share, at least
+/// one.
+fn workers_per_object(parse_threads: usize, parsing: usize) -> usize {
+    (parse_threads / parsing.max(1)).max(1)
+}
+
+/// Decompressed bytes per block when the daemon parses an object on several threads:
+/// a few hundred records, so the hand-off stays noise, while the blocks read ahead and
+/// waiting (two per worker, each with its serialized events, about twice its size) stay
+/// a few megabytes per object.
+pub const DAEMON_BLOCK_BYTES: usize = 256 * 1024;
 
 /// Aborts the task (the periodic checkpoint writer of an object) when the object ends,
 /// however it ends.
@@ -670,13 +888,25 @@ impl Pipeline {
             enricher: Arc::new(Enricher::new()),
             redactor: redact.then(|| Arc::new(Redactor::new())),
             object_permits: Arc::new(Semaphore::new(object_concurrency.max(1))),
+            object_concurrency: object_concurrency.max(1),
             events,
             abort,
             filter: Arc::new(EventFilter::default()),
             checkpoints: None,
             completed: Arc::default(),
             routes: Arc::new(IntakeRoutes::single()),
+            block_plan: BlockPlan {
+                threads: 1,
+                block_bytes: DAEMON_BLOCK_BYTES,
+            },
         }
+    }
+
+    /// Parses a line-oriented object on up to `threads` workers (1: on its own
+    /// thread, as other formats always are); see [`Pipeline::block_plan_now`].
+    pub fn with_parse_threads(mut self, threads: usize) -> Self {
+        self.block_plan.threads = threads.max(1);
+        self
     }
 
     /// A pipeline as `config` sets it up (parse options, redaction, drop rules, object
@@ -704,6 +934,7 @@ impl Pipeline {
             abort,
         )
         .with_routes(routes)
+        .with_parse_threads(config.processing.parse_workers())
         .with_filter(EventFilter::new(&config.processing.drop)?))
     }
 
@@ -726,6 +957,23 @@ impl Pipeline {
     pub fn with_object_permits(mut self, permits: Arc<Semaphore>) -> Self {
         self.object_permits = permits;
         self
+    }
+
+    /// How the object whose permit was just taken is parsed: the `parse_threads`
+    /// workers are shared among the objects being parsed now (this one included), at
+    /// least one each. One large object gets every core; several objects already keep
+    /// the cores busy one thread each, and more workers per object would only add
+    /// their regex caches and allocator heaps to the resident set (4 objects of
+    /// 50,000 records with 2 workers each peaked at 263 MB against 166 MB with one,
+    /// crates/alf-bench/E2E.md).
+    fn block_plan_now(&self) -> BlockPlan {
+        let parsing = self
+            .object_concurrency
+            .saturating_sub(self.object_permits.available_permits());
+        BlockPlan {
+            threads: workers_per_object(self.block_plan.threads, parsing),
+            ..self.block_plan
+        }
     }
 
     /// Records the progress of large objects in `checkpoints`, and skips what a
@@ -944,14 +1192,19 @@ impl Pipeline {
             let routes = Arc::clone(&self.routes);
             let compressed = Arc::clone(&compressed);
             let source = source.clone();
+            let plan = self.block_plan_now();
             tokio::task::spawn_blocking(move || {
                 inject_debug_panic(&info.key);
                 let mut sink = ChunkSink::new(&tx, &ack, &abort, &filter, &info.bucket, &info.key)
                     .redacting(redactor.as_deref())
                     .skipping(skip)
                     .routing(&routes);
-                let mut result =
-                    parse_stream(body, &info, &detector, None, &options, &enricher, &mut sink);
+                let step: Step<'_, '_, NoStep> = Step::Daemon {
+                    enricher: &enricher,
+                    sink: &mut sink,
+                    plan,
+                };
+                let mut result = decode_and_parse(body, &info, &detector, None, &options, step);
                 // The object's bytes are broken (not the network, not delivery, not a
                 // shutdown): forward what was readable plus one event saying where it
                 // broke; retrying would only send the same readable part again.
@@ -971,7 +1224,7 @@ impl Pipeline {
                     let _ = sink.emit(error);
                 }
                 metrics::counter!(m::CHECKPOINT_EVENTS_SKIPPED).increment(sink.skipped);
-                let flushed = sink.flush();
+                let flushed = sink.finish();
                 if let (Ok(_), Err(stop)) = (&result, flushed) {
                     result = Err(StreamError::Stopped(stop));
                 }
@@ -1446,6 +1699,161 @@ mod tests {
             assert_eq!(parsed.decompressed_bytes, data.len() as u64);
             assert_eq!(events.len(), rows);
         }
+    }
+
+    #[test]
+    fn parse_workers_are_shared_among_the_objects_parsed_at_once() {
+        assert_eq!(workers_per_object(8, 1), 8, "an object alone gets them all");
+        assert_eq!(workers_per_object(8, 2), 4);
+        assert_eq!(workers_per_object(8, 3), 2);
+        assert_eq!(workers_per_object(2, 4), 1, "at least one each");
+        assert_eq!(workers_per_object(1, 1), 1);
+        assert_eq!(
+            workers_per_object(4, 0),
+            4,
+            "a count of 0 reads as this one alone"
+        );
+    }
+
+    /// What the batcher receives from one object parsed by the daemon's step.
+    #[derive(Debug, PartialEq)]
+    struct Delivered {
+        /// Per chunk: first event number, route, the events.
+        chunks: Vec<(u64, usize, Vec<String>)>,
+        result: Result<ParseStats, String>,
+        events: u64,
+        malformed: u64,
+        skipped: u64,
+        dropped: Vec<u64>,
+        pending: u64,
+    }
+
+    /// Parses `body` as the daemon does with `threads` workers (blocks of 4 KB, so a
+    /// test object makes many), skipping `skip` and dropping what `drop` matches.
+    async fn deliver_with_threads(
+        body: Vec<u8>,
+        threads: usize,
+        skip: Settled,
+        drop: Vec<crate::filter::DropRuleSettings>,
+    ) -> Delivered {
+        let (tx, mut rx) = mpsc::channel(4);
+        let ack = Arc::new(ObjectAck::resuming("s3://logs/k", &skip));
+        let ack2 = Arc::clone(&ack);
+        let parse = tokio::task::spawn_blocking(move || {
+            let abort = CancellationToken::new();
+            let filter = EventFilter::new(&drop).unwrap();
+            let redactor = Redactor::new();
+            let object = info("AWSLogs/cf/E2QWRUHAPOMQZL.2024-03-12-09.a1b2c3d4.gz");
+            let mut sink = ChunkSink::new(&tx, &ack2, &abort, &filter, "logs", "k")
+                .redacting(Some(&redactor))
+                .skipping(skip);
+            let step: Step<'_, '_, NoStep> = Step::Daemon {
+                enricher: &Enricher::new(),
+                sink: &mut sink,
+                plan: BlockPlan {
+                    threads,
+                    block_bytes: 4096,
+                },
+            };
+            let result = decode_and_parse(
+                Cursor::new(body),
+                &object,
+                &FormatDetector::default(),
+                None,
+                &ParseOptions::default(),
+                step,
+            )
+            .map(|parsed| parsed.stats)
+            .map_err(|e| e.to_string());
+            sink.flush().unwrap();
+            (
+                result,
+                sink.events,
+                sink.malformed,
+                sink.skipped,
+                sink.dropped,
+            )
+        });
+        let mut chunks = Vec::new();
+        while let Some(mut chunk) = rx.recv().await {
+            let events = chunk
+                .events()
+                .map(|e| String::from_utf8(e.to_vec()).unwrap())
+                .collect();
+            chunks.push((chunk.first_seq, chunk.route, events));
+            chunk.handed_over();
+        }
+        let (result, events, malformed, skipped, dropped) = parse.await.unwrap();
+        Delivered {
+            chunks,
+            result,
+            events,
+            malformed,
+            skipped,
+            dropped,
+            pending: ack.pending(),
+        }
+    }
+
+    /// A CloudFront object of `records` generated records with a malformed line and a
+    /// second `#Fields:` header in the middle.
+    fn cloudfront_object(records: u64) -> Vec<u8> {
+        let text = String::from_utf8(alf_bench::generate(alf_bench::Kind::CloudFront, records, 7))
+            .unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let middle = lines.len() / 2;
+        let fields = lines
+            .iter()
+            .find(|l| l.starts_with("#Fields:"))
+            .copied()
+            .unwrap();
+        lines.insert(middle, fields);
+        lines.insert(middle / 2, "this is not a CloudFront record");
+        let mut text = lines.join("\n");
+        text.push('\n');
+        gzip(text.as_bytes())
+    }
+
+    /// The daemon's block-parallel path hands the batcher the very chunks of the
+    /// one-thread path: same event numbers (so acknowledgements and checkpoints mean
+    /// the same), same bytes (event ids, offsets), same order, same counts, with a
+    /// checkpoint to resume from and a drop rule.
+    #[tokio::test]
+    async fn two_parse_threads_deliver_what_one_does() {
+        let body = cloudfront_object(3_000);
+        let skip = Settled {
+            reached: 100,
+            ahead: vec![(700, 1_300)],
+        };
+        let drop = vec![crate::filter::DropRuleSettings {
+            dataset: "aws.cloudfront_logs".into(),
+            field: "http.response.status_code".into(),
+            gt: Some(399.0),
+            ..Default::default()
+        }];
+        let one = deliver_with_threads(body.clone(), 1, skip.clone(), drop.clone()).await;
+        let two = deliver_with_threads(body, 2, skip, drop).await;
+        let stats = one.result.as_ref().unwrap();
+        assert_eq!(stats.records, 3_001);
+        assert_eq!(one.malformed, 1);
+        assert_eq!(one.skipped, 700);
+        assert!(one.dropped[0] > 0, "the rule drops the 4xx and 5xx");
+        assert_eq!(one.events + one.dropped[0], 3_001);
+        assert!(one.chunks.len() > 5);
+        assert_eq!(one, two);
+    }
+
+    /// A truncated object: both paths forward the same readable records and fail the
+    /// same way.
+    #[tokio::test]
+    async fn two_parse_threads_forward_what_one_does_from_a_truncated_object() {
+        let body = cloudfront_object(2_000);
+        let truncated = body[..body.len() * 2 / 3].to_vec();
+        let one = deliver_with_threads(truncated.clone(), 1, Settled::default(), vec![]).await;
+        let two = deliver_with_threads(truncated, 2, Settled::default(), vec![]).await;
+        assert!(one.result.is_err());
+        assert!(one.events > 500, "{} events", one.events);
+        assert_eq!(one, two);
     }
 
     #[tokio::test]
