@@ -46,6 +46,15 @@ pub struct Block {
     pub malformed: Vec<(u64, String)>,
 }
 
+impl Block {
+    /// Appends one event as a line of NDJSON.
+    fn push_event(&mut self, event: &Event, redactor: Option<&Redactor>) {
+        event.write_json(&mut self.ndjson, redactor);
+        self.ndjson.push(b'\n');
+        self.events += 1;
+    }
+}
+
 /// How a block-parallel parse runs.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockOptions<'a> {
@@ -516,9 +525,7 @@ impl EventSink for BlockSink<'_, '_> {
         if self.block.ndjson.len() >= self.flush_at {
             self.flush()?;
         }
-        event.write_json(&mut self.block.ndjson, self.redactor);
-        self.block.ndjson.push(b'\n');
-        self.block.events += 1;
+        self.block.push_event(&event, self.redactor);
         Ok(())
     }
 
@@ -535,9 +542,7 @@ struct BlockWriter<'r> {
 
 impl EventSink for BlockWriter<'_> {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        event.write_json(&mut self.block.ndjson, self.redactor);
-        self.block.ndjson.push(b'\n');
-        self.block.events += 1;
+        self.block.push_event(&event, self.redactor);
         Ok(())
     }
 

@@ -142,11 +142,20 @@ impl<R: BufRead> BufRead for CountingBufReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    fn gzip(data: &[u8]) -> Vec<u8> {
+    /// `n` lines `line 0` ... gzip-compressed: a stream long enough to cut anywhere.
+    pub(crate) fn gzipped_lines(n: u32) -> Vec<u8> {
+        let data: Vec<u8> = (0..n)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        gzip(&data)
+    }
+
+    /// `data` gzip-compressed (default level); the pipeline's tests use it too.
+    pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(data).unwrap();
         enc.finish().unwrap()
@@ -201,10 +210,7 @@ mod tests {
 
     #[test]
     fn truncated_gzip_is_an_error() {
-        let data: Vec<u8> = (0..20_000u32)
-            .flat_map(|i| format!("line {i}\n").into_bytes())
-            .collect();
-        let full = gzip(&data);
+        let full = gzipped_lines(20_000);
         for cut in [3, 10, full.len() / 2, full.len() - 4] {
             let err = read_all(full[..cut].to_vec()).expect_err("truncated gzip must fail");
             assert!(

@@ -1512,13 +1512,7 @@ fn log_object(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(data).unwrap();
-        enc.finish().unwrap()
-    }
+    use crate::decode::tests::gzip;
 
     fn info(key: &str) -> ObjectInfo {
         ObjectInfo {
@@ -1632,10 +1626,7 @@ mod tests {
 
     #[test]
     fn truncated_input_is_a_read_error() {
-        let data: Vec<u8> = (0..5000u32)
-            .flat_map(|i| format!("line {i}\n").into_bytes())
-            .collect();
-        let body = gzip(&data);
+        let body = crate::decode::tests::gzipped_lines(5000);
         let (result, _) = parse_bytes(
             body[..body.len() / 2].to_vec(),
             "x.log",
