@@ -42,6 +42,53 @@ pub fn set_aws_service(ev: &mut Event, service: &'static str) {
     ev.set("cloud.service.name", service);
 }
 
+/// The capture window of a flow record (VPC, Transit Gateway, Global Accelerator):
+/// `event.start`, `event.end`, `event.duration` and `@timestamp`, which is the end (a
+/// record aggregates a window and is produced when it closes), else the start. Each
+/// bound is its epoch seconds with its RFC 3339 text.
+pub fn set_capture_window(
+    ev: &mut Event,
+    start: Option<&(i64, String)>,
+    end: Option<&(i64, String)>,
+) {
+    if let Some((_, ts)) = end.or(start) {
+        ev.set("@timestamp", ts.clone());
+    }
+    if let Some((_, ts)) = start {
+        ev.set("event.start", ts.clone());
+    }
+    if let Some((_, ts)) = end {
+        ev.set("event.end", ts.clone());
+    }
+    // Checked: the window comes from untrusted text, and a window longer than u64
+    // nanoseconds (~584 years) is nonsense rather than a duration.
+    if let (Some((s, _)), Some((e, _))) = (start, end)
+        && let Some(nanos) = e
+            .checked_sub(*s)
+            .and_then(|d| u64::try_from(d).ok())
+            .and_then(|d| d.checked_mul(1_000_000_000))
+    {
+        ev.set("event.duration", nanos);
+    }
+}
+
+/// A flow record's `event.category` (network), `event.action` as written, and from an
+/// `ACCEPT` or `REJECT` action `event.outcome` and the `allowed` / `denied` type.
+pub fn set_flow_action(ev: &mut Event, action: Option<&str>) {
+    set_category(ev, &["network"]);
+    let mut types = vec![Value::Static("connection")];
+    if let Some(action) = action {
+        ev.set("event.action", action.to_owned());
+        let allowed = match action {
+            "ACCEPT" => Some(true),
+            "REJECT" => Some(false),
+            _ => None,
+        };
+        set_decision(ev, &mut types, allowed);
+    }
+    ev.set("event.type", Value::Arr(types));
+}
+
 /// Sets `event.category` to these ECS categories.
 pub fn set_category(ev: &mut Event, categories: &[&'static str]) {
     ev.set("event.category", statics(categories));

@@ -322,39 +322,9 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     let start = epoch(rec, Col::Start, "start")?;
     let end = epoch(rec, Col::End, "end")?;
     // A record aggregates a capture window and is produced when the window closes:
-    // `end` is when the event (the record) originated. See docs/mapping/vpc-flow.md.
-    if let Some((_, ts)) = end.as_ref().or(start.as_ref()) {
-        ev.set("@timestamp", ts.clone());
-    }
-    if let Some((_, ts)) = &start {
-        ev.set("event.start", ts.clone());
-    }
-    if let Some((_, ts)) = &end {
-        ev.set("event.end", ts.clone());
-    }
-    // Checked: the window comes from untrusted text, and a window longer than u64
-    // nanoseconds (~584 years) is nonsense rather than a duration.
-    if let (Some((s, _)), Some((e, _))) = (&start, &end)
-        && let Some(nanos) = e
-            .checked_sub(*s)
-            .and_then(|d| u64::try_from(d).ok())
-            .and_then(|d| d.checked_mul(1_000_000_000))
-    {
-        ev.set("event.duration", nanos);
-    }
-
-    util::set_category(&mut ev, &["network"]);
-    let mut types = vec![Value::Static("connection")];
-    if let Some(action) = get(Col::Action) {
-        ev.set("event.action", action.to_owned());
-        let allowed = match action {
-            "ACCEPT" => Some(true),
-            "REJECT" => Some(false),
-            _ => None,
-        };
-        util::set_decision(&mut ev, &mut types, allowed);
-    }
-    ev.set("event.type", Value::Arr(types));
+    // `end` is when the event (the record) originated. See docs/ecs-mapping.md.
+    util::set_capture_window(&mut ev, start.as_ref(), end.as_ref());
+    util::set_flow_action(&mut ev, get(Col::Action));
     ev.set_str("event.reason", get(Col::RejectReason));
     ev.set("cloud.provider", "aws");
 
