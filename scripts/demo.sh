@@ -169,6 +169,7 @@ key_for() {
     route53-resolver) echo "AWSLogs/$acct/vpcdnsquerylogs/vpc-0a1b2c3d/2024/05/01/vpc-0a1b2c3d_vpcdnsquerylogs_${acct}_20240501T1200Z_7c9e2f1a.log.gz" ;;
     network-firewall) echo "AWSLogs/$acct/network-firewall/alert/us-east-1/demo-fw/2024/05/01/12/${acct}_network-firewall_alert_us-east-1_demo-fw_20240501T1200Z_1a2b3c4d.log.gz" ;;
     aws-config) echo "AWSLogs/$acct/Config/us-east-1/2024/5/1/ConfigHistory/${acct}_Config_us-east-1_ConfigHistory_AWS::EC2::SecurityGroup_20240501T120000Z_20240501T130000Z_1.json.gz" ;;
+    global-accelerator) echo "AWSLogs/$acct/globalaccelerator/us-west-2/2024/05/01/${acct}_globalaccelerator_1234abcd-abcd-1234-abcd-1234abcdefgh_20240501T1200Z_9d8c7b6a.log.gz" ;;
     redshift-audit) echo "AWSLogs/$acct/redshift/us-east-1/2024/05/01/${acct}_redshift_us-east-1_analytics_connectionlog_2024-05-01T12:00.gz" ;;
     # Amazon Data Firehose keys carry no marker of their content: recognised by content.
     cloudwatch-logs) echo "firehose/cloudwatch-logs/2024/05/01/12/cwl-to-s3-1-2024-05-01-12-00-00-5f1c2e3d-4a5b-6c7d-8e9f-0a1b2c3d4e5f" ;;

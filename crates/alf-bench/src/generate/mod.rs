@@ -16,6 +16,7 @@ mod cloudwatch;
 mod elb;
 mod eventbridge;
 mod generic;
+mod global_accelerator;
 mod guardduty;
 mod json;
 mod network_firewall;
@@ -97,10 +98,11 @@ pub enum Kind {
     Lines,
     /// Last, so the kinds before it keep their seeds (`kind as u64`).
     SecurityLake,
+    GlobalAccelerator,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::CloudFront,
         Kind::S3Access,
         Kind::Elb,
@@ -117,6 +119,7 @@ impl Kind {
         Kind::EventBridge,
         Kind::SecurityHub,
         Kind::SecurityLake,
+        Kind::GlobalAccelerator,
         Kind::Ndjson,
         Kind::Lines,
     ];
@@ -147,6 +150,7 @@ impl Kind {
             Kind::EventBridge => Format::EventBridge,
             Kind::SecurityHub => Format::SecurityHub,
             Kind::SecurityLake => Format::SecurityLake,
+            Kind::GlobalAccelerator => Format::GlobalAccelerator,
             Kind::Ndjson => Format::Ndjson,
             Kind::Lines => Format::Lines,
         }
@@ -176,6 +180,7 @@ impl Kind {
             Kind::EventBridge => Records::boxed(eventbridge::record),
             Kind::SecurityHub => Box::new(eventbridge::SecurityHub::default()),
             Kind::SecurityLake => Records::boxed(ocsf_json_line),
+            Kind::GlobalAccelerator => Records::boxed(global_accelerator::record),
             Kind::Ndjson => Records::boxed(generic::ndjson),
             Kind::Lines => Records::boxed(generic::lines),
         }

@@ -49,6 +49,7 @@ declare_formats! {
     EventBridge => eventbridge,
     SecurityHub => securityhub,
     SecurityLake => security_lake,
+    GlobalAccelerator => global_accelerator,
     Ndjson => ndjson,
     Lines => lines,
 }
