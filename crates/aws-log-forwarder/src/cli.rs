@@ -59,10 +59,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, clap::Args)]
 pub struct ParseArgs {
-    /// Log format name (cloudfront, s3-access, elb, vpc-flow, cloudtrail, waf,
-    /// guardduty, route53-resolver, network-firewall, cloudwatch-logs, aws-config, redshift-audit,
-    /// eventbridge, securityhub, ndjson, lines) or `auto`.
-    #[arg(long, default_value = "auto")]
+    /// Log format name or `auto` (the names come from the format registry).
+    #[arg(long, default_value = "auto", help = format_help("Log format name", "or `auto`"))]
     pub format: String,
     /// S3 key to detect the format from and to record in events (default: the file name).
     #[arg(long)]
@@ -104,8 +102,8 @@ pub struct ReplayArgs {
     /// Last day to replay (YYYY-MM-DD, inclusive).
     #[arg(long, value_parser = parse_day)]
     pub until: Option<Day>,
-    /// Only objects detected as this format (cloudtrail, vpc-flow, cloudfront, ...).
-    #[arg(long, value_parser = parse_format)]
+    /// Only objects detected as this format.
+    #[arg(long, value_parser = parse_format, help = format_help("Only objects detected as this format", ""))]
     pub format: Option<Format>,
     /// File recording finished objects; a replay run again with it resumes where the
     /// previous one stopped, without re-sending finished objects.
@@ -118,6 +116,14 @@ pub struct ReplayArgs {
 
 fn parse_day(s: &str) -> Result<Day, String> {
     s.parse()
+}
+
+/// A `--format` help line naming every registered format.
+fn format_help(what: &str, after: &str) -> String {
+    let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+    format!("{what} ({}) {after}", names.join(", "))
+        .trim_end()
+        .to_owned()
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

@@ -379,3 +379,20 @@ fn unknown_keys_are_errors_with_a_suggestion() {
         "config: sqs.wait_time_second: unknown key; did you mean sqs.wait_time_seconds?\n"
     );
 }
+
+/// The help of `parse --format` and `replay --format` names every registered format,
+/// so a new format is documented on the command line by its registry entry alone.
+#[test]
+fn format_help_names_every_registered_format() {
+    for command in ["parse", "replay"] {
+        let out = run(&[command, "--help"], &[]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        for format in alf_formats::Format::ALL {
+            assert!(
+                help.contains(format.name()),
+                "`{command} --help` does not name {}",
+                format.name()
+            );
+        }
+    }
+}
