@@ -48,7 +48,10 @@ fn without_transparent_huge_pages() {}
 /// so that delay is what a container limit sees: with it, one 300,000-record object
 /// peaked at 182-187 MB of resident memory, with 0 at 118-122 MB, for the same CPU
 /// time (crates/alf-bench/E2E.md). A `MIMALLOC_PURGE_DELAY` in the environment still
-/// wins.
+/// wins. Only the long-running commands (`run`, `replay`) set it: `parse --threads 2`
+/// frees and refills megabyte blocks on two threads, and there the pages given back
+/// at once were faulted in again (0.6 s of system time on 200,000 CloudFront records,
+/// 1.40x instead of 1.57x the one-thread speed; crates/alf-bench/README.md).
 #[allow(unsafe_code)] // One FFI call: see the SAFETY note.
 fn return_freed_memory_at_once() {
     /// `mi_option_purge_delay` in `mimalloc.h` (v2 and v3; the Rust bindings do not
@@ -63,8 +66,10 @@ fn return_freed_memory_at_once() {
 
 fn main() -> ExitCode {
     without_transparent_huge_pages();
-    return_freed_memory_at_once();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. } | Command::Replay(_)) {
+        return_freed_memory_at_once();
+    }
     let code = match cli.command {
         Command::Parse(args) => cli::parse_command(&args),
         Command::CheckConfig { config, output } => {
