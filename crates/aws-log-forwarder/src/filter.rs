@@ -142,6 +142,19 @@ impl EventFilter {
             .position(|rule| rule.dataset == dataset && rule.matches(event))
     }
 
+    /// Whether a rule drops `event`; when one does, counts it in `dropped` (by rule, as
+    /// [`EventFilter::record`] reads them). Both the object's sink and the block
+    /// workers' sink decide through this.
+    pub fn drops(&self, event: &Event, dropped: &mut [u64]) -> bool {
+        let Some(rule) = self.matching(event) else {
+            return false;
+        };
+        if let Some(n) = dropped.get_mut(rule) {
+            *n += 1;
+        }
+        true
+    }
+
     /// Adds one object's drops to the metric; `None` when nothing was dropped, else
     /// `rule=count` pairs for the object's log line.
     pub fn record(&self, dropped: &[u64]) -> Option<String> {

@@ -774,10 +774,7 @@ struct PreparedBlock<'a> {
 
 impl EventSink for PreparedBlock<'_> {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        if let Some(rule) = self.filter.matching(&event) {
-            if let Some(n) = self.dropped.get_mut(rule) {
-                *n += 1;
-            }
+        if self.filter.drops(&event, &mut self.dropped) {
             return Ok(());
         }
         let route = self.routes.route(&event);
@@ -796,10 +793,7 @@ impl EventSink for PreparedBlock<'_> {
 
 impl EventSink for ChunkSink<'_> {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        if let Some(rule) = self.filter.matching(&event) {
-            if let Some(n) = self.dropped.get_mut(rule) {
-                *n += 1;
-            }
+        if self.filter.drops(&event, &mut self.dropped) {
             return Ok(());
         }
         let route = self.routes.route(&event);
