@@ -42,6 +42,22 @@ pub fn set_aws_service(ev: &mut Event, service: &'static str) {
     ev.set("cloud.service.name", service);
 }
 
+/// A flow record's epoch-seconds field (`start`, `end_time`, ...) as its seconds and
+/// RFC 3339 text, for [`set_capture_window`]; absent stays absent, anything else that
+/// is not a time makes the record malformed, naming the field.
+pub(crate) fn epoch_secs_field(
+    raw: Option<&str>,
+    name: &'static str,
+) -> Result<Option<(i64, String)>, crate::driver::RecordError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let invalid = || crate::driver::RecordError::invalid(name, raw);
+    let secs: i64 = raw.parse().map_err(|_| invalid())?;
+    let ts = epoch_secs(secs).ok_or_else(invalid)?;
+    Ok(Some((secs, ts)))
+}
+
 /// The capture window of a flow record (VPC, Transit Gateway, Global Accelerator):
 /// `event.start`, `event.end`, `event.duration` and `@timestamp`, which is the end (a
 /// record aggregates a window and is produced when it closes), else the start. Each

@@ -59,18 +59,6 @@ fn port(fields: &[&str], i: usize, name: &'static str) -> Result<Option<u16>, Re
         .transpose()
 }
 
-/// An epoch-seconds field as RFC 3339, with the number.
-fn time(fields: &[&str], i: usize, name: &'static str) -> Result<Option<(i64, String)>, RecordError> {
-    let Some(raw) = get(fields, i) else {
-        return Ok(None);
-    };
-    raw.parse::<i64>()
-        .ok()
-        .and_then(|secs| util::epoch_secs(secs).map(|ts| (secs, ts)))
-        .map(Some)
-        .ok_or_else(|| RecordError::invalid(name, raw))
-}
-
 /// An address field set at `path` (canonical form) and added to `related.ip`.
 fn set_ip(ev: &mut Event, fields: &[&str], i: usize, path: &'static str) {
     if let Some(ip) = get(fields, i).and_then(util::canonical_ip) {
@@ -81,8 +69,8 @@ fn set_ip(ev: &mut Event, fields: &[&str], i: usize, path: &'static str) {
 
 fn map_record(f: &[&str]) -> Result<Event, RecordError> {
     let mut ev = Event::new();
-    let start = time(f, START, "start_time")?;
-    let end = time(f, END, "end_time")?;
+    let start = util::epoch_secs_field(get(f, START), "start_time")?;
+    let end = util::epoch_secs_field(get(f, END), "end_time")?;
     util::set_capture_window(&mut ev, start.as_ref(), end.as_ref());
     util::set_flow_action(&mut ev, get(f, ACTION));
     ev.set_str("event.reason", get(f, REJECT_REASON));

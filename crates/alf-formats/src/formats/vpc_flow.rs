@@ -300,27 +300,13 @@ impl<'a> Record<'a> {
     }
 }
 
-fn epoch(
-    rec: &Record<'_>,
-    c: Col,
-    name: &'static str,
-) -> Result<Option<(i64, String)>, RecordError> {
-    let Some(raw) = rec.get(c) else {
-        return Ok(None);
-    };
-    let secs: i64 = raw.parse().map_err(|_| RecordError::invalid(name, raw))?;
-    let ts = util::epoch_secs(secs).ok_or_else(|| RecordError::invalid(name, raw))?;
-    Ok(Some((secs, ts)))
-}
-
-
 /// Maps one record to ECS.
 fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     let mut ev = Event::new();
     let get = |c: Col| rec.get(c);
 
-    let start = epoch(rec, Col::Start, "start")?;
-    let end = epoch(rec, Col::End, "end")?;
+    let start = util::epoch_secs_field(get(Col::Start), "start")?;
+    let end = util::epoch_secs_field(get(Col::End), "end")?;
     // A record aggregates a capture window and is produced when the window closes:
     // `end` is when the event (the record) originated. See docs/ecs-mapping.md.
     util::set_capture_window(&mut ev, start.as_ref(), end.as_ref());
