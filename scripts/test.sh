@@ -30,7 +30,11 @@
 #   ALF_SKIP_LINT=1    skip fmt, clippy and the deploy-file checks (quicker local iterations)
 #   ALF_NEXTEST=1      run the tests with cargo nextest (+ cargo test --doc) instead
 #   CARGO_TERM_COLOR   as usual
+#   CARGO_INCREMENTAL  0 unless set: this script builds everything once, and incremental
+#                      state roughly doubles the size of target/ (disk, not time, is what
+#                      a clean CI machine runs short of)
 set -euo pipefail
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
