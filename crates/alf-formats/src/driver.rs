@@ -180,37 +180,15 @@ impl<'a> ObjectParse<'a> {
         offset: u64,
         raw: Option<&str>,
     ) -> Result<(), Stop> {
-        // One look-up of `event` and `cloud` instead of a dotted-path walk per field;
-        // same answers as `ev.contains("event.id")` and so on.
-        // `event.dataset` is kept when the parser set it: formats that carry other
-        // formats' records (CloudWatch Logs, EventBridge) label each record as its own
-        // format would.
-        let (has_id, has_kind, has_original, has_dataset) = match ev.root().get("event") {
-            Some(Value::Obj(m)) => (
-                m.get("id").is_some(),
-                m.get("kind").is_some(),
-                m.get("original").is_some(),
-                m.get("dataset").is_some(),
-            ),
-            _ => (false, false, false, false),
-        };
-        let has_provider = matches!(
-            ev.root().get("cloud"),
-            Some(Value::Obj(m)) if m.get("provider").is_some()
-        );
-        if !has_id {
-            ev.set("event.id", self.next_event_id(record, index));
-        }
-        if !has_kind {
-            ev.set("event.kind", "event");
-        }
+        // `set_default` keeps what the parser set: its own `event.id`, `event.kind`,
+        // `event.original`, and `event.dataset` (formats that carry other formats'
+        // records, CloudWatch Logs and EventBridge, label each record as its own format
+        // would). Recorded like any other field, so a flat event stays flat.
+        ev.set_default("event.id", self.next_event_id(record, index));
+        ev.set_default("event.kind", "event");
         ev.set("event.module", "aws");
-        if !has_dataset {
-            ev.set("event.dataset", self.format.dataset());
-        }
-        if !has_provider {
-            ev.set("cloud.provider", "aws");
-        }
+        ev.set_default("event.dataset", self.format.dataset());
+        ev.set_default("cloud.provider", "aws");
         ev.set("ecs.version", ECS_VERSION);
         if !self.object.bucket.is_empty() {
             ev.set(
@@ -227,9 +205,8 @@ impl<'a> ObjectParse<'a> {
         ev.set("log.offset", offset);
         if self.options.keep_original
             && let Some(raw) = raw
-            && !has_original
         {
-            ev.set("event.original", raw.to_owned());
+            ev.set_default("event.original", raw.to_owned());
         }
         self.stats.events += 1;
         sink.emit(ev)

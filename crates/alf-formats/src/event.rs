@@ -1,13 +1,18 @@
-//! The ECS event under construction: a small ordered tree keyed by ECS field names.
+//! The ECS event under construction, keyed by dotted ECS field names.
 //!
 //! Why not `serde_json::Value`? Parsers set 20-60 fields per record at hundreds of
-//! thousands of records per second. A `Vec` of `(key, value)` pairs per object level is
-//! cheaper to build than a `BTreeMap`, keeps a stable, readable field order, and lets the
-//! writer apply redaction to every string in one place ([`Event::write_json`],
-//! [`crate::json_write`]).
+//! thousands of records per second. An [`Event`] records its operations in order and
+//! is written by a plan made once per shape ([`crate::event_plan`]); when it needs a
+//! tree (a read of an object, a removal) it has one: a `Vec` of `(key, value)` pairs
+//! per object level ([`Map`]), cheaper to build than a `BTreeMap`, in a stable, readable
+//! field order. Both are written by [`crate::json_write`], which applies redaction to
+//! every string in one place.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
+
+use crate::event_plan::{Op, OpKind};
 
 use crate::redact::Redactor;
 
@@ -295,33 +300,29 @@ impl ParentCache {
     }
 }
 
-/// An ECS event. Fields are addressed by dotted paths (`"source.ip"`) and stored nested.
+/// The nested form of an event: the object tree itself, built field by field. An
+/// [`Event`] becomes one when an operation the flat log does not cover is asked for
+/// (removing a field, setting a whole object), and a read through `&self` builds one
+/// on the side.
 #[derive(Debug, Clone, Default)]
-pub struct Event {
+pub(crate) struct Tree {
     root: Map,
     parents: ParentCache,
-}
-
-/// Events are equal when their fields are; where their objects were found last is not
-/// part of it.
-impl PartialEq for Event {
-    fn eq(&self, other: &Event) -> bool {
-        self.root == other.root
-    }
 }
 
 /// Splits `a.b.c` into the parent path (`a.b`) and the leaf (`c`). Paths are
 /// short static strings; a byte loop beats the generic `str::split` machinery here
 /// (this runs ~50 times per event).
 #[inline]
-fn split_path(path: &'static str) -> (&'static str, &'static str) {
+pub(crate) fn split_path(path: &str) -> (&str, &str) {
     match memchr::memrchr(b'.', path.as_bytes()) {
         Some(dot) => (&path[..dot], &path[dot + 1..]),
         None => ("", path),
     }
 }
 
-struct Segments<'a>(&'a str);
+/// The segments of a dotted path (`a.b` -> `a`, `b`; none for `""`).
+pub(crate) struct Segments<'a>(pub(crate) &'a str);
 
 impl<'a> Iterator for Segments<'a> {
     type Item = &'a str;
@@ -340,19 +341,31 @@ impl<'a> Iterator for Segments<'a> {
     }
 }
 
-impl Event {
-    pub fn new() -> Self {
+impl Tree {
+    fn new() -> Self {
         // ECS events have 10-20 top-level objects: avoid regrowing the root.
-        Event {
+        Tree {
             root: Map(Vec::with_capacity(24)),
             parents: ParentCache::default(),
         }
     }
 
-    /// Sets the field at a static dotted path, replacing any previous value.
-    pub fn set(&mut self, path: &'static str, value: impl Into<Value>) {
+    /// Replays one recorded operation (see [`crate::event_plan::Op`]).
+    fn apply(&mut self, op: Op) {
+        match op.kind {
+            OpKind::Set => self.set(op.path, op.value),
+            OpKind::SetDefault => {
+                if self.get(op.path).is_none() {
+                    self.set(op.path, op.value);
+                }
+            }
+            OpKind::Push => self.push_unique(op.path, op.value),
+        }
+    }
+
+    fn set(&mut self, path: &'static str, value: Value) {
         let (parent, leaf) = split_path(path);
-        self.insert_under(parent, Cow::Borrowed(leaf), value.into());
+        self.insert_under(parent, Cow::Borrowed(leaf), value);
     }
 
     /// Inserts `key` into the object at `parent`. Replacing an object forgets the
@@ -390,6 +403,167 @@ impl Event {
         slot.descend(&mut self.root)
     }
 
+    fn push_unique(&mut self, path: &'static str, value: Value) {
+        let (parent, leaf) = split_path(path);
+        let map = self.parent_map(parent);
+        match map.get_mut(leaf) {
+            Some(Value::Arr(items)) => {
+                if !items.iter().any(|item| item.same_as(&value)) {
+                    items.push(value);
+                }
+            }
+            _ => self.insert_under(parent, Cow::Borrowed(leaf), Value::Arr(vec![value])),
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<&Value> {
+        get_in(&self.root, path)
+    }
+
+    fn remove(&mut self, path: &str) -> Option<Value> {
+        // Positions after the removed one shift: forget every remembered parent.
+        self.parents = ParentCache::default();
+        let mut map = &mut self.root;
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let leaf = parts.pop()?;
+        for p in parts {
+            match map.get_mut(p)? {
+                Value::Obj(m) => map = m,
+                _ => return None,
+            }
+        }
+        map.remove(leaf)
+    }
+}
+
+/// The value at a dotted path under `root`.
+fn get_in<'m>(root: &'m Map, path: &str) -> Option<&'m Value> {
+    let mut map = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let v = map.get(p)?;
+        if parts.peek().is_none() {
+            return Some(v);
+        }
+        match v {
+            Value::Obj(m) => map = m,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Operations one flat event records before it falls back to a tree: a shape this
+/// long is not worth a plan (ECS events set 20-80 fields).
+pub(crate) const MAX_FLAT_OPS: usize = 160;
+
+/// An ECS event. Fields are addressed by dotted paths (`"source.ip"`) and serialized
+/// nested, in the order their objects and fields were first set.
+///
+/// Why two forms: building the nested tree field by field (finding or creating each
+/// parent object, then the key) and walking it again to write JSON was about half of
+/// the CPU of a CloudFront event. Most events are only built, then written once; so an
+/// event starts *flat*: it records its operations (`set`, `push_unique`, `set_default`)
+/// in order, and is written by a plan compiled once per *shape* (the sequence of
+/// operations and their paths, see [`crate::event_plan`]) that knows where every
+/// brace, comma and key goes. The plan is made by replaying the shape on a tree, so the
+/// bytes are those the tree writes. Operations the log does not cover (removing a
+/// field, setting a whole object, a key only known at run time) turn the event into a
+/// [`Tree`], as do too many operations; reads answer from the plan when the path is a
+/// plain field, or from a tree built on the side.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// The operations so far, while the event is flat (empty once it is a tree).
+    log: Vec<Op>,
+    /// A running hash of the log's shape (kinds, paths, array values).
+    shape: u64,
+    /// The tree, once the event is one.
+    tree: Option<Box<Tree>>,
+    /// A flat event's tree, built for a read through `&self`; dropped on change.
+    view: OnceLock<Box<Tree>>,
+}
+
+/// Events are equal when their fields are; how they are held is not part of it.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.root() == other.root()
+    }
+}
+
+impl Event {
+    pub fn new() -> Self {
+        Event {
+            log: Vec::with_capacity(64),
+            ..Event::default()
+        }
+    }
+
+    /// Records one operation of a flat event.
+    #[inline]
+    fn record(&mut self, kind: OpKind, path: &'static str, value: Value) {
+        if self.view.get().is_some() {
+            self.view = OnceLock::new();
+        }
+        self.shape = crate::event_plan::next_shape(self.shape, kind, path, &value);
+        self.log.push(Op { kind, path, value });
+    }
+
+    /// The tree, made from the log when the event is still flat.
+    fn tree_mut(&mut self) -> &mut Tree {
+        let tree = self.tree.get_or_insert_with(|| {
+            let mut tree = Tree::new();
+            for op in self.log.drain(..) {
+                tree.apply(op);
+            }
+            Box::new(tree)
+        });
+        self.view = OnceLock::new();
+        tree
+    }
+
+    /// The tree of the event: its own, or one built from the log on the side.
+    fn tree_ref(&self) -> &Tree {
+        match &self.tree {
+            Some(tree) => tree,
+            None => self.view.get_or_init(|| {
+                let mut tree = Tree::new();
+                for op in &self.log {
+                    tree.apply(op.clone());
+                }
+                Box::new(tree)
+            }),
+        }
+    }
+
+    /// Whether the next operation goes to the tree rather than the log.
+    #[inline]
+    fn is_tree(&self) -> bool {
+        self.tree.is_some() || self.log.len() >= MAX_FLAT_OPS
+    }
+
+    /// Sets the field at a static dotted path, replacing any previous value.
+    pub fn set(&mut self, path: &'static str, value: impl Into<Value>) {
+        let value = value.into();
+        if self.is_tree() || matches!(value, Value::Obj(_)) {
+            self.tree_mut().set(path, value);
+        } else {
+            self.record(OpKind::Set, path, value);
+        }
+    }
+
+    /// Sets the field unless something is already at `path` (a value or an object).
+    pub fn set_default(&mut self, path: &'static str, value: impl Into<Value>) {
+        let value = value.into();
+        if self.is_tree() || matches!(value, Value::Obj(_)) {
+            let tree = self.tree_mut();
+            if tree.get(path).is_none() {
+                tree.set(path, value);
+            }
+        } else {
+            self.record(OpKind::SetDefault, path, value);
+        }
+    }
+
     /// Sets the field when `value` is `Some`.
     pub fn set_opt<V: Into<Value>>(&mut self, path: &'static str, value: Option<V>) {
         if let Some(v) = value {
@@ -406,40 +580,29 @@ impl Event {
 
     /// Sets a field whose path is only known at run time (copied from input keys).
     pub fn set_dyn(&mut self, parent: &'static str, key: &str, value: impl Into<Value>) {
-        self.insert_under(parent, Cow::Owned(key.to_owned()), value.into());
+        self.tree_mut()
+            .insert_under(parent, Cow::Owned(key.to_owned()), value.into());
     }
 
     /// Appends `value` to the array at `path` unless an equal value is already there.
     /// Used for `related.*`.
     pub fn push_unique(&mut self, path: &'static str, value: impl Into<Value>) {
         let value = value.into();
-        let (parent, leaf) = split_path(path);
-        let map = self.parent_map(parent);
-        match map.get_mut(leaf) {
-            Some(Value::Arr(items)) => {
-                if !items.iter().any(|item| item.same_as(&value)) {
-                    items.push(value);
-                }
-            }
-            _ => self.insert_under(parent, Cow::Borrowed(leaf), Value::Arr(vec![value])),
+        if self.is_tree() {
+            self.tree_mut().push_unique(path, value);
+        } else {
+            self.record(OpKind::Push, path, value);
         }
     }
 
     /// The value at a dotted path.
     pub fn get(&self, path: &str) -> Option<&Value> {
-        let mut map = &self.root;
-        let mut parts = path.split('.').peekable();
-        while let Some(p) = parts.next() {
-            let v = map.get(p)?;
-            if parts.peek().is_none() {
-                return Some(v);
-            }
-            match v {
-                Value::Obj(m) => map = m,
-                _ => return None,
-            }
+        if self.tree.is_none()
+            && let Some(found) = crate::event_plan::get(&self.log, self.shape, path)
+        {
+            return found;
         }
-        None
+        self.tree_ref().get(path)
     }
 
     /// The string at a dotted path, if it is a string.
@@ -453,28 +616,20 @@ impl Event {
 
     /// Removes the value at a dotted path.
     pub fn remove(&mut self, path: &str) -> Option<Value> {
-        // Positions after the removed one shift: forget every remembered parent.
-        self.parents = ParentCache::default();
-        let mut map = &mut self.root;
-        let mut parts: Vec<&str> = path.split('.').collect();
-        let leaf = parts.pop()?;
-        for p in parts {
-            match map.get_mut(p)? {
-                Value::Obj(m) => map = m,
-                _ => return None,
-            }
-        }
-        map.remove(leaf)
+        self.tree_mut().remove(path)
     }
 
     pub fn root(&self) -> &Map {
-        &self.root
+        &self.tree_ref().root
     }
 
     /// Serializes as one compact JSON object (nested, no dotted keys), appending to
     /// `out`. Every string value goes through `redactor` when given.
     pub fn write_json(&self, out: &mut Vec<u8>, redactor: Option<&Redactor>) {
-        crate::json_write::write_map(out, &self.root, redactor);
+        match &self.tree {
+            Some(tree) => crate::json_write::write_map(out, &tree.root, redactor),
+            None => crate::event_plan::write_json(&self.log, self.shape, out, redactor),
+        }
     }
 
     /// The event as a JSON string (with redaction when given).
@@ -575,5 +730,138 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&e.to_json_string(None)).unwrap();
         assert_eq!(v["m"], "quote\" and \u{1} control");
         assert!(v["f"].is_null());
+    }
+}
+
+#[cfg(test)]
+mod flat_tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// A number in `0..n`.
+    fn below(rng: &mut StdRng, n: usize) -> usize {
+        (rng.next_u64() % n as u64) as usize
+    }
+
+    use super::{Event, Tree, Value};
+    use crate::redact::Redactor;
+
+    /// Paths that collide in every way the tree resolves: a leaf that later gets
+    /// children, an object later set as a leaf, deep and shallow, arrays pushed to.
+    const PATHS: &[&str] = &[
+        "a",
+        "a.b",
+        "a.b.c",
+        "a.d",
+        "e",
+        "e.f",
+        "e.f.g",
+        "related.ip",
+        "related",
+        "x.y.z",
+        "event.id",
+        "event.kind",
+        "event",
+        "@timestamp",
+        "a.b.c.d.e",
+    ];
+
+    fn value(rng: &mut StdRng) -> Value {
+        let s = [
+            "1",
+            "two",
+            "Signature=abc",
+            "two",
+            "\"q\"",
+            "x=1&Signature=s",
+        ];
+        match below(rng, 8) {
+            0 => Value::U64(below(rng, 3) as u64),
+            1 => Value::Static(s[below(rng, 2)]),
+            2 => Value::Str(s[below(rng, s.len())].to_owned()),
+            3 => Value::Shared(s[below(rng, s.len())].into()),
+            4 => Value::Arr(vec![Value::Static("two"), Value::U64(1)]),
+            5 => Value::Json(serde_json::json!({"k": [s[below(rng, s.len())]]})),
+            6 => Value::F64(f64::NAN),
+            _ => Value::Bool(true),
+        }
+    }
+
+    /// A flat event writes, and answers reads, exactly as the tree made by the same
+    /// operations: thousands of random sequences over colliding paths.
+    #[test]
+    fn a_flat_event_writes_and_reads_what_its_tree_does() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let redactor = Redactor::new();
+        for round in 0..4000 {
+            let mut flat = Event::new();
+            let mut tree = Tree::default();
+            let ops = below(&mut rng, 24);
+            for _ in 0..ops {
+                let path = PATHS[below(&mut rng, PATHS.len())];
+                let v = value(&mut rng);
+                match below(&mut rng, 4) {
+                    0 | 1 => {
+                        flat.set(path, v.clone());
+                        tree.set(path, v);
+                    }
+                    2 => {
+                        flat.push_unique(path, v.clone());
+                        tree.push_unique(path, v);
+                    }
+                    _ => {
+                        flat.set_default(path, v.clone());
+                        if tree.get(path).is_none() {
+                            tree.set(path, v);
+                        }
+                    }
+                }
+            }
+            assert!(flat.tree.is_none(), "round {round}: still flat");
+            let mut want = Vec::new();
+            crate::json_write::write_map(&mut want, &tree.root, Some(&redactor));
+            let mut got = Vec::new();
+            flat.write_json(&mut got, Some(&redactor));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "round {round}: {:?}",
+                flat.log
+                    .iter()
+                    .map(|op| (op.kind, op.path))
+                    .collect::<Vec<_>>()
+            );
+            for path in PATHS.iter().chain(&["a.x", "nope", "related.ip.x"]) {
+                assert_eq!(
+                    flat.get(path).map(Value::to_json),
+                    tree.get(path).map(Value::to_json),
+                    "round {round}: get({path})"
+                );
+            }
+        }
+    }
+
+    /// Operations a flat log does not record turn the event into a tree with the same
+    /// fields, and it goes on from there.
+    #[test]
+    fn unrecorded_operations_continue_on_a_tree() {
+        let mut e = Event::new();
+        e.set("a.b", 1u64);
+        e.push_unique("related.ip", "192.0.2.1");
+        assert_eq!(e.get_str("related.ip"), None, "an array, not a string");
+        e.set_dyn("a", "dyn", 2u64);
+        assert!(e.tree.is_some());
+        e.set("a.c", 3u64);
+        e.push_unique("related.ip", "192.0.2.1");
+        e.push_unique("related.ip", "192.0.2.2");
+        assert_eq!(
+            e.to_json_string(None),
+            r#"{"a":{"b":1,"dyn":2,"c":3},"related":{"ip":["192.0.2.1","192.0.2.2"]}}"#
+        );
+        let mut many = Event::new();
+        for _ in 0..super::MAX_FLAT_OPS + 5 {
+            many.set("n", 1u64);
+        }
+        assert_eq!(many.to_json_string(None), r#"{"n":1}"#);
     }
 }

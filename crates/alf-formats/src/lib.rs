@@ -24,6 +24,7 @@ pub mod detect;
 pub mod driver;
 pub mod enrich;
 pub mod event;
+mod event_plan;
 pub mod formats;
 mod json_write;
 pub mod parallel;
