@@ -360,6 +360,10 @@ impl Tree {
                 }
             }
             OpKind::Push => self.push_unique(op.path, op.value),
+            OpKind::SetDyn => {
+                let key = op.key.map(String::from).unwrap_or_default();
+                self.insert_under(op.path, Cow::Owned(key), op.value);
+            }
         }
     }
 
@@ -498,14 +502,19 @@ impl Event {
         }
     }
 
-    /// Records one operation of a flat event.
+    /// Records one operation of a flat event (`key`: the run-time key of `set_dyn`).
     #[inline]
-    fn record(&mut self, kind: OpKind, path: &'static str, value: Value) {
+    fn record(&mut self, kind: OpKind, path: &'static str, key: Option<Box<str>>, value: Value) {
         if self.view.get().is_some() {
             self.view = OnceLock::new();
         }
-        self.shape = crate::event_plan::next_shape(self.shape, kind, path, &value);
-        self.log.push(Op { kind, path, value });
+        self.shape = crate::event_plan::next_shape(self.shape, kind, path, key.as_deref(), &value);
+        self.log.push(Op {
+            kind,
+            path,
+            key,
+            value,
+        });
     }
 
     /// The tree, made from the log when the event is still flat.
@@ -547,7 +556,7 @@ impl Event {
         if self.is_tree() || matches!(value, Value::Obj(_)) {
             self.tree_mut().set(path, value);
         } else {
-            self.record(OpKind::Set, path, value);
+            self.record(OpKind::Set, path, None, value);
         }
     }
 
@@ -560,7 +569,7 @@ impl Event {
                 tree.set(path, value);
             }
         } else {
-            self.record(OpKind::SetDefault, path, value);
+            self.record(OpKind::SetDefault, path, None, value);
         }
     }
 
@@ -579,9 +588,21 @@ impl Event {
     }
 
     /// Sets a field whose path is only known at run time (copied from input keys).
+    ///
+    /// Recorded like the others while such keys repeat from event to event on this
+    /// thread (their shapes then have plans to reuse); when they do not (HTTP header
+    /// names, say), planning every event would cost more than the tree.
     pub fn set_dyn(&mut self, parent: &'static str, key: &str, value: impl Into<Value>) {
-        self.tree_mut()
-            .insert_under(parent, Cow::Owned(key.to_owned()), value.into());
+        let value = value.into();
+        if self.is_tree()
+            || matches!(value, Value::Obj(_))
+            || !crate::event_plan::dynamic_shapes_repeat()
+        {
+            self.tree_mut()
+                .insert_under(parent, Cow::Owned(key.to_owned()), value);
+        } else {
+            self.record(OpKind::SetDyn, parent, Some(key.into()), value);
+        }
     }
 
     /// Appends `value` to the array at `path` unless an equal value is already there.
@@ -591,7 +612,7 @@ impl Event {
         if self.is_tree() {
             self.tree_mut().push_unique(path, value);
         } else {
-            self.record(OpKind::Push, path, value);
+            self.record(OpKind::Push, path, None, value);
         }
     }
 
@@ -800,7 +821,13 @@ mod flat_tests {
             for _ in 0..ops {
                 let path = PATHS[below(&mut rng, PATHS.len())];
                 let v = value(&mut rng);
-                match below(&mut rng, 4) {
+                match below(&mut rng, 5) {
+                    4 => {
+                        // Keys equal to static segments, with a dot, needing escapes.
+                        let key = ["b", "c", "ip", "x.y", "\"k\\", "id", ""][below(&mut rng, 7)];
+                        flat.set_dyn(path, key, v.clone());
+                        tree.insert_under(path, std::borrow::Cow::Owned(key.to_owned()), v);
+                    }
                     0 | 1 => {
                         flat.set(path, v.clone());
                         tree.set(path, v);
@@ -831,7 +858,10 @@ mod flat_tests {
                     .map(|op| (op.kind, op.path))
                     .collect::<Vec<_>>()
             );
-            for path in PATHS.iter().chain(&["a.x", "nope", "related.ip.x"]) {
+            for path in PATHS
+                .iter()
+                .chain(&["a.x", "nope", "related.ip.x", "a.x.y", "e.b", "a."])
+            {
                 assert_eq!(
                     flat.get(path).map(Value::to_json),
                     tree.get(path).map(Value::to_json),
@@ -850,6 +880,9 @@ mod flat_tests {
         e.push_unique("related.ip", "192.0.2.1");
         assert_eq!(e.get_str("related.ip"), None, "an array, not a string");
         e.set_dyn("a", "dyn", 2u64);
+        e.set("gone", 0u64);
+        assert!(e.tree.is_none());
+        assert_eq!(e.remove("gone"), Some(Value::U64(0)));
         assert!(e.tree.is_some());
         e.set("a.c", 3u64);
         e.push_unique("related.ip", "192.0.2.1");
@@ -863,5 +896,32 @@ mod flat_tests {
             many.set("n", 1u64);
         }
         assert_eq!(many.to_json_string(None), r#"{"n":1}"#);
+    }
+
+    /// Run-time keys that repeat keep events flat; keys that differ in every record
+    /// (header names, say) soon send `set_dyn` to the tree instead of planning every
+    /// event, with the same output either way.
+    #[test]
+    fn run_time_keys_stay_flat_only_while_their_shapes_repeat() {
+        let event = |key: &str| {
+            let mut e = Event::new();
+            e.set("a", 1u64);
+            e.set_dyn("h", key, 2u64);
+            let json = e.to_json_string(None);
+            assert_eq!(json, format!(r#"{{"a":1,"h":{{"{key}":2}}}}"#));
+            e.tree.is_none()
+        };
+        std::thread::spawn(move || {
+            assert!((0..500).all(|_| event("same")), "a repeated key stays flat");
+            // Misses count against the hits before them: 500 hits allow ~170 misses.
+            let flat: Vec<bool> = (0..500).map(|n| event(&format!("k{n}"))).collect();
+            let last_flat = flat.iter().rposition(|&f| f).unwrap_or(0);
+            assert!(
+                last_flat < 250,
+                "changing keys still flat at event {last_flat}"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

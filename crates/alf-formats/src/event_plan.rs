@@ -17,13 +17,13 @@
 //! is bounded ([`MAX_PLANS`]); formats whose shapes vary without end keep working, at
 //! the cost of a compile per event.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::event::{Segments, Value, split_path};
-use crate::json_write::write_value;
+use crate::json_write::{write_str, write_value};
 use crate::redact::Redactor;
 
 /// What a recorded operation does (the semantics of the `Event` method of that name).
@@ -32,6 +32,8 @@ pub(crate) enum OpKind {
     Set = 1,
     SetDefault = 2,
     Push = 3,
+    /// `set_dyn`: the path is the parent, the key is [`Op::key`].
+    SetDyn = 4,
 }
 
 /// One recorded operation of a flat event.
@@ -39,16 +41,20 @@ pub(crate) enum OpKind {
 pub(crate) struct Op {
     pub(crate) kind: OpKind,
     pub(crate) path: &'static str,
+    /// The key of a `set_dyn`, only known at run time.
+    pub(crate) key: Option<Box<str>>,
     pub(crate) value: Value,
 }
 
-/// The part of an operation its plan depends on. A path is told by its address and
-/// length: the same literal is the same address, so comparing shapes does not compare
-/// text (two copies of one literal make two shapes, each planned correctly).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The part of an operation its plan depends on. A static path is told by its
+/// address and length: the same literal is the same address, so comparing shapes does
+/// not compare text (two copies of one literal make two shapes, each planned
+/// correctly). A run-time key is compared as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct OpShape {
     kind: OpKind,
     path: (usize, usize),
+    key: Option<Box<str>>,
     array: bool,
 }
 
@@ -57,18 +63,37 @@ impl OpShape {
         OpShape {
             kind: op.kind,
             path: (op.path.as_ptr() as usize, op.path.len()),
+            key: op.key.clone(),
             array: matches!(op.value, Value::Arr(_)),
         }
+    }
+
+    /// Whether `op` has this shape (without building its `OpShape`).
+    #[inline]
+    fn fits(&self, op: &Op) -> bool {
+        self.kind == op.kind
+            && self.path == (op.path.as_ptr() as usize, op.path.len())
+            && self.array == matches!(op.value, Value::Arr(_))
+            && self.key.as_deref() == op.key.as_deref()
     }
 }
 
 /// The shape hash after one more operation.
 #[inline]
-pub(crate) fn next_shape(shape: u64, kind: OpKind, path: &'static str, value: &Value) -> u64 {
-    let bits = (path.as_ptr() as u64)
+pub(crate) fn next_shape(
+    shape: u64,
+    kind: OpKind,
+    path: &'static str,
+    key: Option<&str>,
+    value: &Value,
+) -> u64 {
+    let mut bits = (path.as_ptr() as u64)
         ^ ((path.len() as u64) << 48)
         ^ ((kind as u64) << 60)
         ^ (u64::from(matches!(value, Value::Arr(_))) << 63);
+    if let Some(key) = key {
+        bits ^= xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+    }
     (shape.rotate_left(5) ^ bits).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -105,6 +130,8 @@ enum Field {
 #[derive(Debug)]
 struct Plan {
     shape: Vec<OpShape>,
+    /// Whether the shape has `set_dyn` keys (see [`dynamic_shapes_repeat`]).
+    dynamic: bool,
     bytes: Vec<u8>,
     steps: Vec<Step>,
     pushes: Vec<u32>,
@@ -113,17 +140,18 @@ struct Plan {
 
 /// The tree a shape makes: the [`crate::event::Map`] of an event with operation
 /// numbers where the values will be.
-enum Node {
+enum Node<'l> {
     Leaf(u32),
     Pushed { base: Option<u32>, pushes: Vec<u32> },
-    Obj(Vec<(&'static str, Node)>),
+    Obj(Level<'l>),
 }
 
-type Level = Vec<(&'static str, Node)>;
+/// One object level: keys are static paths' segments or `set_dyn` keys of the log.
+type Level<'l> = Vec<(&'l str, Node<'l>)>;
 
 /// The object at `parent` under `level`, created as the tree creates it (a missing key
 /// is appended; a value in the way becomes an empty object, in place).
-fn object_at<'l>(mut level: &'l mut Level, parent: &'static str) -> &'l mut Level {
+fn object_at<'m, 'l>(mut level: &'m mut Level<'l>, parent: &'l str) -> &'m mut Level<'l> {
     for segment in Segments(parent) {
         let i = match level.iter().position(|(k, _)| *k == segment) {
             Some(i) => i,
@@ -145,7 +173,7 @@ fn object_at<'l>(mut level: &'l mut Level, parent: &'static str) -> &'l mut Leve
 }
 
 /// Whether anything (value, array or object) is at `path`, as `Tree::get` answers.
-fn exists(mut level: &Level, path: &str) -> bool {
+fn exists(mut level: &Level<'_>, path: &str) -> bool {
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
         let Some((_, node)) = level.iter().find(|(k, _)| *k == part) else {
@@ -163,7 +191,7 @@ fn exists(mut level: &Level, path: &str) -> bool {
 }
 
 /// Puts `node` at `key`: in place of the value there, or appended.
-fn replace(level: &mut Level, key: &'static str, node: Node) {
+fn replace<'l>(level: &mut Level<'l>, key: &'l str, node: Node<'l>) {
     match level.iter_mut().find(|(k, _)| *k == key) {
         Some((_, slot)) => *slot = node,
         None => level.push((key, node)),
@@ -173,20 +201,20 @@ fn replace(level: &mut Level, key: &'static str, node: Node) {
 impl Plan {
     fn matches(&self, log: &[Op]) -> bool {
         self.shape.len() == log.len()
-            && self
-                .shape
-                .iter()
-                .zip(log)
-                .all(|(shape, op)| *shape == OpShape::of(op))
+            && self.shape.iter().zip(log).all(|(shape, op)| shape.fits(op))
     }
 
     /// Replays the shape of `log` on a tree of operation numbers, then flattens it.
     fn compile(log: &[Op]) -> Plan {
-        let mut root: Level = Vec::new();
+        let mut root: Level<'_> = Vec::new();
         for (i, op) in log.iter().enumerate() {
             let Ok(i) = u32::try_from(i) else { break };
-            let (parent, leaf) = split_path(op.path);
+            let (parent, leaf) = match (op.kind, op.key.as_deref()) {
+                (OpKind::SetDyn, Some(key)) => (op.path, key),
+                _ => split_path(op.path),
+            };
             match op.kind {
+                OpKind::SetDyn => replace(object_at(&mut root, parent), leaf, Node::Leaf(i)),
                 OpKind::Set => replace(object_at(&mut root, parent), leaf, Node::Leaf(i)),
                 OpKind::SetDefault => {
                     if !exists(&root, op.path) {
@@ -220,6 +248,7 @@ impl Plan {
         }
         let mut plan = Plan {
             shape: log.iter().map(OpShape::of).collect(),
+            dynamic: log.iter().any(|op| op.key.is_some()),
             bytes: Vec::new(),
             steps: Vec::new(),
             pushes: Vec::new(),
@@ -232,26 +261,31 @@ impl Plan {
     }
 
     /// Appends the steps of one object level; `path` is its dotted path.
-    fn flatten(&mut self, level: &Level, path: &mut String, raw_start: &mut usize) {
+    fn flatten(&mut self, level: &Level<'_>, path: &mut String, raw_start: &mut usize) {
         self.bytes.push(b'{');
         for (n, (key, node)) in level.iter().enumerate() {
             if n > 0 {
                 self.bytes.push(b',');
             }
-            // Static keys are the parsers' ECS names: the tree writes them unescaped.
-            self.bytes.push(b'"');
-            self.bytes.extend_from_slice(key.as_bytes());
-            self.bytes.extend_from_slice(b"\":");
+            // Escaped like the tree's run-time keys; a static key (an ECS name) has
+            // nothing to escape, so it comes out as the tree writes it, unescaped.
+            write_str(&mut self.bytes, key);
+            self.bytes.push(b':');
             let outer = path.len();
             if !path.is_empty() {
                 path.push('.');
             }
             path.push_str(key);
+            // A run-time key with a dot in it is out of reach of a dotted path (the
+            // tree's `get` splits on the dots too): it must not answer for another.
+            let listed = !key.contains('.');
             match node {
                 Node::Leaf(i) => {
                     self.end_raw(raw_start);
                     self.steps.push(Step::Value(*i));
-                    self.fields.push((path.as_str().into(), Field::Value(*i)));
+                    if listed {
+                        self.fields.push((path.as_str().into(), Field::Value(*i)));
+                    }
                 }
                 Node::Pushed { base, pushes } => {
                     self.end_raw(raw_start);
@@ -262,10 +296,14 @@ impl Plan {
                         start,
                         end: self.pushes.len() as u32,
                     });
-                    self.fields.push((path.as_str().into(), Field::Composite));
+                    if listed {
+                        self.fields.push((path.as_str().into(), Field::Composite));
+                    }
                 }
                 Node::Obj(children) => {
-                    self.fields.push((path.as_str().into(), Field::Composite));
+                    if listed {
+                        self.fields.push((path.as_str().into(), Field::Composite));
+                    }
                     self.flatten(children, path, raw_start);
                 }
             }
@@ -311,8 +349,57 @@ impl Hasher for ShapeHasher {
 
 type PlanCache = HashMap<u64, Rc<Plan>, BuildHasherDefault<ShapeHasher>>;
 
+/// How often shapes with run-time keys found a plan, on this thread.
+#[derive(Debug, Clone, Copy, Default)]
+struct DynamicStats {
+    hits: u32,
+    misses: u32,
+    /// `set_dyn` calls sent to the tree since the rate went bad.
+    skipped: u32,
+}
+
 thread_local! {
     static PLANS: RefCell<PlanCache> = RefCell::default();
+    static DYNAMIC: Cell<DynamicStats> = const {
+        Cell::new(DynamicStats { hits: 0, misses: 0, skipped: 0 })
+    };
+}
+
+/// Whether events with run-time keys should stay flat on this thread: yes while at
+/// least 3 in 4 of their shapes found a plan made earlier. When they do not (keys that
+/// differ from record to record), `set_dyn` turns the event into a tree; after 4,096
+/// such calls the rate is measured afresh (the next object may be of another kind).
+pub(crate) fn dynamic_shapes_repeat() -> bool {
+    DYNAMIC.with(|cell| {
+        let mut stats = cell.get();
+        let repeat = stats.misses < 64 || stats.misses * 4 <= stats.hits + stats.misses;
+        if !repeat {
+            stats.skipped += 1;
+            if stats.skipped >= 4096 {
+                stats = DynamicStats::default();
+            }
+            cell.set(stats);
+        }
+        repeat
+    })
+}
+
+/// Counts a plan found (`hit`) or made for a shape with run-time keys; older counts
+/// fade so that the rate follows what the thread parses now.
+fn count_dynamic(hit: bool) {
+    DYNAMIC.with(|cell| {
+        let mut stats = cell.get();
+        if hit {
+            stats.hits += 1;
+        } else {
+            stats.misses += 1;
+        }
+        if stats.hits + stats.misses >= 8192 {
+            stats.hits /= 2;
+            stats.misses /= 2;
+        }
+        cell.set(stats);
+    });
 }
 
 /// The plan for `log`, whose shape hash is `shape`: cached, or compiled and cached.
@@ -324,9 +411,15 @@ fn plan_for(log: &[Op], shape: u64) -> Rc<Plan> {
         if let Some(plan) = plans.get(&shape)
             && plan.matches(log)
         {
+            if plan.dynamic {
+                count_dynamic(true);
+            }
             return Rc::clone(plan);
         }
         let plan = Rc::new(Plan::compile(log));
+        if plan.dynamic {
+            count_dynamic(false);
+        }
         if plans.len() >= MAX_PLANS {
             plans.clear();
         }
