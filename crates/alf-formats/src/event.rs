@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::event_plan::{Op, OpKind};
+use crate::event_plan::{Log, Op, OpKind};
 
 use crate::redact::Redactor;
 
@@ -350,8 +350,9 @@ impl Tree {
         }
     }
 
-    /// Replays one recorded operation (see [`crate::event_plan::Op`]).
-    fn apply(&mut self, op: Op) {
+    /// Replays one recorded operation (see [`crate::event_plan::Op`]); `key` is the
+    /// run-time key of a `set_dyn`.
+    fn apply(&mut self, op: Op, key: Option<Box<str>>) {
         match op.kind {
             OpKind::Set => self.set(op.path, op.value),
             OpKind::SetDefault => {
@@ -361,7 +362,7 @@ impl Tree {
             }
             OpKind::Push => self.push_unique(op.path, op.value),
             OpKind::SetDyn => {
-                let key = op.key.map(String::from).unwrap_or_default();
+                let key = key.map(String::from).unwrap_or_default();
                 self.insert_under(op.path, Cow::Owned(key), op.value);
             }
         }
@@ -478,9 +479,7 @@ pub(crate) const MAX_FLAT_OPS: usize = 160;
 #[derive(Debug, Clone, Default)]
 pub struct Event {
     /// The operations so far, while the event is flat (empty once it is a tree).
-    log: Vec<Op>,
-    /// A running hash of the log's shape (kinds, paths, array values).
-    shape: u64,
+    log: Log,
     /// The tree, once the event is one.
     tree: Option<Box<Tree>>,
     /// A flat event's tree, built for a read through `&self`; dropped on change.
@@ -497,33 +496,25 @@ impl PartialEq for Event {
 impl Event {
     pub fn new() -> Self {
         Event {
-            log: Vec::with_capacity(64),
+            log: Log::with_capacity(64),
             ..Event::default()
         }
     }
 
-    /// Records one operation of a flat event (`key`: the run-time key of `set_dyn`).
-    #[inline]
-    fn record(&mut self, kind: OpKind, path: &'static str, key: Option<Box<str>>, value: Value) {
+    /// Records one operation of a flat event.
+    #[inline(always)]
+    fn record(&mut self, kind: OpKind, path: &'static str, value: Value) {
         if self.view.get().is_some() {
             self.view = OnceLock::new();
         }
-        self.shape = crate::event_plan::next_shape(self.shape, kind, path, key.as_deref(), &value);
-        self.log.push(Op {
-            kind,
-            path,
-            key,
-            value,
-        });
+        self.log.push(kind, path, value);
     }
 
     /// The tree, made from the log when the event is still flat.
     fn tree_mut(&mut self) -> &mut Tree {
         let tree = self.tree.get_or_insert_with(|| {
             let mut tree = Tree::new();
-            for op in self.log.drain(..) {
-                tree.apply(op);
-            }
+            self.log.replay(|op, key| tree.apply(op, key));
             Box::new(tree)
         });
         self.view = OnceLock::new();
@@ -536,9 +527,7 @@ impl Event {
             Some(tree) => tree,
             None => self.view.get_or_init(|| {
                 let mut tree = Tree::new();
-                for op in &self.log {
-                    tree.apply(op.clone());
-                }
+                self.log.clone().replay(|op, key| tree.apply(op, key));
                 Box::new(tree)
             }),
         }
@@ -556,7 +545,7 @@ impl Event {
         if self.is_tree() || matches!(value, Value::Obj(_)) {
             self.tree_mut().set(path, value);
         } else {
-            self.record(OpKind::Set, path, None, value);
+            self.record(OpKind::Set, path, value);
         }
     }
 
@@ -569,7 +558,7 @@ impl Event {
                 tree.set(path, value);
             }
         } else {
-            self.record(OpKind::SetDefault, path, None, value);
+            self.record(OpKind::SetDefault, path, value);
         }
     }
 
@@ -601,7 +590,10 @@ impl Event {
             self.tree_mut()
                 .insert_under(parent, Cow::Owned(key.to_owned()), value);
         } else {
-            self.record(OpKind::SetDyn, parent, Some(key.into()), value);
+            if self.view.get().is_some() {
+                self.view = OnceLock::new();
+            }
+            self.log.push_dyn(parent, key, value);
         }
     }
 
@@ -612,14 +604,14 @@ impl Event {
         if self.is_tree() {
             self.tree_mut().push_unique(path, value);
         } else {
-            self.record(OpKind::Push, path, None, value);
+            self.record(OpKind::Push, path, value);
         }
     }
 
     /// The value at a dotted path.
     pub fn get(&self, path: &str) -> Option<&Value> {
         if self.tree.is_none()
-            && let Some(found) = crate::event_plan::get(&self.log, self.shape, path)
+            && let Some(found) = crate::event_plan::get(&self.log, path)
         {
             return found;
         }
@@ -649,7 +641,7 @@ impl Event {
     pub fn write_json(&self, out: &mut Vec<u8>, redactor: Option<&Redactor>) {
         match &self.tree {
             Some(tree) => crate::json_write::write_map(out, &tree.root, redactor),
-            None => crate::event_plan::write_json(&self.log, self.shape, out, redactor),
+            None => crate::event_plan::write_json(&self.log, out, redactor),
         }
     }
 
@@ -845,29 +837,36 @@ mod flat_tests {
                 }
             }
             assert!(flat.tree.is_none(), "round {round}: still flat");
+            let reads = |flat: &Event, when: &str| {
+                for path in
+                    PATHS
+                        .iter()
+                        .chain(&["a.x", "nope", "related.ip.x", "a.x.y", "e.b", "a."])
+                {
+                    assert_eq!(
+                        flat.get(path).map(Value::to_json),
+                        tree.get(path).map(Value::to_json),
+                        "round {round}: get({path}) {when}"
+                    );
+                }
+            };
+            // Before any write: no plan yet, reads go to a tree built on the side.
+            reads(&flat.clone(), "before a plan");
             let mut want = Vec::new();
             crate::json_write::write_map(&mut want, &tree.root, Some(&redactor));
-            let mut got = Vec::new();
-            flat.write_json(&mut got, Some(&redactor));
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&want),
-                "round {round}: {:?}",
-                flat.log
-                    .iter()
-                    .map(|op| (op.kind, op.path))
-                    .collect::<Vec<_>>()
-            );
-            for path in PATHS
-                .iter()
-                .chain(&["a.x", "nope", "related.ip.x", "a.x.y", "e.b", "a."])
-            {
+            // First sight (written without a plan), second (planned), third (cached).
+            for sight in 1..=3 {
+                let mut got = Vec::new();
+                flat.write_json(&mut got, Some(&redactor));
                 assert_eq!(
-                    flat.get(path).map(Value::to_json),
-                    tree.get(path).map(Value::to_json),
-                    "round {round}: get({path})"
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "round {round}, sight {sight}: {:?}",
+                    flat.log
                 );
             }
+            // With a plan: reads answer from its fields.
+            reads(&flat, "with a plan");
         }
     }
 

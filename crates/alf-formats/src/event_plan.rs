@@ -1,23 +1,26 @@
 //! Writing a flat [`Event`](crate::Event) from a plan compiled once per shape.
 //!
-//! A flat event is the log of its operations: `set`, `set_default` and `push_unique`,
-//! each with a static path and a value. Its *shape* is that sequence without the
-//! values (kind, path, and whether a set value is an array, which `push_unique`
-//! appends to). Events of one format mostly share a handful of shapes: the same
-//! fields in the same order, some optional ones present or not. So the nested JSON is
-//! planned once per shape: [`Plan::compile`] replays the shape on a small tree with
+//! A flat event is the log of its operations: `set`, `set_default`, `push_unique` and
+//! `set_dyn`, each with its path and value. Its *shape* is that sequence without the
+//! values (kind, static path, run-time key, and whether a set value is an array, which
+//! `push_unique` appends to). Events of one format mostly share a handful of shapes:
+//! the same fields in the same order, some optional ones present or not. So the nested
+//! JSON is planned once per shape: [`simulate`] replays the shape on a small tree with
 //! the [`Tree`](crate::event::Tree)'s own rules (a parent is created where it is first
 //! needed; setting a path again replaces its value in place; a leaf in the way of a
-//! child becomes an object), and flattens that tree into steps: raw bytes (braces,
-//! commas and quoted keys, joined), then "write the value of operation *i*", and so
-//! on. Writing an event is then one pass over its plan.
+//! child becomes an object), and [`Plan::compile`] flattens that tree into steps: raw
+//! bytes (braces, commas and quoted keys, joined), then "write the value of operation
+//! *i*", and so on. Writing an event is then one pass over its plan.
 //!
 //! Plans are cached per thread by the shape's hash and checked against the whole
-//! shape on every hit, so a collision costs a compile, never wrong output. The cache
-//! is bounded ([`MAX_PLANS`]); formats whose shapes vary without end keep working, at
-//! the cost of a compile per event.
+//! shape on every hit, so a collision costs a compile, never wrong output. A shape is
+//! planned the second time it is seen; the first time, the event is written straight
+//! from the simulated tree, because many shapes (odd combinations of optional fields)
+//! never come back. The cache is bounded ([`MAX_PLANS`]); run-time keys that change
+//! from record to record are sent to the tree instead ([`dynamic_shapes_repeat`]).
+//! `Event`'s tests check all of this against the tree on random operation sequences.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
@@ -41,64 +44,97 @@ pub(crate) enum OpKind {
 pub(crate) struct Op {
     pub(crate) kind: OpKind,
     pub(crate) path: &'static str,
-    /// The key of a `set_dyn`, only known at run time.
-    pub(crate) key: Option<Box<str>>,
     pub(crate) value: Value,
+}
+
+/// A flat event: its operations in order, the run-time keys of its `set_dyn`
+/// operations in order (kept aside so that an operation stays 64 bytes), and the
+/// running hash of its shape.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Log {
+    ops: Vec<Op>,
+    keys: Vec<Box<str>>,
+    shape: u64,
+}
+
+impl Log {
+    pub(crate) fn with_capacity(n: usize) -> Log {
+        Log {
+            ops: Vec::with_capacity(n),
+            ..Log::default()
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    #[inline(always)]
+    pub(crate) fn push(&mut self, kind: OpKind, path: &'static str, value: Value) {
+        self.shape = next_shape(self.shape, kind, path, &value);
+        self.ops.push(Op { kind, path, value });
+    }
+
+    /// Records `set_dyn(parent, key, value)`.
+    pub(crate) fn push_dyn(&mut self, parent: &'static str, key: &str, value: Value) {
+        self.shape = next_shape(self.shape, OpKind::SetDyn, parent, &value)
+            ^ xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+        self.keys.push(key.into());
+        self.ops.push(Op {
+            kind: OpKind::SetDyn,
+            path: parent,
+            value,
+        });
+    }
+
+    /// Hands each operation, with its run-time key, to `apply`, emptying the log.
+    pub(crate) fn replay(&mut self, mut apply: impl FnMut(Op, Option<Box<str>>)) {
+        let mut keys = self.keys.drain(..);
+        for op in self.ops.drain(..) {
+            let key = match op.kind {
+                OpKind::SetDyn => keys.next(),
+                _ => None,
+            };
+            apply(op, key);
+        }
+        self.shape = 0;
+    }
 }
 
 /// The part of an operation its plan depends on. A static path is told by its
 /// address and length: the same literal is the same address, so comparing shapes does
 /// not compare text (two copies of one literal make two shapes, each planned
-/// correctly). A run-time key is compared as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// correctly). Run-time keys are compared as text, apart ([`Plan::keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct OpShape {
     kind: OpKind,
     path: (usize, usize),
-    key: Option<Box<str>>,
     array: bool,
 }
 
 impl OpShape {
+    #[inline]
     fn of(op: &Op) -> OpShape {
         OpShape {
             kind: op.kind,
             path: (op.path.as_ptr() as usize, op.path.len()),
-            key: op.key.clone(),
             array: matches!(op.value, Value::Arr(_)),
         }
-    }
-
-    /// Whether `op` has this shape (without building its `OpShape`).
-    #[inline]
-    fn fits(&self, op: &Op) -> bool {
-        self.kind == op.kind
-            && self.path == (op.path.as_ptr() as usize, op.path.len())
-            && self.array == matches!(op.value, Value::Arr(_))
-            && self.key.as_deref() == op.key.as_deref()
     }
 }
 
 /// The shape hash after one more operation.
-#[inline]
-pub(crate) fn next_shape(
-    shape: u64,
-    kind: OpKind,
-    path: &'static str,
-    key: Option<&str>,
-    value: &Value,
-) -> u64 {
-    let mut bits = (path.as_ptr() as u64)
+#[inline(always)]
+fn next_shape(shape: u64, kind: OpKind, path: &'static str, value: &Value) -> u64 {
+    let bits = (path.as_ptr() as u64)
         ^ ((path.len() as u64) << 48)
         ^ ((kind as u64) << 60)
         ^ (u64::from(matches!(value, Value::Arr(_))) << 63);
-    if let Some(key) = key {
-        bits ^= xxhash_rust::xxh3::xxh3_64(key.as_bytes());
-    }
     (shape.rotate_left(5) ^ bits).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Plans kept per thread; past this many the cache starts again.
-const MAX_PLANS: usize = 512;
+const MAX_PLANS: usize = 1024;
 
 /// One step of writing an event.
 #[derive(Debug, Clone, Copy)]
@@ -130,12 +166,14 @@ enum Field {
 #[derive(Debug)]
 struct Plan {
     shape: Vec<OpShape>,
+    /// The run-time keys of the shape's `set_dyn` operations, in order.
+    keys: Vec<Box<str>>,
     /// Whether the shape has `set_dyn` keys (see [`dynamic_shapes_repeat`]).
     dynamic: bool,
     bytes: Vec<u8>,
     steps: Vec<Step>,
     pushes: Vec<u32>,
-    fields: Vec<(Box<str>, Field)>,
+    fields: OnceCell<Vec<(Box<str>, Field)>>,
 }
 
 /// The tree a shape makes: the [`crate::event::Map`] of an event with operation
@@ -198,70 +236,96 @@ fn replace<'l>(level: &mut Level<'l>, key: &'l str, node: Node<'l>) {
     }
 }
 
-impl Plan {
-    fn matches(&self, log: &[Op]) -> bool {
-        self.shape.len() == log.len()
-            && self.shape.iter().zip(log).all(|(shape, op)| shape.fits(op))
-    }
-
-    /// Replays the shape of `log` on a tree of operation numbers, then flattens it.
-    fn compile(log: &[Op]) -> Plan {
-        let mut root: Level<'_> = Vec::new();
-        for (i, op) in log.iter().enumerate() {
-            let Ok(i) = u32::try_from(i) else { break };
-            let (parent, leaf) = match (op.kind, op.key.as_deref()) {
-                (OpKind::SetDyn, Some(key)) => (op.path, key),
-                _ => split_path(op.path),
-            };
-            match op.kind {
-                OpKind::SetDyn => replace(object_at(&mut root, parent), leaf, Node::Leaf(i)),
-                OpKind::Set => replace(object_at(&mut root, parent), leaf, Node::Leaf(i)),
-                OpKind::SetDefault => {
-                    if !exists(&root, op.path) {
-                        replace(object_at(&mut root, parent), leaf, Node::Leaf(i));
-                    }
+/// Replays the shape of `log` on a tree of operation numbers, with the tree's rules.
+fn simulate(log: &Log) -> Level<'_> {
+    let mut root: Level<'_> = Vec::new();
+    let mut keys = log.keys.iter();
+    for (i, op) in log.ops.iter().enumerate() {
+        let Ok(i) = u32::try_from(i) else { break };
+        let (parent, leaf) = match op.kind {
+            OpKind::SetDyn => match keys.next() {
+                Some(key) => (op.path, &**key),
+                None => break,
+            },
+            _ => split_path(op.path),
+        };
+        match op.kind {
+            OpKind::SetDyn => replace(object_at(&mut root, parent), leaf, Node::Leaf(i)),
+            OpKind::Set => replace(object_at(&mut root, parent), leaf, Node::Leaf(i)),
+            OpKind::SetDefault => {
+                if !exists(&root, op.path) {
+                    replace(object_at(&mut root, parent), leaf, Node::Leaf(i));
                 }
-                OpKind::Push => {
-                    let level = object_at(&mut root, parent);
-                    match level.iter_mut().find(|(k, _)| *k == leaf) {
-                        Some((_, Node::Pushed { pushes, .. })) => pushes.push(i),
-                        Some((_, slot)) => {
-                            let base = match slot {
-                                Node::Leaf(j) if is_array(log, *j) => Some(*j),
-                                _ => None,
-                            };
-                            *slot = Node::Pushed {
-                                base,
-                                pushes: vec![i],
-                            };
-                        }
-                        None => level.push((
-                            leaf,
-                            Node::Pushed {
-                                base: None,
-                                pushes: vec![i],
-                            },
-                        )),
+            }
+            OpKind::Push => {
+                let level = object_at(&mut root, parent);
+                match level.iter_mut().find(|(k, _)| *k == leaf) {
+                    Some((_, Node::Pushed { pushes, .. })) => pushes.push(i),
+                    Some((_, slot)) => {
+                        let base = match slot {
+                            Node::Leaf(j) if is_array(&log.ops, *j) => Some(*j),
+                            _ => None,
+                        };
+                        *slot = Node::Pushed {
+                            base,
+                            pushes: vec![i],
+                        };
                     }
+                    None => level.push((
+                        leaf,
+                        Node::Pushed {
+                            base: None,
+                            pushes: vec![i],
+                        },
+                    )),
                 }
             }
         }
+    }
+    root
+}
+
+impl Plan {
+    fn matches(&self, log: &Log) -> bool {
+        self.shape.len() == log.ops.len()
+            && self.keys == log.keys
+            && self
+                .shape
+                .iter()
+                .zip(&log.ops)
+                .all(|(shape, op)| *shape == OpShape::of(op))
+    }
+
+    /// Replays the shape of `log` on a tree of operation numbers, then flattens it.
+    fn compile(log: &Log) -> Plan {
+        let root = simulate(log);
         let mut plan = Plan {
-            shape: log.iter().map(OpShape::of).collect(),
-            dynamic: log.iter().any(|op| op.key.is_some()),
+            shape: log.ops.iter().map(OpShape::of).collect(),
+            keys: log.keys.clone(),
+            dynamic: !log.keys.is_empty(),
             bytes: Vec::new(),
             steps: Vec::new(),
             pushes: Vec::new(),
-            fields: Vec::new(),
+            fields: OnceCell::new(),
         };
         let mut raw_start = 0;
-        plan.flatten(&root, &mut String::new(), &mut raw_start);
+        plan.flatten(&root, &mut raw_start);
         plan.end_raw(&mut raw_start);
         plan
     }
 
+    /// What each dotted path holds, listed when a read first asks (writing does not
+    /// need it).
+    fn fields(&self, log: &Log) -> &[(Box<str>, Field)] {
+        self.fields.get_or_init(|| {
+            let mut fields = Vec::new();
+            list_fields(&simulate(log), &mut String::new(), &mut fields);
+            fields
+        })
+    }
+
     /// Appends the steps of one object level; `path` is its dotted path.
-    fn flatten(&mut self, level: &Level<'_>, path: &mut String, raw_start: &mut usize) {
+    fn flatten(&mut self, level: &Level<'_>, raw_start: &mut usize) {
         self.bytes.push(b'{');
         for (n, (key, node)) in level.iter().enumerate() {
             if n > 0 {
@@ -271,21 +335,10 @@ impl Plan {
             // nothing to escape, so it comes out as the tree writes it, unescaped.
             write_str(&mut self.bytes, key);
             self.bytes.push(b':');
-            let outer = path.len();
-            if !path.is_empty() {
-                path.push('.');
-            }
-            path.push_str(key);
-            // A run-time key with a dot in it is out of reach of a dotted path (the
-            // tree's `get` splits on the dots too): it must not answer for another.
-            let listed = !key.contains('.');
             match node {
                 Node::Leaf(i) => {
                     self.end_raw(raw_start);
                     self.steps.push(Step::Value(*i));
-                    if listed {
-                        self.fields.push((path.as_str().into(), Field::Value(*i)));
-                    }
                 }
                 Node::Pushed { base, pushes } => {
                     self.end_raw(raw_start);
@@ -296,18 +349,9 @@ impl Plan {
                         start,
                         end: self.pushes.len() as u32,
                     });
-                    if listed {
-                        self.fields.push((path.as_str().into(), Field::Composite));
-                    }
                 }
-                Node::Obj(children) => {
-                    if listed {
-                        self.fields.push((path.as_str().into(), Field::Composite));
-                    }
-                    self.flatten(children, path, raw_start);
-                }
+                Node::Obj(children) => self.flatten(children, raw_start),
             }
-            path.truncate(outer);
         }
         self.bytes.push(b'}');
     }
@@ -322,6 +366,54 @@ impl Plan {
             *raw_start = self.bytes.len();
         }
     }
+}
+
+/// Lists what each dotted path under `level` holds (`path` is the level's own).
+fn list_fields(level: &Level<'_>, path: &mut String, fields: &mut Vec<(Box<str>, Field)>) {
+    for (key, node) in level {
+        // A run-time key with a dot in it is out of reach of a dotted path (the tree's
+        // `get` splits on the dots too): it must not answer for another.
+        if key.contains('.') {
+            continue;
+        }
+        let outer = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        match node {
+            Node::Leaf(i) => fields.push((path.as_str().into(), Field::Value(*i))),
+            Node::Pushed { .. } => fields.push((path.as_str().into(), Field::Composite)),
+            Node::Obj(children) => {
+                fields.push((path.as_str().into(), Field::Composite));
+                list_fields(children, path, fields);
+            }
+        }
+        path.truncate(outer);
+    }
+}
+
+/// Writes an event from the tree [`simulate`] made, without a plan: for a shape seen
+/// for the first time (most never come back; see [`plan_for`]).
+fn write_level(out: &mut Vec<u8>, level: &Level<'_>, ops: &[Op], redactor: Option<&Redactor>) {
+    out.push(b'{');
+    for (n, (key, node)) in level.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_str(out, key);
+        out.push(b':');
+        match node {
+            Node::Leaf(i) => {
+                if let Some(op) = ops.get(*i as usize) {
+                    write_value(out, &op.value, redactor);
+                }
+            }
+            Node::Pushed { base, pushes } => write_pushed(out, ops, *base, pushes, redactor),
+            Node::Obj(children) => write_level(out, children, ops, redactor),
+        }
+    }
+    out.push(b'}');
 }
 
 fn is_array(log: &[Op], i: u32) -> bool {
@@ -347,7 +439,33 @@ impl Hasher for ShapeHasher {
     }
 }
 
-type PlanCache = HashMap<u64, Rc<Plan>, BuildHasherDefault<ShapeHasher>>;
+/// Shapes remembered as seen once, by hash (a direct-mapped table).
+const SEEN_SLOTS: usize = 4096;
+
+/// One thread's plans, and the shapes it saw once.
+#[derive(Default)]
+struct PlanCache {
+    plans: HashMap<u64, Rc<Plan>, BuildHasherDefault<ShapeHasher>>,
+    seen: Vec<u64>,
+}
+
+impl PlanCache {
+    /// Whether `shape` was seen before (and remembers it if not).
+    fn seen_before(&mut self, shape: u64) -> bool {
+        if self.seen.is_empty() {
+            self.seen = vec![0; SEEN_SLOTS];
+        }
+        let slot = (shape >> 52) as usize % SEEN_SLOTS;
+        match self.seen.get_mut(slot) {
+            Some(seen) if *seen == shape => true,
+            Some(seen) => {
+                *seen = shape;
+                false
+            }
+            None => false,
+        }
+    }
+}
 
 /// How often shapes with run-time keys found a plan, on this thread.
 #[derive(Debug, Clone, Copy, Default)]
@@ -402,35 +520,46 @@ fn count_dynamic(hit: bool) {
     });
 }
 
-/// The plan for `log`, whose shape hash is `shape`: cached, or compiled and cached.
-fn plan_for(log: &[Op], shape: u64) -> Rc<Plan> {
+/// The cached plan for `log`'s shape. When there is none, a shape seen before is
+/// planned and cached (`compile`); a shape seen for the first time is not: most shapes
+/// that come once never come back (optional fields present in odd combinations), and
+/// planning costs about as much as writing such an event from its tree.
+fn plan_for(log: &Log, compile: bool) -> Option<Rc<Plan>> {
+    let shape = log.shape;
     PLANS.with(|cell| {
-        let Ok(mut plans) = cell.try_borrow_mut() else {
-            return Rc::new(Plan::compile(log));
-        };
-        if let Some(plan) = plans.get(&shape)
+        let mut cache = cell.try_borrow_mut().ok()?;
+        if let Some(plan) = cache.plans.get(&shape)
             && plan.matches(log)
         {
             if plan.dynamic {
                 count_dynamic(true);
             }
-            return Rc::clone(plan);
+            return Some(Rc::clone(plan));
         }
-        let plan = Rc::new(Plan::compile(log));
-        if plan.dynamic {
+        if !compile {
+            return None;
+        }
+        if !log.keys.is_empty() {
             count_dynamic(false);
         }
-        if plans.len() >= MAX_PLANS {
-            plans.clear();
+        if !cache.seen_before(shape) {
+            return None;
         }
-        plans.insert(shape, Rc::clone(&plan));
-        plan
+        let plan = Rc::new(Plan::compile(log));
+        if cache.plans.len() >= MAX_PLANS {
+            cache.plans.clear();
+        }
+        cache.plans.insert(shape, Rc::clone(&plan));
+        Some(plan)
     })
 }
 
 /// Appends the event recorded in `log` as compact JSON (see `Event::write_json`).
-pub(crate) fn write_json(log: &[Op], shape: u64, out: &mut Vec<u8>, redactor: Option<&Redactor>) {
-    let plan = plan_for(log, shape);
+pub(crate) fn write_json(log: &Log, out: &mut Vec<u8>, redactor: Option<&Redactor>) {
+    let Some(plan) = plan_for(log, true) else {
+        return write_level(out, &simulate(log), &log.ops, redactor);
+    };
+    let log = &log.ops[..];
     let value = |i: u32| log.get(i as usize).map(|op| &op.value);
     for step in &plan.steps {
         match *step {
@@ -498,9 +627,11 @@ fn write_pushed(
 /// What is at `path` in the event recorded in `log`: `Some(value or None)` when the
 /// plan tells (a plain field, or nothing there), `None` when it takes a tree (an
 /// object or a pushed array).
-pub(crate) fn get<'l>(log: &'l [Op], shape: u64, path: &str) -> Option<Option<&'l Value>> {
-    let plan = plan_for(log, shape);
-    match plan.fields.iter().find(|(p, _)| **p == *path) {
+pub(crate) fn get<'l>(log: &'l Log, path: &str) -> Option<Option<&'l Value>> {
+    let plan = plan_for(log, false)?;
+    let fields = plan.fields(log);
+    let log = &log.ops[..];
+    match fields.iter().find(|(p, _)| **p == *path) {
         None => Some(None),
         Some((_, Field::Value(i))) => Some(log.get(*i as usize).map(|op| &op.value)),
         Some((_, Field::Composite)) => None,
