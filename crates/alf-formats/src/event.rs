@@ -2,10 +2,10 @@
 //!
 //! Why not `serde_json::Value`? Parsers set 20-60 fields per record at hundreds of
 //! thousands of records per second. An [`Event`] records its operations in order and
-//! is written by a plan made once per shape ([`crate::event_plan`]); when it needs a
+//! is written by a plan made once per shape (`event_plan`); when it needs a
 //! tree (a read of an object, a removal) it has one: a `Vec` of `(key, value)` pairs
 //! per object level ([`Map`]), cheaper to build than a `BTreeMap`, in a stable, readable
-//! field order. Both are written by [`crate::json_write`], which applies redaction to
+//! field order. Both are written by `json_write`, which applies redaction to
 //! every string in one place.
 
 use std::borrow::Cow;
@@ -470,7 +470,7 @@ pub(crate) const MAX_FLAT_OPS: usize = 160;
 /// the CPU of a CloudFront event. Most events are only built, then written once; so an
 /// event starts *flat*: it records its operations (`set`, `push_unique`, `set_default`)
 /// in order, and is written by a plan compiled once per *shape* (the sequence of
-/// operations and their paths, see [`crate::event_plan`]) that knows where every
+/// operations and their paths, see `event_plan`) that knows where every
 /// brace, comma and key goes. The plan is made by replaying the shape on a tree, so the
 /// bytes are those the tree writes. Operations the log does not cover (removing a
 /// field, setting a whole object, a key only known at run time) turn the event into a

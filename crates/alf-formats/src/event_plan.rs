@@ -20,6 +20,7 @@
 //! from record to record are sent to the tree instead ([`dynamic_shapes_repeat`]).
 //! `Event`'s tests check all of this against the tree on random operation sequences.
 
+use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -625,10 +626,12 @@ fn write_pushed(
 }
 
 /// What is at `path` in the event recorded in `log`: `Some(value or None)` when the
-/// plan tells (a plain field, or nothing there), `None` when it takes a tree (an
-/// object or a pushed array).
+/// plan or a scan of the log tells (a plain field, or nothing there), `None` when it
+/// takes a tree (an object, a pushed array, or a log the scan cannot answer for).
 pub(crate) fn get<'l>(log: &'l Log, path: &str) -> Option<Option<&'l Value>> {
-    let plan = plan_for(log, false)?;
+    let Some(plan) = plan_for(log, false) else {
+        return scan(log, path);
+    };
     let fields = plan.fields(log);
     let log = &log.ops[..];
     match fields.iter().find(|(p, _)| **p == *path) {
@@ -636,4 +639,58 @@ pub(crate) fn get<'l>(log: &'l Log, path: &str) -> Option<Option<&'l Value>> {
         Some((_, Field::Value(i))) => Some(log.get(*i as usize).map(|op| &op.value)),
         Some((_, Field::Composite)) => None,
     }
+}
+
+/// Whether `path` lies under `parent` (`a.b.c` under `a.b`, not under `a.bc`).
+fn is_under(path: &str, parent: &str) -> bool {
+    path.len() > parent.len()
+        && path.as_bytes().get(parent.len()) == Some(&b'.')
+        && path.starts_with(parent)
+}
+
+/// Reads `path` from the log itself, for a parser that reads a field back while
+/// building its event (its shape then is only a prefix, with no plan): the last `set`
+/// (or `set_dyn`) of exactly `path` holds, unless a later operation went through it or
+/// replaced a parent. Anything less plain (pushed arrays, a `set_default` with
+/// something before it, objects, a run-time key with a dot) is left to a tree (`None`).
+fn scan<'l>(log: &'l Log, path: &str) -> Option<Option<&'l Value>> {
+    let ops = &log.ops[..];
+    // Full paths: the static ones as they are, `set_dyn`'s joined with their keys.
+    let full: Vec<Cow<'_, str>> = if log.keys.is_empty() {
+        ops.iter().map(|op| Cow::Borrowed(op.path)).collect()
+    } else {
+        if log.keys.iter().any(|k| k.contains('.')) {
+            return None;
+        }
+        let mut keys = log.keys.iter();
+        let mut full = Vec::with_capacity(ops.len());
+        for op in ops {
+            full.push(match (op.kind, op.path) {
+                (OpKind::SetDyn, "") => Cow::Borrowed(&**keys.next()?),
+                (OpKind::SetDyn, parent) => Cow::Owned(format!("{parent}.{}", keys.next()?)),
+                (_, path) => Cow::Borrowed(path),
+            });
+        }
+        full
+    };
+    let Some(i) = full.iter().rposition(|p| p == path) else {
+        return match full.iter().any(|p| is_under(p, path)) {
+            true => None,
+            false => Some(None),
+        };
+    };
+    let op = ops.get(i)?;
+    let took_effect = match op.kind {
+        OpKind::Set | OpKind::SetDyn => true,
+        OpKind::SetDefault => !full[..i].iter().any(|p| p == path || is_under(p, path)),
+        OpKind::Push => false,
+    };
+    if !took_effect
+        || full[i + 1..]
+            .iter()
+            .any(|p| is_under(path, p) || is_under(p, path))
+    {
+        return None;
+    }
+    Some(Some(&op.value))
 }
