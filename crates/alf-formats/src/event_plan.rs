@@ -27,7 +27,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::event::{Segments, Value, split_path};
-use crate::json_write::{write_str, write_value};
+use crate::json_write::{write_members, write_str, write_value};
 use crate::redact::Redactor;
 
 /// What a recorded operation does (the semantics of the `Event` method of that name).
@@ -397,11 +397,7 @@ fn list_fields(level: &Level<'_>, path: &mut String, fields: &mut Vec<(Box<str>,
 /// Writes an event from the tree [`simulate`] made, without a plan: for a shape seen
 /// for the first time (most never come back; see [`plan_for`]).
 fn write_level(out: &mut Vec<u8>, level: &Level<'_>, ops: &[Op], redactor: Option<&Redactor>) {
-    out.push(b'{');
-    for (n, (key, node)) in level.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
+    write_members(out, level.iter(), |out, (key, node)| {
         write_str(out, key);
         out.push(b':');
         match node {
@@ -413,8 +409,7 @@ fn write_level(out: &mut Vec<u8>, level: &Level<'_>, ops: &[Op], redactor: Optio
             Node::Pushed { base, pushes } => write_pushed(out, ops, *base, pushes, redactor),
             Node::Obj(children) => write_level(out, children, ops, redactor),
         }
-    }
-    out.push(b'}');
+    });
 }
 
 fn is_array(log: &[Op], i: u32) -> bool {

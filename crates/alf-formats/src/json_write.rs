@@ -164,15 +164,10 @@ fn write_f64(out: &mut Vec<u8>, n: f64) {
 /// Appends one object level: `{"key":value,...}`. Keys are not redacted (they are
 /// ECS names or input keys; a secret under its own name is handled in JSON values).
 pub(crate) fn write_map(out: &mut Vec<u8>, map: &Map, redactor: Option<&Redactor>) {
-    out.push(b'{');
-    for (i, (key, value)) in map.entries().iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    write_members(out, map.entries(), |out, (key, value)| {
         write_key(out, key);
         write_value(out, value, redactor);
-    }
-    out.push(b'}');
+    });
 }
 
 /// Appends one value.
@@ -195,15 +190,33 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value, redactor: Option<&Re
 }
 
 /// Appends `[item,item,...]`, each item written by `write`.
-fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
+fn write_array<T>(out: &mut Vec<u8>, items: &[T], write: impl FnMut(&mut Vec<u8>, &T)) {
+    write_separated(out, [b'[', b']'], items, write);
+}
+
+/// Appends `{member,member,...}`, each member (key, colon and value) written by `write`.
+pub(crate) fn write_members<I: IntoIterator>(
+    out: &mut Vec<u8>,
+    members: I,
+    write: impl FnMut(&mut Vec<u8>, I::Item),
+) {
+    write_separated(out, [b'{', b'}'], members, write);
+}
+
+fn write_separated<I: IntoIterator>(
+    out: &mut Vec<u8>,
+    [open, close]: [u8; 2],
+    items: I,
+    mut write: impl FnMut(&mut Vec<u8>, I::Item),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write(out, item);
     }
-    out.push(b']');
+    out.push(close);
 }
 
 /// Appends a JSON document kept as it came, redacting its strings, and the value of a
@@ -223,21 +236,14 @@ fn write_json_value(out: &mut Vec<u8>, json: &serde_json::Value, redactor: Optio
         J::Array(items) => write_array(out, items, |out, item| {
             write_json_value(out, item, redactor)
         }),
-        J::Object(members) => {
-            out.push(b'{');
-            for (i, (key, value)) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                match (redactor, value) {
-                    (Some(r), J::String(_)) if r.is_secret_name(key) => write_str(out, REDACTED),
-                    _ => write_json_value(out, value, redactor),
-                }
+        J::Object(members) => write_members(out, members, |out, (key, value)| {
+            write_str(out, key);
+            out.push(b':');
+            match (redactor, value) {
+                (Some(r), J::String(_)) if r.is_secret_name(key) => write_str(out, REDACTED),
+                _ => write_json_value(out, value, redactor),
             }
-            out.push(b'}');
-        }
+        }),
     }
 }
 

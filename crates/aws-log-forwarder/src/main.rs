@@ -45,22 +45,24 @@ fn without_transparent_huge_pages() {}
 /// mimalloc keeps the pages a thread freed for `MIMALLOC_PURGE_DELAY` milliseconds
 /// (1,000 by default) before giving them back to the system. The daemon frees whole
 /// batches and request bodies (megabytes) on threads that do not reuse them at once,
-/// so that delay is what a container limit sees: with it, one 300,000-record object
-/// peaked at 182-187 MB of resident memory, with 0 at 118-122 MB, for the same CPU
-/// time (crates/alf-bench/E2E.md). A `MIMALLOC_PURGE_DELAY` in the environment still
-/// wins. Only the long-running commands (`run`, `replay`) set it: `parse --threads 2`
-/// frees and refills megabyte blocks on two threads, and there the pages given back
-/// at once were faulted in again (0.6 s of system time on 200,000 CloudFront records,
-/// 1.40x instead of 1.57x the one-thread speed; crates/alf-bench/README.md).
+/// so that delay is what a container limit sees. At 0 the freed pages went back at
+/// once and were faulted in again for the next chunk: one 300,000-record CloudFront
+/// object cost the daemon 9.9-10.4 CPU-s at 0 against 7.3-7.6 at 5 ms, for a peak RSS
+/// of 68 against 86-91 MB (1,000 ms, mimalloc's default: 104 MB with request
+/// compression off; crates/alf-bench/E2E.md, section 5). 5 ms keeps one object under
+/// 100 MB and four under 150 MB for most of the CPU. A `MIMALLOC_PURGE_DELAY` in the
+/// environment still wins. Only the long-running commands (`run`, `replay`) set it:
+/// `parse` exits when done.
 #[allow(unsafe_code)] // One FFI call: see the SAFETY note.
-fn return_freed_memory_at_once() {
+fn return_freed_memory_soon() {
     /// `mi_option_purge_delay` in `mimalloc.h` (v2 and v3; the Rust bindings do not
     /// name it).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    const PURGE_DELAY_MS: std::ffi::c_long = 5;
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores a number in mimalloc's option table (atomic);
         // any value of this option is valid, and it may be called at any time.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }
 
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
     without_transparent_huge_pages();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Run { .. } | Command::Replay(_)) {
-        return_freed_memory_at_once();
+        return_freed_memory_soon();
     }
     let code = match cli.command {
         Command::Parse(args) => cli::parse_command(&args),
