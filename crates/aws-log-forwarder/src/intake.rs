@@ -61,12 +61,6 @@ use crate::metrics as m;
 pub const EXCERPT_BYTES: usize = 512;
 /// Upper bound on a server's `Retry-After`, so a bogus value cannot park a batch for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-/// gzip level of request bodies, chosen by measurement with the daemon's backend
-/// (zlib-rs) on 4 MB bodies of 50,000 CloudFront events (92 MB of NDJSON): level 1
-/// 0.21 CPU-s (ratio 6.0), 2 0.29 (7.6), 3 0.41 (8.4), 6 0.56 (9.6). Compression was
-/// over a third of the daemon's CPU at level 3; level 2 takes 30% less for 10% more
-/// bytes on the wire (crates/alf-bench/E2E.md).
-const GZIP_LEVEL: u32 = 2;
 /// Sekoia.io's HTTP intake refuses request bodies over 10 MiB; the envelope
 /// (`{"intake_key":…,"jsons":[…]}`) is kept out of the batch budget.
 pub const SEKOIA_MAX_BODY_BYTES: usize = (10 << 20) - 4_096;
@@ -195,6 +189,8 @@ pub struct BodyEncoder {
     /// Upper bound of an Elasticsearch action line, for [`BodyEncoder::cost`].
     es_action_bytes: usize,
     gzip: bool,
+    /// `intake.gzip_level`: see its default in `config.rs` for the measurement.
+    gzip_level: u32,
 }
 
 impl BodyEncoder {
@@ -214,6 +210,7 @@ impl BodyEncoder {
             // {"create":{"_index":"…","_id":"…"}}\n with an id of up to 96 bytes.
             es_action_bytes: 36 + longest_index + 96,
             gzip: settings.gzip,
+            gzip_level: settings.gzip_level,
         }
     }
 
@@ -331,7 +328,7 @@ impl BodyEncoder {
         }
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(batch.body_bytes() / 6 + 64),
-            flate2::Compression::new(GZIP_LEVEL),
+            flate2::Compression::new(self.gzip_level),
         );
         match self
             .write_body(batch, only, &mut enc)
@@ -1286,6 +1283,40 @@ mod tests {
         r#"{"message":"a \"quoted\" line","event":{"id":"1"}}"#,
         r#"{"message":"back\\slash","event":{"id":"2"}}"#,
     ];
+
+    #[test]
+    fn request_bodies_are_compressed_at_the_configured_gzip_level() {
+        use std::io::Read as _;
+        let events: Vec<String> = (0..3_000)
+            .map(|i| {
+                format!(
+                    r#"{{"url":{{"path":"/images/{}.png"}},"http":{{"response":{{"status_code":{}}}}},"n":{i}}}"#,
+                    i % 37,
+                    200 + (i * 7_919) % 5
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let (b, _ack) = batch(&refs);
+        let compressed_size = |extra: &str| {
+            let encoder = BodyEncoder::new(&settings("https://intake.example", "ndjson", extra));
+            let (body, gzipped) = encoder.encode_for_wire(&b, None);
+            assert!(gzipped);
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            assert_eq!(plain, encoder.encode(&b, None), "{extra}: the same body");
+            body.len()
+        };
+        let fastest = compressed_size("gzip_level = 1");
+        let default = compressed_size("");
+        let smallest = compressed_size("gzip_level = 9");
+        assert!(
+            smallest < default && default < fastest,
+            "level 9 {smallest} < level 2 {default} < level 1 {fastest} bytes"
+        );
+    }
 
     #[tokio::test]
     async fn sekoia_body_shape_and_gzip() {
