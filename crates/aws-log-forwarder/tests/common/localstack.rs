@@ -398,14 +398,14 @@ impl TestStack {
             .collect()
     }
 
-    /// The daemon configuration for this stack and `intake`, as TOML: fast polling,
-    /// short visibility and retry timings so failures show up within seconds.
     /// Where the daemon's dead-letter sink writes in the base config: a directory per
     /// stack under the system temp directory (never the working tree).
     pub fn dead_letter_dir(&self) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("alf-test-dead-letter-{}", self.name))
     }
 
+    /// The daemon configuration for this stack and `intake`, as TOML: fast polling,
+    /// short visibility and retry timings so failures show up within seconds.
     pub fn base_config_toml(&self, intake: &TestIntake) -> toml::Table {
         let text = format!(
             r#"
