@@ -1053,6 +1053,50 @@ mod tests {
         }
     }
 
+    /// Records wholly inside the reader's buffer are parsed where they lie; the others
+    /// go through the scanner. Every buffer size must give the same events, the raw
+    /// ones included, whichever path each record took: records of every size, a bad
+    /// one, invalid UTF-8, a non-object, a character of four bytes that a buffer end
+    /// cuts, and a second wrapper document on the next line.
+    #[test]
+    fn records_in_the_buffer_and_records_across_it_give_the_same_events() {
+        let mut doc = b"{\"Records\":[".to_vec();
+        for i in 0..60u32 {
+            let note = match i % 6 {
+                0 => format!("\"{}\"", "x".repeat(i as usize * 97)),
+                1 => "\"\u{1F600}\u{1F600}\u{1F600} \\\" }]\"".to_owned(),
+                _ => i.to_string(),
+            };
+            doc.extend_from_slice(record(i + 1, &note).as_bytes());
+            doc.push(b',');
+            match i {
+                7 => doc.extend_from_slice(b"{\"eventName\":\"\xff\"},"),
+                19 => doc.extend_from_slice(b"{\"eventName\": tru},"),
+                31 => doc.extend_from_slice(b"[1,2],"),
+                _ => {}
+            }
+        }
+        doc.extend_from_slice(record(99, "0").as_bytes());
+        doc.extend_from_slice(b"]}\n{\"Records\":[");
+        doc.extend_from_slice(record(100, "1").as_bytes());
+        doc.extend_from_slice(b"]}\n");
+        let opts = ParseOptions {
+            keep_original: true,
+            ..ParseOptions::default()
+        };
+        let whole = run_with(&mut &doc[..], KEY, &opts);
+        whole.assert_counts(65, 3);
+        for capacity in [16, 700, 1500, 4096, 4099, 9000] {
+            let mut r = BufReader::with_capacity(capacity, &doc[..]);
+            let r = run_with(&mut r, KEY, &opts);
+            assert!(
+                r.events == whole.events,
+                "a buffer of {capacity} bytes gives other events"
+            );
+            assert_eq!(r.stats.bytes, doc.len() as u64);
+        }
+    }
+
     #[test]
     fn a_large_records_array_streams_in_small_reads() {
         let n = 2000;
