@@ -155,8 +155,9 @@ pub type ParseWholeObject =
 
 /// Makes the line parser of one object.
 pub type NewLineParser = fn(&ObjectInfo, &ParseOptions) -> Box<dyn LineParser>;
-/// Maps one JSON-lines record.
-pub type MapJsonLine = fn(&JsonMap, &LineContext<'_>) -> Result<Event, RecordError>;
+/// Maps one JSON-lines record. The mapper owns the record, so the members it keeps
+/// as they are move into the event instead of being copied.
+pub type MapJsonLine = fn(JsonMap, &LineContext<'_>) -> Result<Event, RecordError>;
 /// Maps one JSON record taken out of a document.
 pub type MapJsonRecord = fn(&LineContext<'_>, JsonMap) -> Result<Event, RecordError>;
 

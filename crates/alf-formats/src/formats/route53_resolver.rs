@@ -254,7 +254,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     }],
     skip: None,
     options: &[],
-    reader: Reader::JsonLines(|map, _| map_record(map)),
+    reader: Reader::JsonLines(|map, _| map_record(&map)),
 };
 
 #[cfg(test)]

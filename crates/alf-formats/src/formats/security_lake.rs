@@ -413,5 +413,5 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     skip: None,
     options: &[],
     // The JSON-lines form; the Parquet form is read by `crate::columnar`.
-    reader: Reader::JsonLines(|map, _| map_ocsf(J::Object(map.clone()))),
+    reader: Reader::JsonLines(|map, _| map_ocsf(J::Object(map))),
 };

@@ -434,7 +434,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     }],
     skip: None,
     options: &[],
-    reader: Reader::JsonLines(map_record),
+    reader: Reader::JsonLines(|map, cx| map_record(&map, cx)),
 };
 
 #[cfg(test)]

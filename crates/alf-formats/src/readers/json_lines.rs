@@ -66,7 +66,7 @@ where
 
 /// The JSON-lines reader of a format: each line one object, mapped by the format.
 pub(crate) fn json_lines(map: MapJsonLine) -> impl LineParser {
-    JsonObjects(move |record: JsonMap, cx: &LineContext<'_>| map(&record, cx))
+    JsonObjects(move |record: JsonMap, cx: &LineContext<'_>| map(record, cx))
 }
 
 /// One record of a JSON-records format given on its own (see
