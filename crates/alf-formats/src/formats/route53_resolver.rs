@@ -7,35 +7,38 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use serde_json::{Map, Value as J};
+use serde_json::Value as J;
 
 use crate::driver::RecordError;
 use crate::enrich::split_domain;
 use crate::event::{Event, Value};
-use crate::readers::json_lines::{keep_unmapped, text};
+use crate::readers::json_lines::{json_members, text, text_value};
+use crate::readers::json_records::JsonMap;
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
-/// Top-level keys this module maps; any other key is kept under `aws.route53`.
-const MAPPED: &[&str] = &[
-    "version",
-    "account_id",
-    "region",
-    "vpc_id",
-    "query_timestamp",
-    "query_name",
-    "query_type",
-    "query_class",
-    "rcode",
-    "answers",
-    "srcaddr",
-    "srcport",
-    "transport",
-    "srcids",
-    "firewall_rule_action",
-    "firewall_rule_group_id",
-    "firewall_domain_list_id",
-];
+json_members! {
+    /// The top-level members this module maps; any other is kept under `aws.route53`.
+    struct Resolver {
+        account_id: "account_id",
+        answers: "answers",
+        firewall_domain_list_id: "firewall_domain_list_id",
+        firewall_rule_action: "firewall_rule_action",
+        firewall_rule_group_id: "firewall_rule_group_id",
+        query_class: "query_class",
+        query_name: "query_name",
+        query_timestamp: "query_timestamp",
+        query_type: "query_type",
+        rcode: "rcode",
+        region: "region",
+        srcaddr: "srcaddr",
+        srcids: "srcids",
+        srcport: "srcport",
+        transport: "transport",
+        version: "version",
+        vpc_id: "vpc_id",
+    }
+}
 
 
 
@@ -144,9 +147,10 @@ fn map_question(ev: &mut Event, name: &str) {
 }
 
 /// Maps one query log record to ECS.
-fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
-    let raw_name = text(map, "query_name");
-    let raw_ts = text(map, "query_timestamp");
+fn map_record(map: &JsonMap) -> Result<Event, RecordError> {
+    let f = Resolver::read(map);
+    let raw_name = text_value(f.query_name);
+    let raw_ts = text_value(f.query_timestamp);
     if raw_name.is_none() && raw_ts.is_none() {
         return Err(RecordError::Other(
             "not a Resolver query log record (no query_name or query_timestamp)".into(),
@@ -168,25 +172,25 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
     {
         map_question(&mut ev, name);
     }
-    ev.set_str("dns.question.type", text(map, "query_type"));
-    ev.set_str("dns.question.class", text(map, "query_class"));
-    if let Some(rcode) = text(map, "rcode") {
+    ev.set_str("dns.question.type", text_value(f.query_type));
+    ev.set_str("dns.question.class", text_value(f.query_class));
+    if let Some(rcode) = text_value(f.rcode) {
         ev.set("dns.type", "answer");
         ev.set("dns.response_code", rcode.to_owned());
         util::set_outcome(&mut ev, rcode.eq_ignore_ascii_case("NOERROR"));
     }
-    if let Some(J::Array(answers)) = map.get("answers") {
+    if let Some(J::Array(answers)) = f.answers {
         map_answers(&mut ev, answers);
     }
 
-    if let Some(ip) = text(map, "srcaddr").and_then(util::canonical_ip) {
+    if let Some(ip) = text_value(f.srcaddr).and_then(util::canonical_ip) {
         ev.set_opt("network.type", util::ip_version(&ip));
         ev.set("source.address", ip.clone());
         ev.set("source.ip", ip.clone());
         ev.push_unique("related.ip", ip);
     }
-    ev.set_opt("source.port", port(map.get("srcport")));
-    if let Some(transport) = text(map, "transport") {
+    ev.set_opt("source.port", port(f.srcport));
+    if let Some(transport) = text_value(f.transport) {
         // UDP, TCP, or DoH (DNS over HTTPS, over TCP) for inbound DoH endpoints.
         let lower = transport.to_ascii_lowercase();
         let (name, number) = match lower.as_str() {
@@ -201,18 +205,18 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
         ev.set("aws.route53.transport", transport.to_owned());
     }
 
-    ev.set_str("cloud.account.id", text(map, "account_id"));
-    ev.set_str("cloud.region", text(map, "region"));
-    ev.set_str("aws.route53.vpc_id", text(map, "vpc_id"));
-    ev.set_str("aws.route53.version", text(map, "version"));
-    if let Some(J::Object(srcids)) = map.get("srcids") {
+    ev.set_str("cloud.account.id", text_value(f.account_id));
+    ev.set_str("cloud.region", text_value(f.region));
+    ev.set_str("aws.route53.vpc_id", text_value(f.vpc_id));
+    ev.set_str("aws.route53.version", text_value(f.version));
+    if let Some(J::Object(srcids)) = f.srcids {
         ev.set_str("cloud.instance.id", text(srcids, "instance"));
         if !srcids.is_empty() {
             ev.set("aws.route53.srcids", J::Object(srcids.clone()));
         }
     }
 
-    if let Some(action) = text(map, "firewall_rule_action") {
+    if let Some(action) = text_value(f.firewall_rule_action) {
         ev.set("event.action", action.to_owned());
         ev.set("aws.route53.firewall.action", action.to_owned());
         match action {
@@ -221,18 +225,18 @@ fn map_record(map: &Map<String, J>) -> Result<Event, RecordError> {
             _ => {}
         }
     }
-    if let Some(group) = text(map, "firewall_rule_group_id") {
+    if let Some(group) = text_value(f.firewall_rule_group_id) {
         ev.set("rule.ruleset", group.to_owned());
         ev.set("aws.route53.firewall.rule_group.id", group.to_owned());
     }
-    if let Some(list) = text(map, "firewall_domain_list_id") {
+    if let Some(list) = text_value(f.firewall_domain_list_id) {
         // A DNS Firewall rule is identified within its rule group by its domain list.
         ev.set("rule.id", list.to_owned());
         ev.set("aws.route53.firewall.domain_list.id", list.to_owned());
     }
     ev.set("event.type", Value::Arr(types));
 
-    keep_unmapped(&mut ev, "aws.route53", map, MAPPED);
+    f.unmapped.keep(&mut ev, "aws.route53");
     Ok(ev)
 }
 
