@@ -18,35 +18,46 @@ use crate::driver::{
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
-use crate::readers::json_lines::{keep_unmapped, number, text};
+use crate::readers::json_lines::{json_members, keep_unmapped, number, text, text_value};
 use crate::readers::json_records::JsonMap;
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
 
-/// Keys of `event` mapped here; any other is kept under `aws.firewall`.
-const MAPPED: &[&str] = &[
-    "timestamp",
-    "flow_id",
-    "event_type",
-    "src_ip",
-    "src_port",
-    "dest_ip",
-    "dest_port",
-    "proto",
-    "app_proto",
-    "community_id",
-    "alert",
-    "netflow",
-    "flow",
-    "tcp",
-    "http",
-    "tls",
-    "dns",
-    "sni",
-    "tls_error",
-    "revocation_check",
-    "tls_inspected",
-];
+json_members! {
+    /// The members of `event` mapped here (besides `netflow` and `flow`, taken out
+    /// whole); any other is kept under `aws.firewall`.
+    struct Suricata {
+        alert: "alert",
+        app_proto: "app_proto",
+        community_id: "community_id",
+        dest_ip: "dest_ip",
+        dest_port: "dest_port",
+        dns: "dns",
+        event_type: "event_type",
+        flow_id: "flow_id",
+        http: "http",
+        proto: "proto",
+        revocation_check: "revocation_check",
+        sni: "sni",
+        src_ip: "src_ip",
+        src_port: "src_port",
+        tcp: "tcp",
+        timestamp: "timestamp",
+        tls: "tls",
+        tls_error: "tls_error",
+        tls_inspected: "tls_inspected",
+    }
+}
+
+json_members! {
+    /// The members around `event` mapped here; any other (`aws_category`, for URL
+    /// and domain category filtering) is kept under `aws.firewall`.
+    struct Envelope {
+        availability_zone: "availability_zone",
+        event_timestamp: "event_timestamp",
+        firewall_name: "firewall_name",
+    }
+}
 
 /// TCP flags Suricata reports as booleans in the `tcp` section.
 const TCP_FLAG_NAMES: [&str; 8] = ["fin", "syn", "rst", "psh", "ack", "urg", "ecn", "cwr"];
@@ -388,14 +399,19 @@ fn map_record(mut root: JsonMap, cx: &LineContext<'_>) -> Result<Event, RecordEr
             "not a Network Firewall log record (no event object)".into(),
         ));
     };
+    // Both are kept whole: taken out of the record, not copied.
+    let netflow = event.remove("netflow");
+    let flow = event.remove("flow");
+    let f = Suricata::read(&event);
+    let r = Envelope::read(&root);
     let mut ev = Event::new();
-    let ts = match text(&event, "timestamp") {
+    let ts = match text_value(f.timestamp) {
         Some(raw) => Some(
             suricata_time(raw)
                 .map(|(t, _)| t)
                 .ok_or_else(|| RecordError::invalid("event.timestamp", raw))?,
         ),
-        None => number(root.get("event_timestamp"))
+        None => number(r.event_timestamp)
             .and_then(|s| i64::try_from(s).ok())
             .and_then(util::epoch_secs),
     };
@@ -406,21 +422,21 @@ fn map_record(mut root: JsonMap, cx: &LineContext<'_>) -> Result<Event, RecordEr
     ev.set("observer.vendor", "AWS");
     ev.set("observer.product", "Network Firewall");
     ev.set("observer.type", "firewall");
-    ev.set_str("observer.name", text(&root, "firewall_name"));
-    if let Some(zone) = text(&root, "availability_zone") {
+    ev.set_str("observer.name", text_value(r.firewall_name));
+    if let Some(zone) = text_value(r.availability_zone) {
         ev.set("cloud.availability_zone", zone.to_owned());
         ev.set_opt("cloud.region", region_of_zone(zone));
     }
 
-    let event_type = text(&event, "event_type");
+    let event_type = text_value(f.event_type);
     match event_type {
         Some(t) => ev.set("aws.firewall.event_type", t.to_owned()),
-        None if event.contains_key("tls_error") || event.contains_key("revocation_check") => {
+        None if f.tls_error.is_some() || f.revocation_check.is_some() => {
             ev.set("aws.firewall.event_type", "tls")
         }
         None => {}
     }
-    if let Some(id) = event.get("flow_id").and_then(|v| match v {
+    if let Some(id) = f.flow_id.and_then(|v| match v {
         J::Number(n) => Some(n.to_string()),
         J::String(s) => util::field(s).map(str::to_owned),
         _ => None,
@@ -430,53 +446,52 @@ fn map_record(mut root: JsonMap, cx: &LineContext<'_>) -> Result<Event, RecordEr
 
     util::set_ip_address(
         &mut ev,
-        text(&event, "src_ip"),
+        text_value(f.src_ip),
         "source.address",
         "source.ip",
     );
     util::set_ip_address(
         &mut ev,
-        text(&event, "dest_ip"),
+        text_value(f.dest_ip),
         "destination.address",
         "destination.ip",
     );
     ev.set_opt(
         "source.port",
-        number(event.get("src_port")).and_then(|p| u16::try_from(p).ok()),
+        number(f.src_port).and_then(|p| u16::try_from(p).ok()),
     );
     ev.set_opt(
         "destination.port",
-        number(event.get("dest_port")).and_then(|p| u16::try_from(p).ok()),
+        number(f.dest_port).and_then(|p| u16::try_from(p).ok()),
     );
     if let Some(ip) = ev.get_str("source.ip") {
         let kind = util::ip_version(ip);
         ev.set_opt("network.type", kind);
     }
-    if let Some(proto) = text(&event, "proto") {
+    if let Some(proto) = text_value(f.proto) {
         let lower = proto.to_ascii_lowercase();
         if let Some(n) = iana_number(&lower) {
             ev.set("network.iana_number", n.to_string());
         }
         ev.set("network.transport", lower);
     }
-    if let Some(app) = text(&event, "app_proto")
+    if let Some(app) = text_value(f.app_proto)
         && !matches!(app, "failed" | "unknown")
     {
         ev.set("network.protocol", app.to_ascii_lowercase());
     }
-    ev.set_str("network.community_id", text(&event, "community_id"));
+    ev.set_str("network.community_id", text_value(f.community_id));
 
-    if let Some(J::Object(alert)) = event.get("alert") {
+    if let Some(J::Object(alert)) = f.alert {
         map_alert(&mut ev, alert, &mut types);
     }
-    // Both are kept whole: taken out of the record, not copied.
-    if let Some(J::Object(flow)) = event.remove("netflow") {
+    if let Some(J::Object(flow)) = netflow {
         map_flow(&mut ev, flow, false);
     }
-    if let Some(J::Object(flow)) = event.remove("flow") {
+    if let Some(J::Object(flow)) = flow {
         map_flow(&mut ev, flow, true);
     }
-    if let Some(J::Object(tcp)) = event.get("tcp") {
+    if let Some(J::Object(tcp)) = f.tcp {
         let flags: Vec<Value> = TCP_FLAG_NAMES
             .iter()
             .filter(|f| tcp.get(**f).and_then(J::as_bool) == Some(true))
@@ -487,29 +502,28 @@ fn map_record(mut root: JsonMap, cx: &LineContext<'_>) -> Result<Event, RecordEr
             ev.set("aws.firewall.tcp_flags_array", Value::Arr(flags));
         }
     }
-    if let Some(J::Object(http)) = event.get("http") {
+    if let Some(J::Object(http)) = f.http {
         map_http(&mut ev, http, cx);
     }
-    if let Some(J::Object(tls)) = event.get("tls") {
+    if let Some(J::Object(tls)) = f.tls {
         map_tls(&mut ev, tls, cx);
     }
-    if let Some(J::Object(dns)) = event.get("dns") {
+    if let Some(J::Object(dns)) = f.dns {
         map_dns(&mut ev, dns);
     }
-    if let Some(sni) = text(&event, "sni") {
+    if let Some(sni) = text_value(f.sni) {
         ev.set("tls.client.server_name", sni.to_owned());
         cx.enricher.domain(&mut ev, DomainField::Destination, sni);
     }
     map_tls_inspection(&mut ev, &event, &mut types);
-    if let Some(J::Bool(b)) = event.get("tls_inspected") {
+    if let Some(J::Bool(b)) = f.tls_inspected {
         ev.set("aws.firewall.tls_inspected", *b);
     }
     ev.set("event.type", Value::Arr(types));
 
-    keep_unmapped(&mut ev, "aws.firewall", &event, MAPPED);
+    f.unmapped.keep(&mut ev, "aws.firewall");
     // e.g. `aws_category` (URL and domain category filtering).
-    let root_mapped = ["event", "firewall_name", "availability_zone", "event_timestamp"];
-    keep_unmapped(&mut ev, "aws.firewall", &root, &root_mapped);
+    r.unmapped.keep(&mut ev, "aws.firewall");
     Ok(ev)
 }
 
