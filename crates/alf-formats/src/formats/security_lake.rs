@@ -30,8 +30,16 @@ pub const DETECTION_FINDING: u64 = 2004;
 /// The value at a dotted path of an OCSF record.
 fn at<'a>(record: &'a J, path: &str) -> Option<&'a J> {
     let mut v = record;
-    for part in path.split('.') {
-        v = v.get(part)?;
+    // Split by hand: the paths are short, and `str::split`'s searcher cost more than
+    // the lookups (measured: a third of this function).
+    let mut rest = path;
+    loop {
+        let end = rest.bytes().position(|b| b == b'.').unwrap_or(rest.len());
+        v = v.get(rest.get(..end)?)?;
+        match rest.get(end + 1..) {
+            Some(tail) => rest = tail,
+            None => break,
+        }
     }
     (!v.is_null()).then_some(v)
 }
@@ -98,7 +106,11 @@ fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) {
             "destination.domain",
         ),
     };
-    if let Some(raw) = text(record, &format!("{endpoint}.ip")) {
+    // The endpoint looked up once, not once per member.
+    let Some(record) = at(record, endpoint) else {
+        return;
+    };
+    if let Some(raw) = text(record, "ip") {
         match util::canonical_ip(raw) {
             Some(canonical) => {
                 ev.set(address, canonical.clone());
@@ -108,8 +120,7 @@ fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) {
             None => ev.set(address, raw.to_owned()),
         }
     }
-    let host = text(record, &format!("{endpoint}.hostname"))
-        .or_else(|| text(record, &format!("{endpoint}.domain")));
+    let host = text(record, "hostname").or_else(|| text(record, "domain"));
     if let Some(host) = host {
         if !ev.contains(address) {
             ev.set(address, host.to_owned());
@@ -119,7 +130,7 @@ fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) {
     }
     ev.set_opt(
         port,
-        uint(record, &format!("{endpoint}.port")).and_then(|p| u16::try_from(p).ok()),
+        uint(record, "port").and_then(|p| u16::try_from(p).ok()),
     );
 }
 
@@ -253,12 +264,12 @@ fn map_network(ev: &mut Event, record: &J) {
         Some(2) => types.push(Value::Static("denied")),
         _ => {}
     }
-    if !ev.contains("event.outcome") {
-        match action {
-            Some(1) => ev.set("event.outcome", "success"),
-            Some(2) => ev.set("event.outcome", "failure"),
-            _ => {}
-        }
+    // `set_default` and the record, not reads of the event being built: a read
+    // builds the event's tree (measured: most of this function's cost).
+    match action {
+        Some(1) => ev.set_default("event.outcome", "success"),
+        Some(2) => ev.set_default("event.outcome", "failure"),
+        _ => {}
     }
     ev.set("event.type", Value::Arr(types));
     ev.set_str(
@@ -269,10 +280,10 @@ fn map_network(ev: &mut Event, record: &J) {
         ev.set("network.iana_number", proto.to_string());
         ev.set_opt("network.transport", util::iana_transport(proto));
     }
-    let network_type = ev
-        .get_str("source.ip")
-        .and_then(util::ip_version)
-        .map(str::to_owned);
+    // `source.ip` is the canonical form of this address (see `set_endpoint`).
+    let network_type = text(record, "src_endpoint.ip")
+        .and_then(util::canonical_ip)
+        .and_then(|ip| util::ip_version(&ip));
     ev.set_opt("network.type", network_type);
     // direction_id: 1 Inbound, 2 Outbound (from the interface: VPC's ingress/egress).
     match uint(record, "connection_info.direction_id") {
