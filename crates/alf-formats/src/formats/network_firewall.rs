@@ -18,7 +18,7 @@ use crate::driver::{
 };
 use crate::enrich::DomainField;
 use crate::event::{Event, Value};
-use crate::readers::json_lines::{json_members, keep_unmapped, number, text, text_value};
+use crate::readers::json_lines::{json_members, number, text, text_value};
 use crate::readers::json_records::JsonMap;
 use crate::registry::{ContentClue, FirstLine, FormatSpec, KeyClue, Reader, has_json_keys};
 use crate::util;
@@ -197,19 +197,34 @@ fn tls_version(v: &str) -> Option<(&'static str, &str)> {
 }
 
 
+json_members! {
+    /// The members of `alert` mapped here; any other is kept under
+    /// `aws.firewall.alert`. (`signature` must not be kept under its own key anyway:
+    /// the serializer's redaction treats a JSON key named `signature` as a secret.)
+    struct Alert {
+        action: "action",
+        category: "category",
+        rev: "rev",
+        severity: "severity",
+        signature: "signature",
+        signature_id: "signature_id",
+    }
+}
+
 /// `alert`: the rule that matched and what the firewall did.
 fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
+    let a = Alert::read(alert);
     ev.set("event.kind", "alert");
-    if let Some(id) = number(alert.get("signature_id")) {
+    if let Some(id) = number(a.signature_id) {
         ev.set("rule.id", id.to_string());
     }
-    ev.set_str("rule.name", text(alert, "signature"));
-    ev.set_str("rule.category", text(alert, "category"));
-    if let Some(rev) = number(alert.get("rev")) {
+    ev.set_str("rule.name", text_value(a.signature));
+    ev.set_str("rule.category", text_value(a.category));
+    if let Some(rev) = number(a.rev) {
         ev.set("rule.version", rev.to_string());
     }
-    ev.set_opt("event.severity", number(alert.get("severity")));
-    if let Some(action) = text(alert, "action") {
+    ev.set_opt("event.severity", number(a.severity));
+    if let Some(action) = text_value(a.action) {
         ev.set("event.action", action.to_owned());
         let allowed = match action {
             "allowed" => Some(true),
@@ -218,10 +233,7 @@ fn map_alert(ev: &mut Event, alert: &Map<String, J>, types: &mut Vec<Value>) {
         };
         util::set_decision(ev, types, allowed);
     }
-    // Mapped above. (`signature` must not be kept under its own key anyway: the
-    // serializer's redaction treats a JSON key named `signature` as a secret.)
-    let mapped = ["action", "signature_id", "rev", "signature", "category", "severity"];
-    keep_unmapped(ev, "aws.firewall.alert", alert, &mapped);
+    a.unmapped.keep(ev, "aws.firewall.alert");
 }
 
 /// `netflow` (one direction, source to destination) or `flow` (both directions).

@@ -13,7 +13,7 @@ use crate::registry::{MapJsonLine, MapJsonRecord};
 
 /// A string member, with AWS's "no value" markers (`-`, empty) as `None`.
 pub(crate) fn text<'a>(map: &'a JsonMap, key: &str) -> Option<&'a str> {
-    crate::util::present(map.get(key).and_then(J::as_str))
+    text_value(map.get(key))
 }
 
 /// A non-negative integer given as a JSON number or a numeric string (WAF and Network
@@ -33,7 +33,8 @@ pub(crate) fn text_value(v: Option<&J>) -> Option<&str> {
 
 /// Declares the members a mapper reads from a JSON object, as a struct of optional
 /// references filled by one walk over the object ([`walk`]), with the members it does
-/// not name kept aside for [`Unmapped::keep`]. The keys must be listed in byte order;
+/// not name kept aside for [`Unmapped::keep`] (under `aws.<format>.*`, so that a field
+/// AWS adds later is still forwarded). The keys must be listed in byte order;
 /// that is checked when the crate compiles.
 ///
 /// Why: a [`JsonMap`] search costs a handful of string comparisons, each a `memcmp`
@@ -95,7 +96,7 @@ pub(crate) struct Unmapped<'a>(Vec<(&'a str, &'a J)>);
 
 impl Unmapped<'_> {
     /// Keeps the members under `parent`, so that a field AWS adds later is still
-    /// forwarded ([`keep_unmapped`] for a [`json_members`] struct).
+    /// forwarded.
     pub(crate) fn keep(self, ev: &mut Event, parent: &'static str) {
         for (key, value) in self.0 {
             ev.set_dyn(parent, key, value.clone());
@@ -123,16 +124,6 @@ pub(crate) const fn sorted_keys(keys: &[&str]) -> bool {
         i += 1;
     }
     true
-}
-
-/// Keeps the members of `map` that no mapping took (not in `mapped`, not null) under
-/// `parent`, so that a field AWS adds later is still forwarded.
-pub(crate) fn keep_unmapped(ev: &mut Event, parent: &'static str, map: &JsonMap, mapped: &[&str]) {
-    for (key, value) in map {
-        if !mapped.contains(&key.as_str()) && !value.is_null() {
-            ev.set_dyn(parent, key, value.clone());
-        }
-    }
 }
 
 /// Parses a line that must hold one JSON object.
