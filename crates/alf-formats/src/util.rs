@@ -327,18 +327,28 @@ pub fn ip_version(ip: &str) -> Option<&'static str> {
 }
 
 /// Sets `address` to `raw` and, when it is an IP address, `ip` and `related.ip` to
-/// its canonical form (which then replaces `raw` in `address` too).
-pub fn set_ip_address(ev: &mut Event, raw: Option<&str>, address: &'static str, ip: &'static str) {
-    let Some(raw) = raw else {
-        return;
-    };
+/// its canonical form (which then replaces `raw` in `address` too). Returns the IP
+/// version (`ipv4`, `ipv6`) of the address set as `ip`, for `network.type`: the
+/// event need not be read back for it, which may build its tree.
+pub fn set_ip_address(
+    ev: &mut Event,
+    raw: Option<&str>,
+    address: &'static str,
+    ip: &'static str,
+) -> Option<&'static str> {
+    let raw = raw?;
     match canonical_ip(raw) {
         Some(canonical) => {
+            let version = ip_version(&canonical);
             ev.set(address, canonical.clone());
             ev.set(ip, canonical.clone());
             ev.push_unique("related.ip", canonical);
+            version
         }
-        None => ev.set(address, raw.to_owned()),
+        None => {
+            ev.set(address, raw.to_owned());
+            None
+        }
     }
 }
 

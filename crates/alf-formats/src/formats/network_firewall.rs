@@ -456,7 +456,7 @@ fn map_record(mut root: JsonMap, cx: &LineContext<'_>) -> Result<Event, RecordEr
         ev.set("aws.firewall.flow_id", id);
     }
 
-    util::set_ip_address(
+    let source_ip_version = util::set_ip_address(
         &mut ev,
         text_value(f.src_ip),
         "source.address",
@@ -476,10 +476,7 @@ fn map_record(mut root: JsonMap, cx: &LineContext<'_>) -> Result<Event, RecordEr
         "destination.port",
         number(f.dest_port).and_then(|p| u16::try_from(p).ok()),
     );
-    if let Some(ip) = ev.get_str("source.ip") {
-        let kind = util::ip_version(ip);
-        ev.set_opt("network.type", kind);
-    }
+    ev.set_opt("network.type", source_ip_version);
     if let Some(proto) = text_value(f.proto) {
         let lower = proto.to_ascii_lowercase();
         if let Some(n) = iana_number(&lower) {

@@ -91,7 +91,9 @@ fn truncated(v: &J) -> String {
 }
 
 /// `<side>.address`, `.ip`, `.port`, `.domain` from an OCSF network endpoint.
-fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) {
+/// Sets one side's address, IP, port and domain; returns the IP version of its IP
+/// (see [`util::set_ip_address`]).
+fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) -> Option<&'static str> {
     let (address, ip, port, domain) = match side {
         Side::Source => (
             "source.address",
@@ -107,22 +109,13 @@ fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) {
         ),
     };
     // The endpoint looked up once, not once per member.
-    let Some(record) = at(record, endpoint) else {
-        return;
-    };
-    if let Some(raw) = text(record, "ip") {
-        match util::canonical_ip(raw) {
-            Some(canonical) => {
-                ev.set(address, canonical.clone());
-                ev.set(ip, canonical.clone());
-                ev.push_unique("related.ip", canonical);
-            }
-            None => ev.set(address, raw.to_owned()),
-        }
-    }
+    let record = at(record, endpoint)?;
+    let raw_ip = text(record, "ip");
+    let version = util::set_ip_address(ev, raw_ip, address, ip);
     let host = text(record, "hostname").or_else(|| text(record, "domain"));
     if let Some(host) = host {
-        if !ev.contains(address) {
+        // `set_ip_address` sets the address whenever there is an `ip`.
+        if raw_ip.is_none() {
             ev.set(address, host.to_owned());
         }
         ev.set(domain, host.to_owned());
@@ -132,6 +125,7 @@ fn set_endpoint(ev: &mut Event, record: &J, endpoint: &str, side: Side) {
         port,
         uint(record, "port").and_then(|p| u16::try_from(p).ok()),
     );
+    version
 }
 
 #[derive(Clone, Copy)]
@@ -191,7 +185,7 @@ pub fn map_ocsf(record: J) -> Result<Event, RecordError> {
         text(&record, "metadata.product.version"),
     );
 
-    set_endpoint(&mut ev, &record, "src_endpoint", Side::Source);
+    let source_ip_version = set_endpoint(&mut ev, &record, "src_endpoint", Side::Source);
     set_endpoint(&mut ev, &record, "dst_endpoint", Side::Destination);
     ev.set_str(
         "cloud.instance.id",
@@ -217,7 +211,7 @@ pub fn map_ocsf(record: J) -> Result<Event, RecordError> {
 
     match class {
         API_ACTIVITY => map_api(&mut ev, &record),
-        NETWORK_ACTIVITY => map_network(&mut ev, &record),
+        NETWORK_ACTIVITY => map_network(&mut ev, &record, source_ip_version),
         HTTP_ACTIVITY => map_http(&mut ev, &record),
         DNS_ACTIVITY => map_dns(&mut ev, &record),
         SECURITY_FINDING | DETECTION_FINDING => map_finding(&mut ev, &record),
@@ -254,7 +248,8 @@ fn map_api(ev: &mut Event, record: &J) {
 }
 
 /// Network Activity: VPC flow logs. Same ECS fields as the flow log text mapping.
-fn map_network(ev: &mut Event, record: &J) {
+/// `source_ip_version` is that of `source.ip` ([`set_endpoint`]).
+fn map_network(ev: &mut Event, record: &J, source_ip_version: Option<&'static str>) {
     util::set_category(ev, &["network"]);
     let mut types = vec![Value::Static("connection")];
     // action_id: 1 Allowed, 2 Denied (OCSF 1.1); disposition_id in 1.0.
@@ -264,8 +259,8 @@ fn map_network(ev: &mut Event, record: &J) {
         Some(2) => types.push(Value::Static("denied")),
         _ => {}
     }
-    // `set_default` and the record, not reads of the event being built: a read
-    // builds the event's tree (measured: most of this function's cost).
+    // `set_default`, not a read of the event being built: a read may build its tree
+    // (measured: most of this function's cost).
     match action {
         Some(1) => ev.set_default("event.outcome", "success"),
         Some(2) => ev.set_default("event.outcome", "failure"),
@@ -280,11 +275,7 @@ fn map_network(ev: &mut Event, record: &J) {
         ev.set("network.iana_number", proto.to_string());
         ev.set_opt("network.transport", util::iana_transport(proto));
     }
-    // `source.ip` is the canonical form of this address (see `set_endpoint`).
-    let network_type = text(record, "src_endpoint.ip")
-        .and_then(util::canonical_ip)
-        .and_then(|ip| util::ip_version(&ip));
-    ev.set_opt("network.type", network_type);
+    ev.set_opt("network.type", source_ip_version);
     // direction_id: 1 Inbound, 2 Outbound (from the interface: VPC's ingress/egress).
     match uint(record, "connection_info.direction_id") {
         Some(1) => ev.set("network.direction", "ingress"),

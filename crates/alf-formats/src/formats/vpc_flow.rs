@@ -314,7 +314,8 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     ev.set_str("event.reason", get(Col::RejectReason));
     ev.set("cloud.provider", "aws");
 
-    util::set_ip_address(&mut ev, get(Col::SrcAddr), "source.address", "source.ip");
+    let source_ip_version =
+        util::set_ip_address(&mut ev, get(Col::SrcAddr), "source.address", "source.ip");
     util::set_ip_address(
         &mut ev,
         get(Col::DstAddr),
@@ -337,11 +338,7 @@ fn map_record(rec: &Record<'_>) -> Result<Event, RecordError> {
     let network_type = get(Col::Type)
         .map(str::to_ascii_lowercase)
         .filter(|t| t == "ipv4" || t == "ipv6")
-        .or_else(|| {
-            ev.get_str("source.ip")
-                .and_then(util::ip_version)
-                .map(str::to_owned)
-        });
+        .or_else(|| source_ip_version.map(str::to_owned));
     ev.set_opt("network.type", network_type);
     if let Some(proto) = get(Col::Protocol) {
         match proto.parse::<u64>() {
