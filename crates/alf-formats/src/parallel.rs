@@ -3,7 +3,7 @@
 //! the serialized blocks back in object order.
 //!
 //! Why blocks and not records: handing each record to a thread costs more than parsing
-//! it. A block of about [`DEFAULT_BLOCK_BYTES`] holds a few thousand records, so the
+//! it. A block of about [`DEFAULT_BLOCK_BYTES`] holds hundreds of records, so the
 //! hand-off is amortised and each worker runs the ordinary sequential parser
 //! ([`crate::formats::parse`]) over its block.
 //!
@@ -30,9 +30,17 @@ use crate::registry::Reader;
 use crate::{Enricher, Event, Format, ObjectInfo, ParseOptions, Redactor};
 
 /// Decompressed bytes per block: large enough that the hand-off between threads is
-/// noise (a few thousand records), small enough that `2 x threads` of them in flight
-/// stay a few megabytes.
-pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+/// noise (several hundred records), small enough that `2 x threads` of them in flight
+/// stay a few megabytes, and that a block's serialized events (four times its size for
+/// CloudFront) stay in a core's cache until the calling thread takes them: with 1 MiB
+/// blocks, two threads spent 5% more CPU and ran at 1.69x one thread, against 1.79x
+/// with 256 KiB (crates/alf-bench/README.md, "Issue 8, sixth step").
+pub const DEFAULT_BLOCK_BYTES: usize = 256 * 1024;
+
+/// Decompressed bytes asked of the reader at a time: at least the daemon's and the
+/// command line's decoded-stream buffer (256 KiB), so that their `BufReader` passes
+/// the read through rather than copying.
+const READ_BYTES: usize = 256 * 1024;
 
 /// The serialized events of one block, in object order.
 #[derive(Debug, Default)]
@@ -47,6 +55,13 @@ pub struct Block {
 }
 
 impl Block {
+    /// Empties the block, keeping its buffers' memory for the next one.
+    fn clear(&mut self) {
+        self.ndjson.clear();
+        self.events = 0;
+        self.malformed.clear();
+    }
+
     /// Appends one event as a line of NDJSON.
     fn push_event(&mut self, event: &Event, redactor: Option<&Redactor>) {
         event.write_json(&mut self.ndjson, redactor);
@@ -91,7 +106,10 @@ fn is_replayed_header(format: Format, line: &[u8]) -> bool {
 /// [`crate::parse_object`].
 ///
 /// `deliver` runs on the calling thread; returning `Err(Stop)` ends the parse with
-/// [`ParseError::Stopped`] (the workers finish their current block and exit).
+/// [`ParseError::Stopped`] (the workers finish their current block and exit). It is
+/// lent each block rather than given it: the block's buffer is then filled again,
+/// where a new buffer for every block cost its growth by doubling and its page faults
+/// (the copies alone were 5% of a two-thread parse).
 pub fn parse_object_blocks(
     format: Format,
     reader: &mut dyn BufRead,
@@ -99,7 +117,7 @@ pub fn parse_object_blocks(
     options: &ParseOptions,
     enricher: &Enricher,
     how: BlockOptions<'_>,
-    deliver: &mut dyn FnMut(Block) -> Result<(), Stop>,
+    deliver: &mut dyn FnMut(&Block) -> Result<(), Stop>,
 ) -> Result<ParseStats, ParseError> {
     let block_bytes = how.block_bytes.max(1);
     if how.threads <= 1 || !splits_into_blocks(format) {
@@ -109,11 +127,16 @@ pub fn parse_object_blocks(
         return Ok(stats);
     }
     let redactor = how.redactor;
+    // The buffers of delivered blocks, for the next blocks the workers fill.
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     let new_sink = || {
         let mut block = Block::default();
-        block
-            .ndjson
-            .reserve(block_bytes.min(DEFAULT_BLOCK_BYTES) * 2);
+        match spare.lock().ok().and_then(|mut spare| spare.pop()) {
+            Some(ndjson) => block.ndjson = ndjson,
+            None => block
+                .ndjson
+                .reserve(block_bytes.min(DEFAULT_BLOCK_BYTES) * 2),
+        }
         BlockWriter { block, redactor }
     };
     parse_object_blocks_into(
@@ -126,7 +149,17 @@ pub fn parse_object_blocks(
             block_bytes,
         },
         &new_sink,
-        &mut |writer: BlockWriter<'_>| deliver(writer.block),
+        &mut |writer: BlockWriter<'_>| {
+            let mut block = writer.block;
+            deliver(&block)?;
+            block.clear();
+            if let Ok(mut spare) = spare.lock()
+                && spare.len() <= 2 * how.threads
+            {
+                spare.push(block.ndjson);
+            }
+            Ok(())
+        },
     )
 }
 
@@ -177,7 +210,7 @@ where
     let threads = plan.threads.max(1);
     let (job_tx, job_rx) = mpsc::channel::<(u64, Job)>();
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<(u64, Done<S>)>();
+    let (done_tx, done_rx) = mpsc::channel::<Parsed<S>>();
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let job_rx = Arc::clone(&job_rx);
@@ -201,7 +234,8 @@ where
                             "parsing a block of the object panicked",
                         )))
                     });
-                    if done_tx.send((seq, done)).is_err() {
+                    // The block's buffer goes back to the splitter, to be read into again.
+                    if done_tx.send((seq, done, job.data)).is_err() {
                         return;
                     }
                 }
@@ -240,6 +274,10 @@ struct Job {
 /// What a worker hands back.
 type Done<S> = Result<(S, ParseStats), ParseError>;
 
+/// A parsed block: its number, what the worker made of it, and its emptied input
+/// buffer.
+type Parsed<S> = (u64, Done<S>, Vec<u8>);
+
 fn parse_block<S: EventSink>(
     format: Format,
     job: &Job,
@@ -270,7 +308,7 @@ fn split_and_collect<S>(
     block_bytes: usize,
     threads: usize,
     jobs: &mpsc::Sender<(u64, Job)>,
-    done: &mpsc::Receiver<(u64, Done<S>)>,
+    done: &mpsc::Receiver<Parsed<S>>,
     deliver: &mut dyn FnMut(S) -> Result<(), Stop>,
 ) -> Result<ParseStats, ParseError> {
     let max_in_flight = 2 * threads as u64;
@@ -311,12 +349,14 @@ fn split_and_collect<S>(
             }
             finished |= broken.is_some();
             // Take finished blocks without waiting, then read on.
-            while let Ok((seq, result)) = done.try_recv() {
+            while let Ok((seq, result, buffer)) = done.try_recv() {
+                splitter.recycle(buffer);
                 waiting.insert(seq, result?);
             }
             continue;
         }
-        let (seq, result) = done.recv().map_err(|_| worker_gone())?;
+        let (seq, result, buffer) = done.recv().map_err(|_| worker_gone())?;
+        splitter.recycle(buffer);
         waiting.insert(seq, result?);
     }
 }
@@ -338,8 +378,15 @@ fn add_stats(total: &mut ParseStats, block: &ParseStats) {
 struct Splitter {
     format: Format,
     block_bytes: usize,
-    /// Bytes read that belong to the next block (they start at a line start).
+    /// `pending[..filled]`: bytes read that belong to the next block (they start at
+    /// a line start). The bytes after them are initialized but hold nothing: they
+    /// are read into next, without being zeroed again for every read.
     pending: Vec<u8>,
+    filled: usize,
+    /// Input buffers of parsed blocks, to read the next blocks into: a fresh buffer
+    /// for every block, grown by doubling as it fills, cost the reading thread more
+    /// in copies and page faults than inflating (about 15% of a two-thread parse).
+    spare: Vec<Vec<u8>>,
     eof: bool,
     next_line: u64,
     next_offset: u64,
@@ -353,6 +400,8 @@ impl Splitter {
             format,
             block_bytes,
             pending: Vec::new(),
+            filled: 0,
+            spare: Vec::new(),
             eof: false,
             next_line: 1,
             next_offset: 0,
@@ -361,40 +410,79 @@ impl Splitter {
         }
     }
 
-    /// Appends the reader's next buffer to `pending`; false at the end of input.
+    /// Appends the reader's next bytes to `pending`; false at the end of input.
+    ///
+    /// Read straight into `pending` with a window of [`READ_BYTES`]: a `BufReader` of
+    /// no more than that many bytes then hands the read to the decompressor instead of
+    /// inflating into its own buffer and copying from there.
     fn read_more(&mut self, reader: &mut dyn BufRead) -> io::Result<bool> {
         if self.eof {
             return Ok(false);
         }
-        let n = loop {
-            match reader.fill_buf() {
-                Ok(buf) => {
-                    self.pending.extend_from_slice(buf);
-                    break buf.len();
-                }
+        if self.pending.capacity() == 0 {
+            self.pending = self.buffer();
+        }
+        // Smaller blocks (tests) read less at a time, so that they stay small.
+        let end = self.filled + READ_BYTES.min(self.block_bytes.max(64));
+        if self.pending.len() < end {
+            self.pending.resize(end, 0);
+        }
+        let read = loop {
+            match reader.read(&mut self.pending[self.filled..end]) {
+                Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
         };
-        reader.consume(n);
+        let n = *read.as_ref().unwrap_or(&0);
+        self.filled += n;
         self.eof = n == 0;
-        Ok(n > 0)
+        read.map(|n| n > 0)
+    }
+
+    /// A buffer for a block, of which no byte is filled yet: a recycled one (its
+    /// length, the bytes it has initialized, kept), or one large enough that reading a
+    /// block into it never grows it.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.block_bytes + READ_BYTES))
+    }
+
+    /// Takes back the input buffer of a parsed block. At most a few are kept (the
+    /// blocks in flight are bounded, so are their buffers).
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < 4 && buffer.capacity() >= self.block_bytes {
+            self.spare.push(buffer);
+        }
     }
 
     fn next_block(&mut self, reader: &mut dyn BufRead) -> io::Result<Option<Job>> {
-        while self.pending.len() < self.block_bytes && self.read_more(reader)? {}
+        while self.filled < self.block_bytes && self.read_more(reader)? {}
         let mut dropped = 0u64;
-        let data = match memchr::memrchr(b'\n', &self.pending) {
+        let filled = std::mem::take(&mut self.filled);
+        let data = match memchr::memrchr(b'\n', &self.pending[..filled]) {
             Some(last) => {
-                let rest = self.pending.split_off(last + 1);
+                let mut rest = self.buffer();
+                let tail = &self.pending[last + 1..filled];
+                if rest.len() < tail.len() {
+                    rest.resize(tail.len(), 0);
+                }
+                rest[..tail.len()].copy_from_slice(tail);
+                self.filled = tail.len();
+                self.pending.truncate(last + 1);
                 std::mem::replace(&mut self.pending, rest)
             }
-            None if self.eof => std::mem::take(&mut self.pending),
+            None if self.eof => {
+                self.pending.truncate(filled);
+                std::mem::take(&mut self.pending)
+            }
             None => {
                 // One line longer than a block: read to its end, keeping no more than
                 // the sequential reader looks at (it reports the line as too long and
                 // keeps its first MAX_LINE bytes), so memory stays bounded.
                 let keep = MAX_LINE + 1;
+                self.pending.truncate(filled);
                 let mut line = std::mem::take(&mut self.pending);
                 let mut scanned = 0;
                 loop {
@@ -417,6 +505,7 @@ impl Splitter {
                         break;
                     }
                 }
+                self.filled = self.pending.len();
                 line
             }
         };
@@ -449,8 +538,9 @@ impl Splitter {
     /// (a partial last line is lost with the rest of the input, as in the sequential
     /// reader).
     fn complete_lines_read(&mut self) -> Option<Job> {
-        let last = memchr::memrchr(b'\n', &self.pending)?;
+        let last = memchr::memrchr(b'\n', &self.pending[..self.filled])?;
         self.pending.truncate(last + 1);
+        self.filled = 0;
         self.eof = true;
         let data = std::mem::take(&mut self.pending);
         self.next_block_from_pending(data, 0)
@@ -458,22 +548,37 @@ impl Splitter {
 
     fn read_more_into(&mut self, reader: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
         std::mem::swap(&mut self.pending, line);
+        let filled = std::mem::replace(&mut self.filled, self.pending.len());
         let more = self.read_more(reader);
+        self.pending.truncate(self.filled);
         std::mem::swap(&mut self.pending, line);
+        self.filled = filled;
         more
     }
 
     /// Remembers the last header line of `data` for the blocks after it. CloudFront's
     /// parser keeps exactly one piece of state, the columns of the last `#Fields:` line
     /// (other `#` lines are skipped), so replaying that one line restores it.
+    ///
+    /// Only the `#` that start a line are looked at, from the end: a `#` inside a record (Boto3 writes `Botocore#1.34` in its
+    /// user agent, on about one CloudFront line in sixty) must not send every block
+    /// through a byte-by-byte walk of its lines, which cost about 4% of a two-thread
+    /// parse.
     fn note_headers(&mut self, data: &[u8]) {
-        if self.format != Format::CloudFront || memchr::memchr(b'#', data).is_none() {
+        const FIELDS: &[u8] = b"#Fields:";
+        if self.format != Format::CloudFront {
             return;
         }
-        let last_fields = data.split_inclusive(|&b| b == b'\n').rfind(|line| {
-            line.starts_with(b"#Fields:")
-                && is_replayed_header(self.format, line.strip_suffix(b"\n").unwrap_or(line))
-        });
+        let line_at = |start: usize| {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |n| start + n + 1);
+            &data[start..end]
+        };
+        let replayed =
+            |line: &[u8]| is_replayed_header(self.format, line.strip_suffix(b"\n").unwrap_or(line));
+        let last_fields = memchr::memrchr_iter(b'#', data)
+            .filter(|&at| at == 0 || data[at - 1] == b'\n')
+            .map(line_at)
+            .find(|line| line.starts_with(FIELDS) && replayed(line));
         if let Some(line) = last_fields {
             let mut replay = line.to_vec();
             if replay.last() != Some(&b'\n') {
@@ -485,20 +590,23 @@ impl Splitter {
     }
 }
 
+/// What receives the serialized blocks, lent one at a time.
+type Deliver<'d> = dyn FnMut(&Block) -> Result<(), Stop> + 'd;
+
 /// Serializes events into a [`Block`]; with `deliver`, hands the block on every
 /// `flush_at` bytes (the one-thread path).
 struct BlockSink<'d, 'r> {
     block: Block,
     flush_at: usize,
     redactor: Option<&'r Redactor>,
-    deliver: Option<&'d mut dyn FnMut(Block) -> Result<(), Stop>>,
+    deliver: Option<&'d mut Deliver<'d>>,
 }
 
 impl<'d, 'r> BlockSink<'d, 'r> {
     fn new(
         flush_at: usize,
         redactor: Option<&'r Redactor>,
-        deliver: Option<&'d mut dyn FnMut(Block) -> Result<(), Stop>>,
+        deliver: Option<&'d mut Deliver<'d>>,
     ) -> Self {
         BlockSink {
             block: Block::default(),
@@ -512,7 +620,8 @@ impl<'d, 'r> BlockSink<'d, 'r> {
         if let Some(deliver) = self.deliver.as_mut()
             && (self.block.events > 0 || !self.block.malformed.is_empty())
         {
-            deliver(std::mem::take(&mut self.block))?;
+            deliver(&self.block)?;
+            self.block.clear();
         }
         Ok(())
     }
@@ -620,7 +729,7 @@ mod tests {
                 let lines = block.ndjson.iter().filter(|&&b| b == b'\n').count() as u64;
                 assert_eq!(lines, block.events);
                 ndjson.extend_from_slice(&block.ndjson);
-                malformed.extend(block.malformed);
+                malformed.extend(block.malformed.iter().cloned());
                 blocks += 1;
                 Ok(())
             },
@@ -704,6 +813,113 @@ mod tests {
         assert_eq!(stats, expected_stats);
         assert_eq!(malformed, expected_malformed);
         assert_eq!(stats.malformed, 2);
+    }
+
+    /// Fails after `left` bytes, as a download cut off does.
+    struct BreaksAfter<'a> {
+        data: &'a [u8],
+        left: usize,
+    }
+
+    impl io::Read for BreaksAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::other("connection reset"));
+            }
+            let n = buf.len().min(self.left).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    /// A read error, wherever it falls (in a short line, in a line longer than a block
+    /// or than MAX_LINE, at a block's end), gives the error and, before it, exactly the
+    /// events and malformed notes the sequential parser gives for the same input.
+    #[test]
+    fn a_broken_input_gives_what_the_sequential_parse_gives_before_the_error() {
+        let mut text = String::new();
+        for i in 0..40 {
+            text.push_str(&format!("line {i} of a log that breaks\n"));
+        }
+        let long_at = text.len();
+        text.push_str(&"z".repeat(MAX_LINE + 10));
+        text.push('\n');
+        for i in 0..40 {
+            text.push_str(&format!("after {i}\n"));
+        }
+        let input = text.as_bytes();
+        for cut in [
+            5,
+            31,
+            600,
+            long_at + 10,
+            long_at + 5000,
+            long_at + MAX_LINE + 12,
+            input.len() - 3,
+        ] {
+            let mut sink = Vec::new();
+            let mut malformed_seq = Vec::new();
+            struct Sink<'a>(&'a mut Vec<u8>, &'a mut Vec<(u64, String)>, Redactor);
+            impl EventSink for Sink<'_> {
+                fn emit(&mut self, event: Event) -> Result<(), Stop> {
+                    event.write_json(self.0, Some(&self.2));
+                    self.0.push(b'\n');
+                    Ok(())
+                }
+                fn malformed(&mut self, line: u64, reason: &str) {
+                    self.1.push((line, reason.to_owned()));
+                }
+            }
+            let broken = || {
+                io::BufReader::with_capacity(
+                    7,
+                    BreaksAfter {
+                        data: input,
+                        left: cut,
+                    },
+                )
+            };
+            let result = crate::parse_object(
+                Format::Lines,
+                &mut broken(),
+                &object(),
+                &ParseOptions::default(),
+                &Enricher::new(),
+                &mut Sink(&mut sink, &mut malformed_seq, Redactor::new()),
+            );
+            assert!(matches!(result, Err(ParseError::Io(_))), "cut at {cut}");
+            for block_bytes in [1, 300, 4096] {
+                let redactor = Redactor::new();
+                let (mut ndjson, mut malformed) = (Vec::new(), Vec::new());
+                let result = parse_object_blocks(
+                    Format::Lines,
+                    &mut broken(),
+                    &object(),
+                    &ParseOptions::default(),
+                    &Enricher::new(),
+                    BlockOptions {
+                        threads: 2,
+                        block_bytes,
+                        redactor: Some(&redactor),
+                    },
+                    &mut |block| {
+                        ndjson.extend_from_slice(&block.ndjson);
+                        malformed.extend(block.malformed.iter().cloned());
+                        Ok(())
+                    },
+                );
+                let what = format!("cut at {cut}, block_bytes={block_bytes}");
+                assert!(matches!(result, Err(ParseError::Io(_))), "{what}");
+                assert_eq!(
+                    String::from_utf8_lossy(&ndjson),
+                    String::from_utf8_lossy(&sink),
+                    "{what}"
+                );
+                assert_eq!(malformed, malformed_seq, "{what}");
+            }
+        }
     }
 
     #[test]

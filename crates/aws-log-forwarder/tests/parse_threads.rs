@@ -61,7 +61,7 @@ fn threads_print_what_one_thread_prints_on_every_sample() {
     }
 }
 
-/// About 3 MB of CloudFront records (so several 1 MB blocks), gzip-compressed, with
+/// About 3 MB of CloudFront records (so several blocks), gzip-compressed, with
 /// malformed lines spread through it: ids, offsets and the line numbers of the notes
 /// on stderr must not move.
 #[test]
