@@ -6,6 +6,9 @@
 //!   can beat; issue 8 asks for the full pipeline within 5x of it.
 //! * `blocks-1-thread`: decompress, parse, ECS mapping, redaction, JSON on the calling
 //!   thread (the `parse` command's default).
+//! * `blocks-1-new-thread`: the same on a thread started for the object, with a
+//!   fresh enricher, as every worker of `blocks-N-threads` starts: the difference to
+//!   `blocks-1-thread` is what a worker pays per object for being new.
 //! * `blocks-N-threads`: the same with N workers (`ALF_BENCH_THREADS`, default: the
 //!   number of cores); the wall-clock ratio to `blocks-1-thread` is the parallel
 //!   speed-up (issue 8: >= 1.8x on 2 cores).
@@ -38,14 +41,14 @@ fn blocks(c: &mut Criterion) {
     let bench = BenchObject::new(Kind::CloudFront);
     let enricher = Enricher::new();
     let redactor = Redactor::new();
-    let run = |threads: usize| {
+    let run_with = |enricher: &Enricher, threads: usize| {
         let mut bytes = 0usize;
         let stats = parse_object_blocks(
             bench.format,
             &mut gunzip_reader(&gz),
             &bench.object,
             &bench.options,
-            &enricher,
+            enricher,
             BlockOptions {
                 threads,
                 block_bytes: DEFAULT_BLOCK_BYTES,
@@ -59,6 +62,7 @@ fn blocks(c: &mut Criterion) {
         );
         black_box((stats.ok(), bytes))
     };
+    let run = |threads: usize| run_with(&enricher, threads);
     // Compile the user-agent rules and fill the caches once, as a running daemon has.
     run(1);
 
@@ -68,6 +72,14 @@ fn blocks(c: &mut Criterion) {
         b.iter(|| black_box(gunzip_lines(&gz)))
     });
     group.bench_function("blocks-1-thread", |b| b.iter(|| run(1)));
+    // The same on a thread started for the object, with a fresh enricher: what each
+    // worker of the N-thread run pays on every object (its workers are new threads,
+    // with cold allocator heaps and event plans), measured beside the warm thread.
+    group.bench_function("blocks-1-new-thread", |b| {
+        b.iter(|| {
+            std::thread::scope(|scope| scope.spawn(|| run_with(&Enricher::new(), 1)).join().ok())
+        })
+    });
     group.bench_function(format!("blocks-{threads}-threads"), |b| {
         b.iter(|| run(threads))
     });
