@@ -126,18 +126,22 @@ pub fn parse_object_blocks(
         sink.flush()?;
         return Ok(stats);
     }
-    let redactor = how.redactor;
+    let redactor = how.redactor.cloned();
     // The buffers of delivered blocks, for the next blocks the workers fill.
-    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-    let new_sink = || {
+    let spare: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let workers_spare = Arc::clone(&spare);
+    let new_sink = move || {
         let mut block = Block::default();
-        match spare.lock().ok().and_then(|mut spare| spare.pop()) {
+        match workers_spare.lock().ok().and_then(|mut spare| spare.pop()) {
             Some(ndjson) => block.ndjson = ndjson,
             None => block
                 .ndjson
                 .reserve(block_bytes.min(DEFAULT_BLOCK_BYTES) * 2),
         }
-        BlockWriter { block, redactor }
+        BlockWriter {
+            block,
+            redactor: redactor.clone(),
+        }
     };
     parse_object_blocks_into(
         format,
@@ -148,8 +152,8 @@ pub fn parse_object_blocks(
             threads: how.threads,
             block_bytes,
         },
-        &new_sink,
-        &mut |writer: BlockWriter<'_>| {
+        new_sink,
+        &mut |writer: BlockWriter| {
             let mut block = writer.block;
             deliver(&block)?;
             block.clear();
@@ -176,13 +180,15 @@ pub struct BlockPlan {
 /// JSON of a block (the daemon routes, filters and numbers its events): every block is
 /// parsed by a worker into a sink of its own, made by `new_sink`, and the filled sinks
 /// are handed to `deliver` on the calling thread in object order. Always runs `threads`
-/// workers (at least one); only for formats that [`splits_into_blocks`] (others get an
-/// `InvalidInput` error: parse them with [`crate::parse_object`]).
+/// workers (at least one), on threads of a pool that outlive the object (see `pool`),
+/// which is why the sinks and their factory own what they use (`'static`); only for
+/// formats that [`splits_into_blocks`] (others get an `InvalidInput` error: parse them
+/// with [`crate::parse_object`]).
 ///
-/// Each worker enriches with an [`Enricher`] of its own: its caches of user agents
-/// and hosts warm up within a block or two, while one shared enricher's locks and the
-/// reference counts of its shared strings, touched by every worker for every event,
-/// cost the 2-worker daemon 15-23% more CPU than one thread (crates/alf-bench/E2E.md).
+/// Each worker enriches with an [`Enricher`] of its own, kept by its thread from one
+/// object to the next: one shared enricher's locks and the reference counts of its
+/// shared strings, touched by every worker for every event, cost the 2-worker daemon
+/// 15-23% more CPU than one thread (crates/alf-bench/E2E.md).
 ///
 /// When reading the object fails, the blocks read before the failure, and the complete
 /// lines after them, are still parsed and delivered before the error is returned, as
@@ -194,12 +200,12 @@ pub fn parse_object_blocks_into<S, M>(
     object: &ObjectInfo,
     options: &ParseOptions,
     plan: BlockPlan,
-    new_sink: &M,
+    new_sink: M,
     deliver: &mut dyn FnMut(S) -> Result<(), Stop>,
 ) -> Result<ParseStats, ParseError>
 where
-    S: EventSink + Send,
-    M: Fn() -> S + Sync,
+    S: EventSink + Send + 'static,
+    M: Fn() -> S + Send + Sync + 'static,
 {
     if !splits_into_blocks(format) {
         return Err(ParseError::Io(io::Error::new(
@@ -209,52 +215,134 @@ where
     }
     let threads = plan.threads.max(1);
     let (job_tx, job_rx) = mpsc::channel::<(u64, Job)>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::channel::<Parsed<S>>();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
-            scope.spawn(move || {
-                let enricher = Enricher::new();
-                loop {
-                    // The lock is held only to take the next job.
-                    let next = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, job)) = next else { return };
-                    // A panic must not leave the collector waiting for this block
-                    // forever: it becomes the object's error.
-                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        parse_block(format, &job, object, options, &enricher, new_sink())
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(ParseError::Io(io::Error::other(
-                            "parsing a block of the object panicked",
-                        )))
-                    });
-                    // The block's buffer goes back to the splitter, to be read into again.
-                    if done_tx.send((seq, done, job.data)).is_err() {
-                        return;
+    let work = Arc::new(Work {
+        format,
+        object: object.clone(),
+        options: options.clone(),
+        new_sink,
+        jobs: Mutex::new(job_rx),
+    });
+    for _ in 0..threads {
+        let (work, done_tx) = (Arc::clone(&work), done_tx.clone());
+        pool::run(Box::new(move || work.run(&done_tx))).map_err(ParseError::Io)?;
+    }
+    drop(done_tx);
+    let result = split_and_collect(
+        format,
+        reader,
+        plan.block_bytes.max(1),
+        threads,
+        &job_tx,
+        &done_rx,
+        deliver,
+    );
+    // Closing the job queue ends the workers' part once they finish their block; their
+    // threads go back to the pool.
+    drop(job_tx);
+    result
+}
+
+/// What the workers of one object share.
+struct Work<M> {
+    format: Format,
+    object: ObjectInfo,
+    options: ParseOptions,
+    new_sink: M,
+    /// The blocks to parse; the lock is held only to take the next one.
+    jobs: Mutex<mpsc::Receiver<(u64, Job)>>,
+}
+
+thread_local! {
+    /// A pool thread's enricher, kept from one object to the next with the thread.
+    static WORKER_ENRICHER: Enricher = Enricher::new();
+}
+
+impl<M, S> Work<M>
+where
+    M: Fn() -> S,
+    S: EventSink,
+{
+    /// A worker's part: parses blocks until the queue closes.
+    fn run(&self, done: &mpsc::Sender<Parsed<S>>) {
+        WORKER_ENRICHER.with(|enricher| {
+            loop {
+                let next = match self.jobs.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((seq, job)) = next else { return };
+                // A panic must not leave the collector waiting for this block forever:
+                // it becomes the object's error.
+                let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let sink = (self.new_sink)();
+                    parse_block(
+                        self.format,
+                        &job,
+                        &self.object,
+                        &self.options,
+                        enricher,
+                        sink,
+                    )
+                }))
+                .unwrap_or_else(|_| {
+                    Err(ParseError::Io(io::Error::other(
+                        "parsing a block of the object panicked",
+                    )))
+                });
+                // The block's buffer goes back to the splitter, to be read into again.
+                if done.send((seq, parsed, job.data)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Threads that outlive one object. A worker started for every object began it cold
+/// (its allocator heap, the event plans of its thread, its enricher's caches): 21-22
+/// ms more than a warm thread on 100,000 CloudFront records (`blocks-1-new-thread`
+/// against `blocks-1-thread` in the `blocks` bench), paid by every worker on every
+/// object. A pool thread runs one object's part at a time, then waits for the next.
+mod pool {
+    use std::io;
+    use std::sync::{Mutex, mpsc};
+
+    type Task = Box<dyn FnOnce() + Send>;
+
+    /// The idle threads, each waiting for its next task on its own channel.
+    static IDLE: Mutex<Vec<mpsc::Sender<Task>>> = Mutex::new(Vec::new());
+
+    /// Idle threads kept; more (a burst of objects with many workers each) end.
+    const MAX_IDLE: usize = 32;
+
+    /// Runs `task` on an idle thread, or on a new one.
+    pub(super) fn run(mut task: Task) -> io::Result<()> {
+        while let Some(thread) = IDLE.lock().ok().and_then(|mut idle| idle.pop()) {
+            match thread.send(task) {
+                Ok(()) => return Ok(()),
+                // That thread ended (a task of it panicked outside its guard).
+                Err(mpsc::SendError(back)) => task = back,
+            }
+        }
+        let (to_thread, tasks) = mpsc::channel::<Task>();
+        let own = to_thread.clone();
+        to_thread
+            .send(task)
+            .map_err(|_| io::Error::other("a new parsing thread could not be given its task"))?;
+        std::thread::Builder::new()
+            .name("alf-blocks".into())
+            .spawn(move || {
+                while let Ok(task) = tasks.recv() {
+                    task();
+                    match IDLE.lock() {
+                        Ok(mut idle) if idle.len() < MAX_IDLE => idle.push(own.clone()),
+                        _ => return,
                     }
                 }
-            });
-        }
-        drop(done_tx);
-        let result = split_and_collect(
-            format,
-            reader,
-            plan.block_bytes.max(1),
-            threads,
-            &job_tx,
-            &done_rx,
-            deliver,
-        );
-        // Closing the job queue ends the workers once they finish their block.
-        drop(job_tx);
-        result
-    })
+            })?;
+        Ok(())
+    }
 }
 
 /// One block for a worker.
@@ -644,14 +732,14 @@ impl EventSink for BlockSink<'_, '_> {
 }
 
 /// A worker's sink: serializes the events of one block.
-struct BlockWriter<'r> {
+struct BlockWriter {
     block: Block,
-    redactor: Option<&'r Redactor>,
+    redactor: Option<Redactor>,
 }
 
-impl EventSink for BlockWriter<'_> {
+impl EventSink for BlockWriter {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        self.block.push_event(&event, self.redactor);
+        self.block.push_event(&event, self.redactor.as_ref());
         Ok(())
     }
 

@@ -53,7 +53,7 @@ pub enum FilterError {
     DuplicateName { rule: String, name: String },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Condition {
     Equals(String),
     Prefix(String),
@@ -61,7 +61,7 @@ enum Condition {
     Range { gt: Option<f64>, lt: Option<f64> },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct DropRule {
     dataset: String,
     field: String,
@@ -69,7 +69,7 @@ struct DropRule {
 }
 
 /// The compiled rules, shared by every parsing thread.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     rules: Vec<DropRule>,
     names: Vec<String>,

@@ -683,22 +683,28 @@ impl ChunkSink<'_> {
         options: &ParseOptions,
         plan: BlockPlan,
     ) -> Result<ParseStats, ParseError> {
-        let (filter, routes, redactor) = (self.filter, self.routes, self.redactor);
+        // The workers are pool threads that outlive the object (alf_formats::parallel):
+        // what their blocks read, they own, copied once per object.
+        let context = Arc::new(BlockContext {
+            filter: self.filter.clone(),
+            routes: self.routes.clone(),
+            redactor: self.redactor.cloned(),
+        });
         let rules = self.dropped.len();
+        let block_bytes = plan.block_bytes;
         // The buffers of delivered blocks go back to the workers: a fresh megabyte per
         // block, freed on another thread, was faulted in and zeroed again every time.
-        let spare: std::sync::Mutex<Vec<BlockBuffers>> = std::sync::Mutex::default();
-        let new_block = || {
-            let buffers = spare.lock().ok().and_then(|mut spare| spare.pop());
+        let spare: Arc<std::sync::Mutex<Vec<BlockBuffers>>> = Arc::default();
+        let workers_spare = Arc::clone(&spare);
+        let new_block = move || {
+            let buffers = workers_spare.lock().ok().and_then(|mut spare| spare.pop());
             let buffers = buffers.unwrap_or_else(|| BlockBuffers {
-                data: Vec::with_capacity(plan.block_bytes.saturating_mul(4).min(CHUNK_BYTES * 4)),
+                data: Vec::with_capacity(block_bytes.saturating_mul(4).min(CHUNK_BYTES * 4)),
                 ends: Vec::new(),
                 routes_of_events: Vec::new(),
             });
             PreparedBlock {
-                filter,
-                routes,
-                redactor,
+                context: Arc::clone(&context),
                 buffers,
                 dropped: vec![0; rules],
                 malformed: Vec::new(),
@@ -710,8 +716,8 @@ impl ChunkSink<'_> {
             object,
             options,
             plan,
-            &new_block,
-            &mut |block: PreparedBlock<'_>| {
+            new_block,
+            &mut |block: PreparedBlock| {
                 let mut buffers = self.take_block(block)?;
                 buffers.clear();
                 if let Ok(mut spare) = spare.lock() {
@@ -724,7 +730,7 @@ impl ChunkSink<'_> {
 
     /// Sends one block's events (in order, after those of the blocks before it);
     /// returns its buffers for the next block.
-    fn take_block(&mut self, block: PreparedBlock<'_>) -> Result<BlockBuffers, Stop> {
+    fn take_block(&mut self, block: PreparedBlock) -> Result<BlockBuffers, Stop> {
         for (total, n) in self.dropped.iter_mut().zip(&block.dropped) {
             *total += n;
         }
@@ -770,10 +776,8 @@ impl BlockBuffers {
 
 /// The events of one block as a parsing worker prepares them for [`ChunkSink`]:
 /// filtered by the drop rules, routed and serialized (redacted) for their intake.
-struct PreparedBlock<'a> {
-    filter: &'a EventFilter,
-    routes: &'a IntakeRoutes,
-    redactor: Option<&'a Redactor>,
+struct PreparedBlock {
+    context: Arc<BlockContext>,
     buffers: BlockBuffers,
     /// Events dropped, by rule.
     dropped: Vec<u64>,
@@ -781,15 +785,24 @@ struct PreparedBlock<'a> {
     malformed: Vec<(u64, String)>,
 }
 
-impl EventSink for PreparedBlock<'_> {
+/// What the blocks of one object are filtered, routed and redacted with.
+struct BlockContext {
+    filter: EventFilter,
+    routes: IntakeRoutes,
+    redactor: Option<Redactor>,
+}
+
+impl EventSink for PreparedBlock {
     fn emit(&mut self, event: Event) -> Result<(), Stop> {
-        if self.filter.drops(&event, &mut self.dropped) {
+        let context = &*self.context;
+        if context.filter.drops(&event, &mut self.dropped) {
             return Ok(());
         }
-        let route = self.routes.route(&event);
+        let route = context.routes.route(&event);
         let buffers = &mut self.buffers;
-        self.routes
-            .write(route, event, self.redactor, &mut buffers.data);
+        context
+            .routes
+            .write(route, event, context.redactor.as_ref(), &mut buffers.data);
         buffers.ends.push(buffers.data.len());
         buffers.routes_of_events.push(route);
         Ok(())
