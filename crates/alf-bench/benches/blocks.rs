@@ -7,8 +7,8 @@
 //! * `blocks-1-thread`: decompress, parse, ECS mapping, redaction, JSON on the calling
 //!   thread (the `parse` command's default).
 //! * `blocks-1-new-thread`: the same on a thread started for the object, with a
-//!   fresh enricher, as every worker of `blocks-N-threads` starts: the difference to
-//!   `blocks-1-thread` is what a worker pays per object for being new.
+//!   fresh enricher: the difference to `blocks-1-thread` is what a worker paid on
+//!   every object before the workers were kept on a pool of threads (21-22 ms here).
 //! * `blocks-N-threads`: the same with N workers (`ALF_BENCH_THREADS`, default: the
 //!   number of cores); the wall-clock ratio to `blocks-1-thread` is the parallel
 //!   speed-up (issue 8: >= 1.8x on 2 cores).
@@ -72,9 +72,9 @@ fn blocks(c: &mut Criterion) {
         b.iter(|| black_box(gunzip_lines(&gz)))
     });
     group.bench_function("blocks-1-thread", |b| b.iter(|| run(1)));
-    // The same on a thread started for the object, with a fresh enricher: what each
-    // worker of the N-thread run pays on every object (its workers are new threads,
-    // with cold allocator heaps and event plans), measured beside the warm thread.
+    // The same on a thread started for the object, with a fresh enricher: what a
+    // worker started for every object would pay (cold allocator heap, event plans and
+    // caches), measured beside the warm thread.
     group.bench_function("blocks-1-new-thread", |b| {
         b.iter(|| {
             std::thread::scope(|scope| scope.spawn(|| run_with(&Enricher::new(), 1)).join().ok())
