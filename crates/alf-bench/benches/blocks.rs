@@ -13,7 +13,9 @@
 //!   number of cores); the wall-clock ratio to `blocks-1-thread` is the parallel
 //!   speed-up (issue 8: >= 1.8x on 2 cores).
 //!
-//! `ALF_BENCH_PIPELINE_RECORDS` sets the object size (default 100,000 records).
+//! `ALF_BENCH_PIPELINE_RECORDS` sets the object size (default 100,000 records);
+//! `ALF_BENCH_ALTERNATE=N` first runs N alternated pairs (one thread, then N threads)
+//! and prints the median ratio, the measure least blurred by a drifting machine.
 //!
 //! ```sh
 //! cargo bench -p alf-bench --bench blocks
@@ -65,6 +67,7 @@ fn blocks(c: &mut Criterion) {
     let run = |threads: usize| run_with(&enricher, threads);
     // Compile the user-agent rules and fill the caches once, as a running daemon has.
     run(1);
+    alternate(records, threads, &run);
 
     let mut group = bench_group(c, "blocks-cloudfront", Duration::from_secs(8));
     group.throughput(Throughput::Elements(records));
@@ -84,6 +87,42 @@ fn blocks(c: &mut Criterion) {
         b.iter(|| run(threads))
     });
     group.finish();
+}
+
+/// `ALF_BENCH_ALTERNATE=N`: N pairs of one-thread and N-thread runs, one right after
+/// the other, and the median of their ratios. On a machine whose speed drifts by
+/// several percent within minutes, the criterion benches (each sampled for seconds,
+/// one after the other) can put the drift into the ratio; a pair of runs a few hundred
+/// milliseconds apart mostly does not.
+fn alternate<R>(records: u64, threads: usize, run: &dyn Fn(usize) -> R) {
+    let pairs = env_count("ALF_BENCH_ALTERNATE", 0);
+    if pairs == 0 {
+        return;
+    }
+    let time = |threads: usize| {
+        let start = std::time::Instant::now();
+        black_box(run(threads));
+        start.elapsed().as_secs_f64()
+    };
+    let mut ratios: Vec<f64> = (0..pairs)
+        .map(|pair| {
+            let (one, many) = (time(1), time(threads));
+            eprintln!(
+                "pair {pair}: 1 thread {:.1} ms, {threads} threads {:.1} ms, {:.2}x",
+                one * 1e3,
+                many * 1e3,
+                one / many
+            );
+            one / many
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    eprintln!(
+        "{pairs} alternated pairs of {records} records: median {median:.2}x, from {:.2}x to {:.2}x",
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }
 
 criterion_group!(benches, blocks);
