@@ -156,21 +156,20 @@ const UA_CACHE_MAX: usize = 8192;
 /// dozen agents, each a pass over the rules), paid again by every worker of every
 /// object. An enricher's own cache keeps the hot path free of this lock, and its
 /// shared strings of another thread's reference counts.
-static PARSED_AGENTS: ParsedAgents = ParsedAgents(Mutex::new(None));
+static PARSED_AGENTS: ParsedAgents =
+    ParsedAgents(Mutex::new(HashMap::with_hasher(Xxh3DefaultBuilder)));
 
 /// Bound on [`PARSED_AGENTS`]: the agents of a log are a few dozen; the bound only
 /// stops a flood of unique agents from growing it (it then clears, as the caches do).
 const PARSED_AGENTS_MAX: usize = 2048;
 
-struct ParsedAgents(Mutex<Option<HashMap<Box<str>, UserAgentInfo, Xxh3DefaultBuilder>>>);
+struct ParsedAgents(Mutex<HashMap<Box<str>, UserAgentInfo, Xxh3DefaultBuilder>>);
 
 impl ParsedAgents {
     /// `parse_user_agent(decoded)`, parsed once per process.
     fn parse(&self, decoded: &str) -> UserAgentInfo {
-        if let Ok(mut known) = self.0.lock()
-            && let Some(info) = known
-                .get_or_insert_with(|| HashMap::with_hasher(Xxh3DefaultBuilder))
-                .get(decoded)
+        if let Ok(known) = self.0.lock()
+            && let Some(info) = known.get(decoded)
         {
             return info.clone();
         }
@@ -178,7 +177,6 @@ impl ParsedAgents {
         // which costs a parse, not a wrong result.
         let info = parse_user_agent(decoded);
         if let Ok(mut known) = self.0.lock() {
-            let known = known.get_or_insert_with(|| HashMap::with_hasher(Xxh3DefaultBuilder));
             if known.len() >= PARSED_AGENTS_MAX {
                 known.clear();
             }
@@ -467,14 +465,7 @@ mod tests {
     #[test]
     fn an_agent_is_parsed_once_per_process() {
         let agent = "TestAgent/7.3 (an agent only this test uses; Linux x86_64)";
-        let known = || {
-            PARSED_AGENTS
-                .0
-                .lock()
-                .unwrap()
-                .as_ref()
-                .is_some_and(|known| known.contains_key(agent))
-        };
+        let known = || PARSED_AGENTS.0.lock().unwrap().contains_key(agent);
         assert!(!known());
         let first = Enricher::new().ua.get(agent);
         assert!(known());
