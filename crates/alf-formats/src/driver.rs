@@ -292,11 +292,13 @@ fn hashed_id(buf: &mut Vec<u8>, prefix: usize, record: u64, index: u32) -> Strin
 /// machinery and a growing String for every event.
 fn hex128(h: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(32);
-    for shift in (0..32).rev() {
-        s.push(char::from(HEX[((h >> (shift * 4)) & 0xf) as usize]));
+    // Digits into an array, then one copy: pushing `char`s one by one checked each
+    // one's length and the capacity, 32 times an event.
+    let mut digits = [0u8; 32];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((h >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    s
+    std::str::from_utf8(&digits).unwrap_or_default().to_owned()
 }
 
 /// What [`LineParser::parse_line`] made of a line: `Ok(true)` a record (its events

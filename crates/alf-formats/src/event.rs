@@ -36,6 +36,8 @@ pub enum Value {
     Obj(Map),
     /// A JSON document kept as it came (e.g. CloudTrail `requestParameters`).
     Json(serde_json::Value),
+    /// A JSON document kept whole, in fewer allocations than `Json` (`aws.ndjson`).
+    Doc(crate::json_doc::JsonDoc),
 }
 
 impl Value {
@@ -46,6 +48,7 @@ impl Value {
             Value::Static(s) => Some(s),
             Value::Shared(s) => Some(s),
             Value::Json(serde_json::Value::String(s)) => Some(s),
+            Value::Doc(doc) => doc.as_str(),
             _ => None,
         }
     }
@@ -77,7 +80,8 @@ macro_rules! value_from {
 }
 value_from!(bool => Bool, i64 => I64, i32 => I64 as i64, u64 => U64, u32 => U64 as u64,
     u16 => U64 as u64, u8 => U64 as u64, f64 => F64, String => Str, &'static str => Static,
-    Vec<Value> => Arr, Map => Obj, serde_json::Value => Json);
+    Vec<Value> => Arr, Map => Obj, serde_json::Value => Json,
+    crate::json_doc::JsonDoc => Doc);
 
 impl From<Cow<'_, str>> for Value {
     fn from(s: Cow<'_, str>) -> Self {

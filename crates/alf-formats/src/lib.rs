@@ -26,11 +26,13 @@ pub mod enrich;
 pub mod event;
 mod event_plan;
 pub mod formats;
+pub mod json_doc;
 mod json_write;
 pub mod parallel;
 pub mod readers;
 pub mod redact;
 pub mod registry;
+mod swar;
 pub mod user_agent;
 pub mod util;
 
@@ -40,6 +42,7 @@ pub use detect::{Decision, DetectRule, FormatDetector};
 pub use driver::{EventSink, ParseError, ParseStats, RecordError, Stop};
 pub use enrich::Enricher;
 pub use event::{Event, Map, Value};
+pub use json_doc::JsonDoc;
 pub use redact::Redactor;
 pub use registry::{Format, FormatOptions, FormatSpec, OptionError, RecordParser, UnknownFormat};
 #[cfg(test)]

@@ -197,6 +197,10 @@ fn text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
         Value::Json(j @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_))) => {
             Some(Cow::Owned(j.to_string()))
         }
+        Value::Doc(doc) => doc
+            .as_str()
+            .map(Cow::Borrowed)
+            .or_else(|| doc.scalar_text().map(Cow::Owned)),
         other => other.as_str().map(Cow::Borrowed),
     }
 }
@@ -207,6 +211,7 @@ fn number(value: &Value) -> Option<f64> {
         Value::U64(n) => Some(*n as f64),
         Value::F64(n) => Some(*n),
         Value::Json(serde_json::Value::Number(n)) => n.as_f64(),
+        Value::Doc(doc) if doc.as_f64().is_some() => doc.as_f64(),
         other => text(other).and_then(|t| t.trim().parse().ok()),
     }
 }

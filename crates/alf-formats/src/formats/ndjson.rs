@@ -4,44 +4,54 @@
 //! object is kept under `aws.ndjson` for searching. Non-JSON lines are forwarded raw
 //! with a parse-failure tag.
 
-
-use crate::driver::{LineOutcome, 
-    LineContext, LineParser,
-};
+use crate::driver::{LineContext, LineOutcome, LineParser};
 use crate::event::Event;
+use crate::json_doc::{DocScratch, Item, JsonDoc};
 use crate::registry::{ContentClue, FirstLine, FormatSpec, Reader};
 use crate::util;
 
 /// One event per JSON line.
 #[derive(Debug, Default)]
-pub struct NdjsonParser;
+pub struct NdjsonParser {
+    scratch: DocScratch,
+}
 
 const TIME_KEYS: [&str; 5] = ["@timestamp", "timestamp", "time", "eventTime", "Timestamp"];
 
 impl LineParser for NdjsonParser {
     fn parse_line(&mut self, line: &str, _cx: &LineContext<'_>, out: &mut Vec<Event>) -> LineOutcome {
-        let value: serde_json::Value = serde_json::from_str(line)?;
+        let doc = JsonDoc::parse_with(line, &mut self.scratch)?;
         let mut ev = Event::new();
-        if let serde_json::Value::Object(map) = &value {
-            let ts = TIME_KEYS.iter().find_map(|k| match map.get(*k)? {
-                serde_json::Value::String(s) => util::iso_timestamp(s),
-                serde_json::Value::Number(n) => {
-                    let n = n.as_i64()?;
-                    // Heuristic: epoch milliseconds are > 10^11 (after 1973).
-                    if n > 100_000_000_000 {
-                        util::epoch_millis(n)
-                    } else {
-                        util::epoch_secs(n)
-                    }
-                }
-                _ => None,
-            });
-            ev.set_opt("@timestamp", ts);
-        }
+        let ts = time_of(&doc, &TIME_KEYS);
+        ev.set_opt("@timestamp", ts);
         ev.set("message", line.to_owned());
-        ev.set("aws.ndjson", value);
+        ev.set("aws.ndjson", doc);
         out.push(ev);
         Ok(true)
+    }
+}
+
+/// The first of `keys` (in their order) that the document has with a value that reads
+/// as a time.
+fn time_of(doc: &JsonDoc, keys: &[&str]) -> Option<String> {
+    let (at, item) = doc.first_member(keys)?;
+    let ts = match item {
+        Item::Str(s) | Item::PlainStr(s) => util::iso_timestamp(s),
+        Item::U64(n) => i64::try_from(n).ok().and_then(epoch),
+        Item::I64(n) => epoch(n),
+        _ => None,
+    };
+    // A key whose value is no time: the keys after it may still give one.
+    ts.or_else(|| time_of(doc, keys.get(at + 1..)?))
+}
+
+/// An epoch number as a timestamp: milliseconds when it is above 10^11 (after 1973),
+/// seconds otherwise.
+fn epoch(n: i64) -> Option<String> {
+    if n > 100_000_000_000 {
+        util::epoch_millis(n)
+    } else {
+        util::epoch_secs(n)
     }
 }
 
@@ -60,7 +70,7 @@ pub(crate) const SPEC: FormatSpec = FormatSpec {
     }],
     skip: None,
     options: &[],
-    reader: Reader::Lines(|_, _| Box::new(NdjsonParser)),
+    reader: Reader::Lines(|_, _| Box::new(NdjsonParser::default())),
 };
 
 #[cfg(test)]
@@ -76,5 +86,21 @@ mod tests {
         assert_eq!(out[0].to_json()["aws"]["ndjson"]["a"], 1);
         assert_eq!(out[1].get_str("event.original"), Some("{not json"));
         assert_eq!(out[2].get_str("@timestamp"), Some("2024-05-01T08:00:00Z"));
+    }
+
+    /// The time keys are tried in their order, and one whose value is no time gives
+    /// way to the next.
+    #[test]
+    fn the_first_time_key_with_a_time_wins() {
+        let text = concat!(
+            "{\"time\":1714550400,\"@timestamp\":\"2024-05-02T00:00:00Z\"}\n",
+            "{\"Timestamp\":1714550400,\"@timestamp\":\"not a time\",\"time\":[1]}\n",
+            "{\"eventTime\":-5,\"z\":{\"time\":1}}\n",
+        );
+        let (out, stats) = crate::parse_for_test(Format::Ndjson, text);
+        assert_eq!(stats.events, 3);
+        assert_eq!(out[0].get_str("@timestamp"), Some("2024-05-02T00:00:00Z"));
+        assert_eq!(out[1].get_str("@timestamp"), Some("2024-05-01T08:00:00Z"));
+        assert_eq!(out[2].get_str("@timestamp"), Some("1969-12-31T23:59:55Z"));
     }
 }
