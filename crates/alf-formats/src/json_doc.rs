@@ -462,7 +462,7 @@ mod tests {
     fn written(json: &str) -> String {
         let doc = JsonDoc::parse(json).unwrap();
         let mut out = Vec::new();
-        crate::json_write::write_value(&mut out, &crate::Value::Doc(doc), None);
+        crate::json_write::write_value(&mut out, &crate::Value::Doc(Box::new(doc)), None);
         String::from_utf8(out).unwrap()
     }
 
@@ -499,7 +499,7 @@ mod tests {
         let check = |json: &str, scratch: &mut DocScratch| {
             let doc = JsonDoc::parse_with(json, scratch).unwrap();
             let mut out = Vec::new();
-            crate::json_write::write_value(&mut out, &crate::Value::Doc(doc), None);
+            crate::json_write::write_value(&mut out, &crate::Value::Doc(Box::new(doc)), None);
             let value: serde_json::Value = serde_json::from_str(json).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), value.to_string(), "{json}");
         };

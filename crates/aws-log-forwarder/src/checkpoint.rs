@@ -10,13 +10,15 @@
 //! still decompressed and parsed from the start, because record numbers (and so
 //! `event.id`) must stay the same, but the settled events are not sent.
 //!
-//! It is written every `checkpoint.interval_seconds` while the object is in progress
-//! (only when the watermark moved), once more when the object fails (so a SIGTERM or a
+//! It is written every `checkpoint.interval_seconds` while the object is in progress,
+//! and as soon as `checkpoint.every_events` more events are settled (only when the
+//! watermark moved), once more when the object fails (so a SIGTERM or a
 //! failed batch loses nothing it already delivered), and deleted when the object is
 //! done. Objects smaller than `checkpoint.min_object_bytes` are neither read nor
 //! written: they finish within one interval, and a lookup per small object would cost
-//! more than their duplicates. After a SIGKILL at most one interval of events (plus
-//! the batches in flight) is sent twice.
+//! more than their duplicates. After a SIGKILL at most one interval or `every_events`
+//! of events, whichever is fewer (plus the batches in flight), is sent twice: the
+//! count keeps that bound from growing with the delivery rate.
 //!
 //! Where: a local directory (one process, or replicas sharing a file system) or an
 //! S3 bucket/prefix (replicas anywhere). Off by default: the daemon needs write access
@@ -311,11 +313,17 @@ impl CheckpointStore {
     }
 }
 
+/// How often an object in progress looks at its progress for `every_events`.
+const PROGRESS_POLL: Duration = Duration::from_millis(200);
+
 /// Checkpointing as configured.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     pub store: Arc<CheckpointStore>,
     pub interval: Duration,
+    /// A checkpoint is also written as soon as this many more events are settled, so
+    /// that what a SIGKILL sends twice does not grow with the delivery rate.
+    pub every_events: u64,
     /// Smaller objects (compressed bytes) get no checkpoint.
     pub min_object_bytes: u64,
 }
@@ -324,6 +332,7 @@ pub struct Checkpoints {
 pub struct ObjectCheckpoint {
     store: Arc<CheckpointStore>,
     interval: Duration,
+    every_events: u64,
     key: CheckpointKey,
     /// How many events the document last written (or read at the start) says are
     /// settled.
@@ -349,6 +358,7 @@ impl ObjectCheckpoint {
         let checkpoint = ObjectCheckpoint {
             store: Arc::clone(&checkpoints.store),
             interval: checkpoints.interval,
+            every_events: checkpoints.every_events,
             key,
             saved: AtomicU64::new(count),
             exists: AtomicBool::new(count > 0),
@@ -379,14 +389,26 @@ impl ObjectCheckpoint {
         }
     }
 
-    /// Writes the watermark every interval, until dropped (abort the task running it).
+    /// Writes the watermark every interval, and as soon as `every_events` more events
+    /// are settled, until dropped (abort the task running it). The progress is looked
+    /// at every [`PROGRESS_POLL`] (or interval, if shorter): a lock and a count.
     pub async fn keep_saving(self: Arc<Self>, ack: Arc<ObjectAck>) {
-        let mut ticks = tokio::time::interval(self.interval);
+        let mut ticks = tokio::time::interval(self.interval.min(PROGRESS_POLL));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
+        let mut last_save = tokio::time::Instant::now();
         loop {
             ticks.tick().await;
-            self.save(&ack).await;
+            let due = last_save.elapsed() >= self.interval
+                || ack
+                    .settled_events(MAX_RUNS_SAVED)
+                    .count()
+                    .saturating_sub(self.saved.load(Ordering::Acquire))
+                    >= self.every_events;
+            if due {
+                self.save(&ack).await;
+                last_save = tokio::time::Instant::now();
+            }
         }
     }
 
@@ -497,6 +519,7 @@ mod tests {
         let checkpoints = Checkpoints {
             store: Arc::new(CheckpointStore::directory(dir.path())),
             interval: Duration::from_secs(5),
+            every_events: 1_000_000,
             min_object_bytes: 0,
         };
         let (cp, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
@@ -518,5 +541,35 @@ mod tests {
         assert_eq!(skip, Settled::up_to(512));
         again.finish().await;
         assert!(!dir.path().join(key("e1").name()).exists());
+    }
+
+    /// With a long interval, a checkpoint is still written once `every_events` more
+    /// events are settled, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_is_written_after_every_events_whatever_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints {
+            store: Arc::new(CheckpointStore::directory(dir.path())),
+            interval: Duration::from_secs(3_600),
+            every_events: 1_000,
+            min_object_bytes: 0,
+        };
+        let (cp, skip) = ObjectCheckpoint::open(&checkpoints, key("e2")).await;
+        let ack = Arc::new(ObjectAck::resuming("s3://logs/x", &skip));
+        let saver = tokio::spawn(Arc::clone(&cp).keep_saving(Arc::clone(&ack)));
+        let saved = |checkpoints: Checkpoints| async move {
+            ObjectCheckpoint::open(&checkpoints, key("e2")).await.1
+        };
+        ack.completed(0, 999);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            saved(checkpoints.clone()).await,
+            Settled::default(),
+            "999 < 1,000"
+        );
+        ack.completed(999, 2);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(saved(checkpoints.clone()).await, Settled::up_to(1_001));
+        saver.abort();
     }
 }

@@ -1024,6 +1024,7 @@ async fn open_checkpoints(
     tracing::info!(
         checkpoints = %store.describe(),
         interval_seconds = settings.interval_seconds,
+        every_events = settings.every_events,
         min_object_bytes = settings.min_object_bytes,
         "checkpoints in {}",
         store.describe()
@@ -1031,6 +1032,7 @@ async fn open_checkpoints(
     Ok(Some(Checkpoints {
         store: Arc::new(store),
         interval: Duration::from_secs(settings.interval_seconds),
+        every_events: settings.every_events,
         min_object_bytes: settings.min_object_bytes,
     }))
 }

@@ -25,7 +25,7 @@ impl LineParser for NdjsonParser {
         let ts = time_of(&doc, &TIME_KEYS);
         ev.set_opt("@timestamp", ts);
         ev.set("message", line.to_owned());
-        ev.set("aws.ndjson", doc);
+        ev.set("aws.ndjson", Box::new(doc));
         out.push(ev);
         Ok(true)
     }
