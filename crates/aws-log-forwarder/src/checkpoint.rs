@@ -513,15 +513,20 @@ mod tests {
         );
     }
 
+    /// Checkpoints in `dir` for every object.
+    fn in_directory(dir: &std::path::Path, interval: Duration, every_events: u64) -> Checkpoints {
+        Checkpoints {
+            store: Arc::new(CheckpointStore::directory(dir)),
+            interval,
+            every_events,
+            min_object_bytes: 0,
+        }
+    }
+
     #[tokio::test]
     async fn an_object_checkpoint_saves_only_progress_and_is_removed_when_done() {
         let dir = tempfile::tempdir().unwrap();
-        let checkpoints = Checkpoints {
-            store: Arc::new(CheckpointStore::directory(dir.path())),
-            interval: Duration::from_secs(5),
-            every_events: 1_000_000,
-            min_object_bytes: 0,
-        };
+        let checkpoints = in_directory(dir.path(), Duration::from_secs(5), 1_000_000);
         let (cp, skip) = ObjectCheckpoint::open(&checkpoints, key("e1")).await;
         assert_eq!(skip, Settled::default());
         let ack = ObjectAck::resuming("s3://logs/x", &skip);
@@ -548,12 +553,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_checkpoint_is_written_after_every_events_whatever_the_interval() {
         let dir = tempfile::tempdir().unwrap();
-        let checkpoints = Checkpoints {
-            store: Arc::new(CheckpointStore::directory(dir.path())),
-            interval: Duration::from_secs(3_600),
-            every_events: 1_000,
-            min_object_bytes: 0,
-        };
+        let checkpoints = in_directory(dir.path(), Duration::from_secs(3_600), 1_000);
         let (cp, skip) = ObjectCheckpoint::open(&checkpoints, key("e2")).await;
         let ack = Arc::new(ObjectAck::resuming("s3://logs/x", &skip));
         let saver = tokio::spawn(Arc::clone(&cp).keep_saving(Arc::clone(&ack)));
