@@ -92,7 +92,19 @@ fn write_scanned(out: &mut Vec<u8>, s: &str, scanned: Scan) {
     if !scanned.escape {
         return write_plain(out, s);
     }
-    let bytes = s.as_bytes();
+    write_escaped(out, s.as_bytes());
+}
+
+/// Appends `bytes` as a JSON string literal, escaped as serde_json escapes (only ASCII
+/// bytes are ever escaped, so any other bytes pass through as they are).
+///
+/// The intake client wraps every event's JSON text in a string for Sekoia.io's
+/// `{"jsons": [...]}` body: a quote every few bytes, the case this loop is made for.
+pub fn write_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    write_escaped(out, bytes);
+}
+
+fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 8);
     out.push(b'"');
     // Eight bytes at a time to the next byte to escape: a JSON line kept as `message`
@@ -341,6 +353,21 @@ mod tests {
                 serde_json::to_string(&s).unwrap(),
                 "{s:?}"
             );
+        }
+    }
+
+    /// The intake client's escaper: JSON text (an event) becomes the string literal
+    /// serde_json writes for it, whatever the alignment of its quotes.
+    #[test]
+    fn json_text_is_wrapped_in_a_string_as_serde_json_writes_it() {
+        for text in [
+            String::new(),
+            r#"{"a":"b\"c","url":"/x?y=1\tz","é":[1,2]}"#.to_owned(),
+            "{\"k\":\"v\"}".repeat(9),
+        ] {
+            let mut ours = Vec::new();
+            write_json_string(&mut ours, text.as_bytes());
+            assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text}");
         }
     }
 

@@ -43,6 +43,7 @@ pub use driver::{EventSink, ParseError, ParseStats, RecordError, Stop};
 pub use enrich::Enricher;
 pub use event::{Event, Map, Value};
 pub use json_doc::JsonDoc;
+pub use json_write::write_json_string;
 pub use redact::Redactor;
 pub use registry::{Format, FormatOptions, FormatSpec, OptionError, RecordParser, UnknownFormat};
 #[cfg(test)]

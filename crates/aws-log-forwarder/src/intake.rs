@@ -295,7 +295,8 @@ impl BodyEncoder {
                         if !first {
                             piece.push(b',');
                         }
-                        write_json_string(&mut piece, event);
+                        // Eight bytes at a time (`sekoia_body` bench in alf-bench).
+                        alf_formats::write_json_string(&mut piece, event);
                     }
                     IntakeProtocol::Ndjson => {
                         piece.extend_from_slice(event);
@@ -343,33 +344,6 @@ impl BodyEncoder {
 
 /// Uncompressed bytes handed to the compressor at a time (see `write_body`).
 const ENCODE_PIECE: usize = 64 * 1024;
-
-/// Appends `s` (valid JSON text) as a JSON string literal.
-fn write_json_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&s[start..i]);
-                let _ = write!(out, "\\u{b:04x}");
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&s[start..i]);
-        out.extend_from_slice(escaped);
-        start = i + 1;
-    }
-    out.extend_from_slice(&s[start..]);
-    out.push(b'"');
-}
 
 /// One Elasticsearch item refused for good (index relative to the request).
 #[derive(Debug, Clone, PartialEq, Eq)]
