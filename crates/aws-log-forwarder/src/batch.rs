@@ -483,10 +483,13 @@ async fn flush<S: BatchSender>(
             Err(_) => return false,
         },
     };
-    // The next batch starts with the room this one took: a run of full batches is
-    // filled without regrowing (doubling from empty copied every 4 MB body about once
-    // more on the way).
-    let next = Batch::with_capacity(batch.data_bytes(), batch.len());
+    // The next batch starts with the room this one took, and an eighth more: a run of
+    // full batches is filled without regrowing (doubling from empty copied every 4 MB
+    // body about once more on the way), and a batch a few events longer than the one
+    // before does not double its buffer (a heap profile of a large object found 16 MB
+    // of the 56 MB peak in batches regrown so).
+    let room = batch.data_bytes().saturating_add(batch.data_bytes() / 8);
+    let next = Batch::with_capacity(room, batch.len() + batch.len() / 8);
     let batch = Arc::new(std::mem::replace(batch, next));
     metrics::histogram!(m::BATCH_EVENTS).record(batch.len() as f64);
     metrics::histogram!(m::BATCH_BYTES).record(batch.body_bytes() as f64);
