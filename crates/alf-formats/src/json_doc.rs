@@ -34,6 +34,13 @@ pub(crate) struct Span {
     end: usize,
 }
 
+impl Span {
+    /// The key or string in `text` (the document's text).
+    fn of(self, text: &str) -> &str {
+        text.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
 /// One value of a [`JsonDoc`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Node {
@@ -204,7 +211,7 @@ impl JsonDoc {
     }
 
     fn str(&self, span: Span) -> &str {
-        self.text.get(span.start..span.end).unwrap_or_default()
+        span.of(&self.text)
     }
 
     /// The document when it is a string.
@@ -243,8 +250,8 @@ impl JsonDoc {
     }
 
     /// Of the top-level members named in `keys`, the one named first in `keys`, and its
-    /// index there. One pass over the members: most keys differ in length from every
-    /// wanted one and cost a comparison of lengths.
+    /// index there. One pass over the members (a string comparison looks at the
+    /// lengths first: most keys differ in length from every wanted one).
     pub(crate) fn first_member(&self, keys: &[&str]) -> Option<(usize, Item<'_>)> {
         let Node::Obj(members) = &self.root else {
             return None;
@@ -252,7 +259,7 @@ impl JsonDoc {
         let mut best: Option<(usize, &Node)> = None;
         for (span, node) in members {
             let key = self.str(*span);
-            let wanted = keys.iter().position(|k| k.len() == key.len() && *k == key);
+            let wanted = keys.iter().position(|k| *k == key);
             if let Some(at) = wanted
                 && best.is_none_or(|(best, _)| at < best)
             {
@@ -424,7 +431,7 @@ impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
             self.scratch.members.push(Member { prefix, key, value });
         }
         let text = self.text.as_str();
-        let key = |span: Span| text.get(span.start..span.end).unwrap_or_default();
+        let key = |span: Span| span.of(text);
         let scratch = &mut *self.scratch;
         let members = scratch.members.get_mut(start..).unwrap_or_default();
         let known = scratch.orders.iter().position(|known| {

@@ -34,7 +34,8 @@ const fn escape_table() -> [u8; 256] {
 
 static ESCAPE: [u8; 256] = escape_table();
 
-use crate::swar::{HIGHS, ONES, has_byte};
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Whether one of the eight bytes of `w` is below 0x20, a quote or a backslash. Exact
 /// as a yes/no answer (the classic "has a byte less than n" and "has a zero byte"
@@ -51,6 +52,23 @@ fn word_needs_escape(w: u64) -> u64 {
 struct Scan {
     escape: bool,
     separator: bool,
+}
+
+/// The high bit of every byte of `w` equal to `byte`, and possibly of bytes above
+/// one that is (the classic "has a zero byte" test): the lowest flag is always a
+/// true one, and every true one is flagged.
+#[inline]
+fn has_byte(w: u64, byte: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The eight bytes at `at`, little-endian (the first byte lowest), if there are eight.
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(bytes.get(at..at + 8)?);
+    Some(u64::from_le_bytes(w))
 }
 
 /// One pass over `bytes`, eight at a time.
@@ -92,7 +110,7 @@ fn write_scanned(out: &mut Vec<u8>, s: &str, scanned: Scan) {
     if !scanned.escape {
         return write_plain(out, s);
     }
-    write_escaped(out, s.as_bytes());
+    write_json_string(out, s.as_bytes());
 }
 
 /// Appends `bytes` as a JSON string literal, escaped as serde_json escapes (only ASCII
@@ -101,10 +119,6 @@ fn write_scanned(out: &mut Vec<u8>, s: &str, scanned: Scan) {
 /// The intake client wraps every event's JSON text in a string for Sekoia.io's
 /// `{"jsons": [...]}` body: a quote every few bytes, the case this loop is made for.
 pub fn write_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    write_escaped(out, bytes);
-}
-
-fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 8);
     out.push(b'"');
     // Eight bytes at a time to the next byte to escape: a JSON line kept as `message`
@@ -115,7 +129,7 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     // byte of a word is exact (a false flag of these tests only sits above a true
     // one), and the table confirms it.
     let mut i = 0;
-    while let Some(w) = crate::swar::word_at(bytes, i) {
+    while let Some(w) = word_at(bytes, i) {
         let flags = word_needs_escape(w);
         let clean = (flags.trailing_zeros() / 8) as usize;
         let len = out.len();

@@ -32,7 +32,6 @@ pub mod parallel;
 pub mod readers;
 pub mod redact;
 pub mod registry;
-mod swar;
 pub mod user_agent;
 pub mod util;
 

@@ -369,7 +369,11 @@ impl ObjectCheckpoint {
 
     /// Writes what `ack` says is settled if it grew since the last write.
     pub async fn save(&self, ack: &ObjectAck) {
-        let settled = ack.settled_events(MAX_RUNS_SAVED);
+        self.save_settled(ack.settled_events(MAX_RUNS_SAVED)).await;
+    }
+
+    /// Writes `settled` if it grew since the last write.
+    async fn save_settled(&self, settled: Settled) {
         let count = settled.count();
         if count <= self.saved.load(Ordering::Acquire) {
             return;
@@ -399,14 +403,14 @@ impl ObjectCheckpoint {
         let mut last_save = tokio::time::Instant::now();
         loop {
             ticks.tick().await;
+            let settled = ack.settled_events(MAX_RUNS_SAVED);
             let due = last_save.elapsed() >= self.interval
-                || ack
-                    .settled_events(MAX_RUNS_SAVED)
+                || settled
                     .count()
                     .saturating_sub(self.saved.load(Ordering::Acquire))
                     >= self.every_events;
             if due {
-                self.save(&ack).await;
+                self.save_settled(settled).await;
                 last_save = tokio::time::Instant::now();
             }
         }

@@ -206,14 +206,15 @@ fn text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 fn number(value: &Value) -> Option<f64> {
-    match value {
+    let exact = match value {
         Value::I64(n) => Some(*n as f64),
         Value::U64(n) => Some(*n as f64),
         Value::F64(n) => Some(*n),
         Value::Json(serde_json::Value::Number(n)) => n.as_f64(),
-        Value::Doc(doc) if doc.as_f64().is_some() => doc.as_f64(),
-        other => text(other).and_then(|t| t.trim().parse().ok()),
-    }
+        Value::Doc(doc) => doc.as_f64(),
+        _ => None,
+    };
+    exact.or_else(|| text(value).and_then(|t| t.trim().parse().ok()))
 }
 
 #[cfg(test)]
