@@ -170,6 +170,7 @@ impl Watermark {
     }
 
     /// Events settled without a gap from the start.
+    #[cfg(test)]
     pub fn reached(&self) -> u64 {
         self.reached
     }
@@ -182,6 +183,8 @@ impl Watermark {
 }
 
 impl ObjectAck {
+    /// An acknowledgement for no object in particular (tests).
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -214,6 +217,7 @@ impl ObjectAck {
     }
 
     /// Events settled without a gap from the object's first event.
+    #[cfg(test)]
     pub fn watermark(&self) -> u64 {
         self.progress.lock().map_or(0, |p| p.reached())
     }

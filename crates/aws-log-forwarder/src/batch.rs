@@ -8,8 +8,10 @@
 //! with events in the batch is told through its [`ObjectAck`].
 //!
 //! Memory stays bounded: the channel holds a fixed number of chunks, the batcher one
-//! open batch, and at most `max_concurrent` batches are in flight; when all of that is
-//! full, the parsers block in `blocking_send` and stop reading their S3 streams.
+//! open batch, one more batch is kept as it is while its sender builds the request
+//! body ([`PlainPermit`]), and at most `max_concurrent` batches are in flight, as their
+//! compressed bodies; when all of that is full, the parsers block in `blocking_send`
+//! and stop reading their S3 streams.
 //!
 //! Nothing that carries events is dropped unnoticed: an [`EventChunk`] dropped before
 //! the batcher took its events, and a [`Batch`] dropped before it was settled (an
@@ -143,6 +145,70 @@ impl Owner {
     }
 }
 
+/// The events of a batch: their JSON, concatenated, and where each ends.
+///
+/// Split from the [`Batch`] when it is sent: the sender owns the events (and may let
+/// their bytes go once a compressed request body holds them), the batch keeps who owns
+/// them, to settle their objects when the sender is done.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchEvents {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl BatchEvents {
+    /// Room for `bytes` of events and `events` events.
+    pub fn with_capacity(bytes: usize, events: usize) -> Self {
+        let mut e = BatchEvents::default();
+        e.data.reserve_exact(bytes);
+        e.ends.reserve_exact(events);
+        e
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Serialized size of the events.
+    pub fn data_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The `i`-th event's JSON.
+    pub fn event(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    /// Size of the `i`-th event.
+    pub fn event_len(&self, i: usize) -> usize {
+        self.ends[i] - if i == 0 { 0 } else { self.ends[i - 1] }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).map(|i| self.event(i))
+    }
+
+    pub fn push(&mut self, event: &[u8]) {
+        self.data.extend_from_slice(event);
+        self.ends.push(self.data.len());
+    }
+}
+
+impl<'a> FromIterator<&'a [u8]> for BatchEvents {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> Self {
+        let mut events = BatchEvents::default();
+        for e in iter {
+            events.push(e);
+        }
+        events
+    }
+}
+
 /// A batch of serialized events and the objects they belong to.
 ///
 /// It settles its events exactly once ([`Batch::acknowledge`] or
@@ -151,8 +217,9 @@ impl Owner {
 /// be delivered.
 #[derive(Debug, Default)]
 pub struct Batch {
-    data: Vec<u8>,
-    ends: Vec<usize>,
+    events: BatchEvents,
+    /// Number of events, also once [`Batch::take_events`] handed them to the sender.
+    len: usize,
     /// Run-length owners: each owns the next `n` events.
     owners: Vec<Owner>,
     /// Body bytes as the sender will encode them.
@@ -178,17 +245,16 @@ impl Batch {
     /// An empty batch with room for `bytes` of events and `events` events.
     pub fn with_capacity(bytes: usize, events: usize) -> Self {
         let mut batch = Batch::default();
-        batch.data.reserve_exact(bytes);
-        batch.ends.reserve_exact(events);
+        batch.events = BatchEvents::with_capacity(bytes, events);
         batch
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.len == 0
     }
 
     /// Estimated request body size (before compression).
@@ -196,32 +262,26 @@ impl Batch {
         self.body_bytes
     }
 
-    /// Serialized size of the events alone.
+    /// Serialized size of the events not yet taken.
     pub fn data_bytes(&self) -> usize {
-        self.data.len()
+        self.events.data_bytes()
     }
 
-    /// The `i`-th event's JSON.
-    pub fn event(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.data[start..self.ends[i]]
+    /// The events not yet taken.
+    #[cfg(test)]
+    pub fn events(&self) -> &BatchEvents {
+        &self.events
     }
 
-    pub fn events(&self) -> impl Iterator<Item = &[u8]> {
-        (0..self.len()).map(|i| self.event(i))
+    /// Hands the events to the sender; the batch keeps their owners and count.
+    pub fn take_events(&mut self) -> BatchEvents {
+        std::mem::take(&mut self.events)
     }
 
     /// Adds an event whose position in its object is not tracked (tests).
+    #[cfg(test)]
     pub fn push(&mut self, event: &[u8], body_cost: usize, ack: &Arc<ObjectAck>) {
         self.push_numbered(event, body_cost, ack, None);
-    }
-
-    /// Adds an event owned by no object: a stand-in batch that resends a copy of an
-    /// event (truncated after a 413) whose own batch settles it.
-    pub fn push_unowned(&mut self, event: &[u8], body_cost: usize) {
-        self.data.extend_from_slice(event);
-        self.ends.push(self.data.len());
-        self.body_bytes += body_cost;
     }
 
     /// Adds event number `seq` of its object (the batcher): once settled, it moves
@@ -233,8 +293,8 @@ impl Batch {
         ack: &Arc<ObjectAck>,
         seq: Option<u64>,
     ) {
-        self.data.extend_from_slice(event);
-        self.ends.push(self.data.len());
+        self.events.push(event);
+        self.len += 1;
         self.body_bytes += body_cost;
         match self.owners.last_mut() {
             Some(owner)
@@ -334,6 +394,26 @@ pub struct DeliveryFailure {
     pub reason: String,
 }
 
+/// Held by a sender while it keeps a batch's events as they are, dropped once it let
+/// them go (the intake client: once the compressed request body is built).
+///
+/// The batcher hands a batch over only while no other one is kept so: what is held
+/// uncompressed is the open batch and one more being encoded, whatever
+/// `max_concurrent_requests`. (A heap count of the daemon at a large object's peak
+/// found three and four 4 MB batches alive: the open one and those whose bodies were
+/// still being built while the batcher filled the next.)
+#[derive(Debug)]
+pub struct PlainPermit {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl PlainPermit {
+    /// A permit that holds nothing back (tests, stand-in batches).
+    pub fn unbounded() -> Self {
+        PlainPermit { _permit: None }
+    }
+}
+
 /// Sends batches somewhere (the intake client, or a test double).
 pub trait BatchSender: Send + Sync + 'static {
     /// How many request body bytes `event` adds (for `batch.max_bytes`).
@@ -347,8 +427,15 @@ pub trait BatchSender: Send + Sync + 'static {
     fn fit(&self, _event: &[u8]) -> Option<Vec<u8>> {
         None
     }
-    /// Delivers the batch, retrying as it sees fit; returns when done for good.
-    fn send(&self, batch: Arc<Batch>) -> impl Future<Output = Result<(), DeliveryFailure>> + Send;
+    /// Delivers a batch's events, retrying as it sees fit; returns when done for good.
+    /// The events are the sender's: it lets their bytes go once it no longer needs
+    /// them (the intake client keeps only the compressed request body), and drops
+    /// `plain` then.
+    fn send(
+        &self,
+        events: BatchEvents,
+        plain: PlainPermit,
+    ) -> impl Future<Output = Result<(), DeliveryFailure>> + Send;
 }
 
 /// Limits of the batcher.
@@ -382,6 +469,7 @@ pub async fn run_batcher<S: BatchSender>(
 ) {
     let max_bytes = limits.max_bytes.min(sender.max_body_bytes()).max(1);
     let permits = Arc::new(Semaphore::new(limits.max_concurrent));
+    let plain_permits = Arc::new(Semaphore::new(PLAIN_BATCHES));
     let mut requests = JoinSet::new();
     let mut batch = Batch::default();
     let mut deadline: Option<Instant> = None;
@@ -401,7 +489,7 @@ pub async fn run_batcher<S: BatchSender>(
             }
             _ = linger => {
                 deadline = None;
-                if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
+                if !flush(&mut batch, &permits, &plain_permits, &mut requests, &sender, &abort).await {
                     requests.abort_all();
                     return;
                 }
@@ -416,7 +504,7 @@ pub async fn run_batcher<S: BatchSender>(
                         || batch.body_bytes() + cost > max_bytes;
                     if full && !batch.is_empty() {
                         deadline = None;
-                        if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
+                        if !flush(&mut batch, &permits, &plain_permits, &mut requests, &sender, &abort).await {
                             requests.abort_all();
                             return;
                         }
@@ -435,7 +523,7 @@ pub async fn run_batcher<S: BatchSender>(
                     || nothing_follows
                 {
                     deadline = None;
-                    if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
+                    if !flush(&mut batch, &permits, &plain_permits, &mut requests, &sender, &abort).await {
                         requests.abort_all();
                         return;
                     }
@@ -444,7 +532,16 @@ pub async fn run_batcher<S: BatchSender>(
         }
     }
     // Channel closed: send what is left and wait for every request.
-    if !flush(&mut batch, &permits, &mut requests, &sender, &abort).await {
+    if !flush(
+        &mut batch,
+        &permits,
+        &plain_permits,
+        &mut requests,
+        &sender,
+        &abort,
+    )
+    .await
+    {
         requests.abort_all();
         return;
     }
@@ -464,10 +561,16 @@ pub async fn run_batcher<S: BatchSender>(
     }
 }
 
-/// Starts sending the open batch (waiting for a request slot). False when aborted.
+/// Batches handed over whose events their sender still keeps as they are (see
+/// [`PlainPermit`]).
+const PLAIN_BATCHES: usize = 1;
+
+/// Starts sending the open batch (waiting for a request slot, and for the batch
+/// handed over before to be encoded). False when aborted.
 async fn flush<S: BatchSender>(
     batch: &mut Batch,
     permits: &Arc<Semaphore>,
+    plain_permits: &Arc<Semaphore>,
     requests: &mut JoinSet<()>,
     sender: &Arc<S>,
     abort: &CancellationToken,
@@ -483,6 +586,14 @@ async fn flush<S: BatchSender>(
             Err(_) => return false,
         },
     };
+    let plain = tokio::select! {
+        biased;
+        _ = abort.cancelled() => return false,
+        p = Arc::clone(plain_permits).acquire_owned() => match p {
+            Ok(p) => PlainPermit { _permit: Some(p) },
+            Err(_) => return false,
+        },
+    };
     // The next batch starts with the room this one took, and an eighth more: a run of
     // full batches is filled without regrowing (doubling from empty copied every 4 MB
     // body about once more on the way), and a batch a few events longer than the one
@@ -490,7 +601,8 @@ async fn flush<S: BatchSender>(
     // of the 56 MB peak in batches regrown so).
     let room = batch.data_bytes().saturating_add(batch.data_bytes() / 8);
     let next = Batch::with_capacity(room, batch.len() + batch.len() / 8);
-    let batch = Arc::new(std::mem::replace(batch, next));
+    let mut batch = std::mem::replace(batch, next);
+    let events = batch.take_events();
     metrics::histogram!(m::BATCH_EVENTS).record(batch.len() as f64);
     metrics::histogram!(m::BATCH_BYTES).record(batch.body_bytes() as f64);
     let sender = Arc::clone(sender);
@@ -498,7 +610,7 @@ async fn flush<S: BatchSender>(
         let _permit = permit;
         // A panic in the sender must not leave the batch's objects waiting: catch it,
         // log it once, and fail them so their messages are redelivered at once.
-        let sent = AssertUnwindSafe(sender.send(Arc::clone(&batch)))
+        let sent = AssertUnwindSafe(sender.send(events, plain))
             .catch_unwind()
             .await;
         match sent {
@@ -545,9 +657,13 @@ mod tests {
         fn body_cost(&self, event: &[u8]) -> usize {
             event.len() + 1
         }
-        async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
-            let events: Vec<String> = batch
-                .events()
+        async fn send(
+            &self,
+            events: BatchEvents,
+            _plain: PlainPermit,
+        ) -> Result<(), DeliveryFailure> {
+            let events: Vec<String> = events
+                .iter()
                 .map(|e| String::from_utf8_lossy(e).into_owned())
                 .collect();
             let fail = self.fail_on.is_some_and(|f| events.iter().any(|e| e == f));
@@ -743,7 +859,7 @@ mod tests {
             batch.push(e.as_bytes(), 3, ack);
         }
         assert_eq!(batch.body_bytes(), 12);
-        assert_eq!(batch.event(2), b"b1");
+        assert_eq!(batch.events().event(2), b"b1");
         batch.settle_failure(Some(&[3]), "mapper_parsing_exception");
         assert_eq!(a.settled().await, Ok(()));
         assert_eq!(
@@ -835,9 +951,13 @@ mod tests {
         fn body_cost(&self, event: &[u8]) -> usize {
             event.len()
         }
-        async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
+        async fn send(
+            &self,
+            events: BatchEvents,
+            _plain: PlainPermit,
+        ) -> Result<(), DeliveryFailure> {
             // The old Elasticsearch error path's bug: cutting a string inside a char.
-            let mut text = String::from_utf8_lossy(batch.event(0)).into_owned();
+            let mut text = String::from_utf8_lossy(events.event(0)).into_owned();
             text.truncate(1);
             Ok(())
         }
@@ -895,6 +1015,66 @@ mod tests {
         assert_eq!(c.settled().await, Ok(()), "settled batches fail nothing");
     }
 
+    /// Keeps each batch's permit until the test lets it go, as a sender still
+    /// encoding its body would.
+    #[derive(Default)]
+    struct Keeping {
+        kept: Mutex<Vec<PlainPermit>>,
+        handed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl BatchSender for Keeping {
+        fn body_cost(&self, event: &[u8]) -> usize {
+            event.len()
+        }
+        async fn send(
+            &self,
+            _events: BatchEvents,
+            plain: PlainPermit,
+        ) -> Result<(), DeliveryFailure> {
+            self.handed.fetch_add(1, Ordering::SeqCst);
+            self.kept.lock().unwrap().push(plain);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_handed_over_only_when_the_one_before_is_no_longer_kept_plain() {
+        let (tx, rx) = mpsc::channel(8);
+        let sender = Arc::new(Keeping::default());
+        // Four requests may be in flight, one event per batch.
+        let task = tokio::spawn(run_batcher(
+            rx,
+            BatcherLimits {
+                max_concurrent: 4,
+                ..limits(1, 1_000_000, 60_000)
+            },
+            Arc::clone(&sender),
+            CancellationToken::new(),
+        ));
+        let a = Arc::new(ObjectAck::new());
+        tx.send(chunk(&a, &["e1", "e2", "e3"])).await.unwrap();
+        let handed = || sender.handed.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(handed(), 1, "the second batch waits for the first's permit");
+        for expected in [2, 3] {
+            sender.kept.lock().unwrap().clear();
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while handed() < expected {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .expect("the next batch is handed over once the permit is let go");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(handed(), expected);
+        }
+        sender.kept.lock().unwrap().clear();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(a.settled().await, Ok(()));
+    }
+
     /// Cuts `event` to its first 3 bytes when it is longer: stands for truncation.
     struct Fitting;
 
@@ -908,8 +1088,12 @@ mod tests {
         fn fit(&self, event: &[u8]) -> Option<Vec<u8>> {
             (event.len() > 3).then(|| event[..3].to_vec())
         }
-        async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
-            let events: Vec<&[u8]> = batch.events().collect();
+        async fn send(
+            &self,
+            events: BatchEvents,
+            _plain: PlainPermit,
+        ) -> Result<(), DeliveryFailure> {
+            let events: Vec<&[u8]> = events.iter().collect();
             // Two 3-byte events at most: max_body_bytes caps batch.max_bytes.
             assert!(events.len() <= 2, "{events:?}");
             assert!(events.iter().all(|e| e.len() <= 3));

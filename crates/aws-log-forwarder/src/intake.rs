@@ -51,7 +51,7 @@ use rand::RngExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use crate::batch::{Batch, BatchSender, DeliveryFailure};
+use crate::batch::{BatchEvents, BatchSender, DeliveryFailure, PlainPermit};
 use crate::circuit::IntakeCircuit;
 use crate::config::{IntakeKey, IntakeProtocol, IntakeSettings, OversizePolicy};
 use crate::deadletter::{DeadLetter, DeadLetterReason, DeadLetterSink};
@@ -259,8 +259,8 @@ impl BodyEncoder {
     }
 
     /// The uncompressed body for the events `only` (all when `None`).
-    pub fn encode(&self, batch: &Batch, only: Option<&[usize]>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(batch.body_bytes() + 64);
+    pub fn encode(&self, batch: &BatchEvents, only: Option<&[usize]>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body_estimate(batch, only));
         // Writing into a Vec does not fail.
         let _ = self.write_body(batch, only, &mut out);
         out
@@ -272,7 +272,7 @@ impl BodyEncoder {
     /// with the default `batch.max_bytes`).
     fn write_body(
         &self,
-        batch: &Batch,
+        batch: &BatchEvents,
         only: Option<&[usize]>,
         out: &mut dyn Write,
     ) -> std::io::Result<()> {
@@ -323,12 +323,12 @@ impl BodyEncoder {
     }
 
     /// The body to send and whether it is gzip-compressed.
-    pub fn encode_for_wire(&self, batch: &Batch, only: Option<&[usize]>) -> (Bytes, bool) {
+    pub fn encode_for_wire(&self, batch: &BatchEvents, only: Option<&[usize]>) -> (Bytes, bool) {
         if !self.gzip {
             return (Bytes::from(self.encode(batch, only)), false);
         }
         let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(batch.body_bytes() / 6 + 64),
+            Vec::with_capacity(self.body_estimate(batch, only) / 6 + 64),
             flate2::Compression::new(self.gzip_level),
         );
         match self
@@ -339,6 +339,161 @@ impl BodyEncoder {
             // Writing into a Vec does not fail; if it ever did, plain still works.
             Err(_) => (Bytes::from(self.encode(batch, only)), false),
         }
+    }
+}
+
+impl BodyEncoder {
+    /// About the uncompressed body size of the events `only` (all when `None`).
+    fn body_estimate(&self, batch: &BatchEvents, only: Option<&[usize]>) -> usize {
+        let data = match only {
+            Some(only) if only.len() < batch.len() => {
+                only.iter().map(|&i| batch.event_len(i)).sum::<usize>()
+            }
+            _ => batch.data_bytes(),
+        };
+        let per_event = match self.protocol {
+            IntakeProtocol::Sekoia => 3 + data / 16,
+            IntakeProtocol::Ndjson => 1,
+            IntakeProtocol::Elasticsearch => self.es_action_bytes + 1,
+        };
+        data + per_event * only.map_or(batch.len(), <[usize]>::len) + 64
+    }
+
+    /// The events of a body [`BodyEncoder::encode_for_wire`] wrote, in order: how a
+    /// batch whose events were let go once its body was built gets them back. `len`
+    /// is how many it holds; a body that does not give back exactly that many is an
+    /// error.
+    pub fn decode(&self, body: &[u8], gzip: bool, len: usize) -> Result<BatchEvents, String> {
+        use std::io::Read as _;
+        let mut inflated = Vec::new();
+        let plain: &[u8] = if gzip {
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut inflated)
+                .map_err(|e| format!("reading back a compressed request body failed: {e}"))?;
+            &inflated
+        } else {
+            body
+        };
+        let mut events = BatchEvents::default();
+        match self.protocol {
+            IntakeProtocol::Sekoia => {
+                #[derive(Deserialize)]
+                struct SekoiaBody<'a> {
+                    #[serde(borrow)]
+                    jsons: Vec<Cow<'a, str>>,
+                }
+                let parsed: SekoiaBody<'_> = serde_json::from_slice(plain)
+                    .map_err(|e| format!("reading back a request body failed: {e}"))?;
+                for event in &parsed.jsons {
+                    events.push(event.as_bytes());
+                }
+            }
+            // An event is one line: the JSON writer escapes every control character.
+            IntakeProtocol::Ndjson => {
+                for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    events.push(line);
+                }
+            }
+            // Action lines and events alternate.
+            IntakeProtocol::Elasticsearch => {
+                let lines = plain.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+                for line in lines.skip(1).step_by(2) {
+                    events.push(line);
+                }
+            }
+        }
+        if events.len() != len {
+            return Err(format!(
+                "reading back a request body gave {} events instead of {len}",
+                events.len()
+            ));
+        }
+        Ok(events)
+    }
+}
+
+/// A batch's events while the client delivers them.
+///
+/// Once the request body of the whole batch is built, the events' own bytes are let
+/// go: the body holds them in about a seventh of the room (a 4 MB batch
+/// of CloudFront events is a body of about 0.5 MB at gzip level 2), and what nearly
+/// every batch meets (accepted, or the same body sent again after an outage) needs
+/// nothing else. The rare paths that need single events (a refused batch split in
+/// halves, Elasticsearch items sent again, an event cut after a 413, the dead-letter
+/// sink) decode them from the body, once (without gzip, the body is the events with
+/// their separators, and keeping both would hold them twice). Before, each of the
+/// `max_concurrent_requests` batches in flight kept its events for those paths alone:
+/// a large object's peak RSS was a fifth above a small one's.
+pub(crate) struct HeldEvents {
+    plain: Option<Arc<BatchEvents>>,
+    /// Released with the events' first letting go.
+    permit: Option<PlainPermit>,
+    /// The body of every event of the batch, in order, once built (and whether it is
+    /// gzip-compressed).
+    whole: Option<(Bytes, bool)>,
+    len: usize,
+}
+
+impl HeldEvents {
+    pub(crate) fn new(events: BatchEvents, permit: PlainPermit) -> Self {
+        HeldEvents {
+            len: events.len(),
+            plain: Some(Arc::new(events)),
+            permit: Some(permit),
+            whole: None,
+        }
+    }
+
+    /// Bytes of the events kept as they are (0 once they live in the body only).
+    #[cfg(test)]
+    pub(crate) fn plain_bytes(&self) -> usize {
+        self.plain.as_ref().map_or(0, |p| p.data_bytes())
+    }
+
+    /// The body for the events `group` (batch indices, ascending).
+    pub(crate) async fn body(
+        &mut self,
+        encoder: &Arc<BodyEncoder>,
+        group: &[usize],
+    ) -> Result<(Bytes, bool), String> {
+        let whole = group.len() == self.len;
+        if whole && let Some(body) = &self.whole {
+            return Ok(body.clone());
+        }
+        let events = self.plain(encoder).await?;
+        let encoder = Arc::clone(encoder);
+        let only = group.to_vec();
+        let body =
+            tokio::task::spawn_blocking(move || encoder.encode_for_wire(&events, Some(&only)))
+                .await
+                .map_err(|e| format!("encoding the batch failed: {e}"))?;
+        if whole {
+            self.plain = None;
+            self.permit = None;
+            self.whole = Some(body.clone());
+        }
+        Ok(body)
+    }
+
+    /// The events as they are, read back from the body if they were let go.
+    pub(crate) async fn plain(
+        &mut self,
+        encoder: &Arc<BodyEncoder>,
+    ) -> Result<Arc<BatchEvents>, String> {
+        if let Some(plain) = &self.plain {
+            return Ok(Arc::clone(plain));
+        }
+        let Some((body, gzip)) = self.whole.clone() else {
+            return Err("the batch's events were let go without a body".to_owned());
+        };
+        let encoder = Arc::clone(encoder);
+        let len = self.len;
+        let events = tokio::task::spawn_blocking(move || encoder.decode(&body, gzip, len))
+            .await
+            .map_err(|e| format!("reading back the batch failed: {e}"))??;
+        let events = Arc::new(events);
+        self.plain = Some(Arc::clone(&events));
+        Ok(events)
     }
 }
 
@@ -561,25 +716,22 @@ impl IntakeClient {
         Duration::from_millis(rand::rng().random_range(0..=ms))
     }
 
-    async fn encode(&self, batch: &Arc<Batch>, only: Vec<usize>) -> Result<(Bytes, bool), String> {
-        let encoder = Arc::clone(&self.encoder);
-        let batch = Arc::clone(batch);
-        tokio::task::spawn_blocking(move || encoder.encode_for_wire(&batch, Some(&only)))
-            .await
-            .map_err(|e| format!("encoding the batch failed: {e}"))
-    }
-
     /// Delivers `batch`: retries while the intake is down (for as long as it takes),
     /// isolates the events it refuses by splitting the batch, and writes those to the
     /// dead-letter sink. `Err` only for events that could not be delivered nor
     /// dead-lettered (no sink, sink unwritable, encoding failed): their objects are
     /// redelivered.
-    pub async fn deliver(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
+    /// `plain` is released once the events live in the request body only.
+    pub async fn deliver(
+        &self,
+        events: BatchEvents,
+        plain: PlainPermit,
+    ) -> Result<(), DeliveryFailure> {
         let url = self.endpoint.as_str();
         let mut doomed: Vec<Doomed> = Vec::new();
-        let mut sendable = Vec::with_capacity(batch.len());
-        for i in 0..batch.len() {
-            let size = batch.event(i).len();
+        let mut sendable = Vec::with_capacity(events.len());
+        for i in 0..events.len() {
+            let size = events.event_len(i);
             if size > self.max_event_bytes {
                 doomed.push(Doomed {
                     index: i,
@@ -598,6 +750,7 @@ impl IntakeClient {
                 sendable.push(i);
             }
         }
+        let mut held = HeldEvents::new(events, plain);
         // Depth-first: the first half of a split batch is settled before the second.
         let mut groups = vec![sendable];
         let mut split_logged = false;
@@ -607,7 +760,7 @@ impl IntakeClient {
             if group.is_empty() {
                 continue;
             }
-            let outcome = match self.deliver_group(&batch, group).await {
+            let outcome = match self.deliver_group(&mut held, group).await {
                 Ok(o) => o,
                 Err(mut failure) => {
                     // Encoding failed (a panic on the blocking thread). Everything not
@@ -671,15 +824,34 @@ impl IntakeClient {
                 }
             }
         }
+        if too_large.is_empty() && doomed.is_empty() {
+            return Ok(());
+        }
+        let events = match held.plain(&self.encoder).await {
+            Ok(events) => events,
+            Err(reason) => {
+                return Err(DeliveryFailure {
+                    failed: Some(
+                        too_large
+                            .iter()
+                            .map(|t| t.0)
+                            .chain(doomed.iter().map(|d| d.index))
+                            .collect(),
+                    ),
+                    reason,
+                });
+            }
+        };
+        drop(held);
         for (index, answer) in too_large {
-            if let Err(d) = self.send_truncated(&batch, index, answer).await? {
+            if let Err(d) = self.send_truncated(&events, index, answer).await? {
                 doomed.push(d);
             }
         }
         if doomed.is_empty() {
             return Ok(());
         }
-        self.dead_letter_events(&batch, doomed).await
+        self.dead_letter_events(&events, doomed).await
     }
 
     /// Event `index` of `batch` was refused alone with 413 (`answer`): sends it again
@@ -688,7 +860,7 @@ impl IntakeClient {
     /// `Err`: encoding failed.
     async fn send_truncated(
         &self,
-        batch: &Batch,
+        batch: &BatchEvents,
         index: usize,
         mut answer: String,
     ) -> Result<Result<(), Doomed>, DeliveryFailure> {
@@ -719,13 +891,14 @@ impl IntakeClient {
                 crate::oversize::TRUNCATED_TAG
             );
             current = smaller;
-            // A stand-in batch owning no acknowledgement: the event is settled with
-            // the batch it came from.
-            let mut alone = Batch::default();
-            alone.push_unowned(&current, self.encoder.cost(&current));
-            let alone = Arc::new(alone);
+            // A stand-in batch of the cut event: it is settled with the batch it came
+            // from.
+            let mut alone = HeldEvents::new(
+                std::iter::once(&current[..]).collect(),
+                PlainPermit::unbounded(),
+            );
             let outcome =
-                self.deliver_group(&alone, vec![0])
+                self.deliver_group(&mut alone, vec![0])
                     .await
                     .map_err(|f| DeliveryFailure {
                         failed: Some(vec![index]),
@@ -764,7 +937,7 @@ impl IntakeClient {
     /// Writes `doomed` to the dead-letter sink; they then count as delivered.
     async fn dead_letter_events(
         &self,
-        batch: &Batch,
+        batch: &BatchEvents,
         doomed: Vec<Doomed>,
     ) -> Result<(), DeliveryFailure> {
         let url = self.endpoint.as_str();
@@ -828,7 +1001,7 @@ impl IntakeClient {
     /// the request for good. Retries while the intake is down, without limit.
     async fn deliver_group(
         &self,
-        batch: &Arc<Batch>,
+        held: &mut HeldEvents,
         mut group: Vec<usize>,
     ) -> Result<GroupOutcome, DeliveryFailure> {
         let url = self.endpoint.as_str();
@@ -836,7 +1009,7 @@ impl IntakeClient {
             failed: Some(group.to_vec()),
             reason,
         };
-        let mut body = match self.encode(batch, group.clone()).await {
+        let mut body = match held.body(&self.encoder, &group).await {
             Ok(b) => b,
             Err(reason) => return Err(encode_failed(&group, reason)),
         };
@@ -869,7 +1042,7 @@ impl IntakeClient {
                         return Ok(GroupOutcome::Delivered { rejected });
                     }
                     group = retry.iter().map(|&i| group[i]).collect();
-                    body = match self.encode(batch, group.clone()).await {
+                    body = match held.body(&self.encoder, &group).await {
                         Ok(b) => b,
                         Err(reason) => {
                             // The items refused for good are not dead-lettered yet:
@@ -1066,8 +1239,8 @@ impl BatchSender for IntakeClient {
         Some(cut)
     }
 
-    async fn send(&self, batch: Arc<Batch>) -> Result<(), DeliveryFailure> {
-        self.deliver(batch).await
+    async fn send(&self, events: BatchEvents, plain: PlainPermit) -> Result<(), DeliveryFailure> {
+        self.deliver(events, plain).await
     }
 }
 
@@ -1200,6 +1373,7 @@ fn bulk_outcome(body: &[u8], events: usize, key: Option<&IntakeKey>) -> Attempt 
 mod tests {
     use super::*;
     use crate::ack::ObjectAck;
+    use crate::batch::Batch;
     use crate::config::{Config, KeySource};
     use crate::deadletter::DeadLetterSink;
     use alf_testkit::closed_port_url;
@@ -1243,14 +1417,14 @@ mod tests {
         Config::from_toml_str(&text).unwrap().intake
     }
 
-    fn batch(events: &[&str]) -> (Arc<Batch>, Arc<ObjectAck>) {
+    fn batch(events: &[&str]) -> (Batch, Arc<ObjectAck>) {
         let ack = Arc::new(ObjectAck::new());
         ack.add_pending(events.len() as u64);
         let mut b = Batch::default();
         for e in events {
             b.push(e.as_bytes(), e.len(), &ack);
         }
-        (Arc::new(b), ack)
+        (b, ack)
     }
 
     const EVENTS: [&str; 2] = [
@@ -1274,13 +1448,17 @@ mod tests {
         let (b, _ack) = batch(&refs);
         let compressed_size = |extra: &str| {
             let encoder = BodyEncoder::new(&settings("https://intake.example", "ndjson", extra));
-            let (body, gzipped) = encoder.encode_for_wire(&b, None);
+            let (body, gzipped) = encoder.encode_for_wire(b.events(), None);
             assert!(gzipped);
             let mut plain = Vec::new();
             flate2::read::GzDecoder::new(&body[..])
                 .read_to_end(&mut plain)
                 .unwrap();
-            assert_eq!(plain, encoder.encode(&b, None), "{extra}: the same body");
+            assert_eq!(
+                plain,
+                encoder.encode(b.events(), None),
+                "{extra}: the same body"
+            );
             body.len()
         };
         let fastest = compressed_size("gzip_level = 1");
@@ -1297,8 +1475,11 @@ mod tests {
         let intake = TestIntake::start_replying(vec![response(200, "{}")]).await;
         let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
-        let (b, _) = batch(&EVENTS);
-        client.deliver(b).await.unwrap();
+        let (mut b, _) = batch(&EVENTS);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         let seen = intake.requests();
         assert_eq!(seen.len(), 1);
         let req = &seen[0];
@@ -1328,8 +1509,11 @@ mod tests {
             "gzip = false",
         ))
         .unwrap();
-        let (b, ack) = batch(&EVENTS);
-        client.deliver(b.clone()).await.unwrap();
+        let (mut b, ack) = batch(&EVENTS);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()));
         let req = intake.requests()[0].clone();
@@ -1354,8 +1538,11 @@ mod tests {
         .await;
         let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
-        let (b, _) = batch(&EVENTS);
-        client.deliver(b).await.unwrap();
+        let (mut b, _) = batch(&EVENTS);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         let seen = intake.requests();
         assert_eq!(seen.len(), 3);
         assert_eq!(
@@ -1374,9 +1561,12 @@ mod tests {
         .await;
         let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
-        let (b, _) = batch(&EVENTS);
+        let (mut b, _) = batch(&EVENTS);
         let start = std::time::Instant::now();
-        client.deliver(b).await.unwrap();
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         assert!(
             start.elapsed() >= Duration::from_millis(950),
             "{:?}",
@@ -1435,8 +1625,11 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = events.iter().map(String::as_str).collect();
-        let (b, ack) = batch(&refs);
-        client.deliver(b.clone()).await.unwrap();
+        let (mut b, ack) = batch(&refs);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()), "the object completes");
 
@@ -1471,8 +1664,11 @@ mod tests {
         let intake = TestIntake::start_replying(vec![response(422, &long)]).await;
         let url = intake.url();
         let client = IntakeClient::new(&settings(&url, "sekoia", "")).unwrap();
-        let (b, ack) = batch(&EVENTS);
-        let failure = client.deliver(b.clone()).await.unwrap_err();
+        let (mut b, ack) = batch(&EVENTS);
+        let failure = client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap_err();
         assert_eq!(
             intake.requests().len(),
             3,
@@ -1509,8 +1705,11 @@ mod tests {
             r#"{{"m":"huge","event":{{"original":"{}"}}}}"#,
             "x".repeat(5000)
         );
-        let (b, ack) = batch(&[r#"{"m":"a"}"#, &huge, r#"{"m":"c"}"#]);
-        client.deliver(Arc::clone(&b)).await.unwrap();
+        let (mut b, ack) = batch(&[r#"{"m":"a"}"#, &huge, r#"{"m":"c"}"#]);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()));
         assert!(
@@ -1549,8 +1748,11 @@ mod tests {
         .await;
         let url = intake.url();
         let (client, dir) = client_with_sink(&url, "sekoia", "");
-        let (b, _) = batch(&[r#"{"m":"a"}"#, r#"{"m":"huge","n":[1,2,3,4,5,6,7,8]}"#]);
-        client.deliver(b).await.unwrap();
+        let (mut b, _) = batch(&[r#"{"m":"a"}"#, r#"{"m":"huge","n":[1,2,3,4,5,6,7,8]}"#]);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         let dead = dead_letters(&dir.path().join("dl"));
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0]["event"]["m"], "huge", "the original event is kept");
@@ -1568,8 +1770,11 @@ mod tests {
         .await;
         let url = intake.url();
         let (client, dir) = client_with_sink(&url, "sekoia", "");
-        let (b, _) = batch(&EVENTS);
-        client.deliver(b).await.unwrap();
+        let (mut b, _) = batch(&EVENTS);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         let seen = intake.requests();
         assert_eq!(seen.len(), 3);
         assert!(
@@ -1594,11 +1799,11 @@ mod tests {
         let url = intake.url();
         let client = Arc::new(IntakeClient::new(&settings(&url, "ndjson", "")).unwrap());
         let circuit = Arc::clone(client.circuit());
-        let (b, ack) = batch(&EVENTS);
+        let (mut b, ack) = batch(&EVENTS);
         let delivery = tokio::spawn({
             let client = Arc::clone(&client);
-            let b = b.clone();
-            async move { client.deliver(b).await }
+            let events = b.take_events();
+            async move { client.deliver(events, PlainPermit::unbounded()).await }
         });
         let mut opened = false;
         while !delivery.is_finished() {
@@ -1636,8 +1841,11 @@ mod tests {
         );
         let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(2000));
         assert_eq!(client.fit(big.as_bytes()), None, "not truncated");
-        let (b, _) = batch(&[EVENTS[0], &big]);
-        client.deliver(b).await.unwrap();
+        let (mut b, _) = batch(&[EVENTS[0], &big]);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         let seen = intake.requests();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].body, format!("{}\n", EVENTS[0]).into_bytes());
@@ -1681,8 +1889,11 @@ mod tests {
             "elasticsearch",
             "gzip = false\n[intake.elasticsearch_indices]\n\"aws.waf\" = \"waf-stream\"",
         );
-        let (b, ack) = batch(&events);
-        client.deliver(b.clone()).await.unwrap();
+        let (mut b, ack) = batch(&events);
+        client
+            .deliver(b.take_events(), PlainPermit::unbounded())
+            .await
+            .unwrap();
         b.acknowledge();
         assert_eq!(ack.settled().await, Ok(()));
 
@@ -1807,7 +2018,7 @@ mod tests {
         let s = settings("https://intake.sekoia.io", "sekoia", "gzip = false");
         let enc = BodyEncoder::new(&s);
         let (b, _) = batch(&EVENTS);
-        let body = enc.encode(&b, None);
+        let body = enc.encode(b.events(), None);
         let prefix = "{\"intake_key\":\"test-intake-key\",\"jsons\":[]}".len();
         let cost: usize = EVENTS.iter().map(|e| enc.cost(e.as_bytes())).sum();
         // Each event's cost includes a comma; the last one has none.
@@ -1816,6 +2027,78 @@ mod tests {
             s.key.as_ref().map(|k| k.source()),
             Some(KeySource::Inline)
         ));
+    }
+
+    /// Events a body must give back byte for byte: quotes, backslashes, escapes the
+    /// writer made, tabs, non-ASCII, an empty object.
+    fn awkward_events() -> Vec<String> {
+        let mut events = vec![
+            r#"{"message":"a \"quoted\" line\twith a tab","event":{"id":"1"}}"#.to_owned(),
+            r#"{"message":"back\\slash \u0001 \n","event":{"dataset":"aws.s3access"}}"#.to_owned(),
+            "{\"message\":\"caf\u{e9} \u{1f600} \u{2028}\"}".to_owned(),
+            "{}".to_owned(),
+        ];
+        events.extend((0..500).map(|i| format!(r#"{{"n":{i},"event":{{"id":"e{i}"}}}}"#)));
+        events
+    }
+
+    #[test]
+    fn every_protocol_reads_its_body_back_to_the_same_events() {
+        let events = awkward_events();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let (b, _) = batch(&refs);
+        for protocol in ["sekoia", "ndjson", "elasticsearch"] {
+            for gzip in ["gzip = true", "gzip = false"] {
+                let enc = BodyEncoder::new(&settings("https://intake.example", protocol, gzip));
+                let (body, gzipped) = enc.encode_for_wire(b.events(), None);
+                let back = enc.decode(&body, gzipped, b.len()).unwrap();
+                assert_eq!(&back, b.events(), "{protocol}, {gzip}");
+                let only = [1, 3, 7];
+                let (body, gzipped) = enc.encode_for_wire(b.events(), Some(&only));
+                let back = enc.decode(&body, gzipped, 3).unwrap();
+                let expected: BatchEvents = only.iter().map(|&i| b.events().event(i)).collect();
+                assert_eq!(back, expected, "{protocol}, {gzip}, a part");
+                let miscounted = enc.decode(&body, gzipped, 4).unwrap_err();
+                assert!(miscounted.contains("3 events instead of 4"), "{miscounted}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_in_flight_keeps_its_body_only_and_reads_its_events_back_from_it() {
+        let events = awkward_events();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let (b, _) = batch(&refs);
+        let original = b.events().clone();
+        let all: Vec<usize> = (0..b.len()).collect();
+        for protocol in ["sekoia", "ndjson", "elasticsearch"] {
+            let enc = Arc::new(BodyEncoder::new(&settings(
+                "https://intake.example",
+                protocol,
+                "",
+            )));
+            let mut held = HeldEvents::new(original.clone(), PlainPermit::unbounded());
+            assert_eq!(held.plain_bytes(), original.data_bytes());
+            let (body, gzipped) = held.body(&enc, &all).await.unwrap();
+            assert!(gzipped);
+            assert!(
+                body.len() < original.data_bytes() / 3,
+                "{protocol}: {}",
+                body.len()
+            );
+            assert_eq!(held.plain_bytes(), 0, "{protocol}: the events are let go");
+            // The same body again (a retry), without the events.
+            let again = held.body(&enc, &all).await.unwrap();
+            assert_eq!(again.0, body);
+            assert_eq!(held.plain_bytes(), 0);
+            // A part of the batch (a split) reads them back, once.
+            let (part, _) = held.body(&enc, &all[..2]).await.unwrap();
+            assert_eq!(held.plain_bytes(), original.data_bytes());
+            let back = enc.decode(&part, true, 2).unwrap();
+            assert_eq!(back.event(1), original.event(1));
+            assert_eq!(*held.plain(&enc).await.unwrap(), original, "{protocol}");
+        }
+        b.acknowledge();
     }
 
     #[test]
