@@ -179,4 +179,15 @@ impl TlsFront {
     pub fn handshakes_failed(&self) -> u64 {
         self.handshakes_failed.load(Ordering::Relaxed)
     }
+
+    /// The failed handshakes once there are `n`, or after 5 s. The acceptor sends
+    /// its alert before its task counts the failure, so a client can see the refusal
+    /// before the count moves.
+    pub async fn handshakes_failed_reaching(&self, n: u64) -> u64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.handshakes_failed() < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.handshakes_failed()
+    }
 }
