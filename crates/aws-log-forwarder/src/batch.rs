@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -249,11 +249,6 @@ impl BatchEvents {
         &self.data[start..self.ends[i]]
     }
 
-    /// Size of the `i`-th event.
-    pub fn event_len(&self, i: usize) -> usize {
-        self.ends[i] - if i == 0 { 0 } else { self.ends[i - 1] }
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.len()).map(|i| self.event(i))
     }
@@ -469,7 +464,7 @@ pub struct DeliveryFailure {
 /// still being built while the batcher filled the next.)
 #[derive(Debug)]
 pub struct PlainPermit {
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl PlainPermit {
@@ -533,8 +528,10 @@ pub async fn run_batcher<S: BatchSender>(
     abort: CancellationToken,
 ) {
     let max_bytes = limits.max_bytes.min(sender.max_body_bytes()).max(1);
-    let permits = Arc::new(Semaphore::new(limits.max_concurrent));
-    let plain_permits = Arc::new(Semaphore::new(PLAIN_BATCHES));
+    let slots = Slots {
+        requests: Arc::new(Semaphore::new(limits.max_concurrent)),
+        plain: Arc::new(Semaphore::new(PLAIN_BATCHES)),
+    };
     let mut requests = JoinSet::new();
     let mut batch = Batch::default();
     let mut deadline: Option<Instant> = None;
@@ -554,7 +551,7 @@ pub async fn run_batcher<S: BatchSender>(
             }
             _ = linger => {
                 deadline = None;
-                if !flush(&mut batch, &permits, &plain_permits, &mut requests, &sender, &abort).await {
+                if !flush(&mut batch, &slots, &mut requests, &sender, &abort).await {
                     requests.abort_all();
                     return;
                 }
@@ -569,7 +566,7 @@ pub async fn run_batcher<S: BatchSender>(
                         || batch.body_bytes() + cost > max_bytes;
                     if full && !batch.is_empty() {
                         deadline = None;
-                        if !flush(&mut batch, &permits, &plain_permits, &mut requests, &sender, &abort).await {
+                        if !flush(&mut batch, &slots, &mut requests, &sender, &abort).await {
                             requests.abort_all();
                             return;
                         }
@@ -588,7 +585,7 @@ pub async fn run_batcher<S: BatchSender>(
                     || nothing_follows
                 {
                     deadline = None;
-                    if !flush(&mut batch, &permits, &plain_permits, &mut requests, &sender, &abort).await {
+                    if !flush(&mut batch, &slots, &mut requests, &sender, &abort).await {
                         requests.abort_all();
                         return;
                     }
@@ -597,16 +594,7 @@ pub async fn run_batcher<S: BatchSender>(
         }
     }
     // Channel closed: send what is left and wait for every request.
-    if !flush(
-        &mut batch,
-        &permits,
-        &plain_permits,
-        &mut requests,
-        &sender,
-        &abort,
-    )
-    .await
-    {
+    if !flush(&mut batch, &slots, &mut requests, &sender, &abort).await {
         requests.abort_all();
         return;
     }
@@ -630,12 +618,46 @@ pub async fn run_batcher<S: BatchSender>(
 /// [`PlainPermit`]).
 const PLAIN_BATCHES: usize = 1;
 
+/// What a batch waits for before it is handed over.
+struct Slots {
+    /// `max_concurrent` requests.
+    requests: Arc<Semaphore>,
+    /// [`PLAIN_BATCHES`] batches whose sender still keeps their events as they are.
+    plain: Arc<Semaphore>,
+}
+
+impl Slots {
+    /// A request slot, then the plain one; `None` when aborted.
+    async fn acquire(
+        &self,
+        abort: &CancellationToken,
+    ) -> Option<(OwnedSemaphorePermit, PlainPermit)> {
+        let one = |semaphore: &Arc<Semaphore>| {
+            let semaphore = Arc::clone(semaphore);
+            async move {
+                tokio::select! {
+                    biased;
+                    _ = abort.cancelled() => None,
+                    p = semaphore.acquire_owned() => p.ok(),
+                }
+            }
+        };
+        let request = one(&self.requests).await?;
+        let plain = one(&self.plain).await?;
+        Some((
+            request,
+            PlainPermit {
+                _permit: Some(plain),
+            },
+        ))
+    }
+}
+
 /// Starts sending the open batch (waiting for a request slot, and for the batch
 /// handed over before to be encoded). False when aborted.
 async fn flush<S: BatchSender>(
     batch: &mut Batch,
-    permits: &Arc<Semaphore>,
-    plain_permits: &Arc<Semaphore>,
+    slots: &Slots,
     requests: &mut JoinSet<()>,
     sender: &Arc<S>,
     abort: &CancellationToken,
@@ -643,21 +665,8 @@ async fn flush<S: BatchSender>(
     if batch.is_empty() {
         return true;
     }
-    let permit = tokio::select! {
-        biased;
-        _ = abort.cancelled() => return false,
-        p = Arc::clone(permits).acquire_owned() => match p {
-            Ok(p) => p,
-            Err(_) => return false,
-        },
-    };
-    let plain = tokio::select! {
-        biased;
-        _ = abort.cancelled() => return false,
-        p = Arc::clone(plain_permits).acquire_owned() => match p {
-            Ok(p) => PlainPermit { _permit: Some(p) },
-            Err(_) => return false,
-        },
+    let Some((permit, plain)) = slots.acquire(abort).await else {
+        return false;
     };
     // The next batch starts with the room this one took, and an eighth more: a run of
     // full batches is filled without regrowing (doubling from empty copied every 4 MB
