@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The daemon end to end, as a user runs it: LocalStack S3 + SQS, the real release
-binary, and a local counting intake (NDJSON, gzip bodies decompressed and counted).
+binary, and a local counting intake (NDJSON, gzip or zstd bodies decompressed and
+counted; zstd needs the `zstandard` package: pip install zstandard).
 
 Run by hand (never by the test command); see crates/alf-bench/README.md:
 
@@ -55,8 +56,12 @@ class Intake(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        if self.headers.get("content-encoding") == "gzip":
+        coding = self.headers.get("content-encoding")
+        if coding == "gzip":
             body = gzip.decompress(body)
+        elif coding == "zstd":
+            import zstandard  # only when the daemon sends zstd
+            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
         n = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
         with COUNTER.lock:
             COUNTER.events += n
@@ -75,8 +80,13 @@ class Intake(http.server.BaseHTTPRequestHandler):
 
 
 def proc_cpu(pid):
+    return sum(proc_cpu_split(pid))
+
+
+def proc_cpu_split(pid):
+    """(user, system) CPU seconds of the process so far."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
 
 
 def proc_hwm_kb(pid):
@@ -159,6 +169,7 @@ level = "error"
     try:
         time.sleep(2)  # start-up and the first (empty) poll
         idle_cpu, idle_hwm = proc_cpu(daemon.pid), proc_hwm_kb(daemon.pid)
+        idle_user, idle_sys = proc_cpu_split(daemon.pid)
         if args.latency:
             latency_runs(args, s3, name, daemon, expected)
             return
@@ -181,6 +192,7 @@ level = "error"
             hwm = max(hwm, proc_hwm_kb(daemon.pid))
             time.sleep(0.2)
         cpu = proc_cpu(daemon.pid) - idle_cpu
+        user, system = proc_cpu_split(daemon.pid)
         hwm = max(hwm, proc_hwm_kb(daemon.pid))
         wall = COUNTER.last - start
         print(json.dumps({
@@ -188,6 +200,7 @@ level = "error"
             "requests": COUNTER.requests, "gzip": args.gzip,
             "upload_s": round(uploaded, 2), "wall_upload_to_last_event_s": round(wall, 2),
             "daemon_cpu_s": round(cpu, 2), "events_per_cpu_s": round(COUNTER.events / cpu),
+            "user_s": round(user - idle_user, 2), "sys_s": round(system - idle_sys, 2),
             "idle_rss_mb": round(idle_hwm / 1024, 1), "peak_rss_mb": round(hwm / 1024, 1),
             "load_avg_1m": os.getloadavg()[0],
         }))

@@ -158,9 +158,9 @@ pub struct RecordedRequest {
     pub version: String,
     /// Header names are lower-case.
     pub headers: Vec<(String, String)>,
-    /// Body size as received (compressed when gzip was used).
+    /// Body size as received (compressed when gzip or zstd was used).
     pub body_bytes: usize,
-    /// The body as received (compressed when gzip was used). Not kept (empty) in
+    /// The body as received (compressed when gzip or zstd was used). Not kept (empty) in
     /// [`Mode::AcceptDiscard`] or after [`TestIntake::set_keep_events`]`(false)`, so
     /// memory and long-running tests hold no bodies.
     pub body: Bytes,
@@ -197,20 +197,11 @@ impl RecordedRequest {
         format!("{} {} {}", self.method, self.path, self.version)
     }
 
-    /// [`RecordedRequest::body`], gunzipped when `Content-Encoding: gzip` was sent.
+    /// [`RecordedRequest::body`], decompressed as its `Content-Encoding` says (gzip or
+    /// zstd).
     pub fn plain_body(&self) -> Vec<u8> {
-        if self
-            .header("content-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
-        {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&self.body[..])
-                .read_to_end(&mut out)
-                .expect("a gzip body the test intake can gunzip");
-            out
-        } else {
-            self.body.to_vec()
-        }
+        decompress(self.header("content-encoding"), &self.body)
+            .expect("a body the test intake can decompress")
     }
 }
 
@@ -632,10 +623,10 @@ async fn handle(
         ));
     }
 
-    let gzip = req
+    let coding = req
         .headers()
         .get(CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let header_key = req
         .headers()
         .get("x-intake-key")
@@ -658,7 +649,7 @@ async fn handle(
     };
     if let Some(reply) = reply {
         // The body need not be events (a test may send anything): decoded when it can be.
-        if let Ok(d) = decode_body(&record.path, gzip, &body) {
+        if let Ok(d) = decode_body(&record.path, coding.as_deref(), &body) {
             record.events = d.events.len();
             record.intake_key = d.intake_key.or(header_key);
         }
@@ -666,7 +657,7 @@ async fn handle(
         return Ok(reply_response(&reply));
     }
 
-    let decoded = decode_body(&record.path, gzip, &body);
+    let decoded = decode_body(&record.path, coding.as_deref(), &body);
     let (events, bulk_actions) = match decoded {
         Ok(d) => {
             record.intake_key = d.intake_key.or(header_key);
@@ -898,18 +889,31 @@ struct Decoded {
     bulk_actions: Vec<Value>,
 }
 
+/// `body` decompressed as `Content-Encoding: coding` says: gzip, zstd, or none
+/// (absent or `identity`); any other coding is an error, as a real intake would answer.
+fn decompress(coding: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    match coding.map(str::trim) {
+        None => out.extend_from_slice(body),
+        Some(c) if c.eq_ignore_ascii_case("identity") => out.extend_from_slice(body),
+        Some(c) if c.eq_ignore_ascii_case("gzip") => {
+            flate2::read::MultiGzDecoder::new(body)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("gunzip: {e}"))?;
+        }
+        Some(c) if c.eq_ignore_ascii_case("zstd") => {
+            out = zstd::stream::decode_all(body).map_err(|e| format!("zstd: {e}"))?;
+        }
+        Some(other) => return Err(format!("unsupported Content-Encoding {other:?}")),
+    }
+    Ok(out)
+}
+
 /// Turns a request body into events, by protocol: `_bulk` by path, Sekoia by its
 /// `{"intake_key", "jsons"}` shape, NDJSON otherwise.
-fn decode_body(path: &str, gzip: bool, body: &[u8]) -> Result<Decoded, String> {
-    let text = if gzip {
-        let mut out = String::new();
-        flate2::read::MultiGzDecoder::new(body)
-            .read_to_string(&mut out)
-            .map_err(|e| format!("gunzip: {e}"))?;
-        out
-    } else {
-        String::from_utf8(body.to_vec()).map_err(|e| format!("body is not UTF-8: {e}"))?
-    };
+fn decode_body(path: &str, coding: Option<&str>, body: &[u8]) -> Result<Decoded, String> {
+    let text = String::from_utf8(decompress(coding, body)?)
+        .map_err(|e| format!("body is not UTF-8: {e}"))?;
     let mut decoded = Decoded {
         events: Vec::new(),
         intake_key: None,

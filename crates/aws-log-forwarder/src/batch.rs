@@ -202,7 +202,13 @@ impl Owner {
     }
 }
 
-/// The events of a batch: their JSON, concatenated, and where each ends.
+/// The events of a batch: their JSON, each followed by a line feed, and where each
+/// ends (before its line feed).
+///
+/// The line feeds make the events an NDJSON body as they are
+/// ([`BatchEvents::ndjson`]): an NDJSON request sends or compresses them without
+/// copying each event into a body first. An event never holds a line feed of its own
+/// (the JSON writer escapes every control character).
 ///
 /// Split from the [`Batch`] when it is sent: the sender owns the events (and may let
 /// their bytes go once a compressed request body holds them), the batch keeps who owns
@@ -238,15 +244,20 @@ impl BatchEvents {
         self.ends.is_empty()
     }
 
-    /// Serialized size of the events.
+    /// Serialized size of the events, with their line feeds.
     pub fn data_bytes(&self) -> usize {
         self.data.len()
     }
 
     /// The `i`-th event's JSON.
     pub fn event(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
         &self.data[start..self.ends[i]]
+    }
+
+    /// Every event, one per line: the body of an NDJSON request.
+    pub fn ndjson(&self) -> &[u8] {
+        &self.data
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
@@ -256,6 +267,17 @@ impl BatchEvents {
     pub fn push(&mut self, event: &[u8]) {
         self.data.extend_from_slice(event);
         self.ends.push(self.data.len());
+        self.data.push(b'\n');
+    }
+}
+
+/// Shares a batch's events as a request body ([`bytes::Bytes::from_owner`]): an
+/// NDJSON body without compression is the events' own buffer, not a copy of it.
+pub struct NdjsonBody(pub std::sync::Arc<BatchEvents>);
+
+impl AsRef<[u8]> for NdjsonBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.ndjson()
     }
 }
 

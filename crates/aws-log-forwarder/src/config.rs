@@ -626,7 +626,20 @@ settings! {
         pub key: Option<IntakeKey> = default(None),
         pub key_env: Option<String> = default(None),
         pub key_file: Option<PathBuf> = default(None),
+        /// `false` is the older spelling of `compression = "none"`.
         pub gzip: bool = default(true),
+        /// How request bodies are compressed: `gzip` (the default, unless `gzip =
+        /// false`), `zstd` (NDJSON intakes that take `Content-Encoding: zstd`, such
+        /// as Vector's `http_server` source: about half gzip's CPU for smaller bodies)
+        /// or `none`. Resolved in [`cross_checks`]; read it with
+        /// [`IntakeSettings::body_compression`].
+        pub compression: Option<BodyCompression> = default(None),
+        /// zstd level of request bodies (negative levels are faster and larger).
+        /// Measured like `gzip_level` on the same 4 MB CloudFront NDJSON bodies
+        /// (crates/alf-bench/README.md, issue 8, ninth step): gzip level 2 0.40 CPU-s
+        /// for ratio 7.6; zstd level 1 0.21 (ratio 10.0), -1 0.19 (8.0), -3 0.17
+        /// (7.6). -1 is as small as gzip's default for less than half its CPU.
+        pub zstd_level: i32 = default(-1).range(-7, 19),
         /// gzip level of request bodies (1 fastest, 9 smallest). The default was
         /// chosen by measurement with the daemon's backend (zlib-rs) on 4 MB bodies of
         /// 50,000 CloudFront events (92 MB of NDJSON): level 1 0.21 CPU-s (ratio 6.0),
@@ -676,6 +689,17 @@ settings! {
         /// What is sent per event: `ecs` (the normalised event) or `raw` (the record as
         /// AWS wrote it, for an intake that parses the AWS format itself).
         pub payload: PayloadMode = default(PayloadMode::Ecs),
+    }
+}
+
+impl IntakeSettings {
+    /// How request bodies are compressed: `compression`, else `gzip`.
+    pub fn body_compression(&self) -> BodyCompression {
+        self.compression.unwrap_or(if self.gzip {
+            BodyCompression::Gzip
+        } else {
+            BodyCompression::None
+        })
     }
 }
 
@@ -1089,6 +1113,18 @@ keywords! {
 }
 
 keywords! {
+    /// How request bodies are compressed (`intake.compression`).
+    pub enum BodyCompression ("compression") {
+        /// `Content-Encoding: gzip`, at `gzip_level`.
+        Gzip = "gzip",
+        /// `Content-Encoding: zstd`, at `zstd_level` (NDJSON intakes only).
+        Zstd = "zstd",
+        /// No compression (an intake on the same host or network).
+        None = "none",
+    }
+}
+
+keywords! {
     /// The daemon's log lines.
     pub enum LogFormat ("format") {
         Json = "json",
@@ -1456,6 +1492,33 @@ fn intake_value_checks(
     env: &EnvLookup,
     errors: &mut Vec<ConfigError>,
 ) {
+    match (intake.compression, intake.gzip) {
+        (None, gzip) => {
+            intake.compression = Some(if gzip {
+                BodyCompression::Gzip
+            } else {
+                BodyCompression::None
+            })
+        }
+        (Some(BodyCompression::Gzip), false) => errors.push(ConfigError::invalid(
+            format!("{prefix}.gzip"),
+            format!(
+                "false contradicts {prefix}.compression = \"gzip\"; set only {prefix}.compression"
+            ),
+        )),
+        (Some(_), _) => {}
+    }
+    if intake.compression == Some(BodyCompression::Zstd)
+        && intake.protocol != IntakeProtocol::Ndjson
+    {
+        errors.push(ConfigError::invalid(
+            format!("{prefix}.compression"),
+            format!(
+                "\"zstd\" is for NDJSON intakes that accept Content-Encoding: zstd; the {} protocol's intake takes gzip (set {prefix}.compression = \"gzip\")",
+                intake.protocol
+            ),
+        ));
+    }
     if intake.retry_max_backoff_ms < intake.retry_initial_backoff_ms {
         errors.push(ConfigError::invalid(
             format!("{prefix}.retry_max_backoff_ms"),
@@ -1941,6 +2004,48 @@ key = "  secret-intake-key-123\n"
             Ok(_) => panic!("expected an error for:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn request_compression_is_gzip_unless_said_otherwise_and_zstd_only_for_ndjson() {
+        let of = |extra: &str| {
+            Config::from_toml_str(&format!("{MINIMAL}{extra}\n"))
+                .unwrap()
+                .intake
+                .body_compression()
+        };
+        assert_eq!(of(""), BodyCompression::Gzip);
+        assert_eq!(of("gzip = false"), BodyCompression::None);
+        assert_eq!(of("compression = \"none\""), BodyCompression::None);
+        assert_eq!(
+            of("protocol = \"ndjson\"\ncompression = \"zstd\""),
+            BodyCompression::Zstd
+        );
+        let ndjson = Config::from_toml_str(&format!(
+            "{MINIMAL}protocol = \"ndjson\"\ncompression = \"zstd\"\nzstd_level = -3\n"
+        ))
+        .unwrap();
+        assert_eq!(ndjson.intake.zstd_level, -3);
+        assert_eq!(ndjson.intake.compression, Some(BodyCompression::Zstd));
+        let err = error_of(&format!("{MINIMAL}compression = \"zstd\"\n"));
+        assert!(
+            err.contains("intake.compression") && err.contains("NDJSON") && err.contains("sekoia"),
+            "{err}"
+        );
+        let err = error_of(&format!("{MINIMAL}gzip = false\ncompression = \"gzip\"\n"));
+        assert!(err.contains("intake.gzip: false contradicts"), "{err}");
+        let err = error_of(&format!("{MINIMAL}compression = \"brotli\"\n"));
+        assert!(
+            err.contains("intake.compression") && err.contains("zstd"),
+            "{err}"
+        );
+        let err = error_of(&format!(
+            "{MINIMAL}protocol = \"ndjson\"\nzstd_level = 20\n"
+        ));
+        assert!(
+            err.contains("intake.zstd_level: 20 is out of range"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,6 +51,37 @@ async fn ndjson_protocol_posts_one_event_per_line_with_the_key_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ndjson_protocol_with_zstd_sends_zstd_bodies_of_every_event() {
+    let (stack, intake) = TestStack::deploy_with_intake("proto-zstd").await;
+    let daemon = RunningDaemon::start(stack.daemon_config(
+        &intake,
+        &format!(
+            "[intake]\nurl = \"{}/ingest\"\nprotocol = \"ndjson\"\ncompression = \"zstd\"\n",
+            intake.url()
+        ),
+    ));
+
+    stack.put_gzip(KEY, cloudfront_log(7).as_bytes()).await;
+    let events = wait_for_records_then_stop(&stack, &intake, daemon, KEY, 10).await;
+
+    assert_eq!(events.len(), 10);
+    let mut ids: Vec<String> = events.iter().map(event_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "every event once");
+    for r in intake.requests() {
+        assert_eq!(r.header("content-encoding"), Some("zstd"), "{r:?}");
+        assert!(
+            r.body.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            "a zstd frame"
+        );
+        let plain = r.plain_body();
+        assert!(plain.len() > r.body_bytes, "compressed: {r:?}");
+        assert_eq!(plain.iter().filter(|&&b| b == b'\n').count(), r.events);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_protocol_uses_bulk_create_with_the_index_and_api_key() {
     let (stack, intake) = TestStack::deploy_with_intake("proto-es").await;
     let daemon = RunningDaemon::start(stack.daemon_config(

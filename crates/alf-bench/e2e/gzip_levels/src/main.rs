@@ -1,4 +1,4 @@
-//! gzip levels with zlib-rs (the daemon's backend): CPU seconds (best of 3, from
+//! gzip levels with zlib-rs (the daemon's backend) and zstd levels: CPU seconds (best of 3, from
 //! /proc/self/stat) and compression ratio, compressing the NDJSON file given in 4 MB
 //! request bodies fed 64 KB at a time, as the intake client does.
 
@@ -45,6 +45,29 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         println!(
             "level {level}: {best:.2} CPU-s (best of 3), {:.1} MB -> {:.1} MB, ratio {:.1}",
+            data.len() as f64 / 1e6,
+            compressed as f64 / 1e6,
+            data.len() as f64 / compressed as f64
+        );
+    }
+    for level in [-7i32, -5, -3, -1, 1, 2, 3] {
+        let mut best = f64::MAX;
+        let mut compressed = 0;
+        for _ in 0..3 {
+            let start = cpu_seconds()?;
+            compressed = 0;
+            for body in data.chunks(4_000_000) {
+                let mut enc =
+                    zstd::stream::write::Encoder::new(Vec::with_capacity(body.len() / 6), level)?;
+                for piece in body.chunks(64 * 1024) {
+                    enc.write_all(piece)?;
+                }
+                compressed += enc.finish()?.len();
+            }
+            best = best.min(cpu_seconds()? - start);
+        }
+        println!(
+            "zstd level {level}: {best:.2} CPU-s (best of 3), {:.1} MB -> {:.1} MB, ratio {:.1}",
             data.len() as f64 / 1e6,
             compressed as f64 / 1e6,
             data.len() as f64 / compressed as f64
