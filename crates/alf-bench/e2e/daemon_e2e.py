@@ -10,9 +10,14 @@ Run by hand (never by the test command); see crates/alf-bench/README.md:
     ... --objects /tmp/cf125k-{1..8}.log.gz     (several objects uploaded at once)
 
 Reports: wall time from the first upload to the last event at the intake, the
-daemon's CPU seconds (utime + stime from /proc/PID/stat), its peak RSS (VmHWM from
-/proc/PID/status) and events per CPU-second. The intake runs in this Python process,
-so its CPU is not the daemon's.
+daemon's CPU seconds (utime + stime from /proc/PID/stat, and each on its own), its
+peak RSS (VmHWM from /proc/PID/status) and events per CPU-second. The intake runs in
+this Python process, so its CPU is not the daemon's. With E2E_THREADS=1 in the
+environment, the CPU of each daemon thread is printed too (stderr): the parsing
+thread against `parse` alone, the compressing threads, the tokio workers.
+
+    ... --extra-intake 'compression = "zstd"'
+        zstd request bodies (the intake decompresses them with `zstandard`).
 
     ... --latency 5 --objects /tmp/cf10.log.gz
         uploads the object 5 times, one after the other, each once the previous one's
@@ -192,6 +197,13 @@ level = "error"
             hwm = max(hwm, proc_hwm_kb(daemon.pid))
             time.sleep(0.2)
         cpu = proc_cpu(daemon.pid) - idle_cpu
+        if os.environ.get("E2E_THREADS"):
+            for tid in sorted(os.listdir(f"/proc/{daemon.pid}/task")):
+                base = f"/proc/{daemon.pid}/task/{tid}"
+                name = open(f"{base}/comm").read().strip()
+                u, k = proc_cpu_split(f"{daemon.pid}/task/{tid}")
+                if u + k > 0.05:
+                    print(f"thread {tid} {name}: user {u:.2f} sys {k:.2f}", file=sys.stderr)
         user, system = proc_cpu_split(daemon.pid)
         hwm = max(hwm, proc_hwm_kb(daemon.pid))
         wall = COUNTER.last - start
