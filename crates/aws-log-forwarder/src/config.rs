@@ -629,9 +629,8 @@ settings! {
         /// `false` is the older spelling of `compression = "none"`.
         pub gzip: bool = default(true),
         /// How request bodies are compressed: `gzip` (the default, unless `gzip =
-        /// false`), `zstd` (NDJSON intakes that take `Content-Encoding: zstd`, such
-        /// as Vector's `http_server` source: about half gzip's CPU for smaller bodies)
-        /// or `none`. Resolved in [`cross_checks`]; read it with
+        /// false`), `zstd` (NDJSON intakes that take `Content-Encoding: zstd`: less
+        /// than half gzip's CPU for smaller bodies) or `none`. Resolved in [`cross_checks`]; read it with
         /// [`IntakeSettings::body_compression`].
         pub compression: Option<BodyCompression> = default(None),
         /// zstd level of request bodies (negative levels are faster and larger).
