@@ -171,24 +171,54 @@ fn add_into(total: &mut BTreeMap<String, f64>, more: &BTreeMap<String, f64>) {
     }
 }
 
-/// Waits until `done()` or `timeout`, refreshing the replica's metrics meanwhile.
+/// Waits until `done()` or `timeout`, refreshing the replica's metrics meanwhile;
+/// false when the time ran out.
 async fn wait_until(
-    what: &str,
     replica: &mut Replica,
     timeout: Duration,
     mut done: impl FnMut() -> bool,
-    describe: impl Fn() -> String,
-) {
+) -> bool {
     let started = Instant::now();
     while !done() {
-        assert!(
-            started.elapsed() < timeout,
-            "{what}: not reached within {timeout:?}\n{}",
-            describe()
-        );
+        if started.elapsed() >= timeout {
+            return false;
+        }
         replica.refresh().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    true
+}
+
+/// The end of a run that did not drain: what is left where, and the replica's log
+/// (whole in a file kept for a closer look, its last warnings and errors here), so a
+/// failure in CI can be understood without running it again.
+async fn drain_failure(
+    stack: &TestStack,
+    replica: Replica,
+    seed: u64,
+    missing_by_object: &[usize],
+    intake: &str,
+) -> String {
+    let queue = stack.queue_counts().await;
+    let dlq = stack.dlq_counts().await;
+    let out = replica.process.stop().await;
+    let path = std::env::temp_dir().join(format!("chaos-{seed}-last-replica.log"));
+    let kept = match std::fs::write(&path, &out.logs) {
+        Ok(()) => format!("whole log: {}", path.display()),
+        Err(e) => format!("the log could not be kept: {e}"),
+    };
+    let lines: Vec<&str> = out
+        .logs
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    format!(
+        "missing events by object (the first is the large one): {missing_by_object:?}\n\
+         queue: {queue:?}; dead-letter queue: {dlq:?}\n\
+         last replica ({}; {kept}), its last warnings and errors:\n{tail}\n{intake}",
+        out.status
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,10 +231,16 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         ],
     )
     .await;
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
+    // A failed run prints its seed; ALF_CHAOS_SEED runs that one again.
+    let seed = std::env::var("ALF_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        });
     eprintln!("chaos seed {seed}");
     let intake = TestIntake::start().await;
     intake.set_keep_events(false);
@@ -279,14 +315,12 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         0.40 + (seed / 200 % 200) as f64 / 1000.0,
     ];
     for point in kill_points {
-        wait_until(
-            &format!("{:.0}% of the events", point * 100.0),
-            &mut replica,
-            DRAIN_TIMEOUT,
-            || arrived(point),
-            || intake.describe(),
-        )
-        .await;
+        assert!(
+            wait_until(&mut replica, DRAIN_TIMEOUT, || arrived(point)).await,
+            "{:.0}% of the events: not reached within {DRAIN_TIMEOUT:?}\n{}",
+            point * 100.0,
+            intake.describe()
+        );
         replica.refresh().await;
         add_into(&mut metrics_total, &replica.last_metrics);
         let out = replica.process.kill().await;
@@ -313,14 +347,27 @@ async fn chaos_nothing_is_lost_and_duplicates_stay_few() {
         started.elapsed().as_secs_f64()
     );
 
-    wait_until(
-        "every expected event",
-        &mut replica,
-        DRAIN_TIMEOUT.saturating_sub(started.elapsed()),
-        || arrived(1.0),
-        || intake.describe(),
-    )
-    .await;
+    let left = DRAIN_TIMEOUT.saturating_sub(started.elapsed());
+    if !wait_until(&mut replica, left, || arrived(1.0)).await {
+        let ids = intake.accepted_ids();
+        let mut missing_by_object = vec![0usize; OBJECTS.len()];
+        for id in expected.iter().filter(|id| !ids.contains_key(*id)) {
+            if let Some(&o) = object_of.get(id) {
+                missing_by_object[o] += 1;
+            }
+        }
+        let report = drain_failure(
+            &stack,
+            replica,
+            seed,
+            &missing_by_object,
+            &intake.describe(),
+        )
+        .await;
+        panic!(
+            "every expected event: not reached within {DRAIN_TIMEOUT:?} (seed {seed})\n{report}"
+        );
+    }
     stack.wait_queue_empty(Duration::from_secs(60)).await;
     let drained = started.elapsed();
     replica.refresh().await;
