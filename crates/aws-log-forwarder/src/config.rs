@@ -636,8 +636,8 @@ settings! {
         /// zstd level of request bodies (negative levels are faster and larger).
         /// Measured like `gzip_level` on the same 4 MB CloudFront NDJSON bodies
         /// (crates/alf-bench/README.md, issue 8, ninth step): gzip level 2 0.40 CPU-s
-        /// for ratio 7.6; zstd level 1 0.21 (ratio 10.0), -1 0.19 (8.0), -3 0.17
-        /// (7.6). -1 is as small as gzip's default for less than half its CPU.
+        /// for ratio 7.6; zstd level 1 0.19 (ratio 10.0), -1 0.16 (8.0), -3 0.15
+        /// (7.6). -1 is smaller than gzip's default for 40% of its CPU.
         pub zstd_level: i32 = default(-1).range(-7, 19),
         /// gzip level of request bodies (1 fastest, 9 smallest). The default was
         /// chosen by measurement with the daemon's backend (zlib-rs) on 4 MB bodies of
