@@ -207,8 +207,8 @@ impl Owner {
 ///
 /// The line feeds make the events an NDJSON body as they are
 /// ([`BatchEvents::ndjson`]): an NDJSON request sends or compresses them without
-/// copying each event into a body first. An event never holds a line feed of its own
-/// (the JSON writer escapes every control character).
+/// copying each event into a body first. [`BatchEvents::event`] reads an event by its
+/// end, not by the line feeds, so the other protocols take any event as it is.
 ///
 /// Split from the [`Batch`] when it is sent: the sender owns the events (and may let
 /// their bytes go once a compressed request body holds them), the batch keeps who owns

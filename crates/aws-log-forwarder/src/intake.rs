@@ -485,8 +485,9 @@ impl BodyEncoder {
 /// every batch meets (accepted, or the same body sent again after an outage) needs
 /// nothing else. The rare paths that need single events (a refused batch split in
 /// halves, Elasticsearch items sent again, an event cut after a 413, the dead-letter
-/// sink) decode them from the body, once (without gzip, the body is the events with
-/// their separators, and keeping both would hold them twice). Before, each of the
+/// sink) decode them from the body, once (without compression, the body is the events
+/// with their separators, and keeping both would hold them twice; an NDJSON body is
+/// the events' own buffer, shared). Before, each of the
 /// `max_concurrent_requests` batches in flight kept its events for those paths alone:
 /// a large object's peak RSS was a fifth above a small one's.
 pub(crate) struct HeldEvents {
