@@ -84,10 +84,6 @@ class Intake(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def proc_cpu(pid):
-    return sum(proc_cpu_split(pid))
-
-
 def proc_cpu_split(pid):
     """(user, system) CPU seconds of the process so far."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -173,8 +169,8 @@ level = "error"
     daemon = subprocess.Popen([args.binary, "run", "--config", cfg.name], env=env)
     try:
         time.sleep(2)  # start-up and the first (empty) poll
-        idle_cpu, idle_hwm = proc_cpu(daemon.pid), proc_hwm_kb(daemon.pid)
         idle_user, idle_sys = proc_cpu_split(daemon.pid)
+        idle_hwm = proc_hwm_kb(daemon.pid)
         if args.latency:
             latency_runs(args, s3, name, daemon, expected)
             return
@@ -196,7 +192,9 @@ level = "error"
                 sys.exit(f"timeout: {COUNTER.events} of {expected} events")
             hwm = max(hwm, proc_hwm_kb(daemon.pid))
             time.sleep(0.2)
-        cpu = proc_cpu(daemon.pid) - idle_cpu
+        user, system = proc_cpu_split(daemon.pid)
+        user, system = user - idle_user, system - idle_sys
+        cpu = user + system
         if os.environ.get("E2E_THREADS"):
             for tid in sorted(os.listdir(f"/proc/{daemon.pid}/task")):
                 base = f"/proc/{daemon.pid}/task/{tid}"
@@ -204,7 +202,6 @@ level = "error"
                 u, k = proc_cpu_split(f"{daemon.pid}/task/{tid}")
                 if u + k > 0.05:
                     print(f"thread {tid} {name}: user {u:.2f} sys {k:.2f}", file=sys.stderr)
-        user, system = proc_cpu_split(daemon.pid)
         hwm = max(hwm, proc_hwm_kb(daemon.pid))
         wall = COUNTER.last - start
         print(json.dumps({
@@ -212,7 +209,7 @@ level = "error"
             "requests": COUNTER.requests, "gzip": args.gzip,
             "upload_s": round(uploaded, 2), "wall_upload_to_last_event_s": round(wall, 2),
             "daemon_cpu_s": round(cpu, 2), "events_per_cpu_s": round(COUNTER.events / cpu),
-            "user_s": round(user - idle_user, 2), "sys_s": round(system - idle_sys, 2),
+            "user_s": round(user, 2), "sys_s": round(system, 2),
             "idle_rss_mb": round(idle_hwm / 1024, 1), "peak_rss_mb": round(hwm / 1024, 1),
             "load_avg_1m": os.getloadavg()[0],
         }))

@@ -271,16 +271,6 @@ impl BatchEvents {
     }
 }
 
-/// Shares a batch's events as a request body ([`bytes::Bytes::from_owner`]): an
-/// NDJSON body without compression is the events' own buffer, not a copy of it.
-pub struct NdjsonBody(pub std::sync::Arc<BatchEvents>);
-
-impl AsRef<[u8]> for NdjsonBody {
-    fn as_ref(&self) -> &[u8] {
-        self.0.ndjson()
-    }
-}
-
 impl<'a> FromIterator<&'a [u8]> for BatchEvents {
     fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> Self {
         let mut events = BatchEvents::default();
@@ -288,6 +278,16 @@ impl<'a> FromIterator<&'a [u8]> for BatchEvents {
             events.push(e);
         }
         events
+    }
+}
+
+/// Shares a batch's events as a request body ([`bytes::Bytes::from_owner`]): an
+/// NDJSON body without compression is the events' own buffer, not a copy of it.
+pub struct NdjsonBody(pub Arc<BatchEvents>);
+
+impl AsRef<[u8]> for NdjsonBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.ndjson()
     }
 }
 

@@ -1491,22 +1491,16 @@ fn intake_value_checks(
     env: &EnvLookup,
     errors: &mut Vec<ConfigError>,
 ) {
-    match (intake.compression, intake.gzip) {
-        (None, gzip) => {
-            intake.compression = Some(if gzip {
-                BodyCompression::Gzip
-            } else {
-                BodyCompression::None
-            })
-        }
-        (Some(BodyCompression::Gzip), false) => errors.push(ConfigError::invalid(
+    if intake.compression == Some(BodyCompression::Gzip) && !intake.gzip {
+        errors.push(ConfigError::invalid(
             format!("{prefix}.gzip"),
             format!(
                 "false contradicts {prefix}.compression = \"gzip\"; set only {prefix}.compression"
             ),
-        )),
-        (Some(_), _) => {}
+        ));
     }
+    // Resolved, so `check-config` shows what is used.
+    intake.compression = Some(intake.body_compression());
     if intake.compression == Some(BodyCompression::Zstd)
         && intake.protocol != IntakeProtocol::Ndjson
     {

@@ -337,7 +337,7 @@ impl BodyEncoder {
             BodyCompression::None => None,
             BodyCompression::Gzip => {
                 let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(self.body_estimate(batch, only) / 6 + 64),
+                    Vec::with_capacity(compressed_room(batch, only, 6)),
                     flate2::Compression::new(self.gzip_level),
                 );
                 self.write_compressible(batch, only, &mut enc)
@@ -348,7 +348,7 @@ impl BodyEncoder {
                 zstd_in_one_piece(batch.ndjson(), self.zstd_level).ok()
             }
             BodyCompression::Zstd => zstd::stream::write::Encoder::new(
-                Vec::with_capacity(self.body_estimate(batch, only) / 8 + 64),
+                Vec::with_capacity(compressed_room(batch, only, 8)),
                 self.zstd_level,
             )
             .and_then(|mut enc| {
@@ -594,6 +594,15 @@ fn zstd_in_one_piece(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
         }
         Ok(out)
     })
+}
+
+/// Room to give a compressed body of the events `only` (all when `None`): their bytes
+/// divided by about the codec's ratio. Only a hint, so it reads the events' lengths and
+/// not their bytes: [`BodyEncoder::body_estimate`] counts each Sekoia.io event's
+/// escapes, which the batcher already did once per event (about 1.7 µs per CloudFront
+/// event).
+fn compressed_room(batch: &BatchEvents, only: Option<&[usize]>, ratio: usize) -> usize {
+    selected(batch, only).map(|e| e.len() + 1).sum::<usize>() / ratio + 64
 }
 
 /// The events `only` of `batch` (all when `None`), in that order.
